@@ -1,0 +1,502 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include "efl_archive.h"
+#include "efl_buf.h"
+#include "efl_map.h"
+
+#define HEADER_MAGIC 0x184D2A5Eu   /* a zstd skippable frame */
+#define HEADER_TAG "EFLAMBE"       /* 8 bytes with its NUL */
+#define HEADER_MAX (1u << 20)
+#define ZSTD_LEVEL 3
+/* Frame size bounds what a reader holds in memory at once. */
+#define FRAME_RECORD_BYTES (1u << 20)
+#define FRAME_DECODED_MAX (64u << 20)
+#define COMPRESS_CHUNK (128u << 10)
+#define NAME_MAX_BYTES 1024
+#define RING_MAX 65535u
+/* Keeps symbol ids small enough for the folder's 64-bit frame keys. */
+#define IDS_MAX (1u << 24)
+
+static int has_mfa(unsigned kind)
+{
+    return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END;
+}
+
+/* ---- writer --------------------------------------------------------- */
+
+struct efl_archive_writer {
+    FILE *file;
+    ZSTD_CCtx *cctx;
+    struct efl_buf records;   /* encoded, not yet handed to zstd */
+    size_t frame_bytes;       /* record bytes in the current frame */
+    struct efl_buf out;       /* zstd output scratch */
+    struct efl_map atoms;     /* raw atom -> symbol id */
+    struct efl_map pids;      /* raw pid -> process id */
+    uint32_t symbols, processes;
+    uint64_t events, drops, bytes_written;
+    struct efl_namer namer;
+};
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static efl_status write_bytes(struct efl_archive_writer *w, const void *p, size_t n)
+{
+    EFL_RETURN_ERROR_IF(n > 0 && fwrite(p, 1, n, w->file) != n, EFL_ERR_IO);
+    w->bytes_written += n;
+    return EFL_OK;
+}
+
+static efl_status write_header(struct efl_archive_writer *w, const char *meta)
+{
+    size_t meta_len = meta ? strlen(meta) : 0;
+    size_t payload = 8 + 4 + meta_len;
+    EFL_RETURN_ERROR_IF(payload > HEADER_MAX, EFL_ERR_LIMIT);
+    unsigned char head[8 + 12];
+    put_le32(head, HEADER_MAGIC);
+    put_le32(head + 4, (uint32_t)payload);
+    memcpy(head + 8, HEADER_TAG, 8);
+    head[16] = EFL_ARCHIVE_MAJOR & 0xff;
+    head[17] = EFL_ARCHIVE_MAJOR >> 8;
+    head[18] = EFL_ARCHIVE_MINOR & 0xff;
+    head[19] = EFL_ARCHIVE_MINOR >> 8;
+    EFL_FORWARD_IF_ERROR(write_bytes(w, head, sizeof head));
+    return write_bytes(w, meta, meta_len);
+}
+
+/* Hands the pending records to zstd; ZSTD_e_end closes the frame. */
+static efl_status compress(struct efl_archive_writer *w, ZSTD_EndDirective mode)
+{
+    ZSTD_inBuffer in = {w->records.data, w->records.len, 0};
+    for (;;) {
+        ZSTD_outBuffer out = {w->out.data, w->out.cap, 0};
+        size_t left = ZSTD_compressStream2(w->cctx, &out, &in, mode);
+        EFL_RETURN_ERROR_IF(ZSTD_isError(left), EFL_ERR_ZSTD);
+        EFL_FORWARD_IF_ERROR(write_bytes(w, out.dst, out.pos));
+        int done = mode == ZSTD_e_end ? left == 0 : in.pos == in.size;
+        if (done)
+            break;
+    }
+    w->records.len = 0;
+    return EFL_OK;
+}
+
+static efl_status after_record(struct efl_archive_writer *w, size_t before)
+{
+    w->frame_bytes += w->records.len - before;
+    if (w->records.len >= COMPRESS_CHUNK)
+        EFL_FORWARD_IF_ERROR(compress(w, ZSTD_e_continue));
+    return EFL_OK;
+}
+
+static efl_status put_named(struct efl_archive_writer *w, unsigned tag, uint32_t id,
+                            const char *name, size_t len)
+{
+    size_t before = w->records.len;
+    EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 20 + len));
+    w->records.data[w->records.len++] = (unsigned char)tag;
+    efl_buf_put_varint_unchecked(&w->records, id);
+    efl_buf_put_varint_unchecked(&w->records, len);
+    memcpy(w->records.data + w->records.len, name, len);
+    w->records.len += len;
+    return after_record(w, before);
+}
+
+static efl_status symbol_id(struct efl_archive_writer *w, uint32_t raw, uint32_t *id)
+{
+    if (raw == 0) {
+        *id = 0;
+        return EFL_OK;
+    }
+    *id = efl_map_get(&w->atoms, raw);
+    if (*id != EFL_MAP_NONE)
+        return EFL_OK;
+    char name[NAME_MAX_BYTES];
+    size_t len = w->namer.atom(w->namer.ctx, raw, name, sizeof name);
+    *id = ++w->symbols;
+    EFL_FORWARD_IF_ERROR(efl_map_put(&w->atoms, raw, *id));
+    return put_named(w, EFL_REC_SYMBOL, *id, name, len < sizeof name ? len : sizeof name);
+}
+
+static efl_status process_id(struct efl_archive_writer *w, uint64_t raw, uint32_t *id)
+{
+    *id = efl_map_get(&w->pids, raw);
+    if (*id != EFL_MAP_NONE)
+        return EFL_OK;
+    char name[NAME_MAX_BYTES];
+    size_t len = w->namer.pid(w->namer.ctx, raw, name, sizeof name);
+    *id = ++w->processes;
+    EFL_FORWARD_IF_ERROR(efl_map_put(&w->pids, raw, *id));
+    return put_named(w, EFL_REC_PROCESS, *id, name, len < sizeof name ? len : sizeof name);
+}
+
+efl_status efl_archive_writer_open(struct efl_archive_writer **wp, const char *path,
+                                   const char *meta, const struct efl_namer *namer)
+{
+    struct efl_archive_writer *w = calloc(1, sizeof *w);
+    EFL_RETURN_ERROR_IF(w == NULL, EFL_ERR_NOMEM);
+    w->namer = *namer;
+    w->file = fopen(path, "wb");
+    w->cctx = ZSTD_createCCtx();
+    efl_status s = EFL_OK;
+    if (w->file == NULL)
+        s = EFL_ERR_IO;
+    else if (w->cctx == NULL || efl_buf_reserve(&w->out, ZSTD_CStreamOutSize()) != EFL_OK)
+        s = EFL_ERR_NOMEM;
+    else if (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
+             ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1)))
+        s = EFL_ERR_ZSTD;
+    else
+        s = write_header(w, meta);
+    if (s != EFL_OK) {
+        efl_archive_writer_abort(w);
+        return s;
+    }
+    *wp = w;
+    return EFL_OK;
+}
+
+efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring,
+                                     const struct efl_event *ev, size_t n)
+{
+    if (n == 0)
+        return EFL_OK;
+    size_t before = w->records.len;
+    EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 20));
+    w->records.data[w->records.len++] = EFL_REC_RING;
+    efl_buf_put_varint_unchecked(&w->records, ring);
+    efl_buf_put_varint_unchecked(&w->records, ev[0].ts);
+    EFL_FORWARD_IF_ERROR(after_record(w, before));
+
+    uint64_t prev = ev[0].ts;
+    for (size_t i = 0; i < n; i++) {
+        const struct efl_event *e = &ev[i];
+        uint32_t pid, mod = 0, fun = 0;
+        EFL_FORWARD_IF_ERROR(process_id(w, e->pid, &pid));
+        if (has_mfa(e->kind)) {
+            EFL_FORWARD_IF_ERROR(symbol_id(w, e->mod, &mod));
+            if (mod != 0)
+                EFL_FORWARD_IF_ERROR(symbol_id(w, e->fun, &fun));
+        }
+        /* One thread's clock never goes back; guard anyway so a delta is
+         * never negative. */
+        uint64_t delta = e->ts >= prev ? e->ts - prev : 0;
+        prev = e->ts >= prev ? e->ts : prev;
+
+        before = w->records.len;
+        EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 4 * 10 + 1));
+        w->records.data[w->records.len++] = (unsigned char)(EFL_REC_EVENT + e->kind);
+        efl_buf_put_varint_unchecked(&w->records, delta);
+        efl_buf_put_varint_unchecked(&w->records, pid);
+        if (has_mfa(e->kind)) {
+            efl_buf_put_varint_unchecked(&w->records, mod);
+            if (mod != 0) {
+                efl_buf_put_varint_unchecked(&w->records, fun);
+                w->records.data[w->records.len++] = e->arity;
+            }
+        }
+        EFL_FORWARD_IF_ERROR(after_record(w, before));
+    }
+    w->events += n;
+    if (w->frame_bytes >= FRAME_RECORD_BYTES)
+        EFL_FORWARD_IF_ERROR(efl_archive_writer_end_frame(w));
+    return EFL_OK;
+}
+
+efl_status efl_archive_writer_drops(struct efl_archive_writer *w, uint32_t ring, uint64_t count)
+{
+    if (count == 0)
+        return EFL_OK;
+    size_t before = w->records.len;
+    EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 20));
+    w->records.data[w->records.len++] = EFL_REC_DROPS;
+    efl_buf_put_varint_unchecked(&w->records, ring);
+    efl_buf_put_varint_unchecked(&w->records, count);
+    w->drops += count;
+    return after_record(w, before);
+}
+
+size_t efl_archive_writer_frame_bytes(const struct efl_archive_writer *w)
+{
+    return w->frame_bytes;
+}
+
+efl_status efl_archive_writer_end_frame(struct efl_archive_writer *w)
+{
+    if (w->frame_bytes == 0)
+        return EFL_OK;
+    EFL_FORWARD_IF_ERROR(compress(w, ZSTD_e_end));
+    w->frame_bytes = 0;
+    return fflush(w->file) == 0 ? EFL_OK : EFL_ERR_IO;
+}
+
+static void writer_free(struct efl_archive_writer *w)
+{
+    ZSTD_freeCCtx(w->cctx);
+    efl_buf_free(&w->records);
+    efl_buf_free(&w->out);
+    efl_map_free(&w->atoms);
+    efl_map_free(&w->pids);
+    free(w);
+}
+
+efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *bytes_written)
+{
+    size_t before = w->records.len;
+    efl_status s = efl_buf_reserve(&w->records, 1 + 20);
+    if (s == EFL_OK) {
+        w->records.data[w->records.len++] = EFL_REC_END;
+        efl_buf_put_varint_unchecked(&w->records, w->events);
+        efl_buf_put_varint_unchecked(&w->records, w->drops);
+        w->frame_bytes += w->records.len - before;
+        s = efl_archive_writer_end_frame(w);
+    }
+    if (fclose(w->file) != 0 && s == EFL_OK)
+        s = EFL_ERR_IO;
+    if (bytes_written)
+        *bytes_written = w->bytes_written;
+    writer_free(w);
+    return s;
+}
+
+void efl_archive_writer_abort(struct efl_archive_writer *w)
+{
+    if (w->file)
+        fclose(w->file);
+    writer_free(w);
+}
+
+/* ---- reader --------------------------------------------------------- */
+
+struct source {
+    FILE *file;
+    const unsigned char *mem;
+    size_t len, pos;
+};
+
+static size_t source_read(struct source *src, void *buf, size_t n)
+{
+    if (src->file)
+        return fread(buf, 1, n, src->file);
+    size_t k = src->len - src->pos < n ? src->len - src->pos : n;
+    memcpy(buf, src->mem + src->pos, k);
+    src->pos += k;
+    return k;
+}
+
+struct reader {
+    const struct efl_archive_visitor *v;
+    struct efl_archive_summary *sum;
+    uint32_t symbols, processes;
+    int have_ring;
+    uint32_t ring;
+    uint64_t ts;
+};
+
+static efl_status read_header(struct reader *r, struct source *src)
+{
+    unsigned char head[8];
+    size_t got = source_read(src, head, sizeof head);
+    EFL_RETURN_ERROR_IF(got == 0, EFL_ERR_EMPTY);
+    EFL_RETURN_ERROR_IF(got < sizeof head || get_le32(head) != HEADER_MAGIC, EFL_ERR_NOT_ARCHIVE);
+    uint32_t size = get_le32(head + 4);
+    EFL_RETURN_ERROR_IF(size < 12, EFL_ERR_NOT_ARCHIVE);
+    EFL_RETURN_ERROR_IF(size > HEADER_MAX, EFL_ERR_CORRUPT);
+    unsigned char *payload = malloc(size);
+    EFL_RETURN_ERROR_IF(payload == NULL, EFL_ERR_NOMEM);
+    efl_status s = EFL_OK;
+    if (source_read(src, payload, size) != size)
+        s = EFL_ERR_CORRUPT;
+    else if (memcmp(payload, HEADER_TAG, 8) != 0)
+        s = EFL_ERR_NOT_ARCHIVE;
+    else {
+        r->sum->major = payload[8] | payload[9] << 8;
+        r->sum->minor = payload[10] | payload[11] << 8;
+        if (r->sum->major > EFL_ARCHIVE_MAJOR || r->sum->major == 0)
+            s = EFL_ERR_VERSION;
+    }
+    const char *p = (const char *)payload + 12, *end = (const char *)payload + size;
+    while (s == EFL_OK && p < end && r->v->meta) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        s = r->v->meta(r->v->ctx, p, (size_t)(stop - p));
+        p = nl ? nl + 1 : end;
+    }
+    free(payload);
+    return s;
+}
+
+static efl_status read_id(struct efl_cursor *c, uint32_t limit, int zero_ok, uint32_t *id)
+{
+    uint64_t v;
+    EFL_FORWARD_IF_ERROR(efl_cursor_varint(c, &v));
+    EFL_RETURN_ERROR_IF(v > limit || (v == 0 && !zero_ok), EFL_ERR_CORRUPT);
+    *id = (uint32_t)v;
+    return EFL_OK;
+}
+
+static efl_status parse_named(struct reader *r, struct efl_cursor *c, uint32_t *count,
+                              efl_status (*cb)(void *, uint32_t, const char *, size_t))
+{
+    uint64_t id, len;
+    const unsigned char *name;
+    EFL_FORWARD_IF_ERROR(efl_cursor_varint(c, &id));
+    EFL_RETURN_ERROR_IF(id != (uint64_t)*count + 1, EFL_ERR_CORRUPT);
+    EFL_RETURN_ERROR_IF(id >= IDS_MAX, EFL_ERR_LIMIT);
+    EFL_FORWARD_IF_ERROR(efl_cursor_varint(c, &len));
+    EFL_RETURN_ERROR_IF(len > NAME_MAX_BYTES, EFL_ERR_CORRUPT);
+    EFL_FORWARD_IF_ERROR(efl_cursor_bytes(c, (size_t)len, &name));
+    *count = (uint32_t)id;
+    return cb ? cb(r->v->ctx, (uint32_t)id, (const char *)name, (size_t)len) : EFL_OK;
+}
+
+static efl_status parse_event(struct reader *r, struct efl_cursor *c, unsigned kind)
+{
+    struct efl_record e = {0};
+    uint64_t delta;
+    EFL_RETURN_ERROR_IF(!r->have_ring, EFL_ERR_CORRUPT);
+    EFL_FORWARD_IF_ERROR(efl_cursor_varint(c, &delta));
+    EFL_RETURN_ERROR_IF(delta > UINT64_MAX - r->ts, EFL_ERR_CORRUPT);
+    r->ts += delta;
+    e.ts = r->ts;
+    e.kind = (uint8_t)kind;
+    EFL_FORWARD_IF_ERROR(read_id(c, r->processes, 0, &e.pid));
+    if (has_mfa(kind)) {
+        EFL_FORWARD_IF_ERROR(read_id(c, r->symbols, 1, &e.mod));
+        if (e.mod != 0) {
+            const unsigned char *arity;
+            EFL_FORWARD_IF_ERROR(read_id(c, r->symbols, 0, &e.fun));
+            EFL_FORWARD_IF_ERROR(efl_cursor_bytes(c, 1, &arity));
+            e.arity = *arity;
+        }
+    }
+    r->sum->events++;
+    return r->v->event ? r->v->event(r->v->ctx, r->ring, &e) : EFL_OK;
+}
+
+static efl_status parse_frame(struct reader *r, const unsigned char *data, size_t len)
+{
+    struct efl_cursor c = {data, data + len};
+    while (c.p < c.end) {
+        unsigned tag = *c.p++;
+        uint64_t a, b;
+        switch (tag) {
+        case EFL_REC_SYMBOL:
+            EFL_FORWARD_IF_ERROR(parse_named(r, &c, &r->symbols, r->v->symbol));
+            break;
+        case EFL_REC_PROCESS:
+            EFL_FORWARD_IF_ERROR(parse_named(r, &c, &r->processes, r->v->process));
+            break;
+        case EFL_REC_RING:
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &b));
+            EFL_RETURN_ERROR_IF(a > RING_MAX, EFL_ERR_CORRUPT);
+            r->have_ring = 1;
+            r->ring = (uint32_t)a;
+            r->ts = b;
+            break;
+        case EFL_REC_DROPS:
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &b));
+            EFL_RETURN_ERROR_IF(a > RING_MAX, EFL_ERR_CORRUPT);
+            r->sum->drops += b;
+            if (r->v->drops)
+                EFL_FORWARD_IF_ERROR(r->v->drops(r->v->ctx, (uint32_t)a, b));
+            break;
+        case EFL_REC_END:
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &b));
+            r->sum->ended = 1;
+            r->sum->declared_events = a;
+            break;
+        default:
+            EFL_RETURN_ERROR_IF(tag <= EFL_REC_EVENT || tag >= EFL_REC_EVENT + EFL_EV_KIND_END,
+                                EFL_ERR_CORRUPT);
+            EFL_FORWARD_IF_ERROR(parse_event(r, &c, tag - EFL_REC_EVENT));
+        }
+    }
+    return EFL_OK;
+}
+
+/* Decodes frame after frame; records of a frame are parsed only once the
+ * frame is complete, so a cut-off tail is ignored as a whole. */
+static efl_status read_frames(struct reader *r, struct source *src, ZSTD_DCtx *d,
+                              struct efl_buf *in_buf, struct efl_buf *frame)
+{
+    for (;;) {
+        size_t got = source_read(src, in_buf->data, in_buf->cap);
+        if (got == 0)
+            break;
+        ZSTD_inBuffer in = {in_buf->data, got, 0};
+        while (in.pos < in.size) {
+            if (frame->cap - frame->len < ZSTD_DStreamOutSize()) {
+                EFL_RETURN_ERROR_IF(frame->len >= FRAME_DECODED_MAX, EFL_ERR_LIMIT);
+                EFL_FORWARD_IF_ERROR(efl_buf_reserve(frame, ZSTD_DStreamOutSize()));
+            }
+            ZSTD_outBuffer out = {frame->data, frame->cap, frame->len};
+            size_t ret = ZSTD_decompressStream(d, &out, &in);
+            EFL_RETURN_ERROR_IF(ZSTD_isError(ret), EFL_ERR_CORRUPT);
+            frame->len = out.pos;
+            if (ret == 0) {
+                EFL_FORWARD_IF_ERROR(parse_frame(r, frame->data, frame->len));
+                r->sum->frames++;
+                frame->len = 0;
+            }
+        }
+    }
+    r->sum->truncated = !r->sum->ended;
+    return EFL_OK;
+}
+
+static efl_status read_source(struct source *src, const struct efl_archive_visitor *v,
+                              struct efl_archive_summary *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    struct reader r = {.v = v, .sum = sum};
+    EFL_FORWARD_IF_ERROR(read_header(&r, src));
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    EFL_RETURN_ERROR_IF(d == NULL, EFL_ERR_NOMEM);
+    struct efl_buf in_buf = {0}, frame = {0};
+    efl_status s = EFL_OK;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 23)))
+        s = EFL_ERR_ZSTD;
+    else if (efl_buf_reserve(&in_buf, ZSTD_DStreamInSize()) != EFL_OK)
+        s = EFL_ERR_NOMEM;
+    else
+        s = read_frames(&r, src, d, &in_buf, &frame);
+    efl_buf_free(&in_buf);
+    efl_buf_free(&frame);
+    ZSTD_freeDCtx(d);
+    return s;
+}
+
+efl_status efl_archive_read_file(const char *path, const struct efl_archive_visitor *v,
+                                 struct efl_archive_summary *summary)
+{
+    struct source src = {.file = fopen(path, "rb")};
+    EFL_RETURN_ERROR_IF(src.file == NULL, EFL_ERR_IO);
+    efl_status s = read_source(&src, v, summary);
+    if (s == EFL_OK && ferror(src.file))
+        s = EFL_ERR_IO;
+    fclose(src.file);
+    return s;
+}
+
+efl_status efl_archive_read_mem(const void *data, size_t len, const struct efl_archive_visitor *v,
+                                struct efl_archive_summary *summary)
+{
+    struct source src = {.mem = data, .len = len};
+    return read_source(&src, v, summary);
+}

@@ -1,0 +1,92 @@
+/* The trace archive: a zstd skippable frame holding the header and metadata,
+ * then zstd frames of varint records (doc/archive-format.adoc). The writer
+ * runs on the flusher thread; the reader serves the folder and the CLI.
+ * Neither depends on erl_nif.h. */
+#ifndef EFL_ARCHIVE_H
+#define EFL_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efl_event.h"
+#include "efl_status.h"
+
+#define EFL_ARCHIVE_MAJOR 1
+#define EFL_ARCHIVE_MINOR 0
+
+/* Record tags. Event records are EFL_REC_EVENT + kind. */
+enum efl_record_tag {
+    EFL_REC_SYMBOL = 0x01,
+    EFL_REC_PROCESS = 0x02,
+    EFL_REC_RING = 0x03,
+    EFL_REC_DROPS = 0x04,
+    EFL_REC_END = 0x05,
+    EFL_REC_EVENT = 0x10
+};
+
+/* Turns raw VM values into text. Writes at most cap bytes, returns the
+ * length written. Called on the writer's thread only. */
+struct efl_namer {
+    void *ctx;
+    size_t (*atom)(void *ctx, uint32_t raw, char *buf, size_t cap);
+    size_t (*pid)(void *ctx, uint64_t raw, char *buf, size_t cap);
+};
+
+struct efl_archive_writer;
+
+/* meta: "key=value\n" lines stored in the header. */
+efl_status efl_archive_writer_open(struct efl_archive_writer **w, const char *path,
+                                   const char *meta, const struct efl_namer *namer);
+/* Appends events drained from one ring (oldest first). */
+efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring,
+                                     const struct efl_event *ev, size_t n);
+/* Records that `count` more events of that ring were dropped. */
+efl_status efl_archive_writer_drops(struct efl_archive_writer *w, uint32_t ring, uint64_t count);
+/* Record bytes written since the current frame began. */
+size_t efl_archive_writer_frame_bytes(const struct efl_archive_writer *w);
+/* Ends the current zstd frame so a reader can use everything written so far. */
+efl_status efl_archive_writer_end_frame(struct efl_archive_writer *w);
+/* Writes the end record and closes the file. Frees w whatever the result. */
+efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *bytes_written);
+/* Closes without the end record (an aborted run). Frees w. */
+void efl_archive_writer_abort(struct efl_archive_writer *w);
+
+/* A decoded event: pid, mod and fun are archive ids (0 = none). */
+struct efl_record {
+    uint64_t ts;
+    uint32_t pid;
+    uint32_t mod;
+    uint32_t fun;
+    uint8_t kind;
+    uint8_t arity;
+};
+
+/* Callbacks return EFL_OK to go on; any other status stops the read and is
+ * returned. Symbol and process ids are dense, starting at 1. Any may be NULL. */
+struct efl_archive_visitor {
+    void *ctx;
+    efl_status (*meta)(void *ctx, const char *line, size_t len);
+    efl_status (*symbol)(void *ctx, uint32_t id, const char *s, size_t len);
+    efl_status (*process)(void *ctx, uint32_t id, const char *s, size_t len);
+    efl_status (*event)(void *ctx, uint32_t ring, const struct efl_record *r);
+    efl_status (*drops)(void *ctx, uint32_t ring, uint64_t count);
+};
+
+struct efl_archive_summary {
+    unsigned major, minor;
+    uint64_t frames;          /* complete zstd frames read */
+    uint64_t events;          /* event records read */
+    uint64_t drops;           /* sum of drop records */
+    int ended;                /* the end record was read */
+    int truncated;            /* the file stops before the end record */
+    uint64_t declared_events; /* from the end record */
+};
+
+/* Reads everything up to the last complete frame. A file cut off mid-write
+ * is not an error: summary->truncated says so. */
+efl_status efl_archive_read_file(const char *path, const struct efl_archive_visitor *v,
+                                 struct efl_archive_summary *summary);
+efl_status efl_archive_read_mem(const void *data, size_t len, const struct efl_archive_visitor *v,
+                                struct efl_archive_summary *summary);
+
+#endif

@@ -1,0 +1,45 @@
+/* Growable byte buffer, and the LEB128 varints the archive is made of. */
+#ifndef EFL_BUF_H
+#define EFL_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efl_status.h"
+
+struct efl_buf {
+    unsigned char *data;
+    size_t len;
+    size_t cap;
+};
+
+void efl_buf_free(struct efl_buf *b);
+efl_status efl_buf_reserve(struct efl_buf *b, size_t extra);
+efl_status efl_buf_append(struct efl_buf *b, const void *p, size_t n);
+efl_status efl_buf_puts(struct efl_buf *b, const char *s);
+efl_status efl_buf_printf(struct efl_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Caller has reserved 10 bytes. */
+static inline void efl_buf_put_varint_unchecked(struct efl_buf *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        b->data[b->len++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    b->data[b->len++] = (unsigned char)v;
+}
+
+efl_status efl_buf_put_varint(struct efl_buf *b, uint64_t v);
+
+/* A bounds-checked reader over bytes someone else owns. */
+struct efl_cursor {
+    const unsigned char *p;
+    const unsigned char *end;
+};
+
+/* Both return EFL_ERR_CORRUPT when the input ends early or is malformed. */
+efl_status efl_cursor_varint(struct efl_cursor *c, uint64_t *v);
+efl_status efl_cursor_bytes(struct efl_cursor *c, size_t n, const unsigned char **out);
+
+#endif

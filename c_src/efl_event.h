@@ -1,0 +1,36 @@
+/* The fixed-size record a tracer callback writes into its thread's ring. */
+#ifndef EFL_EVENT_H
+#define EFL_EVENT_H
+
+#include <stdint.h>
+
+/* Values are part of the archive format (doc/archive-format.adoc): append only. */
+enum efl_event_kind {
+    EFL_EV_CALL = 1,       /* local call of mod:fun/arity: push */
+    EFL_EV_RETURN_TO,      /* returned into mod:fun/arity (0/0: undefined): pop to it */
+    EFL_EV_ROOT_CALL,      /* meta call of the profiled function: opens the window */
+    EFL_EV_ROOT_RETURN,    /* meta return_from of the profiled function */
+    EFL_EV_ROOT_EXCEPTION, /* meta exception_from of the profiled function */
+    EFL_EV_IN,             /* scheduled in */
+    EFL_EV_OUT,            /* scheduled out */
+    EFL_EV_GC_START,       /* garbage collection starts */
+    EFL_EV_GC_END,         /* garbage collection ends */
+    EFL_EV_KIND_END
+};
+
+/* 32 bytes. pid and the atoms are the VM's raw immediate term values (a local
+ * pid and an atom are immediates, valid in any environment): the flusher turns
+ * them into text later, off the scheduler. An MFA of 0/0 means "none". */
+struct efl_event {
+    uint64_t ts;     /* CLOCK_MONOTONIC, nanoseconds */
+    uint64_t pid;
+    uint32_t mod;
+    uint32_t fun;
+    uint8_t kind;    /* enum efl_event_kind */
+    uint8_t arity;
+    uint8_t pad[6];
+};
+
+_Static_assert(sizeof(struct efl_event) == 32, "efl_event must stay 32 bytes");
+
+#endif

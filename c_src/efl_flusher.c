@@ -1,0 +1,151 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <erl_nif.h>
+
+#include "efl_flusher.h"
+
+#define DRAIN_BATCH 4096
+/* Drain often enough that a busy scheduler rarely fills its ring... */
+#define IDLE_WAIT_NS 1000000L
+/* ...but end a zstd frame only now and then: small frames compress badly. */
+#define FRAME_INTERVAL_NS 250000000LL
+
+struct efl_flusher {
+    struct efl_ring *rings;
+    size_t nrings;
+    uint64_t *seen_drops;
+    struct efl_event *batch;
+    struct efl_archive_writer *writer;
+    struct efl_flush_stats stats;
+    ErlNifTid tid;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int shutdown;  /* guarded by lock */
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Writes what a ring holds now. After a writer failure the events are
+ * still drained, and discarded, so producers keep their rings free. */
+static size_t drain_ring(struct efl_flusher *f, size_t i)
+{
+    size_t total = 0, n;
+    do {
+        n = efl_ring_drain(&f->rings[i], f->batch, DRAIN_BATCH);
+        total += n;
+        if (n > 0 && f->stats.status == EFL_OK)
+            f->stats.status = efl_archive_writer_events(f->writer, (uint32_t)i, f->batch, n);
+    } while (n == DRAIN_BATCH);
+    uint64_t dropped = efl_ring_dropped(&f->rings[i]);
+    if (dropped > f->seen_drops[i]) {
+        f->stats.drops += dropped - f->seen_drops[i];
+        if (f->stats.status == EFL_OK)
+            f->stats.status = efl_archive_writer_drops(f->writer, (uint32_t)i,
+                                                       dropped - f->seen_drops[i]);
+        f->seen_drops[i] = dropped;
+    }
+    return total;
+}
+
+static void *run(void *arg)
+{
+    struct efl_flusher *f = arg;
+    int64_t frame_start = now_ns();
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        int stopping = f->shutdown;
+        pthread_mutex_unlock(&f->lock);
+
+        size_t drained = 0;
+        for (size_t i = 0; i < f->nrings; i++)
+            drained += drain_ring(f, i);
+        f->stats.events += drained;
+
+        int64_t now = now_ns();
+        if (now - frame_start >= FRAME_INTERVAL_NS) {
+            if (f->stats.status == EFL_OK)
+                f->stats.status = efl_archive_writer_end_frame(f->writer);
+            frame_start = now;
+        }
+        /* Producers stopped before shutdown was set: a pass that found
+         * nothing after it means every ring is empty for good. */
+        if (stopping && drained == 0)
+            break;
+        if (drained == 0) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += IDLE_WAIT_NS;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_mutex_lock(&f->lock);
+            while (!f->shutdown && pthread_cond_timedwait(&f->wake, &f->lock, &until) != ETIMEDOUT)
+                ;
+            pthread_mutex_unlock(&f->lock);
+        }
+    }
+    if (f->stats.status == EFL_OK) {
+        f->stats.status = efl_archive_writer_close(f->writer, &f->stats.bytes);
+    } else {
+        efl_archive_writer_abort(f->writer);
+    }
+    f->writer = NULL;
+    return NULL;
+}
+
+static void flusher_free(struct efl_flusher *f)
+{
+    pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->wake);
+    free(f->seen_drops);
+    free(f->batch);
+    free(f);
+}
+
+efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, size_t nrings,
+                             struct efl_archive_writer *writer)
+{
+    struct efl_flusher *f = calloc(1, sizeof *f);
+    EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
+    f->rings = rings;
+    f->nrings = nrings;
+    f->writer = writer;
+    f->seen_drops = calloc(nrings, sizeof *f->seen_drops);
+    f->batch = malloc(DRAIN_BATCH * sizeof *f->batch);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (f->seen_drops == NULL || f->batch == NULL) {
+        flusher_free(f);
+        return EFL_ERR_NOMEM;
+    }
+    if (enif_thread_create("eflambe_flusher", &f->tid, run, f, NULL) != 0) {
+        flusher_free(f);
+        return EFL_ERR_NOMEM;
+    }
+    *fp = f;
+    return EFL_OK;
+}
+
+void efl_flusher_stop(struct efl_flusher *f, struct efl_flush_stats *stats)
+{
+    pthread_mutex_lock(&f->lock);
+    f->shutdown = 1;
+    pthread_cond_signal(&f->wake);
+    pthread_mutex_unlock(&f->lock);
+    enif_thread_join(f->tid, NULL);
+    *stats = f->stats;
+    flusher_free(f);
+}

@@ -1,0 +1,31 @@
+/* The flusher: one thread that drains every ring into the archive writer. */
+#ifndef EFL_FLUSHER_H
+#define EFL_FLUSHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efl_archive.h"
+#include "efl_ring.h"
+#include "efl_status.h"
+
+struct efl_flusher;
+
+struct efl_flush_stats {
+    uint64_t events;   /* events written to the archive */
+    uint64_t drops;    /* events lost to full rings */
+    uint64_t bytes;    /* archive size */
+    efl_status status; /* first failure of the writer, if any */
+};
+
+/* Starts the thread. The flusher owns the writer from now on; the rings stay
+ * the caller's and must outlive efl_flusher_stop. */
+efl_status efl_flusher_start(struct efl_flusher **f, struct efl_ring *rings, size_t nrings,
+                             struct efl_archive_writer *writer);
+
+/* The caller guarantees no producer will push again. Sets the shutdown flag
+ * under the mutex, signals, joins: the thread first drains every ring
+ * empty, then closes the archive. Frees f. */
+void efl_flusher_stop(struct efl_flusher *f, struct efl_flush_stats *stats);
+
+#endif

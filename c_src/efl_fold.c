@@ -1,0 +1,419 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "efl_fold.h"
+#include "efl_map.h"
+
+struct ring_events {
+    struct efl_record *ev;
+    size_t n, cap, pos;
+};
+
+struct proc_state {
+    uint32_t node;       /* current stack; 0 before the process is seen */
+    uint32_t proc_node;  /* the process's own node, its stacks' base */
+    uint64_t last_ts;
+    uint32_t root_depth; /* open profiled calls (meta call minus return) */
+    uint8_t seen, out, gc;
+    uint8_t scoped;      /* has root events: only time inside them counts */
+};
+
+struct efl_folder {
+    struct efl_profile *p;
+    size_t symbols_cap, processes_cap, frames_cap, nodes_cap;
+    struct ring_events *rings;
+    size_t nrings;
+    struct efl_map frame_ids;   /* frame key -> frame index */
+    struct efl_map node_ids;    /* (parent << 32 | frame) -> node index */
+    struct proc_state *procs;
+};
+
+#define GROW(arr, count, cap)                                                   \
+    do {                                                                        \
+        if ((count) >= (cap)) {                                                 \
+            size_t ncap_ = (cap) ? (cap) * 2 : 64;                              \
+            void *np_ = realloc((arr), ncap_ * sizeof *(arr));                  \
+            EFL_RETURN_ERROR_IF(np_ == NULL, EFL_ERR_NOMEM);                    \
+            (arr) = np_;                                                        \
+            (cap) = ncap_;                                                      \
+        }                                                                       \
+    } while (0)
+
+efl_status efl_folder_new(struct efl_folder **fp)
+{
+    struct efl_folder *f = calloc(1, sizeof *f);
+    EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
+    f->p = calloc(1, sizeof *f->p);
+    if (f->p == NULL) {
+        free(f);
+        return EFL_ERR_NOMEM;
+    }
+    *fp = f;
+    return EFL_OK;
+}
+
+void efl_folder_free(struct efl_folder *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < f->nrings; i++)
+        free(f->rings[i].ev);
+    free(f->rings);
+    free(f->procs);
+    efl_map_free(&f->frame_ids);
+    efl_map_free(&f->node_ids);
+    efl_profile_free(f->p);
+    free(f);
+}
+
+void efl_profile_free(struct efl_profile *p)
+{
+    if (p == NULL)
+        return;
+    for (uint32_t i = 1; i <= p->nsymbols; i++)
+        free(p->symbols[i]);
+    for (uint32_t i = 1; i <= p->nprocesses; i++)
+        free(p->processes[i]);
+    free(p->symbols);
+    free(p->processes);
+    free(p->frames);
+    free(p->nodes);
+    free(p);
+}
+
+static efl_status add_name(char ***arr, uint32_t *count, size_t *cap, uint32_t id,
+                           const char *s, size_t len)
+{
+    /* The reader guarantees dense ids; slot 0 stays unused. */
+    EFL_RETURN_ERROR_IF(id != *count + 1, EFL_ERR_CORRUPT);
+    GROW(*arr, (size_t)id, *cap);
+    char *copy = malloc(len + 1);
+    EFL_RETURN_ERROR_IF(copy == NULL, EFL_ERR_NOMEM);
+    memcpy(copy, s, len);
+    copy[len] = 0;
+    (*arr)[id] = copy;
+    *count = id;
+    return EFL_OK;
+}
+
+static efl_status on_symbol(void *ctx, uint32_t id, const char *s, size_t len)
+{
+    struct efl_folder *f = ctx;
+    return add_name(&f->p->symbols, &f->p->nsymbols, &f->symbols_cap, id, s, len);
+}
+
+static efl_status on_process(void *ctx, uint32_t id, const char *s, size_t len)
+{
+    struct efl_folder *f = ctx;
+    return add_name(&f->p->processes, &f->p->nprocesses, &f->processes_cap, id, s, len);
+}
+
+static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
+{
+    struct efl_folder *f = ctx;
+    if (ring >= f->nrings) {
+        struct ring_events *rings = realloc(f->rings, (ring + 1) * sizeof *rings);
+        EFL_RETURN_ERROR_IF(rings == NULL, EFL_ERR_NOMEM);
+        memset(rings + f->nrings, 0, (ring + 1 - f->nrings) * sizeof *rings);
+        f->rings = rings;
+        f->nrings = ring + 1;
+    }
+    struct ring_events *re = &f->rings[ring];
+    GROW(re->ev, re->n, re->cap);
+    re->ev[re->n++] = *r;
+    f->p->events++;
+    return EFL_OK;
+}
+
+static efl_status on_drops(void *ctx, uint32_t ring, uint64_t count)
+{
+    struct efl_folder *f = ctx;
+    (void)ring;
+    f->p->drops += count;
+    return EFL_OK;
+}
+
+struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f)
+{
+    struct efl_archive_visitor v = {
+        .ctx = f,
+        .symbol = on_symbol,
+        .process = on_process,
+        .event = on_event,
+        .drops = on_drops,
+    };
+    return v;
+}
+
+/* ---- interning ------------------------------------------------------ */
+
+static uint64_t frame_key(const struct efl_frame *fr)
+{
+    switch (fr->kind) {
+    case EFL_FRAME_MFA:
+        return (uint64_t)fr->a << 32 | (uint64_t)fr->b << 8 | fr->arity;
+    case EFL_FRAME_PROCESS:
+        return 1ull << 63 | fr->a;
+    default:
+        return 1ull << 62 | fr->kind;
+    }
+}
+
+static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id)
+{
+    uint64_t key = frame_key(fr);
+    *id = efl_map_get(&f->frame_ids, key);
+    if (*id != EFL_MAP_NONE)
+        return EFL_OK;
+    struct efl_profile *p = f->p;
+    GROW(p->frames, p->nframes, f->frames_cap);
+    *id = p->nframes++;
+    p->frames[*id] = *fr;
+    return efl_map_put(&f->frame_ids, key, *id);
+}
+
+static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, uint32_t *id)
+{
+    uint64_t key = (uint64_t)parent << 32 | frame;
+    *id = efl_map_get(&f->node_ids, key);
+    if (*id != EFL_MAP_NONE)
+        return EFL_OK;
+    struct efl_profile *p = f->p;
+    GROW(p->nodes, p->nnodes, f->nodes_cap);
+    *id = p->nnodes++;
+    p->nodes[*id] = (struct efl_node){parent, frame, p->nodes[parent].depth + 1, 0};
+    return efl_map_put(&f->node_ids, key, *id);
+}
+
+static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind, uint32_t *id)
+{
+    struct efl_frame fr = {.kind = kind};
+    uint32_t frame;
+    EFL_FORWARD_IF_ERROR(intern_frame(f, &fr, &frame));
+    return child(f, parent, frame, id);
+}
+
+/* ---- folding -------------------------------------------------------- */
+
+static efl_status mfa_frame(struct efl_folder *f, const struct efl_record *r, uint32_t *frame)
+{
+    struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
+    return intern_frame(f, &fr, frame);
+}
+
+/* Credits the time since the process's previous event to the stack that was
+ * on top during it, with a gc or sleep frame when it was not running. */
+static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
+{
+    if (ps->seen && ps->node != ps->proc_node && ts > ps->last_ts) {
+        uint32_t node = ps->node;
+        if (ps->gc)
+            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_GC, &node));
+        else if (ps->out)
+            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_SLEEP, &node));
+        f->p->nodes[node].self_ns += ts - ps->last_ts;
+        f->p->total_ns += ts - ps->last_ts;
+    }
+    if (ts > ps->last_ts || !ps->seen)
+        ps->last_ts = ts;
+    ps->seen = 1;
+    return EFL_OK;
+}
+
+static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+{
+    const struct efl_node *top = &f->p->nodes[ps->node];
+    /* Direct self-recursion (tail or not) stays one frame. */
+    if (ps->node != ps->proc_node && top->frame == frame)
+        return EFL_OK;
+    if (top->depth >= EFL_FOLD_MAX_DEPTH) {
+        f->p->cut_frames++;
+        return EFL_OK;
+    }
+    return child(f, ps->node, frame, &ps->node);
+}
+
+/* return_to: pop down to the frame; if it is not on the stack, tracing began
+ * below it (or events were lost): it becomes the base of the stack. */
+static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+{
+    for (uint32_t n = ps->node; n != ps->proc_node; n = f->p->nodes[n].parent) {
+        if (f->p->nodes[n].frame == frame) {
+            ps->node = n;
+            return EFL_OK;
+        }
+    }
+    return child(f, ps->proc_node, frame, &ps->node);
+}
+
+static efl_status fold_event(struct efl_folder *f, const struct efl_record *r)
+{
+    struct proc_state *ps = &f->procs[r->pid];
+    if (ps->proc_node == 0) {
+        struct efl_frame fr = {.kind = EFL_FRAME_PROCESS, .a = r->pid};
+        uint32_t frame;
+        EFL_FORWARD_IF_ERROR(intern_frame(f, &fr, &frame));
+        EFL_FORWARD_IF_ERROR(child(f, 0, frame, &ps->proc_node));
+        ps->node = ps->proc_node;
+    }
+    /* A profiled process counts only inside the profiled call. */
+    if (ps->scoped && ps->root_depth == 0 && r->kind != EFL_EV_ROOT_CALL)
+        return EFL_OK;
+    EFL_FORWARD_IF_ERROR(credit(f, ps, r->ts));
+
+    uint32_t frame;
+    switch (r->kind) {
+    case EFL_EV_ROOT_CALL:
+        if (ps->root_depth++ == 0) {
+            ps->out = ps->gc = 0;
+            ps->node = ps->proc_node;
+            if (r->mod != 0) {
+                EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
+                EFL_FORWARD_IF_ERROR(child(f, ps->proc_node, frame, &ps->node));
+            }
+        }
+        break;
+    case EFL_EV_ROOT_RETURN:
+    case EFL_EV_ROOT_EXCEPTION:
+        if (ps->root_depth > 0 && --ps->root_depth == 0)
+            ps->node = ps->proc_node;
+        break;
+    case EFL_EV_CALL:
+        if (r->mod != 0) {
+            EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
+            EFL_FORWARD_IF_ERROR(push(f, ps, frame));
+        }
+        break;
+    case EFL_EV_RETURN_TO:
+        if (r->mod == 0) {
+            ps->node = ps->proc_node;
+        } else {
+            EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
+            EFL_FORWARD_IF_ERROR(pop_to(f, ps, frame));
+        }
+        break;
+    case EFL_EV_IN:
+        ps->out = 0;
+        break;
+    case EFL_EV_OUT:
+        ps->out = 1;
+        break;
+    case EFL_EV_GC_START:
+        ps->gc = 1;
+        break;
+    case EFL_EV_GC_END:
+        ps->gc = 0;
+        break;
+    default:
+        break;
+    }
+    return EFL_OK;
+}
+
+/* Each ring is in time order (one thread, a monotonic clock); the rings are
+ * merged by always taking the oldest head. Ties go to the lower ring so the
+ * result does not depend on anything but the archive. */
+static efl_status merge_and_fold(struct efl_folder *f)
+{
+    for (;;) {
+        struct ring_events *best = NULL;
+        for (size_t i = 0; i < f->nrings; i++) {
+            struct ring_events *re = &f->rings[i];
+            if (re->pos < re->n && (best == NULL || re->ev[re->pos].ts < best->ev[best->pos].ts))
+                best = re;
+        }
+        if (best == NULL)
+            return EFL_OK;
+        /* Take the whole run that stays older than every other head. */
+        uint64_t limit = UINT64_MAX;
+        for (size_t i = 0; i < f->nrings; i++) {
+            struct ring_events *re = &f->rings[i];
+            if (re != best && re->pos < re->n && re->ev[re->pos].ts < limit)
+                limit = re->ev[re->pos].ts;
+        }
+        do {
+            EFL_FORWARD_IF_ERROR(fold_event(f, &best->ev[best->pos]));
+            best->pos++;
+        } while (best->pos < best->n && best->ev[best->pos].ts < limit);
+    }
+}
+
+efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
+{
+    struct efl_profile *p = f->p;
+    efl_status s = EFL_OK;
+    f->procs = calloc((size_t)p->nprocesses + 1, sizeof *f->procs);
+    if (f->procs == NULL)
+        s = EFL_ERR_NOMEM;
+    /* The root node. */
+    if (s == EFL_OK && f->nodes_cap == 0) {
+        f->nodes_cap = 1024;
+        p->nodes = calloc(f->nodes_cap, sizeof *p->nodes);
+        if (p->nodes == NULL)
+            s = EFL_ERR_NOMEM;
+        else
+            p->nnodes = 1;
+    }
+    for (size_t i = 0; s == EFL_OK && i < f->nrings; i++)
+        for (size_t j = 0; j < f->rings[i].n; j++)
+            if (f->rings[i].ev[j].kind == EFL_EV_ROOT_CALL)
+                f->procs[f->rings[i].ev[j].pid].scoped = 1;
+    if (s == EFL_OK)
+        s = merge_and_fold(f);
+    if (s == EFL_OK) {
+        *out = p;
+        f->p = NULL;
+    }
+    efl_folder_free(f);
+    return s;
+}
+
+efl_status efl_fold_archive(const char *path, struct efl_profile **out)
+{
+    struct efl_folder *f;
+    EFL_FORWARD_IF_ERROR(efl_folder_new(&f));
+    struct efl_archive_visitor v = efl_folder_visitor(f);
+    struct efl_archive_summary sum;
+    efl_status s = efl_archive_read_file(path, &v, &sum);
+    if (s != EFL_OK) {
+        efl_folder_free(f);
+        return s;
+    }
+    f->p->truncated = sum.truncated;
+    return efl_folder_finish(f, out);
+}
+
+/* Frame names go into folded lines: no ';' (the separator), no control
+ * characters (line breaks). */
+static efl_status append_clean(struct efl_buf *out, const char *s)
+{
+    size_t start = out->len;
+    EFL_FORWARD_IF_ERROR(efl_buf_puts(out, s));
+    for (size_t i = start; i < out->len; i++) {
+        unsigned char c = out->data[i];
+        if (c == ';')
+            out->data[i] = ',';
+        else if (c < 0x20 || c == 0x7f)
+            out->data[i] = '?';
+    }
+    return EFL_OK;
+}
+
+efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out)
+{
+    EFL_RETURN_ERROR_IF(frame >= p->nframes, EFL_ERR_ARG);
+    const struct efl_frame *fr = &p->frames[frame];
+    switch (fr->kind) {
+    case EFL_FRAME_MFA:
+        EFL_FORWARD_IF_ERROR(append_clean(out, p->symbols[fr->a]));
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(out, ":"));
+        EFL_FORWARD_IF_ERROR(append_clean(out, p->symbols[fr->b]));
+        return efl_buf_printf(out, "/%u", fr->arity);
+    case EFL_FRAME_PROCESS:
+        return append_clean(out, p->processes[fr->a]);
+    case EFL_FRAME_SLEEP:
+        return efl_buf_puts(out, "sleep");
+    default:
+        return efl_buf_puts(out, "gc");
+    }
+}

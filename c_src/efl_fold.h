@@ -1,0 +1,68 @@
+/* The offline folder: turns archive events into a profile, a tree of stacks
+ * weighted by the time each was on top. No dependency on erl_nif.h. */
+#ifndef EFL_FOLD_H
+#define EFL_FOLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efl_archive.h"
+#include "efl_buf.h"
+#include "efl_status.h"
+
+/* Deeper stacks are cut: their time goes to the frame at this depth. */
+#define EFL_FOLD_MAX_DEPTH 1024
+
+enum efl_frame_kind {
+    EFL_FRAME_MFA,      /* a = module symbol, b = function symbol */
+    EFL_FRAME_PROCESS,  /* a = process id */
+    EFL_FRAME_SLEEP,    /* scheduled out */
+    EFL_FRAME_GC        /* garbage collecting */
+};
+
+struct efl_frame {
+    uint32_t a, b;
+    uint8_t kind;
+    uint8_t arity;
+};
+
+/* Node 0 is the root and has no frame; a node's parent has a smaller index. */
+struct efl_node {
+    uint32_t parent;
+    uint32_t frame;
+    uint32_t depth;     /* root 0, process 1, first function 2 ... */
+    uint64_t self_ns;   /* time this exact stack was on top */
+};
+
+struct efl_profile {
+    char **symbols;      /* by id; [0] unused */
+    uint32_t nsymbols;
+    char **processes;    /* by id; [0] unused */
+    uint32_t nprocesses;
+    struct efl_frame *frames;
+    uint32_t nframes;
+    struct efl_node *nodes;
+    uint32_t nnodes;
+    uint64_t total_ns;
+    uint64_t events;
+    uint64_t drops;
+    uint64_t cut_frames;  /* pushes refused beyond EFL_FOLD_MAX_DEPTH */
+    int truncated;        /* the archive stopped before its end record */
+};
+
+struct efl_folder;
+
+efl_status efl_folder_new(struct efl_folder **f);
+void efl_folder_free(struct efl_folder *f);
+/* A visitor that feeds an archive reader's output to the folder. */
+struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f);
+/* Merges the rings by timestamp, rebuilds the stacks. Frees f. */
+efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out);
+
+efl_status efl_fold_archive(const char *path, struct efl_profile **out);
+void efl_profile_free(struct efl_profile *p);
+
+/* Appends the frame's display name: mod:fun/arity, <0.85.0>, sleep, gc. */
+efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out);
+
+#endif

@@ -1,0 +1,73 @@
+#include <stdlib.h>
+
+#include "efl_map.h"
+
+static size_t slot_of(uint64_t key, size_t cap)
+{
+    /* Fibonacci hashing: raw term values differ mostly in their high bits. */
+    key ^= key >> 29;
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+void efl_map_free(struct efl_map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    m->keys = NULL;
+    m->vals = NULL;
+    m->cap = m->count = 0;
+}
+
+uint32_t efl_map_get(const struct efl_map *m, uint64_t key)
+{
+    if (m->cap == 0)
+        return EFL_MAP_NONE;
+    for (size_t i = slot_of(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
+        if (m->vals[i] == EFL_MAP_NONE)
+            return EFL_MAP_NONE;
+        if (m->keys[i] == key)
+            return m->vals[i];
+    }
+}
+
+static void insert(uint64_t *keys, uint32_t *vals, size_t cap, uint64_t key, uint32_t val)
+{
+    size_t i = slot_of(key, cap);
+    while (vals[i] != EFL_MAP_NONE && keys[i] != key)
+        i = (i + 1) & (cap - 1);
+    keys[i] = key;
+    vals[i] = val;
+}
+
+static efl_status grow(struct efl_map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 64;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    uint32_t *vals = malloc(cap * sizeof *vals);
+    if (keys == NULL || vals == NULL) {
+        free(keys);
+        free(vals);
+        return EFL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < cap; i++)
+        vals[i] = EFL_MAP_NONE;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->vals[i] != EFL_MAP_NONE)
+            insert(keys, vals, cap, m->keys[i], m->vals[i]);
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    return EFL_OK;
+}
+
+efl_status efl_map_put(struct efl_map *m, uint64_t key, uint32_t val)
+{
+    if ((m->count + 1) * 2 > m->cap)
+        EFL_FORWARD_IF_ERROR(grow(m));
+    size_t before = efl_map_get(m, key) == EFL_MAP_NONE;
+    insert(m->keys, m->vals, m->cap, key, val);
+    m->count += before;
+    return EFL_OK;
+}

@@ -1,0 +1,26 @@
+/* Open-addressing hash map from a 64-bit key to a 32-bit value, for the id
+ * tables of the archive writer and the folder. Grows at 50% load. */
+#ifndef EFL_MAP_H
+#define EFL_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "efl_status.h"
+
+#define EFL_MAP_NONE UINT32_MAX
+
+struct efl_map {
+    uint64_t *keys;
+    uint32_t *vals;   /* EFL_MAP_NONE marks an empty slot */
+    size_t cap;       /* power of two */
+    size_t count;
+};
+
+void efl_map_free(struct efl_map *m);
+/* EFL_MAP_NONE when absent. */
+uint32_t efl_map_get(const struct efl_map *m, uint64_t key);
+/* val must not be EFL_MAP_NONE. */
+efl_status efl_map_put(struct efl_map *m, uint64_t key, uint32_t val);
+
+#endif

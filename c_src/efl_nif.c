@@ -1,0 +1,466 @@
+/* The NIF module eflambe_tracer: the erl_tracer callbacks (enabled/3,
+ * trace/5) and the session lifecycle (start, stop, fold).
+ *
+ * The callbacks run on every scheduler thread, normal and dirty, at once.
+ * Each thread writes into its own ring (a lazily assigned thread-local
+ * slot): no lock, no allocation, no call into Erlang. A session is torn down
+ * only after every producer has left its critical section (a per-slot busy
+ * flag against the global active session id, Dekker style). */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <erl_nif.h>
+
+#include "efl_archive.h"
+#include "efl_flusher.h"
+#include "efl_fold.h"
+#include "efl_ring.h"
+#include "efl_writer.h"
+
+#define ATOMS(X)                                                        \
+    X(already_running) X(bytes) X(call) X(discard) X(dropped) X(error)  \
+    X(events) X(exception_from) X(gc_major_end) X(gc_major_start)       \
+    X(gc_minor_end) X(gc_minor_start) X(in) X(in_exiting)              \
+    X(not_running) X(ok) X(out) X(out_exited) X(out_exiting) X(remove)  \
+    X(return_from) X(return_to) X(total_us) X(trace) X(trace_status)    \
+    X(truncated) X(undefined) X(unknown_format) X(cut_frames)          \
+    X(extension) X(true) X(false)
+
+#define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
+ATOMS(ATOM_DECL)
+#undef ATOM_DECL
+
+#define MAX_SLOTS 512
+#define SESSION_ID_MAX (1u << 26)
+
+/* One per thread that ever called trace/5, on its own cache line. */
+struct slot {
+    unsigned busy;
+    char pad[64 - sizeof(unsigned)];
+};
+
+static struct slot slots[MAX_SLOTS] __attribute__((aligned(64)));
+static unsigned next_slot;             /* atomic: slots handed out so far */
+static __thread int thread_slot = -1;
+
+/* The running session, published by start_session through `active`. */
+static unsigned active;                /* atomic: its id, 0 when none */
+static struct efl_ring *rings;         /* one per slot below nrings */
+static size_t nrings;
+static uint64_t root_pid;              /* meta events are kept for this pid only */
+static uint64_t lost_no_ring;          /* atomic: events of threads beyond nrings */
+
+struct session {
+    unsigned id;
+    struct efl_flusher *flusher;
+    ErlNifEnv *name_env;  /* for the flusher's atom lookups */
+};
+
+static ErlNifMutex *session_lock;      /* serialises start and stop */
+static struct session *session;
+static unsigned last_id;
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static int my_slot(void)
+{
+    if (thread_slot < 0) {
+        unsigned s = __atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED);
+        thread_slot = s < MAX_SLOTS ? (int)s : MAX_SLOTS;
+    }
+    return thread_slot;
+}
+
+/* Producer side. Called on a scheduler thread; never blocks. */
+static void record(unsigned id, const struct efl_event *e)
+{
+    int s = my_slot();
+    if (s >= MAX_SLOTS) {
+        __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_store_n(&slots[s].busy, 1, __ATOMIC_RELAXED);
+    /* Pairs with the fence in wait_producers: either stop sees busy, or we
+     * see active cleared. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&active, __ATOMIC_RELAXED) == id) {
+        if ((size_t)s < nrings)
+            efl_ring_push(&rings[s], e);
+        else
+            __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&slots[s].busy, 0, __ATOMIC_RELEASE);
+}
+
+static void wait_producers(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    unsigned n = __atomic_load_n(&next_slot, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < n && i < MAX_SLOTS; i++)
+        while (__atomic_load_n(&slots[i].busy, __ATOMIC_ACQUIRE))
+            sched_yield();
+}
+
+/* Tracer state is a small integer: session id << 1 | is_meta. */
+static int decode_state(ErlNifEnv *env, ERL_NIF_TERM t, unsigned *id, int *meta)
+{
+    int v;
+    if (!enif_get_int(env, t, &v) || v < 2)
+        return 0;
+    *id = (unsigned)v >> 1;
+    *meta = v & 1;
+    return 1;
+}
+
+/* A local pid is an immediate whose raw value is stable for the node's life. */
+static int local_pid(ErlNifEnv *env, ERL_NIF_TERM t)
+{
+    return enif_is_pid(env, t) && (t & 0xF) == 0x3;
+}
+
+static uint32_t raw_atom(ErlNifEnv *env, ERL_NIF_TERM t)
+{
+    return enif_is_atom(env, t) && t <= UINT32_MAX ? (uint32_t)t : 0;
+}
+
+/* {M, F, Arity} or {M, F, Args}: fills mod/fun/arity, or leaves them 0. */
+static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
+{
+    const ERL_NIF_TERM *mfa;
+    int n;
+    if (!enif_get_tuple(env, t, &n, &mfa) || n != 3)
+        return;
+    unsigned arity;
+    if (!enif_get_uint(env, mfa[2], &arity) && !enif_get_list_length(env, mfa[2], &arity))
+        return;
+    e->mod = raw_atom(env, mfa[0]);
+    e->fun = raw_atom(env, mfa[1]);
+    e->arity = (uint8_t)(arity > 255 ? 255 : arity);
+    if (e->mod == 0 || e->fun == 0)
+        e->mod = e->fun = 0;
+}
+
+/* enabled(TraceTag, TracerState, Tracee) */
+static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id;
+    int meta;
+    if (!decode_state(env, argv[1], &id, &meta) ||
+        id != __atomic_load_n(&active, __ATOMIC_ACQUIRE))
+        return atom_remove;
+    if (meta && argv[2] != (ERL_NIF_TERM)root_pid)
+        return atom_discard;
+    return atom_trace;
+}
+
+static unsigned event_kind(ERL_NIF_TERM tag, int meta)
+{
+    if (meta) {
+        if (tag == atom_call)
+            return EFL_EV_ROOT_CALL;
+        if (tag == atom_return_from)
+            return EFL_EV_ROOT_RETURN;
+        if (tag == atom_exception_from)
+            return EFL_EV_ROOT_EXCEPTION;
+        return 0;
+    }
+    if (tag == atom_call)
+        return EFL_EV_CALL;
+    if (tag == atom_return_to)
+        return EFL_EV_RETURN_TO;
+    if (tag == atom_in || tag == atom_in_exiting)
+        return EFL_EV_IN;
+    if (tag == atom_out || tag == atom_out_exiting || tag == atom_out_exited)
+        return EFL_EV_OUT;
+    if (tag == atom_gc_minor_start || tag == atom_gc_major_start)
+        return EFL_EV_GC_START;
+    if (tag == atom_gc_minor_end || tag == atom_gc_major_end)
+        return EFL_EV_GC_END;
+    return 0;
+}
+
+/* trace(TraceTag, TracerState, Tracee, TraceTerm, Opts) */
+static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id;
+    int meta;
+    if (!decode_state(env, argv[1], &id, &meta) ||
+        id != __atomic_load_n(&active, __ATOMIC_RELAXED) || !local_pid(env, argv[2]))
+        return atom_ok;
+    struct efl_event e = {0};
+    e.ts = now_ns();
+    e.kind = (uint8_t)event_kind(argv[0], meta);
+    if (e.kind == 0)
+        return atom_ok;
+    e.pid = argv[2];
+    if (e.kind != EFL_EV_GC_START && e.kind != EFL_EV_GC_END)
+        read_mfa(env, argv[3], &e);
+    record(id, &e);
+    return atom_ok;
+}
+
+/* ---- names, on the flusher thread ---------------------------------- */
+
+static size_t name_atom(void *ctx, uint32_t raw, char *buf, size_t cap)
+{
+    struct session *s = ctx;
+    int n = enif_get_atom(s->name_env, (ERL_NIF_TERM)raw, buf, (unsigned)cap, ERL_NIF_LATIN1);
+    if (n > 0)
+        return (size_t)n - 1;
+    /* Not Latin-1 (or too long): let the VM print it. */
+    n = enif_snprintf(buf, cap, "%T", (ERL_NIF_TERM)raw);
+    return n > 0 ? ((size_t)n < cap ? (size_t)n : cap - 1) : 0;
+}
+
+static size_t name_pid(void *ctx, uint64_t raw, char *buf, size_t cap)
+{
+    (void)ctx;
+    int n = enif_snprintf(buf, cap, "%T", (ERL_NIF_TERM)raw);
+    return n > 0 ? ((size_t)n < cap ? (size_t)n : cap - 1) : 0;
+}
+
+/* ---- session -------------------------------------------------------- */
+
+static ERL_NIF_TERM error_tuple(ErlNifEnv *env, efl_status s, ERL_NIF_TERM detail)
+{
+    return enif_make_tuple2(env, atom_error,
+                            enif_make_tuple2(env, enif_make_atom(env, efl_status_atom(s)), detail));
+}
+
+static char *binary_to_cstr(ErlNifEnv *env, ERL_NIF_TERM t)
+{
+    ErlNifBinary bin;
+    if (!enif_inspect_iolist_as_binary(env, t, &bin) || memchr(bin.data, 0, bin.size))
+        return NULL;
+    char *s = malloc(bin.size + 1);
+    if (s) {
+        memcpy(s, bin.data, bin.size);
+        s[bin.size] = 0;
+    }
+    return s;
+}
+
+static void free_rings(void)
+{
+    for (size_t i = 0; i < nrings; i++)
+        efl_ring_destroy(&rings[i]);
+    free(rings);
+    rings = NULL;
+    nrings = 0;
+}
+
+static efl_status alloc_rings(size_t count, size_t events)
+{
+    rings = calloc(count, sizeof *rings);
+    EFL_RETURN_ERROR_IF(rings == NULL, EFL_ERR_NOMEM);
+    for (nrings = 0; nrings < count; nrings++) {
+        if (!efl_ring_init(&rings[nrings], events)) {
+            free_rings();
+            return EFL_ERR_NOMEM;
+        }
+    }
+    return EFL_OK;
+}
+
+/* start_session(ArchivePath, RingEvents, Threads, RootPid | undefined, Meta) ->
+ * Threads: how many threads may call a callback (normal and dirty
+ * schedulers, and a few spare); each gets a ring of RingEvents. 
+ *     {ok, TracerState, MetaTracerState} | {error, already_running} | {error, {Atom, Path}} */
+static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned long events;
+    unsigned threads;
+    char *path = binary_to_cstr(env, argv[0]);
+    char *meta = binary_to_cstr(env, argv[4]);
+    ErlNifPid pid;
+    int have_root = enif_get_local_pid(env, argv[3], &pid);
+    if (path == NULL || meta == NULL || !enif_get_ulong(env, argv[1], &events) || events < 2 ||
+        events > (1ul << 26) || !enif_get_uint(env, argv[2], &threads) || threads < 1 ||
+        threads > MAX_SLOTS || (!have_root && argv[3] != atom_undefined)) {
+        free(path);
+        free(meta);
+        return enif_make_badarg(env);
+    }
+    ERL_NIF_TERM result;
+    enif_mutex_lock(session_lock);
+    if (session != NULL) {
+        result = enif_make_tuple2(env, atom_error, atom_already_running);
+        goto out;
+    }
+    struct session *s = calloc(1, sizeof *s);
+    efl_status st = s ? EFL_OK : EFL_ERR_NOMEM;
+    if (st == EFL_OK && (s->name_env = enif_alloc_env()) == NULL)
+        st = EFL_ERR_NOMEM;
+    if (st == EFL_OK)
+        st = alloc_rings(threads, events);
+    struct efl_archive_writer *writer = NULL;
+    struct efl_namer namer = {s, name_atom, name_pid};
+    if (st == EFL_OK && (st = efl_archive_writer_open(&writer, path, meta, &namer)) != EFL_OK)
+        free_rings();
+    if (st == EFL_OK && (st = efl_flusher_start(&s->flusher, rings, nrings, writer)) != EFL_OK) {
+        efl_archive_writer_abort(writer);
+        free_rings();
+    }
+    if (st != EFL_OK) {
+        if (s && s->name_env)
+            enif_free_env(s->name_env);
+        free(s);
+        result = error_tuple(env, st, argv[0]);
+        goto out;
+    }
+    last_id = last_id + 1 >= SESSION_ID_MAX ? 1 : last_id + 1;
+    s->id = last_id;
+    session = s;
+    root_pid = have_root ? (uint64_t)argv[3] : 0;
+    __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
+    /* Publishes rings and root_pid to the callbacks. */
+    __atomic_store_n(&active, s->id, __ATOMIC_SEQ_CST);
+    result = enif_make_tuple3(env, atom_ok, enif_make_int(env, (int)(s->id << 1)),
+                              enif_make_int(env, (int)(s->id << 1 | 1)));
+out:
+    enif_mutex_unlock(session_lock);
+    free(path);
+    free(meta);
+    return result;
+}
+
+/* Stops the producers, then the flusher; frees the session. Lock held. */
+static void end_session(struct efl_flush_stats *st, uint64_t *lost)
+{
+    __atomic_store_n(&active, 0, __ATOMIC_SEQ_CST);
+    wait_producers();
+    efl_flusher_stop(session->flusher, st);
+    *lost = __atomic_load_n(&lost_no_ring, __ATOMIC_RELAXED);
+    free_rings();
+    enif_free_env(session->name_env);
+    free(session);
+    session = NULL;
+}
+
+/* stop_session() -> {ok, #{events, dropped, bytes}} | {error, not_running} | {error, {Atom, _}} */
+static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    (void)argv;
+    struct efl_flush_stats st;
+    uint64_t lost;
+    enif_mutex_lock(session_lock);
+    if (session == NULL) {
+        enif_mutex_unlock(session_lock);
+        return enif_make_tuple2(env, atom_error, atom_not_running);
+    }
+    end_session(&st, &lost);
+    enif_mutex_unlock(session_lock);
+    if (st.status != EFL_OK)
+        return error_tuple(env, st.status, atom_undefined);
+    ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_bytes};
+    ERL_NIF_TERM vals[] = {enif_make_uint64(env, st.events), enif_make_uint64(env, st.drops + lost),
+                           enif_make_uint64(env, st.bytes)};
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, vals, 3, &map);
+    return enif_make_tuple2(env, atom_ok, map);
+}
+
+/* fold(ArchivePath, Format) -> {ok, Data, #{...}} | {error, {Atom, Detail}} */
+static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char format[64];
+    char *path = binary_to_cstr(env, argv[0]);
+    if (path == NULL || enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0) {
+        free(path);
+        return enif_make_badarg(env);
+    }
+    const struct efl_writer *w = efl_writer_find(format);
+    if (w == NULL) {
+        free(path);
+        return enif_make_tuple2(env, atom_error, enif_make_tuple2(env, atom_unknown_format, argv[1]));
+    }
+    struct efl_profile *p = NULL;
+    struct efl_buf out = {0};
+    efl_status st = efl_fold_archive(path, &p);
+    free(path);
+    if (st == EFL_OK)
+        st = w->write(p, &out);
+    ERL_NIF_TERM result;
+    if (st != EFL_OK) {
+        result = error_tuple(env, st, argv[0]);
+    } else {
+        ERL_NIF_TERM data;
+        unsigned char *d = enif_make_new_binary(env, out.len, &data);
+        if (out.len)
+            memcpy(d, out.data, out.len);
+        ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
+                               atom_cut_frames, atom_extension};
+        ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
+                               enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
+                               p->truncated ? atom_true : atom_false,
+                               enif_make_uint64(env, p->cut_frames),
+                               enif_make_string(env, w->extension, ERL_NIF_LATIN1)};
+        ERL_NIF_TERM info;
+        enif_make_map_from_arrays(env, keys, vals, 6, &info);
+        result = enif_make_tuple3(env, atom_ok, data, info);
+    }
+    efl_profile_free(p);
+    efl_buf_free(&out);
+    return result;
+}
+
+/* Every version of the module that loaded this file shares its static
+ * state (dlopen returns one copy): count them, tear down with the last. */
+static int loaded_versions;
+
+static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
+{
+    (void)priv;
+    (void)info;
+#define ATOM_INIT(name) atom_##name = enif_make_atom(env, #name);
+    ATOMS(ATOM_INIT)
+#undef ATOM_INIT
+    if (session_lock == NULL && (session_lock = enif_mutex_create("eflambe_session")) == NULL)
+        return 1;
+    loaded_versions++;
+    return 0;
+}
+
+static int upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM info)
+{
+    (void)old_priv;
+    return load(env, priv, info);
+}
+
+static void unload(ErlNifEnv *env, void *priv)
+{
+    (void)env;
+    (void)priv;
+    if (--loaded_versions > 0)
+        return;
+    /* The last version is purged: no Erlang code can stop the session now. */
+    if (session != NULL) {
+        struct efl_flush_stats st;
+        uint64_t lost;
+        end_session(&st, &lost);
+    }
+    enif_mutex_destroy(session_lock);
+    session_lock = NULL;
+}
+
+static ErlNifFunc funcs[] = {
+    {"enabled", 3, nif_enabled, 0},
+    {"trace", 5, nif_trace, 0},
+    {"start_session", 5, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"stop_session", 0, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"fold", 2, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+};
+
+ERL_NIF_INIT(eflambe_tracer, funcs, load, NULL, upgrade, unload)

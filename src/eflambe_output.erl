@@ -1,0 +1,44 @@
+%% @private
+%% Folds a finished trace archive into the requested format and delivers it:
+%% written to a file, returned, or both.
+-module(eflambe_output).
+
+-export([deliver/2]).
+
+-spec deliver(file:filename(), eflambe_options:opts()) ->
+          {ok, binary() | file:filename() | none} | {error, term()}.
+deliver(Archive, #{output_format := Format} = Opts) ->
+    case eflambe_tracer:fold(Archive, Format) of
+        {ok, Data, #{extension := Ext}} ->
+            write(Data, Ext, Opts);
+        {error, _} = Error ->
+            Error
+    end.
+
+%% {return, flamegraph} writes no file unless a directory was asked for.
+-spec write(binary(), string(), eflambe_options:opts()) ->
+          {ok, binary() | file:filename() | none} | {error, term()}.
+write(Data, _Ext, #{return := flamegraph, output_directory := undefined}) ->
+    {ok, Data};
+write(Data, Ext, #{return := Return, output_directory := Dir}) ->
+    File = filename:join(directory(Dir), file_name(Ext)),
+    case file:write_file(File, Data) of
+        ok when Return =:= flamegraph -> {ok, Data};
+        ok -> {ok, File};
+        {error, Reason} -> {error, {write_output, File, file:format_error(Reason)}}
+    end.
+
+-spec directory(file:filename() | undefined) -> file:filename().
+directory(undefined) ->
+    {ok, Cwd} = file:get_cwd(),
+    Cwd;
+directory(Dir) ->
+    Dir.
+
+%% eflambe-20261123T102822-1234<Ext>: sorts by time, unique within the node.
+-spec file_name(string()) -> string().
+file_name(Ext) ->
+    {{Y, Mo, D}, {H, Mi, S}} = calendar:local_time(),
+    Stamp = io_lib:format("~4..0B~2..0B~2..0BT~2..0B~2..0B~2..0B", [Y, Mo, D, H, Mi, S]),
+    lists:flatten(["eflambe-", Stamp, "-",
+                   integer_to_list(erlang:unique_integer([positive])), Ext]).
