@@ -1,0 +1,211 @@
+/* The archive codec: round trip, frames, and damaged inputs (truncated at
+ * every length, every byte flipped, foreign and empty files). */
+#include "efl_buf.h"
+#include "efl_test.h"
+
+struct collected {
+    char names[64][64];
+    unsigned nnames;
+    char procs[16][32];
+    unsigned nprocs;
+    struct efl_record ev[4096];
+    uint32_t ring[4096];
+    size_t nev;
+    char meta[256];
+};
+
+static efl_status c_meta(void *ctx, const char *line, size_t len)
+{
+    struct collected *c = ctx;
+    strncat(c->meta, line, len < 100 ? len : 100);
+    strcat(c->meta, "|");
+    return EFL_OK;
+}
+
+static efl_status c_symbol(void *ctx, uint32_t id, const char *s, size_t len)
+{
+    struct collected *c = ctx;
+    if (id < 64)
+        snprintf(c->names[id], 64, "%.*s", (int)len, s);
+    c->nnames = id;
+    return EFL_OK;
+}
+
+static efl_status c_process(void *ctx, uint32_t id, const char *s, size_t len)
+{
+    struct collected *c = ctx;
+    if (id < 16)
+        snprintf(c->procs[id], 32, "%.*s", (int)len, s);
+    c->nprocs = id;
+    return EFL_OK;
+}
+
+static efl_status c_event(void *ctx, uint32_t ring, const struct efl_record *r)
+{
+    struct collected *c = ctx;
+    if (c->nev < 4096) {
+        c->ring[c->nev] = ring;
+        c->ev[c->nev++] = *r;
+    }
+    return EFL_OK;
+}
+
+static struct efl_archive_visitor visitor(struct collected *c)
+{
+    struct efl_archive_visitor v = {c, c_meta, c_symbol, c_process, c_event, NULL};
+    return v;
+}
+
+static const struct efl_script script[] = {
+    {0, 10, 5, EFL_EV_CALL, "m:f/1"},
+    {0, 12, 5, EFL_EV_CALL, "m:g/2"},
+    {1, 13, 6, EFL_EV_CALL, "other:h/0"},
+    {0, 20, 5, EFL_EV_RETURN_TO, "m:f/1"},
+    {0, 21, 5, EFL_EV_GC_START, NULL},
+    {0, 22, 5, EFL_EV_GC_END, NULL},
+    {1, 25, 6, EFL_EV_RETURN_TO, NULL},
+    {0, 30, 5, EFL_EV_OUT, "m:f/1"},
+};
+#define NSCRIPT (sizeof script / sizeof script[0])
+
+static void round_trip(void)
+{
+    const char *path = efl_test_tmpfile("rt");
+    CHECK_STATUS(efl_test_write_script(path, script, NSCRIPT, 0), EFL_OK);
+    struct collected *c = calloc(1, sizeof *c);
+    struct efl_archive_visitor v = visitor(c);
+    struct efl_archive_summary sum;
+    CHECK_STATUS(efl_archive_read_file(path, &v, &sum), EFL_OK);
+    CHECK(sum.ended && !sum.truncated);
+    CHECK(sum.major == EFL_ARCHIVE_MAJOR);
+    CHECK(sum.events == NSCRIPT && sum.declared_events == NSCRIPT);
+    CHECK_STR(c->meta, "mode=test|");
+    CHECK(c->nev == NSCRIPT);
+    CHECK(c->nprocs == 2);
+    CHECK_STR(c->procs[1], "<0.5.0>");
+    for (size_t i = 0; i < c->nev && i < NSCRIPT; i++) {
+        const struct efl_record *r = &c->ev[i];
+        CHECK(c->ring[i] == script[i].ring);
+        CHECK(r->ts == script[i].us * 1000ull);
+        CHECK(r->kind == script[i].kind);
+        CHECK_STR(c->procs[r->pid], script[i].pid == 5 ? "<0.5.0>" : "<0.6.0>");
+        char mfa[200] = "";
+        if (r->mod)
+            snprintf(mfa, sizeof mfa, "%s:%s/%u", c->names[r->mod], c->names[r->fun], r->arity);
+        CHECK_STR(mfa, script[i].mfa && script[i].kind != EFL_EV_GC_START ? script[i].mfa : "");
+    }
+    free(c);
+    unlink(path);
+}
+
+static struct efl_buf read_all(const char *path)
+{
+    struct efl_buf b = {0};
+    FILE *f = fopen(path, "rb");
+    char chunk[4096];
+    size_t n;
+    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        efl_buf_append(&b, chunk, n);
+    if (f)
+        fclose(f);
+    return b;
+}
+
+/* A many-frame archive: each event batch is its own frame. */
+static struct efl_buf framed_archive(size_t *frame_ends, size_t *nframes)
+{
+    const char *path = efl_test_tmpfile("frames");
+    struct efl_archive_writer *w;
+    CHECK_STATUS(efl_archive_writer_open(&w, path, "mode=test\n", &efl_test_namer), EFL_OK);
+    *nframes = 0;
+    for (unsigned i = 0; i < 6; i++) {
+        struct efl_event e = efl_test_event(&script[i]);
+        CHECK_STATUS(efl_archive_writer_events(w, 0, &e, 1), EFL_OK);
+        CHECK_STATUS(efl_archive_writer_end_frame(w), EFL_OK);
+        struct efl_buf so_far = read_all(path);
+        frame_ends[(*nframes)++] = so_far.len;
+        efl_buf_free(&so_far);
+    }
+    CHECK_STATUS(efl_archive_writer_close(w, NULL), EFL_OK);
+    struct efl_buf b = read_all(path);
+    unlink(path);
+    return b;
+}
+
+/* Cut at every length: never a crash; a cut inside the header is an error,
+ * anywhere else the events of the complete frames come back. */
+static void truncated_everywhere(void)
+{
+    size_t ends[16], nframes;
+    struct efl_buf whole = framed_archive(ends, &nframes);
+    CHECK(nframes == 6);
+    for (size_t len = 0; len < whole.len; len++) {
+        struct collected *c = calloc(1, sizeof *c);
+        struct efl_archive_visitor v = visitor(c);
+        struct efl_archive_summary sum;
+        efl_status s = efl_archive_read_mem(whole.data, len, &v, &sum);
+        size_t complete = 0;
+        while (complete < nframes && ends[complete] <= len)
+            complete++;
+        if (len == 0) {
+            CHECK_STATUS(s, EFL_ERR_EMPTY);
+        } else if (len < 8) {
+            CHECK_STATUS(s, EFL_ERR_NOT_ARCHIVE);
+        } else if (s == EFL_OK) {
+            CHECK(sum.truncated);
+            CHECK(c->nev == complete);
+        } else {
+            /* Only the header can be cut into an error. */
+            CHECK(len < ends[0]);
+        }
+        free(c);
+    }
+    efl_buf_free(&whole);
+}
+
+/* Flip each byte: the reader answers OK or an error, never crashes; zstd's
+ * checksums catch damage inside frames. */
+static void flipped_bytes(void)
+{
+    size_t ends[16], nframes;
+    struct efl_buf whole = framed_archive(ends, &nframes);
+    unsigned errors = 0;
+    for (size_t i = 0; i < whole.len; i++) {
+        whole.data[i] ^= 0x5a;
+        struct collected *c = calloc(1, sizeof *c);
+        struct efl_archive_visitor v = visitor(c);
+        struct efl_archive_summary sum;
+        if (efl_archive_read_mem(whole.data, whole.len, &v, &sum) != EFL_OK)
+            errors++;
+        whole.data[i] ^= 0x5a;
+        free(c);
+    }
+    /* Nearly every flip is detected; a flipped metadata byte is not. */
+    CHECK(errors > whole.len / 2);
+    efl_buf_free(&whole);
+}
+
+static void foreign_inputs(void)
+{
+    struct efl_archive_summary sum;
+    struct efl_archive_visitor v = {0};
+    CHECK_STATUS(efl_archive_read_mem("", 0, &v, &sum), EFL_ERR_EMPTY);
+    const char text[] = "<0.85.0>;m:f/1 12\n";
+    CHECK_STATUS(efl_archive_read_mem(text, sizeof text - 1, &v, &sum), EFL_ERR_NOT_ARCHIVE);
+    CHECK_STATUS(efl_archive_read_file("/nonexistent/eflambe", &v, &sum), EFL_ERR_IO);
+    /* A newer major version is refused. */
+    size_t ends[16], nframes;
+    struct efl_buf whole = framed_archive(ends, &nframes);
+    whole.data[16] = EFL_ARCHIVE_MAJOR + 1;
+    CHECK_STATUS(efl_archive_read_mem(whole.data, whole.len, &v, &sum), EFL_ERR_VERSION);
+    efl_buf_free(&whole);
+}
+
+int main(void)
+{
+    RUN(round_trip);
+    RUN(truncated_everywhere);
+    RUN(flipped_bytes);
+    RUN(foreign_inputs);
+    return efl_test_done();
+}

@@ -1,0 +1,250 @@
+/* The folder on hand-written event sequences, against expected folded text.
+ * Each case runs with the events on one ring and spread over three: the
+ * output must not change. */
+#include "efl_fold.h"
+#include "efl_writer.h"
+#include "efl_test.h"
+
+#define C EFL_EV_CALL
+#define R EFL_EV_RETURN_TO
+#define RC EFL_EV_ROOT_CALL
+#define RR EFL_EV_ROOT_RETURN
+#define RX EFL_EV_ROOT_EXCEPTION
+#define IN EFL_EV_IN
+#define OUT EFL_EV_OUT
+#define GS EFL_EV_GC_START
+#define GE EFL_EV_GC_END
+
+static char *fold(const struct efl_script *s, size_t n, unsigned rings, struct efl_profile **keep)
+{
+    const char *path = efl_test_tmpfile("fold");
+    CHECK_STATUS(efl_test_write_script(path, s, n, rings), EFL_OK);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, &p), EFL_OK);
+    unlink(path);
+    struct efl_buf out = {0};
+    if (p)
+        CHECK_STATUS(efl_write_folded(p, &out), EFL_OK);
+    efl_buf_append(&out, "", 1);
+    if (keep)
+        *keep = p;
+    else
+        efl_profile_free(p);
+    return (char *)out.data;
+}
+
+static void check_fold(const struct efl_script *s, size_t n, const char *want)
+{
+    for (unsigned rings = 1; rings <= 3; rings += 2) {
+        char *got = fold(s, n, rings, NULL);
+        CHECK_STR(got, want);
+        free(got);
+    }
+}
+
+#define CHECK_FOLD(script, want) check_fold(script, sizeof script / sizeof script[0], want)
+
+/* Time between two events goes to the stack that ran during it. */
+static void nesting(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:a/0"},
+        {0, 10, 1, C, "m:b/1"},
+        {0, 30, 1, R, "m:a/0"},
+        {0, 40, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:a/0 20\n"
+                  "<0.1.0>;m:a/0;m:b/1 20\n");
+}
+
+/* A tail call has no return_to: returning to an outer caller pops it. */
+static void tail_calls(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "m:a/0"},
+        {0, 20, 1, C, "m:b/0"},  /* a tail-calls b */
+        {0, 30, 1, C, "m:c/0"},  /* b tail-calls c */
+        {0, 40, 1, R, "m:main/0"},
+        {0, 45, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:main/0 15\n"
+                  "<0.1.0>;m:main/0;m:a/0 10\n"
+                  "<0.1.0>;m:main/0;m:a/0;m:b/0 10\n"
+                  "<0.1.0>;m:main/0;m:a/0;m:b/0;m:c/0 10\n");
+}
+
+/* Self tail recursion stays one frame however long it runs. */
+static void tail_recursion_bounded(void)
+{
+    struct efl_script s[2003];
+    size_t n = 0;
+    s[n++] = (struct efl_script){0, 0, 1, C, "m:main/0"};
+    for (unsigned i = 0; i < 2000; i++)
+        s[n++] = (struct efl_script){0, 10 + i, 1, C, "m:loop/1"};
+    s[n++] = (struct efl_script){0, 3000, 1, R, "m:main/0"};
+    s[n++] = (struct efl_script){0, 3010, 1, R, NULL};
+    struct efl_profile *p;
+    char *got = fold(s, n, 1, &p);
+    CHECK_STR(got, "<0.1.0>;m:main/0 20\n"
+                   "<0.1.0>;m:main/0;m:loop/1 2990\n");
+    CHECK(p->nnodes == 4); /* root, process, main, loop */
+    efl_profile_free(p);
+    free(got);
+}
+
+/* Non-tail mutual recursion keeps every level; returns pop them in order. */
+static void mutual_recursion(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:f/1"},
+        {0, 1, 1, C, "m:g/1"},
+        {0, 2, 1, C, "m:f/1"},
+        {0, 3, 1, C, "m:g/1"},
+        {0, 5, 1, R, "m:f/1"},
+        {0, 8, 1, R, "m:g/1"},
+        {0, 12, 1, R, "m:f/1"},
+        {0, 17, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:f/1 6\n"
+                  "<0.1.0>;m:f/1;m:g/1 5\n"
+                  "<0.1.0>;m:f/1;m:g/1;m:f/1 4\n"
+                  "<0.1.0>;m:f/1;m:g/1;m:f/1;m:g/1 2\n");
+}
+
+/* An exception unwinds three frames; the catcher gets a return_to. */
+static void exception_unwinds(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:f/0"},
+        {0, 10, 1, C, "m:g/0"},
+        {0, 20, 1, C, "m:h/0"},
+        {0, 30, 1, R, "m:f/0"},   /* h raised, f caught */
+        {0, 35, 1, C, "m:k/0"},
+        {0, 45, 1, R, "m:f/0"},
+        {0, 50, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:f/0 20\n"
+                  "<0.1.0>;m:f/0;m:g/0 10\n"
+                  "<0.1.0>;m:f/0;m:g/0;m:h/0 10\n"
+                  "<0.1.0>;m:f/0;m:k/0 10\n");
+}
+
+/* Scheduled out: a sleep frame on the stack where the process stopped. */
+static void sleep_frame(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:f/0"},
+        {0, 5, 1, C, "m:wait/0"},
+        {0, 10, 1, OUT, "m:wait/0"},
+        {1, 60, 1, IN, "m:wait/0"},   /* woken on another scheduler */
+        {1, 70, 1, R, "m:f/0"},
+        {1, 80, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:f/0 15\n"
+                  "<0.1.0>;m:f/0;m:wait/0 15\n"
+                  "<0.1.0>;m:f/0;m:wait/0;sleep 50\n");
+}
+
+static void gc_frame(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:f/0"},
+        {0, 10, 1, GS, NULL},
+        {0, 15, 1, GE, NULL},
+        {0, 20, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:f/0 15\n"
+                  "<0.1.0>;m:f/0;gc 5\n");
+}
+
+/* Two processes interleaved on two threads, each with its own stacks. */
+static void processes_over_rings(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:a/0"},
+        {1, 1, 2, C, "m:b/0"},
+        {1, 3, 1, C, "m:c/0"},    /* process 1 moved to thread 1 */
+        {0, 4, 2, C, "m:c/0"},    /* process 2 moved to thread 0 */
+        {1, 9, 1, R, "m:a/0"},
+        {0, 11, 2, R, NULL},
+        {1, 12, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:a/0 6\n"
+                  "<0.1.0>;m:a/0;m:c/0 6\n"
+                  "<0.2.0>;m:b/0 3\n"
+                  "<0.2.0>;m:b/0;m:c/0 7\n");
+}
+
+/* A profiled process counts only between its root call and root return:
+ * the wrapper's events before and after are left out. Recursion of the
+ * target closes the window only at the outermost return. */
+static void root_window(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, R, "wrap:run/0"},
+        {0, 5, 1, RC, "m:t/1"},
+        {0, 6, 1, C, "m:t/1"},
+        {0, 10, 1, C, "m:u/0"},
+        {0, 20, 1, RC, "m:t/1"},   /* u calls t again */
+        {0, 21, 1, C, "m:t/1"},
+        {0, 31, 1, RR, "m:t/1"},
+        {0, 32, 1, R, "m:u/0"},
+        {0, 40, 1, R, "m:t/1"},
+        {0, 50, 1, RX, "m:t/1"},
+        {0, 51, 1, R, "wrap:run/0"},
+        {0, 90, 1, C, "erlang:trace/3"},
+    };
+    /* 45 in all: the window runs from 5 to 50. */
+    CHECK_FOLD(s, "<0.1.0>;m:t/1 15\n"
+                  "<0.1.0>;m:t/1;m:u/0 19\n"
+                  "<0.1.0>;m:t/1;m:u/0;m:t/1 11\n");
+}
+
+/* Stacks deeper than the cap are cut, not grown without bound. */
+static void depth_cap(void)
+{
+    enum { N = EFL_FOLD_MAX_DEPTH + 50 };
+    static struct efl_script s[N + 1];
+    static char names[N][32];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "m:f%u/0", i);
+        s[i] = (struct efl_script){0, i, 1, C, names[i]};
+    }
+    s[N] = (struct efl_script){0, N + 100, 1, R, NULL};
+    struct efl_profile *p;
+    char *got = fold(s, N + 1, 1, &p);
+    CHECK(p->cut_frames == 51);
+    uint32_t deepest = 0;
+    for (uint32_t i = 0; i < p->nnodes; i++)
+        deepest = p->nodes[i].depth > deepest ? p->nodes[i].depth : deepest;
+    CHECK(deepest == EFL_FOLD_MAX_DEPTH);
+    efl_profile_free(p);
+    free(got);
+}
+
+/* Frame names never break a folded line. */
+static void names_escaped(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:a;b\nc/0"},
+        {0, 10, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:a,b?c/0 10\n");
+}
+
+int main(void)
+{
+    RUN(nesting);
+    RUN(tail_calls);
+    RUN(tail_recursion_bounded);
+    RUN(mutual_recursion);
+    RUN(exception_unwinds);
+    RUN(sleep_frame);
+    RUN(gc_frame);
+    RUN(processes_over_rings);
+    RUN(root_window);
+    RUN(depth_cap);
+    RUN(names_escaped);
+    return efl_test_done();
+}
