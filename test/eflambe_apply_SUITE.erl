@@ -1,0 +1,254 @@
+%% eflambe:apply on real workloads: the shape of the stacks, their weights,
+%% and that nothing stays installed whatever happens.
+-module(eflambe_apply_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(W, eflambe_workload).
+
+all() ->
+    [nesting, relative_weights, tail_recursion_bounded, stack_after_caught_exception,
+     sleep_frame, spawned_process, weights_add_up_to_wall_time, exception_reaches_caller,
+     return_filename, return_flamegraph, return_value, fun_targets, bad_options,
+     undefined_function, already_running, already_traced, folded_format,
+     weights_property].
+
+init_per_testcase(_Case, Config) ->
+    Config.
+
+end_per_testcase(_Case, _Config) ->
+    assert_nothing_installed().
+
+%% ---- helpers ------------------------------------------------------------
+
+%% Profiles MFA and returns the folded lines as [{Frames, Microseconds}].
+profile(M, F, A) ->
+    profile(M, F, A, []).
+
+profile(M, F, A, Opts) ->
+    {ok, Folded} = eflambe:apply({M, F, A}, [{return, flamegraph} | Opts]),
+    parse(Folded).
+
+parse(Folded) ->
+    [begin
+         [Stack, Count] = string:split(Line, " ", trailing),
+         {string:split(Stack, ";", all), binary_to_integer(Count)}
+     end || Line <- binary:split(Folded, <<"\n">>, [global, trim_all])].
+
+weight(Pred, Lines) ->
+    lists:sum([W || {Frames, W} <- Lines, Pred(Frames)]).
+
+has_frame(Name) ->
+    fun(Frames) -> lists:member(Name, Frames) end.
+
+%% Frames below the process frame.
+calls(Frames) -> tl(Frames).
+
+assert_nothing_installed() ->
+    ?assertEqual({flags, []}, erlang:trace_info(self(), flags)),
+    ?assertEqual({tracer, []}, erlang:trace_info(self(), tracer)),
+    [begin
+         ?assertEqual({traced, false}, erlang:trace_info(MFA, traced)),
+         ?assertEqual({meta, false}, erlang:trace_info(MFA, meta))
+     end || MFA <- [{?W, two, 1}, {?W, fib, 1}, {lists, seq, 2}, {?W, raiser, 0}]],
+    ?assertEqual({traced, false}, erlang:trace_info(on_load, traced)),
+    %% A new run can start: the session was stopped.
+    ?assertMatch({ok, _}, eflambe:apply({lists, seq, [1, 3]}, [{return, flamegraph}])).
+
+%% ---- cases --------------------------------------------------------------
+
+%% Every stack starts at the process, then the profiled function; the
+%% callees sit under their callers.
+nesting(_Config) ->
+    Lines = profile(?W, two, [18]),
+    Pid = pid_to_list(self()),
+    [begin
+         ?assertEqual(list_to_binary(Pid), hd(Frames)),
+         ?assertEqual(<<"eflambe_workload:two/1">>, hd(calls(Frames)))
+     end || {Frames, _} <- Lines],
+    Stacks = [calls(Frames) || {Frames, _} <- Lines],
+    ?assert(lists:member([<<"eflambe_workload:two/1">>, <<"eflambe_workload:slow/1">>,
+                          <<"eflambe_workload:fib/1">>], Stacks)),
+    ?assert(lists:member([<<"eflambe_workload:two/1">>, <<"eflambe_workload:fast/1">>,
+                          <<"eflambe_workload:fib/1">>], Stacks)),
+    %% fib's self recursion is one frame.
+    ?assertEqual([], [S || S <- Stacks, length([F || F <- S, F =:= <<"eflambe_workload:fib/1">>]) > 1]).
+
+%% slow/1 does about 3.2 times the work of fast/1.
+relative_weights(_Config) ->
+    Lines = profile(?W, two, [22]),
+    Slow = weight(has_frame(<<"eflambe_workload:slow/1">>), Lines),
+    Fast = weight(has_frame(<<"eflambe_workload:fast/1">>), Lines),
+    Ratio = Slow / Fast,
+    ct:pal("slow ~b us, fast ~b us, ratio ~.2f (expected ~.2f)",
+           [Slow, Fast, Ratio, 2 * ?W:fib(23) / ?W:fib(22)]),
+    ?assert(Ratio > 2.6 andalso Ratio < 4.0).
+
+%% 100,000 tail calls and still one frame.
+tail_recursion_bounded(_Config) ->
+    Lines = profile(?W, countdown, [100000]),
+    Depth = lists:max([length(Frames) || {Frames, _} <- Lines]),
+    ?assert(Depth =< 3),
+    ?assert(weight(has_frame(<<"eflambe_workload:countdown/1">>), Lines) > 0).
+
+%% After deepest/0 raised and catcher/0 caught, after_catch/1 runs directly
+%% under catcher/0, not under the frames the exception unwound.
+stack_after_caught_exception(_Config) ->
+    Lines = profile(?W, catcher, []),
+    Stacks = [calls(Frames) || {Frames, _} <- Lines],
+    Catcher = <<"eflambe_workload:catcher/0">>,
+    After = <<"eflambe_workload:after_catch/1">>,
+    ?assert(lists:member([Catcher, After, <<"eflambe_workload:fib/1">>], Stacks)),
+    [?assertEqual([Catcher, After], lists:sublist(S, 2)) || S <- Stacks, lists:member(After, S)],
+    ?assert(lists:any(fun(S) -> lists:member(<<"eflambe_workload:deepest/0">>, S) end, Stacks)).
+
+%% 100 ms in a receive ... after shows as sleep on top of sleeper/1.
+sleep_frame(_Config) ->
+    Lines = profile(?W, sleeper, [100]),
+    Sleep = weight(fun(Frames) ->
+                           calls(Frames) =:= [<<"eflambe_workload:sleeper/1">>, <<"sleep">>]
+                   end, Lines),
+    ct:pal("sleep ~b us", [Sleep]),
+    ?assert(Sleep >= 95000 andalso Sleep < 150000).
+
+%% The child spawned during the call is traced too, under its own pid.
+spawned_process(_Config) ->
+    Lines = profile(?W, parent, [20]),
+    Me = list_to_binary(pid_to_list(self())),
+    Children = [Frames || {[P | _] = Frames, _} <- Lines, P =/= Me],
+    ?assertNotEqual([], Children),
+    ?assert(lists:any(fun(F) -> lists:member(<<"eflambe_workload:fib/1">>, F) end, Children)),
+    ?assert(lists:any(fun(F) -> lists:member(<<"eflambe_workload:child_work/1">>, F) end,
+                      Children)).
+
+%% The weights of the profiled process add up to the call's wall time.
+weights_add_up_to_wall_time(_Config) ->
+    {ok, Folded} = eflambe:apply({?W, timed, [20]}, [{return, flamegraph}]),
+    Me = list_to_binary(pid_to_list(self())),
+    Lines = parse(Folded),
+    Total = weight(fun([P | _]) -> P =:= Me end, Lines),
+    Wall = get(wall_us),
+    ct:pal("folded total ~b us, wall time measured inside the call ~b us", [Total, Wall]),
+    %% The folded window also holds the call's entry and exit, which the
+    %% inner measurement does not: a few microseconds.
+    ?assert(Total >= Wall - 50 andalso Total =< Wall * 1.03 + 200).
+
+%% An exception from the profiled call reaches the caller unchanged.
+exception_reaches_caller(_Config) ->
+    ?assertEqual({throw, {thrown, 42}},
+                 try eflambe:apply({?W, raiser, []}) catch C:R -> {C, R} end),
+    ?assertEqual({error, badarith},
+                 try eflambe:apply({fun(X) -> 1 / X end, [0]}) catch C:R -> {C, R} end).
+
+return_filename(Config) ->
+    Dir = ?config(priv_dir, Config),
+    {ok, File} = eflambe:apply({?W, fib, [15]}, [{return, filename}, {output_directory, Dir}]),
+    ?assertEqual(Dir, filename:dirname(File) ++ "/"),
+    ?assertEqual(".folded", filename:extension(File)),
+    {ok, Bin} = file:read_file(File),
+    ?assertMatch([_ | _], parse(Bin)).
+
+return_flamegraph(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Before = filelib:wildcard(filename:join(Dir, "*.folded")),
+    {ok, Bin} = eflambe:apply({?W, fib, [15]}, [{return, flamegraph}]),
+    ?assert(is_binary(Bin)),
+    {ok, Bin2} = eflambe:apply({?W, fib, [15]}, [{return, flamegraph}, {output_directory, Dir}]),
+    ?assert(is_binary(Bin2)),
+    ?assertEqual(length(Before) + 1, length(filelib:wildcard(filename:join(Dir, "*.folded")))).
+
+return_value(Config) ->
+    Dir = ?config(priv_dir, Config),
+    ?assertEqual({ok, 610}, eflambe:apply({?W, fib, [15]}, [{output_directory, Dir}])),
+    ?assertEqual({ok, [1, 2, 3]}, eflambe:apply({lists, seq, [1, 3]}, [{output_directory, Dir}])).
+
+%% Local funs, external funs, and Elixir-style keyword options.
+fun_targets(_Config) ->
+    N = 16,
+    {ok, Bin} = eflambe:apply({fun() -> ?W:fib(N) end, []}, [{return, flamegraph}]),
+    Lines = parse(Bin),
+    ?assert(lists:all(fun({Frames, _}) ->
+                              binary:match(hd(calls(Frames)), <<"-fun_targets/1-fun-">>) =/= nomatch
+                      end, Lines)),
+    ?assert(weight(has_frame(<<"eflambe_workload:fib/1">>), Lines) > 0),
+    {ok, Bin2} = eflambe:apply({fun ?W:fib/1, [16]}, [{return, flamegraph}]),
+    ?assertMatch([{[_, <<"eflambe_workload:fib/1">>], _} | _], parse(Bin2)).
+
+bad_options(Config) ->
+    Dir = ?config(priv_dir, Config),
+    File = filename:join(Dir, "a-file"),
+    ok = file:write_file(File, <<>>),
+    MFA = {?W, fib, [5]},
+    ?assertMatch({error, {unknown_option, {colour, red}}}, eflambe:apply(MFA, [{colour, red}])),
+    ?assertMatch({error, {unknown_option, verbose}}, eflambe:apply(MFA, [verbose])),
+    ?assertMatch({error, {bad_options, _}}, eflambe:apply(MFA, #{})),
+    ?assertMatch({error, {bad_output_format, svgz, _}}, eflambe:apply(MFA, [{output_format, svgz}])),
+    ?assertMatch({error, {bad_return, everything, _}}, eflambe:apply(MFA, [{return, everything}])),
+    ?assertMatch({error, {output_directory, "/nonexistent/dir", _}},
+                 eflambe:apply(MFA, [{output_directory, "/nonexistent/dir"}])),
+    ?assertMatch({error, {output_directory, File, "not a directory"}},
+                 eflambe:apply(MFA, [{output_directory, File}])),
+    ?assertMatch({error, {bad_output_directory, 42}}, eflambe:apply(MFA, [{output_directory, 42}])),
+    ?assertMatch({error, {bad_buffer_size, 1, _}}, eflambe:apply(MFA, [{buffer_size, 1}])).
+
+undefined_function(_Config) ->
+    ?assertEqual({error, {undefined_function, {no_such_module, f, 0}}},
+                 eflambe:apply({no_such_module, f, []})),
+    ?assertEqual({error, {undefined_function, {lists, no_such_fun, 1}}},
+                 eflambe:apply({lists, no_such_fun, [x]})),
+    ?assertMatch({error, {bad_arity, _, {expected, 1}, {got, 2}}},
+                 eflambe:apply({fun(X) -> X end, [1, 2]})),
+    ?assertMatch({error, {bad_function, nonsense, _}}, eflambe:apply(nonsense)).
+
+%% One run per node: a second caller is refused while the first runs.
+already_running(_Config) ->
+    Self = self(),
+    Pid = spawn(fun() ->
+                        R = eflambe:apply({?W, waiter, []}, [{return, flamegraph}]),
+                        Self ! {first, R}
+                end),
+    timer:sleep(200),
+    ?assertEqual({error, already_running}, eflambe:apply({?W, fib, [5]})),
+    Pid ! stop,
+    receive {first, R} -> ?assertMatch({ok, _}, R) end.
+
+%% A caller that already has a tracer is refused, and its tracer stays.
+already_traced(_Config) ->
+    Tracer = spawn(fun() -> receive stop -> ok end end),
+    1 = erlang:trace(self(), true, [send, {tracer, Tracer}]),
+    try
+        ?assertMatch({error, {already_traced, _, Tracer}}, eflambe:apply({?W, fib, [5]})),
+        ?assertEqual({tracer, Tracer}, erlang:trace_info(self(), tracer))
+    after
+        erlang:trace(self(), false, [all]),
+        Tracer ! stop
+    end.
+
+%% flamegraph.pl's syntax: "frame;frame COUNT", sorted, unique stacks.
+folded_format(_Config) ->
+    {ok, Bin} = eflambe:apply({?W, two, [16]}, [{return, flamegraph}]),
+    Lines = binary:split(Bin, <<"\n">>, [global, trim_all]),
+    ?assertEqual(lists:sort(Lines), Lines),
+    [?assertMatch({match, _}, re:run(L, <<"^[^;\\s]+(;[^;\\n]+)* [1-9][0-9]*$">>)) || L <- Lines],
+    Stacks = [S || {S, _} <- parse(Bin)],
+    ?assertEqual(length(Stacks), length(lists:usort(Stacks))).
+
+%% Property: for any mix of work and sleep, the profiled process's weights
+%% add up to the wall time the call measured itself.
+weights_property(_Config) ->
+    Prop = proper:forall(
+             proper_types:non_empty(
+               proper_types:list(proper_types:oneof(
+                                   [{fib, proper_types:integer(5, 20)},
+                                    {sleep, proper_types:integer(1, 10)}]))),
+             fun(Steps) ->
+                     {ok, Folded} = eflambe:apply({?W, mixed, [Steps]}, [{return, flamegraph}]),
+                     Me = list_to_binary(pid_to_list(self())),
+                     Total = weight(fun([P | _]) -> P =:= Me end, parse(Folded)),
+                     Wall = get(wall_us),
+                     Total >= Wall - 50 andalso Total =< Wall * 1.03 + 200
+             end),
+    ?assert(proper:quickcheck(Prop, [{numtests, 25}, {to_file, user}])).

@@ -1,0 +1,69 @@
+%% Workloads with a known shape, profiled by the test suites and benchmarks.
+-module(eflambe_workload).
+
+-export([fib/1, two/1, slow/1, fast/1, countdown/1, catcher/0, sleeper/1, parent/1,
+         timed/1, raiser/0, waiter/0, mixed/1]).
+
+fib(0) -> 0;
+fib(1) -> 1;
+fib(N) -> fib(N - 1) + fib(N - 2).
+
+%% slow/1 costs 2 * fib(N + 1), fast/1 costs fib(N): a ratio of about 3.2.
+two(N) ->
+    A = slow(N),
+    B = fast(N),
+    A + B.
+
+slow(N) -> fib(N + 1) + fib(N + 1).
+
+fast(N) -> fib(N).
+
+%% Tail recursive: must stay one frame deep.
+countdown(0) -> done;
+countdown(N) -> countdown(N - 1).
+
+%% deep/0 raises three calls down; catcher/0 catches it, then calls after/0.
+catcher() ->
+    R = try deep() catch error:deep_failure -> caught end,
+    after_catch(R).
+
+deep() -> deeper(), ok.
+deeper() -> deepest(), ok.
+deepest() -> erlang:error(deep_failure).
+
+after_catch(R) -> _ = fib(15), R.
+
+sleeper(Ms) ->
+    receive after Ms -> ok end,
+    fib(15).
+
+%% Spawns a child that does the work, and waits for it.
+parent(N) ->
+    Self = self(),
+    Pid = spawn(fun() -> Self ! {self(), child_work(N)} end),
+    receive {Pid, R} -> R end.
+
+child_work(N) -> fib(N).
+
+%% Measures its own wall time from inside the profiled call, and leaves it
+%% in the process dictionary (apply runs in the caller's process).
+timed(N) ->
+    T0 = erlang:monotonic_time(microsecond),
+    _ = two(N),
+    _ = sleeper(20),
+    put(wall_us, erlang:monotonic_time(microsecond) - T0).
+
+raiser() ->
+    _ = fib(12),
+    erlang:raise(throw, {thrown, 42}, []).
+
+waiter() ->
+    receive stop -> ok end.
+
+%% A list of {fib, N} | {sleep, Ms} steps, for property tests.
+mixed(Steps) ->
+    T0 = erlang:monotonic_time(microsecond),
+    lists:foreach(fun({fib, N}) -> fib(N);
+                     ({sleep, Ms}) -> receive after Ms -> ok end
+                  end, Steps),
+    put(wall_us, erlang:monotonic_time(microsecond) - T0).
