@@ -28,7 +28,8 @@ struct efl_event {
     uint32_t fun;
     uint8_t kind;    /* enum efl_event_kind */
     uint8_t arity;
-    uint8_t pad[6];
+    uint16_t pad;
+    uint32_t session; /* the session that recorded it; not archived */
 };
 
 _Static_assert(sizeof(struct efl_event) == 32, "efl_event must stay 32 bytes");

@@ -16,6 +16,7 @@
 struct efl_flusher {
     struct efl_ring *rings;
     size_t nrings;
+    uint32_t session;
     uint64_t *seen_drops;
     struct efl_event *batch;
     struct efl_archive_writer *writer;
@@ -33,6 +34,16 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* Keeps this session's events, in order. */
+static size_t own_events(struct efl_flusher *f, size_t n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (f->batch[i].session == f->session)
+            f->batch[kept++] = f->batch[i];
+    return kept;
+}
+
 /* Writes what a ring holds now. After a writer failure the events are
  * still drained, and discarded, so producers keep their rings free. */
 static size_t drain_ring(struct efl_flusher *f, size_t i)
@@ -40,9 +51,10 @@ static size_t drain_ring(struct efl_flusher *f, size_t i)
     size_t total = 0, n;
     do {
         n = efl_ring_drain(&f->rings[i], f->batch, DRAIN_BATCH);
-        total += n;
-        if (n > 0 && f->stats.status == EFL_OK)
-            f->stats.status = efl_archive_writer_events(f->writer, (uint32_t)i, f->batch, n);
+        size_t kept = own_events(f, n);
+        total += kept;
+        if (kept > 0 && f->stats.status == EFL_OK)
+            f->stats.status = efl_archive_writer_events(f->writer, (uint32_t)i, f->batch, kept);
     } while (n == DRAIN_BATCH);
     uint64_t dropped = efl_ring_dropped(&f->rings[i]);
     if (dropped > f->seen_drops[i]) {
@@ -112,12 +124,13 @@ static void flusher_free(struct efl_flusher *f)
 }
 
 efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, size_t nrings,
-                             struct efl_archive_writer *writer)
+                             uint32_t session, struct efl_archive_writer *writer)
 {
     struct efl_flusher *f = calloc(1, sizeof *f);
     EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
     f->rings = rings;
     f->nrings = nrings;
+    f->session = session;
     f->writer = writer;
     f->seen_drops = calloc(nrings, sizeof *f->seen_drops);
     f->batch = malloc(DRAIN_BATCH * sizeof *f->batch);
@@ -131,6 +144,9 @@ efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, si
         flusher_free(f);
         return EFL_ERR_NOMEM;
     }
+    /* Drops are counted per ring over its whole life: start from here. */
+    for (size_t i = 0; i < nrings; i++)
+        f->seen_drops[i] = efl_ring_dropped(&rings[i]);
     if (enif_thread_create("eflambe_flusher", &f->tid, run, f, NULL) != 0) {
         flusher_free(f);
         return EFL_ERR_NOMEM;

@@ -18,10 +18,12 @@ struct efl_flush_stats {
     efl_status status; /* first failure of the writer, if any */
 };
 
-/* Starts the thread. The flusher owns the writer from now on; the rings stay
- * the caller's and must outlive efl_flusher_stop. */
+/* Starts the thread, which archives the events of `session` and discards
+ * any other (left in a reused ring by an earlier session). The flusher owns
+ * the writer from now on, if it starts; the rings stay the caller's and
+ * must outlive efl_flusher_stop. */
 efl_status efl_flusher_start(struct efl_flusher **f, struct efl_ring *rings, size_t nrings,
-                             struct efl_archive_writer *writer);
+                             uint32_t session, struct efl_archive_writer *writer);
 
 /* The caller guarantees no producer will push again. Sets the shutdown flag
  * under the mutex, signals, joins: the thread first drains every ring

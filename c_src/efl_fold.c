@@ -233,8 +233,10 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
     return child(f, ps->node, frame, &ps->node);
 }
 
-/* return_to: pop down to the frame; if it is not on the stack, tracing began
- * below it (or events were lost): it becomes the base of the stack. */
+/* return_to: pop down to the frame. If it is not on the stack, the process
+ * returned below where its stack began: for a profiled process, out of the
+ * profiled call; for another (tracing began in the middle of it, or events
+ * were lost), the frame becomes the base of its stack. */
 static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
     for (uint32_t n = ps->node; n != ps->proc_node; n = f->p->nodes[n].parent) {
@@ -242,6 +244,10 @@ static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t f
             ps->node = n;
             return EFL_OK;
         }
+    }
+    if (ps->scoped) {
+        ps->node = ps->proc_node;
+        return EFL_OK;
     }
     return child(f, ps->proc_node, frame, &ps->node);
 }

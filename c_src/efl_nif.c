@@ -3,10 +3,11 @@
  *
  * The callbacks run on every scheduler thread, normal and dirty, at once.
  * Each thread writes into its own ring (a lazily assigned thread-local
- * slot): no lock, no allocation, no call into Erlang. A session is torn down
- * only after every producer has left its critical section (a per-slot busy
- * flag against the global active session id, Dekker style). */
-#include <sched.h>
+ * slot): no lock, no fence, no allocation, no call into Erlang. A callback
+ * that checked `active` just before its session stopped may still push an
+ * event afterwards: rings are therefore never freed while the library is
+ * loaded, and every event carries its session id so that the next
+ * session's flusher discards such leftovers. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include <erl_nif.h>
 
 #include "efl_archive.h"
+#include "efl_clock.h"
 #include "efl_flusher.h"
 #include "efl_fold.h"
 #include "efl_ring.h"
@@ -35,22 +37,27 @@ ATOMS(ATOM_DECL)
 #define MAX_SLOTS 512
 #define SESSION_ID_MAX (1u << 26)
 
-/* One per thread that ever called trace/5, on its own cache line. */
-struct slot {
-    unsigned busy;
-    char pad[64 - sizeof(unsigned)];
-};
-
-static struct slot slots[MAX_SLOTS] __attribute__((aligned(64)));
 static unsigned next_slot;             /* atomic: slots handed out so far */
 static __thread int thread_slot = -1;
 
+/* One ring per thread slot, all of one size. A set is replaced only when a
+ * session asks for more threads or another size; the old one is retired,
+ * not freed, until unload. */
+struct ring_set {
+    struct efl_ring *rings;
+    size_t count;
+    size_t events;
+    struct ring_set *retired_next;
+};
+
 /* The running session, published by start_session through `active`. */
 static unsigned active;                /* atomic: its id, 0 when none */
-static struct efl_ring *rings;         /* one per slot below nrings */
-static size_t nrings;
+static struct ring_set *ring_set;      /* atomic: read after `active` */
+static struct ring_set *retired_sets;
 static uint64_t root_pid;              /* meta events are kept for this pid only */
-static uint64_t lost_no_ring;          /* atomic: events of threads beyond nrings */
+static int root_frame;                 /* the meta call's function is a frame */
+static struct efl_clock clock_;
+static uint64_t lost_no_ring;          /* atomic: events of threads beyond the set */
 
 struct session {
     unsigned id;
@@ -62,60 +69,36 @@ static ErlNifMutex *session_lock;      /* serialises start and stop */
 static struct session *session;
 static unsigned last_id;
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static int my_slot(void)
 {
-    if (thread_slot < 0) {
-        unsigned s = __atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED);
-        thread_slot = s < MAX_SLOTS ? (int)s : MAX_SLOTS;
-    }
+    if (thread_slot < 0)
+        thread_slot = (int)__atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED);
     return thread_slot;
 }
 
 /* Producer side. Called on a scheduler thread; never blocks. */
-static void record(unsigned id, const struct efl_event *e)
+static void record(struct efl_event *e)
 {
-    int s = my_slot();
-    if (s >= MAX_SLOTS) {
+    size_t s = (size_t)my_slot();
+    struct ring_set *set = __atomic_load_n(&ring_set, __ATOMIC_ACQUIRE);
+    if (set != NULL && s < set->count)
+        efl_ring_push(&set->rings[s], e);
+    else
         __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    __atomic_store_n(&slots[s].busy, 1, __ATOMIC_RELAXED);
-    /* Pairs with the fence in wait_producers: either stop sees busy, or we
-     * see active cleared. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&active, __ATOMIC_RELAXED) == id) {
-        if ((size_t)s < nrings)
-            efl_ring_push(&rings[s], e);
-        else
-            __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
-    }
-    __atomic_store_n(&slots[s].busy, 0, __ATOMIC_RELEASE);
 }
 
-static void wait_producers(void)
+/* Tracer state is a small integer: session id << 1 | is_meta. Read from
+ * the term directly (a small integer is an immediate, tag 0xF): this runs
+ * for every event. */
+static int decode_state(ERL_NIF_TERM t, unsigned *id, int *meta)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    unsigned n = __atomic_load_n(&next_slot, __ATOMIC_RELAXED);
-    for (unsigned i = 0; i < n && i < MAX_SLOTS; i++)
-        while (__atomic_load_n(&slots[i].busy, __ATOMIC_ACQUIRE))
-            sched_yield();
-}
-
-/* Tracer state is a small integer: session id << 1 | is_meta. */
-static int decode_state(ErlNifEnv *env, ERL_NIF_TERM t, unsigned *id, int *meta)
-{
-    int v;
-    if (!enif_get_int(env, t, &v) || v < 2)
+    if ((t & 0xF) != 0xF)
         return 0;
-    *id = (unsigned)v >> 1;
-    *meta = v & 1;
+    int64_t v = (int64_t)t >> 4;
+    if (v < 2 || v >= (int64_t)SESSION_ID_MAX * 2)
+        return 0;
+    *id = (unsigned)(v >> 1);
+    *meta = (int)(v & 1);
     return 1;
 }
 
@@ -150,11 +133,11 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
 /* enabled(TraceTag, TracerState, Tracee) */
 static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
+    (void)env;
     (void)argc;
     unsigned id;
     int meta;
-    if (!decode_state(env, argv[1], &id, &meta) ||
-        id != __atomic_load_n(&active, __ATOMIC_ACQUIRE))
+    if (!decode_state(argv[1], &id, &meta) || id != __atomic_load_n(&active, __ATOMIC_ACQUIRE))
         return atom_remove;
     if (meta && argv[2] != (ERL_NIF_TERM)root_pid)
         return atom_discard;
@@ -193,18 +176,20 @@ static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     (void)argc;
     unsigned id;
     int meta;
-    if (!decode_state(env, argv[1], &id, &meta) ||
-        id != __atomic_load_n(&active, __ATOMIC_RELAXED) || !local_pid(env, argv[2]))
+    if (!decode_state(argv[1], &id, &meta) || id != __atomic_load_n(&active, __ATOMIC_ACQUIRE) ||
+        !local_pid(env, argv[2]))
         return atom_ok;
     struct efl_event e = {0};
-    e.ts = now_ns();
+    e.ts = efl_clock_now(&clock_);
+    e.session = id;
     e.kind = (uint8_t)event_kind(argv[0], meta);
     if (e.kind == 0)
         return atom_ok;
     e.pid = argv[2];
-    if (e.kind != EFL_EV_GC_START && e.kind != EFL_EV_GC_END)
+    if (e.kind != EFL_EV_GC_START && e.kind != EFL_EV_GC_END &&
+        (e.kind != EFL_EV_ROOT_CALL || root_frame))
         read_mfa(env, argv[3], &e);
-    record(id, &e);
+    record(&e);
     return atom_ok;
 }
 
@@ -249,31 +234,45 @@ static char *binary_to_cstr(ErlNifEnv *env, ERL_NIF_TERM t)
     return s;
 }
 
-static void free_rings(void)
+static void free_set(struct ring_set *set)
 {
-    for (size_t i = 0; i < nrings; i++)
-        efl_ring_destroy(&rings[i]);
-    free(rings);
-    rings = NULL;
-    nrings = 0;
+    for (size_t i = 0; i < set->count; i++)
+        efl_ring_destroy(&set->rings[i]);
+    free(set->rings);
+    free(set);
 }
 
-static efl_status alloc_rings(size_t count, size_t events)
+/* Reuses the current ring set when it fits, else replaces it. Called with
+ * no session running. */
+static efl_status ensure_rings(size_t count, size_t events)
 {
-    rings = calloc(count, sizeof *rings);
-    EFL_RETURN_ERROR_IF(rings == NULL, EFL_ERR_NOMEM);
-    for (nrings = 0; nrings < count; nrings++) {
-        if (!efl_ring_init(&rings[nrings], events)) {
-            free_rings();
-            return EFL_ERR_NOMEM;
-        }
+    struct ring_set *cur = ring_set;
+    if (cur != NULL && cur->count >= count && cur->events == events)
+        return EFL_OK;
+    struct ring_set *set = calloc(1, sizeof *set);
+    EFL_RETURN_ERROR_IF(set == NULL, EFL_ERR_NOMEM);
+    set->events = events;
+    set->rings = calloc(count, sizeof *set->rings);
+    for (; set->rings != NULL && set->count < count; set->count++)
+        if (!efl_ring_init(&set->rings[set->count], events))
+            break;
+    if (set->rings == NULL || set->count < count) {
+        free_set(set);
+        return EFL_ERR_NOMEM;
     }
+    if (cur != NULL) {
+        cur->retired_next = retired_sets;
+        retired_sets = cur;
+    }
+    __atomic_store_n(&ring_set, set, __ATOMIC_RELEASE);
     return EFL_OK;
 }
 
-/* start_session(ArchivePath, RingEvents, Threads, RootPid | undefined, Meta) ->
+/* start_session(ArchivePath, RingEvents, Threads, RootPid | undefined, RootFrame, Meta) ->
  * Threads: how many threads may call a callback (normal and dirty
- * schedulers, and a few spare); each gets a ring of RingEvents. 
+ * schedulers, and a few spare); each gets a ring of RingEvents.
+ * RootFrame: whether the meta-traced function is shown as the root frame
+ * (capture) or only opens the window (apply's wrapper). 
  *     {ok, TracerState, MetaTracerState} | {error, already_running} | {error, {Atom, Path}} */
 static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -281,12 +280,13 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     unsigned long events;
     unsigned threads;
     char *path = binary_to_cstr(env, argv[0]);
-    char *meta = binary_to_cstr(env, argv[4]);
+    char *meta = binary_to_cstr(env, argv[5]);
     ErlNifPid pid;
     int have_root = enif_get_local_pid(env, argv[3], &pid);
     if (path == NULL || meta == NULL || !enif_get_ulong(env, argv[1], &events) || events < 2 ||
         events > (1ul << 26) || !enif_get_uint(env, argv[2], &threads) || threads < 1 ||
-        threads > MAX_SLOTS || (!have_root && argv[3] != atom_undefined)) {
+        threads > MAX_SLOTS || (!have_root && argv[3] != atom_undefined) ||
+        (argv[4] != atom_true && argv[4] != atom_false)) {
         free(path);
         free(meta);
         return enif_make_badarg(env);
@@ -302,15 +302,15 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     if (st == EFL_OK && (s->name_env = enif_alloc_env()) == NULL)
         st = EFL_ERR_NOMEM;
     if (st == EFL_OK)
-        st = alloc_rings(threads, events);
+        st = ensure_rings(threads, events);
+    unsigned id = last_id + 1 >= SESSION_ID_MAX ? 1 : last_id + 1;
     struct efl_archive_writer *writer = NULL;
     struct efl_namer namer = {s, name_atom, name_pid};
-    if (st == EFL_OK && (st = efl_archive_writer_open(&writer, path, meta, &namer)) != EFL_OK)
-        free_rings();
-    if (st == EFL_OK && (st = efl_flusher_start(&s->flusher, rings, nrings, writer)) != EFL_OK) {
+    if (st == EFL_OK)
+        st = efl_archive_writer_open(&writer, path, meta, &namer);
+    if (st == EFL_OK &&
+        (st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, writer)) != EFL_OK)
         efl_archive_writer_abort(writer);
-        free_rings();
-    }
     if (st != EFL_OK) {
         if (s && s->name_env)
             enif_free_env(s->name_env);
@@ -318,12 +318,14 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
         result = error_tuple(env, st, argv[0]);
         goto out;
     }
-    last_id = last_id + 1 >= SESSION_ID_MAX ? 1 : last_id + 1;
-    s->id = last_id;
+    last_id = id;
+    s->id = id;
     session = s;
     root_pid = have_root ? (uint64_t)argv[3] : 0;
+    root_frame = argv[4] == atom_true;
+    efl_clock_rebase(&clock_);
     __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
-    /* Publishes rings and root_pid to the callbacks. */
+    /* Publishes the rings, root_pid and root_frame to the callbacks. */
     __atomic_store_n(&active, s->id, __ATOMIC_SEQ_CST);
     result = enif_make_tuple3(env, atom_ok, enif_make_int(env, (int)(s->id << 1)),
                               enif_make_int(env, (int)(s->id << 1 | 1)));
@@ -334,14 +336,14 @@ out:
     return result;
 }
 
-/* Stops the producers, then the flusher; frees the session. Lock held. */
+/* Stops recording, then the flusher; frees the session. Lock held. */
 static void end_session(struct efl_flush_stats *st, uint64_t *lost)
 {
     __atomic_store_n(&active, 0, __ATOMIC_SEQ_CST);
-    wait_producers();
     efl_flusher_stop(session->flusher, st);
     *lost = __atomic_load_n(&lost_no_ring, __ATOMIC_RELAXED);
-    free_rings();
+    for (size_t i = 0; i < ring_set->count; i++)
+        efl_ring_release_pages(&ring_set->rings[i]);
     enif_free_env(session->name_env);
     free(session);
     session = NULL;
@@ -427,8 +429,11 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 #define ATOM_INIT(name) atom_##name = enif_make_atom(env, #name);
     ATOMS(ATOM_INIT)
 #undef ATOM_INIT
-    if (session_lock == NULL && (session_lock = enif_mutex_create("eflambe_session")) == NULL)
-        return 1;
+    if (session_lock == NULL) {
+        if ((session_lock = enif_mutex_create("eflambe_session")) == NULL)
+            return 1;
+        efl_clock_calibrate(&clock_);
+    }
     loaded_versions++;
     return 0;
 }
@@ -451,6 +456,15 @@ static void unload(ErlNifEnv *env, void *priv)
         uint64_t lost;
         end_session(&st, &lost);
     }
+    /* No callback of this library can run any more. */
+    if (ring_set != NULL)
+        free_set(ring_set);
+    ring_set = NULL;
+    while (retired_sets != NULL) {
+        struct ring_set *next = retired_sets->retired_next;
+        free_set(retired_sets);
+        retired_sets = next;
+    }
     enif_mutex_destroy(session_lock);
     session_lock = NULL;
 }
@@ -458,7 +472,7 @@ static void unload(ErlNifEnv *env, void *priv)
 static ErlNifFunc funcs[] = {
     {"enabled", 3, nif_enabled, 0},
     {"trace", 5, nif_trace, 0},
-    {"start_session", 5, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"start_session", 6, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"stop_session", 0, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"fold", 2, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };

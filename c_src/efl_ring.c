@@ -1,4 +1,4 @@
-#include <stdlib.h>
+#include <sys/mman.h>
 
 #include "efl_ring.h"
 
@@ -6,15 +6,15 @@ bool efl_ring_init(struct efl_ring *r, size_t min_events)
 {
     size_t size = 2;
     while (size < min_events + 1) {
-        if (size > (SIZE_MAX >> 1) || size >= (1u << 30))
+        if (size >= (1u << 30))
             return false;
         size <<= 1;
     }
-    /* calloc: large rings come from mmap, so pages a quiet thread never
-     * touches cost no memory. */
-    r->slots = calloc(size, sizeof *r->slots);
-    if (r->slots == NULL)
+    r->bytes = size * sizeof *r->slots;
+    void *p = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
         return false;
+    r->slots = p;
     ck_ring_init(&r->ring, (unsigned)size);
     r->dropped = 0;
     return true;
@@ -22,8 +22,14 @@ bool efl_ring_init(struct efl_ring *r, size_t min_events)
 
 void efl_ring_destroy(struct efl_ring *r)
 {
-    free(r->slots);
+    if (r->slots != NULL)
+        munmap(r->slots, r->bytes);
     r->slots = NULL;
+}
+
+void efl_ring_release_pages(struct efl_ring *r)
+{
+    madvise(r->slots, r->bytes, MADV_DONTNEED);
 }
 
 size_t efl_ring_drain(struct efl_ring *r, struct efl_event *out, size_t max)

@@ -18,15 +18,20 @@ CK_RING_PROTOTYPE(efl_event, efl_event)
 struct efl_ring {
     ck_ring_t ring;
     struct efl_event *slots;
+    size_t bytes;
     /* Written by the producer only, read by the consumer: events lost
      * because the ring was full. */
     uint64_t dropped;
 };
 
 /* Size in slots is rounded up to a power of two (at least 2); the ring holds
- * one event fewer than its slots (ck_ring keeps one slot empty). */
+ * one event fewer than its slots (ck_ring keeps one slot empty). The slots
+ * are mapped pages that cost memory only once touched. */
 bool efl_ring_init(struct efl_ring *r, size_t min_events);
 void efl_ring_destroy(struct efl_ring *r);
+/* Gives the touched pages back to the system; the memory stays mapped, so a
+ * late producer can still write (into fresh zero pages). */
+void efl_ring_release_pages(struct efl_ring *r);
 
 /* Producer only. Wait-free: copies the event in, or counts a drop when the
  * ring is full. Never blocks, never allocates. */

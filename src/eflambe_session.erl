@@ -6,6 +6,9 @@
 
 -export([apply/2]).
 
+%% Called through a fully qualified call, for its meta trace pattern.
+-export([profiled/1]).
+
 -compile({no_auto_import, [apply/2]}).
 
 %% Each thread that may run a tracer callback gets its own ring: normal,
@@ -35,8 +38,8 @@ apply_checked(Target, Runner, Opts) ->
 
 -type mfa_pattern() :: {module(), atom(), arity() | '_'}.
 
-%% The profiled function, as a meta trace pattern (its call opens the
-%% window the folder keeps), and a closure that calls it.
+%% The profiled function (for the archive's metadata), and a closure that
+%% calls it.
 -spec target(term()) -> {ok, mfa_pattern(), fun(() -> term())} | {error, term()}.
 target({M, F, Args}) when is_atom(M), is_atom(F), is_list(Args) ->
     Arity = length(Args),
@@ -71,11 +74,19 @@ fun_target(Fun) ->
 
 -spec run(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
-run(Target, Runner, #{buffer_size := BufferBytes} = Opts) ->
-    {module, eflambe_tracer} = code:ensure_loaded(eflambe_tracer),
+run(Target, Runner, Opts) ->
+    %% A tracer module that is not loaded makes the trace action fail silently.
+    case code:ensure_loaded(eflambe_tracer) of
+        {module, eflambe_tracer} -> run_loaded(Target, Runner, Opts);
+        {error, Reason} -> {error, {cannot_load_tracer_nif, Reason}}
+    end.
+
+-spec run_loaded(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
+          {ok, term()} | {error, term()}.
+run_loaded(Target, Runner, #{buffer_size := BufferBytes} = Opts) ->
     Archive = temp_archive(),
     RingEvents = BufferBytes div ?EVENT_BYTES,
-    case eflambe_tracer:start_session(Archive, RingEvents, thread_count(), self(),
+    case eflambe_tracer:start_session(Archive, RingEvents, thread_count(), self(), false,
                                       metadata(apply, Target, Opts)) of
         {ok, TracerState, MetaState} ->
             Outcome = traced(Target, Runner, TracerState, MetaState),
@@ -92,34 +103,45 @@ run(Target, Runner, #{buffer_size := BufferBytes} = Opts) ->
             Error
     end.
 
+%% The window the folder keeps is the call of profiled/1: its meta trace
+%% pattern marks entry and exit. This module is not call traced, so the
+%% first frame of every stack is the user's function, and a recursive
+%% target costs no meta event per call.
 -spec traced(mfa_pattern(), fun(() -> term()), integer(), integer()) ->
           {value, term()} | {raised, atom(), term(), list()}.
-traced(Target, Runner, TracerState, MetaState) ->
+traced(_Target, Runner, TracerState, MetaState) ->
     try
-        arm(Target, TracerState, MetaState),
-        Runner()
+        arm(TracerState, MetaState),
+        ?MODULE:profiled(Runner)
     of
         Value -> {value, Value}
     catch
         Class:Reason:Stack -> {raised, Class, Reason, Stack}
     after
-        disarm(Target)
+        disarm()
     end.
 
--spec arm(mfa_pattern(), integer(), integer()) -> ok.
-arm(Target, TracerState, MetaState) ->
+-spec profiled(fun(() -> term())) -> term().
+profiled(Runner) ->
+    Runner().
+
+-define(WINDOW, {?MODULE, profiled, 1}).
+
+-spec arm(integer(), integer()) -> ok.
+arm(TracerState, MetaState) ->
     _ = erlang:trace_pattern({'_', '_', '_'}, true, [local]),
     _ = erlang:trace_pattern(on_load, true, [local]),
-    _ = erlang:trace_pattern(Target, [{'_', [], [{exception_trace}]}],
+    _ = erlang:trace_pattern({?MODULE, '_', '_'}, false, [local]),
+    _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),
     _ = erlang:trace(self(), true, [call, return_to, arity, running, garbage_collection,
                                     set_on_spawn, {tracer, eflambe_tracer, TracerState}]),
     ok.
 
--spec disarm(mfa_pattern()) -> ok.
-disarm(Target) ->
+-spec disarm() -> ok.
+disarm() ->
     _ = erlang:trace(self(), false, [all]),
-    _ = erlang:trace_pattern(Target, false, [meta]),
+    _ = erlang:trace_pattern(?WINDOW, false, [meta]),
     _ = erlang:trace_pattern(on_load, false, [local]),
     _ = erlang:trace_pattern({'_', '_', '_'}, false, [local]),
     ok.

@@ -6,11 +6,11 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/5, stop_session/0, fold/2]).
+-export([start_session/6, stop_session/0, fold/2]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/5, stop_session/0, fold/2]).
+-nifs([enabled/3, trace/5, start_session/6, stop_session/0, fold/2]).
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -31,12 +31,14 @@ trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
     erlang:nif_error(not_loaded).
 
 %% Opens the archive, allocates one ring of RingEvents per thread and
-%% starts the flusher. Returns the tracer states for the process tracer and
-%% the meta tracer of this session.
+%% starts the flusher. Meta trace events are kept for RootPid only, and the
+%% meta-traced function is a frame of its own when RootFrame is true.
+%% Returns the tracer states for the process tracer and the meta tracer of
+%% this session.
 -spec start_session(file:filename_all(), pos_integer(), pos_integer(), pid() | undefined,
-                    iodata()) ->
+                    boolean(), iodata()) ->
           {ok, integer(), integer()} | {error, already_running | {atom(), term()}}.
-start_session(_ArchivePath, _RingEvents, _Threads, _RootPid, _Meta) ->
+start_session(_ArchivePath, _RingEvents, _Threads, _RootPid, _RootFrame, _Meta) ->
     erlang:nif_error(not_loaded).
 
 %% Stops recording, drains the rings and closes the archive.

@@ -201,6 +201,22 @@ static void root_window(void)
                   "<0.1.0>;m:t/1;m:u/0;m:t/1 11\n");
 }
 
+/* apply's window: a root call without a frame of its own. The return into
+ * the untraced wrapper names a caller further up: out of the window. */
+static void root_window_without_frame(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, RC, NULL},
+        {0, 2, 1, C, "m:t/0"},
+        {0, 12, 1, C, "m:u/0"},
+        {0, 20, 1, R, "m:t/0"},
+        {0, 30, 1, R, "shell:eval/3"},
+        {0, 40, 1, RR, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:t/0 20\n"
+                  "<0.1.0>;m:t/0;m:u/0 8\n");
+}
+
 /* Stacks deeper than the cap are cut, not grown without bound. */
 static void depth_cap(void)
 {
@@ -244,6 +260,7 @@ int main(void)
     RUN(gc_frame);
     RUN(processes_over_rings);
     RUN(root_window);
+    RUN(root_window_without_frame);
     RUN(depth_cap);
     RUN(names_escaped);
     return efl_test_done();

@@ -1,0 +1,105 @@
+%% Tracing overhead, measured side by side in one run: a CPU-bound workload
+%% (naive fib) untraced, traced by a tracer NIF that records nothing (the
+%% floor), traced by eflambe, and traced by a classic Erlang tracer process.
+%% Rounds are interleaved and the median of each variant is reported.
+-module(eflambe_bench).
+
+-export([main/1, fib/1, timed_fib/1]).
+
+-define(ROUNDS, 7).
+-define(FLAGS, [call, return_to, arity, running, garbage_collection]).
+
+main(Args) ->
+    N = case Args of [A | _] -> list_to_integer(A); [] -> 27 end,
+    io:format("eflambe overhead benchmark: fib(~b), ~b rounds, median of each; "
+              "~b schedulers, OTP ~s~n", [N, ?ROUNDS, erlang:system_info(schedulers),
+                                         erlang:system_info(otp_release)]),
+    {module, _} = code:ensure_loaded(eflambe_bench_noop),
+    Calls = 2 * fib(N + 1) - 1,
+    Variants = [untraced, noop_nif, eflambe_trace, eflambe_apply, erlang_tracer],
+    Results = rounds(N, Variants, ?ROUNDS, #{}),
+    Median = maps:map(fun(_, Ts) -> lists:nth((length(Ts) + 1) div 2, lists:sort(Ts)) end,
+                      Results),
+    Floor = maps:get(noop_nif, Median),
+    Untraced = maps:get(untraced, Median),
+    io:format("~n~-16s ~12s ~12s ~12s ~12s~n",
+              ["variant", "median ms", "ns/call", "x untraced", "x floor"]),
+    [io:format("~-16s ~12.1f ~12.1f ~12.2f ~12.2f~n",
+               [V, T / 1000, T * 1000 / Calls, T / Untraced, T / Floor])
+     || V <- Variants, T <- [maps:get(V, Median)]],
+    Tracing = maps:get(eflambe_trace, Median) / Floor,
+    Whole = maps:get(eflambe_apply, Median) / Floor,
+    io:format("~neflambe tracing / floor: ~.3f (goal <= 1.15)~n"
+              "eflambe apply (trace + fold + write) / floor: ~.3f (goal <= 1.5)~n"
+              "eflambe extra cost per traced call: ~.1f ns (~b calls, ~b events)~n",
+              [Tracing, Whole, (maps:get(eflambe_trace, Median) - Floor) * 1000 / Calls,
+               Calls, 2 * Calls]),
+    ok.
+
+rounds(_N, _Variants, 0, Acc) ->
+    Acc;
+rounds(N, Variants, K, Acc) ->
+    Acc1 = lists:foldl(fun(V, A) ->
+                               T = run(V, N),
+                               maps:update_with(V, fun(L) -> [T | L] end, [T], A)
+                       end, Acc, Variants),
+    rounds(N, Variants, K - 1, Acc1).
+
+fib(0) -> 0;
+fib(1) -> 1;
+fib(N) -> fib(N - 1) + fib(N - 2).
+
+timed_fib(N) ->
+    T0 = erlang:monotonic_time(microsecond),
+    _ = fib(N),
+    put(bench_us, erlang:monotonic_time(microsecond) - T0).
+
+%% Microseconds for one variant.
+run(untraced, N) ->
+    timed_fib(N),
+    get(bench_us);
+run(noop_nif, N) ->
+    with_local_patterns(fun() ->
+        1 = erlang:trace(self(), true, [{tracer, eflambe_bench_noop, 0} | ?FLAGS]),
+        timed_fib(N),
+        erlang:trace(self(), false, [all]),
+        get(bench_us)
+    end);
+%% The call as eflambe traces it, measured from inside: tracer callbacks,
+%% rings and the flusher running beside it.
+run(eflambe_trace, N) ->
+    {ok, _} = eflambe:apply({?MODULE, timed_fib, [N]}, [{return, flamegraph}]),
+    get(bench_us);
+%% The whole apply, measured from outside: arming every module, tracing,
+%% disarming, stopping the flusher, folding and writing the file.
+run(eflambe_apply, N) ->
+    Dir = filename:join(os:getenv("TMPDIR", "/tmp"), "eflambe-bench"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    {T, {ok, File}} = timer:tc(eflambe, apply, [{?MODULE, timed_fib, [N]},
+                                                [{return, filename}, {output_directory, Dir}]]),
+    ok = file:delete(File),
+    T;
+%% A classic Erlang tracer process: every event is a message it receives.
+run(erlang_tracer, N) ->
+    Tracer = spawn(fun() -> drain(0) end),
+    with_local_patterns(fun() ->
+        T0 = erlang:monotonic_time(microsecond),
+        1 = erlang:trace(self(), true, [{tracer, Tracer} | ?FLAGS]),
+        _ = fib(N),
+        erlang:trace(self(), false, [all]),
+        Ref = erlang:trace_delivered(self()),
+        receive {trace_delivered, _, Ref} -> ok end,
+        Tracer ! {done, self()},
+        receive {drained, _} -> ok end,
+        erlang:monotonic_time(microsecond) - T0
+    end).
+
+with_local_patterns(Fun) ->
+    _ = erlang:trace_pattern({'_', '_', '_'}, true, [local]),
+    try Fun() after erlang:trace_pattern({'_', '_', '_'}, false, [local]) end.
+
+drain(Count) ->
+    receive
+        {done, From} -> From ! {drained, Count};
+        _ -> drain(Count + 1)
+    end.
