@@ -1,0 +1,19 @@
+# Shortcuts. The two commands of README.adoc are scripts/profile-compiler.sh
+# and scripts/test.sh; benchmarks run on demand with `make bench`.
+
+all:
+	rebar3 compile
+
+test:
+	scripts/test.sh
+
+bench: all
+	$(MAKE) -C bench
+	erl -noshell -pa _build/default/lib/eflambe/ebin -pa _build/bench \
+	    -eval 'eflambe_bench:main([]), halt().'
+
+clean:
+	rebar3 clean
+	rm -rf _build
+
+.PHONY: all test bench clean

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Profiles the Erlang compiler compiling a module, with eflambe, and writes
+# the flamegraph. Usage: scripts/profile-compiler.sh [MODULE.erl] [OUTPUT_DIR]
+# (defaults: src/eflambe_session.erl, the current directory).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+source_file=$(realpath "${1:-$here/src/eflambe_session.erl}")
+out_dir=$(realpath "${2:-.}")
+
+"$here/scripts/deps.sh"
+(cd "$here" && rebar3 compile >&2)
+
+erl -noshell -pa "$here/_build/default/lib/eflambe/ebin" -eval '
+    [Source, Dir] = init:get_plain_arguments(),
+    Opts = [{return, filename}, {output_directory, Dir}],
+    case eflambe:apply({compile, file, [Source, [binary, return_errors]]}, Opts) of
+        {ok, File} ->
+            {ok, Bin} = file:read_file(File),
+            Lines = [begin
+                         [Stack, N] = string:split(L, " ", trailing),
+                         {binary_to_integer(N), string:split(Stack, ";", all)}
+                     end || L <- binary:split(Bin, <<"\n">>, [global, trim_all])],
+            Me = list_to_binary(pid_to_list(self())),
+            Wall = lists:sum([N || {N, [P | _]} <- Lines, P =:= Me]),
+            Procs = length(lists:usort([P || {_, [P | _]} <- Lines])),
+            OnCpu = lists:foldl(fun({N, Frames}, M) ->
+                                        case lists:last(Frames) of
+                                            <<"sleep">> -> M;
+                                            F -> maps:update_with(F, fun(X) -> X + N end, N, M)
+                                        end
+                                end, #{}, Lines),
+            io:format("Compiled ~s under eflambe: ~.1f ms wall time, ~b processes, ~b stacks.~n",
+                      [Source, Wall / 1000, Procs, length(Lines)]),
+            io:format("Functions with the most time on top of the stack, running:~n"),
+            [io:format("  ~6.1f ms  ~s~n", [N / 1000, F])
+             || {F, N} <- lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(OnCpu))), 8)],
+            io:format("Flamegraph (folded stacks): ~s~n", [File]),
+            io:format("Draw it with flamegraph.pl or inferno-flamegraph, or open it in speedscope.~n"),
+            halt(0);
+        Error ->
+            io:format(standard_error, "eflambe failed: ~p~n", [Error]),
+            halt(1)
+    end.' -extra "$source_file" "$out_dir"
