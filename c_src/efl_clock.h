@@ -32,15 +32,24 @@ void efl_clock_calibrate(struct efl_clock *c);
  * never builds up over a node's life (at each session start). */
 void efl_clock_rebase(struct efl_clock *c);
 
-static inline uint64_t efl_clock_now(const struct efl_clock *c)
+/* The raw reading, cheap enough for every trace event: TSC ticks or
+ * nanoseconds. Convert with efl_clock_to_ns, off the hot path. */
+static inline uint64_t efl_clock_read(const struct efl_clock *c)
 {
 #if defined(__x86_64__)
-    if (c->use_tsc) {
-        int64_t d = (int64_t)__rdtsc() - c->tsc0;
-        return (uint64_t)(c->ns0 + (int64_t)(((__int128)d * (__int128)c->mult) >> 32));
-    }
+    if (c->use_tsc)
+        return __rdtsc();
 #endif
+    (void)c;
     return (uint64_t)efl_monotonic_ns();
+}
+
+static inline uint64_t efl_clock_to_ns(const struct efl_clock *c, uint64_t raw)
+{
+    if (!c->use_tsc)
+        return raw;
+    int64_t d = (int64_t)raw - c->tsc0;
+    return (uint64_t)(c->ns0 + (int64_t)(((__int128)d * (__int128)c->mult) >> 32));
 }
 
 #endif

@@ -17,6 +17,7 @@ struct efl_flusher {
     struct efl_ring *rings;
     size_t nrings;
     uint32_t session;
+    struct efl_clock clock;
     uint64_t *seen_drops;
     struct efl_event *batch;
     struct efl_archive_writer *writer;
@@ -34,13 +35,17 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Keeps this session's events, in order. */
+/* Keeps this session's events, in order, with their time in nanoseconds. */
 static size_t own_events(struct efl_flusher *f, size_t n)
 {
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++)
-        if (f->batch[i].session == f->session)
-            f->batch[kept++] = f->batch[i];
+    for (size_t i = 0; i < n; i++) {
+        if (f->batch[i].session == f->session) {
+            f->batch[kept] = f->batch[i];
+            f->batch[kept].ts = efl_clock_to_ns(&f->clock, f->batch[i].ts);
+            kept++;
+        }
+    }
     return kept;
 }
 
@@ -124,13 +129,15 @@ static void flusher_free(struct efl_flusher *f)
 }
 
 efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, size_t nrings,
-                             uint32_t session, struct efl_archive_writer *writer)
+                             uint32_t session, const struct efl_clock *clock,
+                             struct efl_archive_writer *writer)
 {
     struct efl_flusher *f = calloc(1, sizeof *f);
     EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
     f->rings = rings;
     f->nrings = nrings;
     f->session = session;
+    f->clock = *clock;
     f->writer = writer;
     f->seen_drops = calloc(nrings, sizeof *f->seen_drops);
     f->batch = malloc(DRAIN_BATCH * sizeof *f->batch);

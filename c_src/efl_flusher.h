@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "efl_archive.h"
+#include "efl_clock.h"
 #include "efl_ring.h"
 #include "efl_status.h"
 
@@ -19,11 +20,13 @@ struct efl_flush_stats {
 };
 
 /* Starts the thread, which archives the events of `session` and discards
- * any other (left in a reused ring by an earlier session). The flusher owns
- * the writer from now on, if it starts; the rings stay the caller's and
- * must outlive efl_flusher_stop. */
+ * any other (left in a reused ring by an earlier session), turning their
+ * raw clock readings into nanoseconds with `clock`. The flusher owns the
+ * writer from now on, if it starts; the rings stay the caller's and must
+ * outlive efl_flusher_stop. */
 efl_status efl_flusher_start(struct efl_flusher **f, struct efl_ring *rings, size_t nrings,
-                             uint32_t session, struct efl_archive_writer *writer);
+                             uint32_t session, const struct efl_clock *clock,
+                             struct efl_archive_writer *writer);
 
 /* The caller guarantees no producer will push again. Sets the shutdown flag
  * under the mutex, signals, joins: the thread first drains every ring

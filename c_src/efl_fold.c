@@ -220,16 +220,25 @@ static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t t
     return EFL_OK;
 }
 
-static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+/* Is the node's frame the record's function? Compared field by field, so
+ * the common events (self-recursion, returns) need no hash lookup. */
+static int node_is(const struct efl_folder *f, uint32_t node, const struct efl_record *r)
 {
-    const struct efl_node *top = &f->p->nodes[ps->node];
+    const struct efl_frame *fr = &f->p->frames[f->p->nodes[node].frame];
+    return fr->kind == EFL_FRAME_MFA && fr->a == r->mod && fr->b == r->fun && fr->arity == r->arity;
+}
+
+static efl_status push(struct efl_folder *f, struct proc_state *ps, const struct efl_record *r)
+{
     /* Direct self-recursion (tail or not) stays one frame. */
-    if (ps->node != ps->proc_node && top->frame == frame)
+    if (ps->node != ps->proc_node && node_is(f, ps->node, r))
         return EFL_OK;
-    if (top->depth >= EFL_FOLD_MAX_DEPTH) {
+    if (f->p->nodes[ps->node].depth >= EFL_FOLD_MAX_DEPTH) {
         f->p->cut_frames++;
         return EFL_OK;
     }
+    uint32_t frame;
+    EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
     return child(f, ps->node, frame, &ps->node);
 }
 
@@ -237,10 +246,10 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
  * returned below where its stack began: for a profiled process, out of the
  * profiled call; for another (tracing began in the middle of it, or events
  * were lost), the frame becomes the base of its stack. */
-static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, const struct efl_record *r)
 {
     for (uint32_t n = ps->node; n != ps->proc_node; n = f->p->nodes[n].parent) {
-        if (f->p->nodes[n].frame == frame) {
+        if (node_is(f, n, r)) {
             ps->node = n;
             return EFL_OK;
         }
@@ -249,6 +258,8 @@ static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t f
         ps->node = ps->proc_node;
         return EFL_OK;
     }
+    uint32_t frame;
+    EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
     return child(f, ps->proc_node, frame, &ps->node);
 }
 
@@ -285,18 +296,14 @@ static efl_status fold_event(struct efl_folder *f, const struct efl_record *r)
             ps->node = ps->proc_node;
         break;
     case EFL_EV_CALL:
-        if (r->mod != 0) {
-            EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
-            EFL_FORWARD_IF_ERROR(push(f, ps, frame));
-        }
+        if (r->mod != 0)
+            EFL_FORWARD_IF_ERROR(push(f, ps, r));
         break;
     case EFL_EV_RETURN_TO:
-        if (r->mod == 0) {
+        if (r->mod == 0)
             ps->node = ps->proc_node;
-        } else {
-            EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
-            EFL_FORWARD_IF_ERROR(pop_to(f, ps, frame));
-        }
+        else
+            EFL_FORWARD_IF_ERROR(pop_to(f, ps, r));
         break;
     case EFL_EV_IN:
         ps->out = 0;

@@ -38,7 +38,6 @@ ATOMS(ATOM_DECL)
 #define SESSION_ID_MAX (1u << 26)
 
 static unsigned next_slot;             /* atomic: slots handed out so far */
-static __thread int thread_slot = -1;
 
 /* One ring per thread slot, all of one size. A set is replaced only when a
  * session asks for more threads or another size; the old one is retired,
@@ -59,6 +58,14 @@ static int root_frame;                 /* the meta call's function is a frame */
 static struct efl_clock clock_;
 static uint64_t lost_no_ring;          /* atomic: events of threads beyond the set */
 
+/* Each thread's slot, and its ring in the set it last saw. initial-exec:
+ * a plain load, where the default model for a shared object calls
+ * __tls_get_addr on every access. */
+#define THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
+static THREAD_LOCAL int thread_slot = -1;
+static THREAD_LOCAL struct ring_set *thread_set;
+static THREAD_LOCAL struct efl_ring *thread_ring;
+
 struct session {
     unsigned id;
     struct efl_flusher *flusher;
@@ -69,32 +76,35 @@ static ErlNifMutex *session_lock;      /* serialises start and stop */
 static struct session *session;
 static unsigned last_id;
 
-static int my_slot(void)
+/* The calling thread's ring, or NULL when the set has none for it. */
+static struct efl_ring *my_ring(void)
 {
-    if (thread_slot < 0)
-        thread_slot = (int)__atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED);
-    return thread_slot;
-}
-
-/* Producer side. Called on a scheduler thread; never blocks. */
-static void record(struct efl_event *e)
-{
-    size_t s = (size_t)my_slot();
     struct ring_set *set = __atomic_load_n(&ring_set, __ATOMIC_ACQUIRE);
-    if (set != NULL && s < set->count)
-        efl_ring_push(&set->rings[s], e);
-    else
-        __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
+    if (set != thread_set) {
+        if (thread_slot < 0)
+            thread_slot = (int)__atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED);
+        thread_set = set;
+        thread_ring = set != NULL && (size_t)thread_slot < set->count ? &set->rings[thread_slot]
+                                                                       : NULL;
+    }
+    return thread_ring;
 }
 
-/* Tracer state is a small integer: session id << 1 | is_meta. Read from
- * the term directly (a small integer is an immediate, tag 0xF): this runs
- * for every event. */
+/* The callbacks run for every event, so they read immediates by their tags
+ * (erts' erl_term.h, 64-bit) instead of calling enif_is_* through the PLT.
+ * load() checks each against the enif functions and refuses to load if the
+ * VM disagrees. */
+#define RAW_IS_SMALL(t) (((t) & 0xF) == 0xF)
+#define RAW_SMALL_VALUE(t) ((int64_t)(t) >> 4)
+#define RAW_IS_ATOM(t) (((t) & 0x3F) == 0x0B)
+#define RAW_IS_LOCAL_PID(t) (((t) & 0xF) == 0x3)
+
+/* Tracer state is a small integer: session id << 1 | is_meta. */
 static int decode_state(ERL_NIF_TERM t, unsigned *id, int *meta)
 {
-    if ((t & 0xF) != 0xF)
+    if (!RAW_IS_SMALL(t))
         return 0;
-    int64_t v = (int64_t)t >> 4;
+    int64_t v = RAW_SMALL_VALUE(t);
     if (v < 2 || v >= (int64_t)SESSION_ID_MAX * 2)
         return 0;
     *id = (unsigned)(v >> 1);
@@ -102,15 +112,27 @@ static int decode_state(ERL_NIF_TERM t, unsigned *id, int *meta)
     return 1;
 }
 
-/* A local pid is an immediate whose raw value is stable for the node's life. */
-static int local_pid(ErlNifEnv *env, ERL_NIF_TERM t)
+static uint32_t raw_atom(ERL_NIF_TERM t)
 {
-    return enif_is_pid(env, t) && (t & 0xF) == 0x3;
+    return RAW_IS_ATOM(t) && t <= UINT32_MAX ? (uint32_t)t : 0;
 }
 
-static uint32_t raw_atom(ErlNifEnv *env, ERL_NIF_TERM t)
+/* Are the tag checks right for this VM? */
+static int raw_checks_hold(ErlNifEnv *env)
 {
-    return enif_is_atom(env, t) && t <= UINT32_MAX ? (uint32_t)t : 0;
+    ErlNifPid self;
+    ERL_NIF_TERM atom = enif_make_atom(env, "eflambe"), small = enif_make_int(env, 12345);
+    ERL_NIF_TERM neg = enif_make_int(env, -7), big = enif_make_uint64(env, UINT64_MAX);
+    ERL_NIF_TERM tuple = enif_make_tuple2(env, atom, small), pid;
+    if (enif_self(env, &self) == NULL)
+        return 1; /* loaded outside a process: nothing to check against */
+    pid = enif_make_pid(env, &self);
+    return RAW_IS_ATOM(atom) && enif_is_atom(env, atom) && !RAW_IS_ATOM(small) &&
+           !RAW_IS_ATOM(pid) && RAW_IS_SMALL(small) && RAW_SMALL_VALUE(small) == 12345 &&
+           RAW_IS_SMALL(neg) && RAW_SMALL_VALUE(neg) == -7 && !RAW_IS_SMALL(big) &&
+           !RAW_IS_SMALL(atom) && !RAW_IS_SMALL(tuple) && RAW_IS_LOCAL_PID(pid) &&
+           enif_is_pid(env, pid) && !RAW_IS_LOCAL_PID(atom) && !RAW_IS_LOCAL_PID(small) &&
+           !RAW_IS_LOCAL_PID(tuple);
 }
 
 /* {M, F, Arity} or {M, F, Args}: fills mod/fun/arity, or leaves them 0. */
@@ -121,10 +143,12 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
     if (!enif_get_tuple(env, t, &n, &mfa) || n != 3)
         return;
     unsigned arity;
-    if (!enif_get_uint(env, mfa[2], &arity) && !enif_get_list_length(env, mfa[2], &arity))
+    if (RAW_IS_SMALL(mfa[2]) && RAW_SMALL_VALUE(mfa[2]) >= 0)
+        arity = (unsigned)RAW_SMALL_VALUE(mfa[2]);
+    else if (!enif_get_list_length(env, mfa[2], &arity))
         return;
-    e->mod = raw_atom(env, mfa[0]);
-    e->fun = raw_atom(env, mfa[1]);
+    e->mod = raw_atom(mfa[0]);
+    e->fun = raw_atom(mfa[1]);
     e->arity = (uint8_t)(arity > 255 ? 255 : arity);
     if (e->mod == 0 || e->fun == 0)
         e->mod = e->fun = 0;
@@ -177,19 +201,29 @@ static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     unsigned id;
     int meta;
     if (!decode_state(argv[1], &id, &meta) || id != __atomic_load_n(&active, __ATOMIC_ACQUIRE) ||
-        !local_pid(env, argv[2]))
+        !RAW_IS_LOCAL_PID(argv[2]))
         return atom_ok;
-    struct efl_event e = {0};
-    e.ts = efl_clock_now(&clock_);
-    e.session = id;
-    e.kind = (uint8_t)event_kind(argv[0], meta);
-    if (e.kind == 0)
+    unsigned kind = event_kind(argv[0], meta);
+    if (kind == 0)
         return atom_ok;
-    e.pid = argv[2];
-    if (e.kind != EFL_EV_GC_START && e.kind != EFL_EV_GC_END &&
-        (e.kind != EFL_EV_ROOT_CALL || root_frame))
-        read_mfa(env, argv[3], &e);
-    record(&e);
+    uint64_t ts = efl_clock_read(&clock_);
+    struct efl_ring *ring = my_ring();
+    if (ring == NULL) {
+        __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
+        return atom_ok;
+    }
+    struct efl_event *e = efl_ring_reserve(ring);
+    if (e == NULL)
+        return atom_ok;
+    e->ts = ts;
+    e->pid = argv[2];
+    e->mod = e->fun = 0;
+    e->kind = (uint8_t)kind;
+    e->arity = 0;
+    e->session = id;
+    if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && (kind != EFL_EV_ROOT_CALL || root_frame))
+        read_mfa(env, argv[3], e);
+    efl_ring_commit(ring);
     return atom_ok;
 }
 
@@ -309,7 +343,8 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     if (st == EFL_OK)
         st = efl_archive_writer_open(&writer, path, meta, &namer);
     if (st == EFL_OK &&
-        (st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, writer)) != EFL_OK)
+        (st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, &clock_,
+                                writer)) != EFL_OK)
         efl_archive_writer_abort(writer);
     if (st != EFL_OK) {
         if (s && s->name_env)
@@ -429,6 +464,8 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 #define ATOM_INIT(name) atom_##name = enif_make_atom(env, #name);
     ATOMS(ATOM_INIT)
 #undef ATOM_INIT
+    if (!raw_checks_hold(env))
+        return 2;
     if (session_lock == NULL) {
         if ((session_lock = enif_mutex_create("eflambe_session")) == NULL)
             return 1;

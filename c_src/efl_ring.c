@@ -16,6 +16,7 @@ bool efl_ring_init(struct efl_ring *r, size_t min_events)
         return false;
     r->slots = p;
     ck_ring_init(&r->ring, (unsigned)size);
+    r->seen_consumer = 0;
     r->dropped = 0;
     return true;
 }
@@ -34,8 +35,20 @@ void efl_ring_release_pages(struct efl_ring *r)
 
 size_t efl_ring_drain(struct efl_ring *r, struct efl_event *out, size_t max)
 {
-    size_t n = 0;
-    while (n < max && ck_ring_dequeue_spsc_efl_event(&r->ring, r->slots, &out[n]))
-        n++;
+    const unsigned mask = r->ring.mask;
+    unsigned consumer = r->ring.c_head;
+    unsigned producer = ck_pr_load_uint(&r->ring.p_tail);
+    size_t n = (producer - consumer) & mask;
+    if (n > max)
+        n = max;
+    if (n == 0)
+        return 0;
+    /* The slots up to p_tail were written before p_tail was published. */
+    ck_pr_fence_load();
+    for (size_t i = 0; i < n; i++)
+        out[i] = r->slots[(consumer + i) & mask];
+    /* Done reading the slots before the producer may reuse them. */
+    ck_pr_fence_store_atomic();
+    ck_pr_store_uint(&r->ring.c_head, consumer + (unsigned)n);
     return n;
 }

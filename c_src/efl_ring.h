@@ -19,6 +19,10 @@ struct efl_ring {
     ck_ring_t ring;
     struct efl_event *slots;
     size_t bytes;
+    /* Producer only: a consumer position known to be reached. Reading the
+     * real one (c_head, written by the consumer) only when the ring looks
+     * full keeps its cache line from bouncing between cores per event. */
+    unsigned seen_consumer;
     /* Written by the producer only, read by the consumer: events lost
      * because the ring was full. */
     uint64_t dropped;
@@ -33,22 +37,43 @@ void efl_ring_destroy(struct efl_ring *r);
  * late producer can still write (into fresh zero pages). */
 void efl_ring_release_pages(struct efl_ring *r);
 
-/* Producer only. Wait-free: copies the event in, or counts a drop when the
- * ring is full. Never blocks, never allocates. */
+/* Producer only. Wait-free: the slot to fill next, or NULL (and a counted
+ * drop) when the ring is full. Never blocks, never allocates. */
+static inline struct efl_event *efl_ring_reserve(struct efl_ring *r)
+{
+    const unsigned mask = r->ring.mask;
+    unsigned producer = r->ring.p_tail;
+    /* Full when the next slot is the consumer's (ck keeps one slot free). */
+    if (((producer + 1) & mask) == (r->seen_consumer & mask)) {
+        r->seen_consumer = ck_pr_load_uint(&r->ring.c_head);
+        if (((producer + 1) & mask) == (r->seen_consumer & mask)) {
+            __atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
+    }
+    return &r->slots[producer & mask];
+}
+
+/* Producer only: publishes the reserved slot to the consumer. */
+static inline void efl_ring_commit(struct efl_ring *r)
+{
+    ck_ring_enqueue_commit_spsc(&r->ring);
+}
+
+/* Producer only: reserve, copy, commit. */
 static inline bool efl_ring_push(struct efl_ring *r, const struct efl_event *e)
 {
-    struct efl_event *slot = ck_ring_enqueue_reserve_spsc_efl_event(&r->ring, r->slots);
-    if (slot == NULL) {
-        __atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
+    struct efl_event *slot = efl_ring_reserve(r);
+    if (slot == NULL)
         return false;
-    }
     memcpy(slot, e, sizeof *e);
-    ck_ring_enqueue_commit_spsc(&r->ring);
+    efl_ring_commit(r);
     return true;
 }
 
 /* Consumer only. Wait-free: moves up to max events into out, oldest first,
- * and returns how many. Events pushed concurrently may or may not be seen. */
+ * and returns how many; the slots are handed back to the producer once per
+ * call, not per event. Events pushed concurrently may or may not be seen. */
 size_t efl_ring_drain(struct efl_ring *r, struct efl_event *out, size_t max);
 
 /* Consumer side: drops counted so far (monotonic). */
