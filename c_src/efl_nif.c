@@ -384,15 +384,31 @@ static void end_session(struct efl_flush_stats *st, uint64_t *lost)
     session = NULL;
 }
 
-/* stop_session() -> {ok, #{events, dropped, bytes}} | {error, not_running} | {error, {Atom, _}} */
-static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+/* running_session() -> TracerState | undefined */
+static ERL_NIF_TERM nif_running_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
     (void)argv;
+    enif_mutex_lock(session_lock);
+    ERL_NIF_TERM result = session ? enif_make_int(env, (int)(session->id << 1)) : atom_undefined;
+    enif_mutex_unlock(session_lock);
+    return result;
+}
+
+/* stop_session(TracerState) -> {ok, #{events, dropped, bytes}} | {error, not_running}
+ *                            | {error, {Atom, _}}
+ * Stops that session only: a late stop never ends a newer one. */
+static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id;
+    int meta;
+    if (!decode_state(argv[0], &id, &meta) || meta)
+        return enif_make_badarg(env);
     struct efl_flush_stats st;
     uint64_t lost;
     enif_mutex_lock(session_lock);
-    if (session == NULL) {
+    if (session == NULL || session->id != id) {
         enif_mutex_unlock(session_lock);
         return enif_make_tuple2(env, atom_error, atom_not_running);
     }
@@ -510,7 +526,8 @@ static ErlNifFunc funcs[] = {
     {"enabled", 3, nif_enabled, 0},
     {"trace", 5, nif_trace, 0},
     {"start_session", 6, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
-    {"stop_session", 0, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"running_session", 0, nif_running_session, 0},
+    {"stop_session", 1, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"fold", 2, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 

@@ -89,8 +89,10 @@ run_loaded(Target, Runner, #{buffer_size := BufferBytes} = Opts) ->
     case eflambe_tracer:start_session(Archive, RingEvents, thread_count(), self(), false,
                                       metadata(apply, Target, Opts)) of
         {ok, TracerState, MetaState} ->
+            Guard = guard(self(), TracerState, Archive),
             Outcome = traced(Target, Runner, TracerState, MetaState),
-            Delivered = finish(Archive, Opts),
+            Delivered = finish(TracerState, Archive, Opts),
+            Guard ! done,
             _ = file:delete(Archive),
             case {Outcome, Delivered} of
                 {{raised, Class, Reason, Stack}, _} -> erlang:raise(Class, Reason, Stack);
@@ -141,20 +143,49 @@ arm(TracerState, MetaState) ->
 -spec disarm() -> ok.
 disarm() ->
     _ = erlang:trace(self(), false, [all]),
+    disarm_node().
+
+%% The trace patterns, which concern every process on the node.
+-spec disarm_node() -> ok.
+disarm_node() ->
     _ = erlang:trace_pattern(?WINDOW, false, [meta]),
     _ = erlang:trace_pattern(on_load, false, [local]),
     _ = erlang:trace_pattern({'_', '_', '_'}, false, [local]),
     ok.
 
 %% Stops the session once every trace event is delivered, then folds.
--spec finish(file:filename(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
-finish(Archive, Opts) ->
+-spec finish(integer(), file:filename(), eflambe_options:opts()) ->
+          {ok, term()} | {error, term()}.
+finish(TracerState, Archive, Opts) ->
     Ref = erlang:trace_delivered(all),
     receive {trace_delivered, all, Ref} -> ok end,
-    case eflambe_tracer:stop_session() of
+    case eflambe_tracer:stop_session(TracerState) of
         {ok, _Stats} -> eflambe_output:deliver(Archive, Opts);
         {error, _} = Error -> Error
     end.
+
+%% If the caller dies mid-call (a killed shell, say), nothing else would
+%% ever disarm the node: a guard process does it, for that session only.
+%% While the session runs no other can start, so disarming is safe.
+-spec guard(pid(), integer(), file:filename()) -> pid().
+guard(Caller, TracerState, Archive) ->
+    spawn(fun() ->
+                  Ref = monitor(process, Caller),
+                  receive
+                      done ->
+                          ok;
+                      {'DOWN', Ref, process, Caller, _} ->
+                          case eflambe_tracer:running_session() of
+                              TracerState ->
+                                  disarm_node(),
+                                  _ = eflambe_tracer:stop_session(TracerState),
+                                  _ = file:delete(Archive),
+                                  ok;
+                              _ ->
+                                  ok
+                          end
+                  end
+          end).
 
 -spec thread_count() -> pos_integer().
 thread_count() ->

@@ -6,11 +6,11 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/6, stop_session/0, fold/2]).
+-export([start_session/6, running_session/0, stop_session/1, fold/2]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/6, stop_session/0, fold/2]).
+-nifs([enabled/3, trace/5, start_session/6, running_session/0, stop_session/1, fold/2]).
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -41,12 +41,18 @@ trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
 start_session(_ArchivePath, _RingEvents, _Threads, _RootPid, _RootFrame, _Meta) ->
     erlang:nif_error(not_loaded).
 
-%% Stops recording, drains the rings and closes the archive.
--spec stop_session() ->
+%% The tracer state of the running session, if any.
+-spec running_session() -> integer() | undefined.
+running_session() ->
+    erlang:nif_error(not_loaded).
+
+%% Stops recording, drains the rings and closes the archive, if the running
+%% session is the one TracerState names.
+-spec stop_session(integer()) ->
           {ok, #{events := non_neg_integer(), dropped := non_neg_integer(),
                  bytes := non_neg_integer()}}
           | {error, not_running | {atom(), term()}}.
-stop_session() ->
+stop_session(_TracerState) ->
     erlang:nif_error(not_loaded).
 
 %% Folds an archive into one output format (runs on a dirty CPU scheduler).

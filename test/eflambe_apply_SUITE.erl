@@ -14,7 +14,7 @@ all() ->
      sleep_frame, spawned_process, weights_add_up_to_wall_time, exception_reaches_caller,
      return_filename, return_flamegraph, return_value, fun_targets, bad_options,
      undefined_function, already_running, already_traced, folded_format,
-     weights_property].
+     caller_killed, nif_reload, weights_property].
 
 init_per_testcase(_Case, Config) ->
     Config.
@@ -226,6 +226,42 @@ already_traced(_Config) ->
     after
         erlang:trace(self(), false, [all]),
         Tracer ! stop
+    end.
+
+%% A caller killed mid-call leaves nothing armed, and the next run starts.
+caller_killed(_Config) ->
+    Pid = spawn(fun() -> eflambe:apply({?W, waiter, []}) end),
+    timer:sleep(200),
+    ?assertEqual({traced, local}, erlang:trace_info({?W, fib, 1}, traced)),
+    exit(Pid, kill),
+    wait_until(fun() -> eflambe_tracer:running_session() =:= undefined end),
+    ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)),
+    ?assertMatch({ok, _}, eflambe:apply({?W, fib, [10]}, [{return, flamegraph}])).
+
+%% Loading a new version of the NIF module and purging the old one keeps
+%% the library working (the upgrade and unload callbacks).
+nif_reload(_Config) ->
+    {ok, Bin1} = eflambe:apply({?W, two, [12]}, [{return, flamegraph}]),
+    {module, eflambe_tracer} = code:load_file(eflambe_tracer),
+    true = code:soft_purge(eflambe_tracer),
+    {ok, Bin2} = eflambe:apply({?W, two, [12]}, [{return, flamegraph}]),
+    ?assertEqual(stacks(Bin1), stacks(Bin2)),
+    {module, eflambe_tracer} = code:load_file(eflambe_tracer),
+    true = code:soft_purge(eflambe_tracer),
+    ?assertMatch({ok, _}, eflambe:apply({?W, fib, [10]}, [{return, flamegraph}])).
+
+stacks(Folded) ->
+    lists:sort([tl(Frames) || {Frames, _} <- parse(Folded)]).
+
+wait_until(Fun) ->
+    wait_until(Fun, 100).
+
+wait_until(Fun, 0) ->
+    ?assert(Fun());
+wait_until(Fun, N) ->
+    case Fun() of
+        true -> ok;
+        false -> timer:sleep(20), wait_until(Fun, N - 1)
     end.
 
 %% flamegraph.pl's syntax: "frame;frame COUNT", sorted, unique stacks.

@@ -1,0 +1,95 @@
+/* eflambe-fold: folds a trace archive into a flamegraph format without a
+ * running Erlang node, so an archive copied off a node can be read
+ * anywhere. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "efl_fold.h"
+#include "efl_writer.h"
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: eflambe-fold ARCHIVE [--format FORMAT] [-o OUTPUT]\n"
+            "\n"
+            "Folds an eflambe trace archive (written by eflambe:apply with its\n"
+            "archive kept) into a flamegraph.\n"
+            "\n"
+            "  --format FORMAT  output format (default brendan_gregg):\n"
+            "                     brendan_gregg  folded stacks, \"frame;frame COUNT\" in microseconds\n"
+            "  -o OUTPUT        write to OUTPUT instead of standard output\n"
+            "  --help           this text\n"
+            "\n"
+            "A truncated archive (a node that died mid-write) is folded up to its\n"
+            "last complete frame, with a warning. Exit status: 0 on success,\n"
+            "1 when the archive cannot be read, 2 on a usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+            format = argv[++i];
+        } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+            output = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+            fprintf(stderr, "eflambe-fold: unknown or incomplete option %s\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (archive == NULL) {
+            archive = argv[i];
+        } else {
+            fprintf(stderr, "eflambe-fold: one archive at a time (got %s and %s)\n", archive, argv[i]);
+            return 2;
+        }
+    }
+    if (archive == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    const struct efl_writer *writer = efl_writer_find(format);
+    if (writer == NULL) {
+        fprintf(stderr, "eflambe-fold: unknown format %s (try --help)\n", format);
+        return 2;
+    }
+
+    struct efl_profile *p = NULL;
+    efl_status s = efl_fold_archive(archive, &p);
+    if (s != EFL_OK) {
+        fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),
+                s == EFL_ERR_IO ? ": " : "", s == EFL_ERR_IO ? strerror(errno) : "");
+        return 1;
+    }
+    if (p->truncated)
+        fprintf(stderr, "eflambe-fold: warning: %s is truncated; folded up to its last complete frame\n",
+                archive);
+    if (p->drops > 0)
+        fprintf(stderr, "eflambe-fold: warning: %llu events were dropped while tracing\n",
+                (unsigned long long)p->drops);
+
+    struct efl_buf out = {0};
+    s = writer->write(p, &out);
+    efl_profile_free(p);
+    if (s != EFL_OK) {
+        fprintf(stderr, "eflambe-fold: %s\n", efl_status_text(s));
+        efl_buf_free(&out);
+        return 1;
+    }
+    FILE *to = output ? fopen(output, "wb") : stdout;
+    int ok = to != NULL && fwrite(out.data, 1, out.len, to) == out.len;
+    if (output && to && fclose(to) != 0)
+        ok = 0;
+    efl_buf_free(&out);
+    if (!ok) {
+        fprintf(stderr, "eflambe-fold: cannot write %s: %s\n", output ? output : "standard output",
+                strerror(errno));
+        return 1;
+    }
+    return 0;
+}
