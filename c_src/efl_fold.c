@@ -12,6 +12,7 @@ struct ring_events {
 struct proc_state {
     uint32_t node;       /* current stack; 0 before the process is seen */
     uint32_t proc_node;  /* the process's own node, its stacks' base */
+    uint32_t window;     /* index of its open window, if scoped */
     uint64_t last_ts;
     uint32_t root_depth; /* open profiled calls (meta call minus return) */
     uint8_t seen, out, gc;
@@ -20,7 +21,7 @@ struct proc_state {
 
 struct efl_folder {
     struct efl_profile *p;
-    size_t symbols_cap, processes_cap, frames_cap, nodes_cap;
+    size_t symbols_cap, processes_cap, frames_cap, nodes_cap, windows_cap;
     struct ring_events *rings;
     size_t nrings;
     struct efl_map frame_ids;   /* frame key -> frame index */
@@ -78,6 +79,7 @@ void efl_profile_free(struct efl_profile *p)
     free(p->processes);
     free(p->frames);
     free(p->nodes);
+    free(p->windows);
     free(p);
 }
 
@@ -154,6 +156,8 @@ static uint64_t frame_key(const struct efl_frame *fr)
         return (uint64_t)fr->a << 32 | (uint64_t)fr->b << 8 | fr->arity;
     case EFL_FRAME_PROCESS:
         return 1ull << 63 | fr->a;
+    case EFL_FRAME_WINDOW:
+        return 1ull << 61 | fr->a;
     default:
         return 1ull << 62 | fr->kind;
     }
@@ -185,9 +189,10 @@ static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, u
     return efl_map_put(&f->node_ids, key, *id);
 }
 
-static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind, uint32_t *id)
+static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind, uint32_t a,
+                             uint32_t *id)
 {
-    struct efl_frame fr = {.kind = kind};
+    struct efl_frame fr = {.kind = kind, .a = a};
     uint32_t frame;
     EFL_FORWARD_IF_ERROR(intern_frame(f, &fr, &frame));
     return child(f, parent, frame, id);
@@ -205,12 +210,12 @@ static efl_status mfa_frame(struct efl_folder *f, const struct efl_record *r, ui
  * on top during it, with a gc or sleep frame when it was not running. */
 static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
 {
-    if (ps->seen && ps->node != ps->proc_node && ts > ps->last_ts) {
+    if (ps->seen && ps->node != ps->proc_node && ps->node != 0 && ts > ps->last_ts) {
         uint32_t node = ps->node;
         if (ps->gc)
-            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_GC, &node));
+            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_GC, 0, &node));
         else if (ps->out)
-            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_SLEEP, &node));
+            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_SLEEP, 0, &node));
         f->p->nodes[node].self_ns += ts - ps->last_ts;
         f->p->total_ns += ts - ps->last_ts;
     }
@@ -263,14 +268,32 @@ static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, const stru
     return child(f, ps->proc_node, frame, &ps->node);
 }
 
+/* A profiled call begins: a window of its own, the process's stacks under it. */
+static efl_status open_window(struct efl_folder *f, struct proc_state *ps, const struct efl_record *r)
+{
+    struct efl_profile *p = f->p;
+    GROW(p->windows, p->nwindows, f->windows_cap);
+    uint32_t w = p->nwindows++;
+    struct efl_window *win = &p->windows[w];
+    *win = (struct efl_window){.pid = r->pid, .start_ns = r->ts, .end_ns = r->ts};
+    EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_WINDOW, w, &win->node));
+    EFL_FORWARD_IF_ERROR(child_kind(f, win->node, EFL_FRAME_PROCESS, r->pid, &ps->proc_node));
+    ps->window = w;
+    ps->node = ps->proc_node;
+    ps->out = ps->gc = 0;
+    if (r->mod != 0) {
+        uint32_t frame;
+        EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
+        EFL_FORWARD_IF_ERROR(child(f, ps->proc_node, frame, &ps->node));
+    }
+    return EFL_OK;
+}
+
 static efl_status fold_event(struct efl_folder *f, const struct efl_record *r)
 {
     struct proc_state *ps = &f->procs[r->pid];
-    if (ps->proc_node == 0) {
-        struct efl_frame fr = {.kind = EFL_FRAME_PROCESS, .a = r->pid};
-        uint32_t frame;
-        EFL_FORWARD_IF_ERROR(intern_frame(f, &fr, &frame));
-        EFL_FORWARD_IF_ERROR(child(f, 0, frame, &ps->proc_node));
+    if (ps->proc_node == 0 && !ps->scoped) {
+        EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, r->pid, &ps->proc_node));
         ps->node = ps->proc_node;
     }
     /* A profiled process counts only inside the profiled call. */
@@ -278,22 +301,19 @@ static efl_status fold_event(struct efl_folder *f, const struct efl_record *r)
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(credit(f, ps, r->ts));
 
-    uint32_t frame;
+    if (ps->scoped && ps->root_depth > 0)
+        f->p->windows[ps->window].end_ns = r->ts;
     switch (r->kind) {
     case EFL_EV_ROOT_CALL:
-        if (ps->root_depth++ == 0) {
-            ps->out = ps->gc = 0;
-            ps->node = ps->proc_node;
-            if (r->mod != 0) {
-                EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
-                EFL_FORWARD_IF_ERROR(child(f, ps->proc_node, frame, &ps->node));
-            }
-        }
+        if (ps->root_depth++ == 0)
+            EFL_FORWARD_IF_ERROR(open_window(f, ps, r));
         break;
     case EFL_EV_ROOT_RETURN:
     case EFL_EV_ROOT_EXCEPTION:
-        if (ps->root_depth > 0 && --ps->root_depth == 0)
+        if (ps->root_depth > 0 && --ps->root_depth == 0) {
             ps->node = ps->proc_node;
+            f->p->windows[ps->window].ended = r->kind;
+        }
         break;
     case EFL_EV_CALL:
         if (r->mod != 0)
@@ -426,7 +446,9 @@ efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, s
         return append_clean(out, p->processes[fr->a]);
     case EFL_FRAME_SLEEP:
         return efl_buf_puts(out, "sleep");
-    default:
+    case EFL_FRAME_GC:
         return efl_buf_puts(out, "gc");
+    default:
+        return EFL_OK;
     }
 }

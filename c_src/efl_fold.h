@@ -17,7 +17,8 @@ enum efl_frame_kind {
     EFL_FRAME_MFA,      /* a = module symbol, b = function symbol */
     EFL_FRAME_PROCESS,  /* a = process id */
     EFL_FRAME_SLEEP,    /* scheduled out */
-    EFL_FRAME_GC        /* garbage collecting */
+    EFL_FRAME_GC,       /* garbage collecting */
+    EFL_FRAME_WINDOW    /* a = window index; groups one profiled call, never shown */
 };
 
 struct efl_frame {
@@ -26,12 +27,23 @@ struct efl_frame {
     uint8_t arity;
 };
 
-/* Node 0 is the root and has no frame; a node's parent has a smaller index. */
+/* Node 0 is the root and has no frame; a node's parent has a smaller index.
+ * Under the root: a window node per profiled call (its process's stacks
+ * below it), and the process nodes of processes that are not profiled
+ * calls themselves (spawned ones). */
 struct efl_node {
     uint32_t parent;
     uint32_t frame;
     uint32_t depth;     /* root 0, process 1, first function 2 ... */
     uint64_t self_ns;   /* time this exact stack was on top */
+};
+
+/* One profiled call: from a root call to its matching return. */
+struct efl_window {
+    uint32_t node;        /* its window node */
+    uint32_t pid;         /* process id */
+    uint64_t start_ns, end_ns;
+    uint8_t ended;        /* EFL_EV_ROOT_RETURN, EFL_EV_ROOT_EXCEPTION, or 0: still open */
 };
 
 struct efl_profile {
@@ -43,6 +55,8 @@ struct efl_profile {
     uint32_t nframes;
     struct efl_node *nodes;
     uint32_t nnodes;
+    struct efl_window *windows;  /* in the order the calls began */
+    uint32_t nwindows;
     uint64_t total_ns;
     uint64_t events;
     uint64_t drops;
@@ -64,5 +78,16 @@ void efl_profile_free(struct efl_profile *p);
 
 /* Appends the frame's display name: mod:fun/arity, <0.85.0>, sleep, gc. */
 efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out);
+
+/* Is node n in the subtree of `root` (0: the whole profile; otherwise a
+ * node directly under the root, such as a window node)? */
+static inline int efl_profile_in(const struct efl_profile *p, uint32_t n, uint32_t root)
+{
+    if (root == 0)
+        return 1;
+    while (p->nodes[n].depth > 1)
+        n = p->nodes[n].parent;
+    return n == root;
+}
 
 #endif

@@ -74,7 +74,7 @@ int main(int argc, char **argv)
                 (unsigned long long)p->drops);
 
     struct efl_buf out = {0};
-    s = writer->write(p, &out);
+    s = writer->write(p, 0, &out);
     efl_profile_free(p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s\n", efl_status_text(s));

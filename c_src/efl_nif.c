@@ -15,6 +15,7 @@
 #include <erl_nif.h>
 
 #include "efl_archive.h"
+#include "efl_capture.h"
 #include "efl_clock.h"
 #include "efl_flusher.h"
 #include "efl_fold.h"
@@ -28,7 +29,10 @@
     X(not_running) X(ok) X(out) X(out_exited) X(out_exiting) X(remove)  \
     X(return_from) X(return_to) X(total_us) X(trace) X(trace_status)    \
     X(truncated) X(undefined) X(unknown_format) X(cut_frames)          \
-    X(extension) X(true) X(false)
+    X(extension) X(true) X(false) X(archive) X(ring_events) X(threads) \
+    X(root_pid) X(root_frame) X(budget) X(every) X(notify) X(meta)      \
+    X(eflambe_capture_done) X(windows) X(pid) X(ended) X(start_us)      \
+    X(end_us) X(exception) X(open) X(data)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -53,8 +57,16 @@ struct ring_set {
 static unsigned active;                /* atomic: its id, 0 when none */
 static struct ring_set *ring_set;      /* atomic: read after `active` */
 static struct ring_set *retired_sets;
-static uint64_t root_pid;              /* meta events are kept for this pid only */
+static uint64_t root_pid;              /* apply: meta events are kept for this pid only */
 static int root_frame;                 /* the meta call's function is a frame */
+static int capturing;                  /* capture: admission by budget, not root_pid */
+static ErlNifPid notify_pid;           /* told of each captured call that ends */
+static int notify;
+
+/* Capture admission; the storage outlives sessions, like the rings. */
+#define CAPTURE_MAX 65536
+static struct efl_capture_entry capture_entries[2 * CAPTURE_MAX];
+static struct efl_capture capture = {capture_entries, 2 * CAPTURE_MAX, 0, 0, 1, 0, 0, 0};
 static struct efl_clock clock_;
 static uint64_t lost_no_ring;          /* atomic: events of threads beyond the set */
 
@@ -154,7 +166,13 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
         e->mod = e->fun = 0;
 }
 
-/* enabled(TraceTag, TracerState, Tracee) */
+/* enabled(TraceTag, TracerState, Tracee)
+ *
+ * For apply, the process tracer traces everything and the meta tracer only
+ * the caller. For capture, the meta check of a call admits it (or not)
+ * before the match spec's trace action switches tracing on in the caller;
+ * afterwards the process tracer answers `remove` at the process's first
+ * trace_status check outside a captured call, which clears its flags. */
 static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)env;
@@ -163,9 +181,24 @@ static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     int meta;
     if (!decode_state(argv[1], &id, &meta) || id != __atomic_load_n(&active, __ATOMIC_ACQUIRE))
         return atom_remove;
-    if (meta && argv[2] != (ERL_NIF_TERM)root_pid)
+    ERL_NIF_TERM tag = argv[0], pid = argv[2];
+    if (!capturing) {
+        if (meta && pid != (ERL_NIF_TERM)root_pid)
+            return atom_discard;
+        return atom_trace;
+    }
+    if (!RAW_IS_LOCAL_PID(pid))
         return atom_discard;
-    return atom_trace;
+    if (meta) {
+        if (tag == atom_call)
+            return efl_capture_enter(&capture, pid) ? atom_trace : atom_discard;
+        if (tag == atom_trace_status)
+            return efl_capture_armed(&capture) ? atom_trace : atom_remove;
+        return atom_trace;
+    }
+    if (efl_capture_inside(&capture, pid))
+        return atom_trace;
+    return tag == atom_trace_status ? atom_remove : atom_discard;
 }
 
 static unsigned event_kind(ERL_NIF_TERM tag, int meta)
@@ -194,6 +227,29 @@ static unsigned event_kind(ERL_NIF_TERM tag, int meta)
     return 0;
 }
 
+/* Writes one event into the calling thread's ring. */
+static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TERM argv[])
+{
+    uint64_t ts = efl_clock_read(&clock_);
+    struct efl_ring *ring = my_ring();
+    if (ring == NULL) {
+        __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    struct efl_event *e = efl_ring_reserve(ring);
+    if (e == NULL)
+        return;
+    e->ts = ts;
+    e->pid = argv[2];
+    e->mod = e->fun = 0;
+    e->kind = (uint8_t)kind;
+    e->arity = 0;
+    e->session = id;
+    if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && (kind != EFL_EV_ROOT_CALL || root_frame))
+        read_mfa(env, argv[3], e);
+    efl_ring_commit(ring);
+}
+
 /* trace(TraceTag, TracerState, Tracee, TraceTerm, Opts) */
 static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -206,24 +262,11 @@ static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     unsigned kind = event_kind(argv[0], meta);
     if (kind == 0)
         return atom_ok;
-    uint64_t ts = efl_clock_read(&clock_);
-    struct efl_ring *ring = my_ring();
-    if (ring == NULL) {
-        __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
-        return atom_ok;
-    }
-    struct efl_event *e = efl_ring_reserve(ring);
-    if (e == NULL)
-        return atom_ok;
-    e->ts = ts;
-    e->pid = argv[2];
-    e->mod = e->fun = 0;
-    e->kind = (uint8_t)kind;
-    e->arity = 0;
-    e->session = id;
-    if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && (kind != EFL_EV_ROOT_CALL || root_frame))
-        read_mfa(env, argv[3], e);
-    efl_ring_commit(ring);
+    record(id, kind, env, argv);
+    /* The end of a captured call is counted even when its event was lost. */
+    if (capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&
+        efl_capture_leave(&capture, argv[2]) && notify)
+        enif_send(env, &notify_pid, NULL, atom_eflambe_capture_done);
     return atom_ok;
 }
 
@@ -302,27 +345,81 @@ static efl_status ensure_rings(size_t count, size_t events)
     return EFL_OK;
 }
 
-/* start_session(ArchivePath, RingEvents, Threads, RootPid | undefined, RootFrame, Meta) ->
- * Threads: how many threads may call a callback (normal and dirty
- * schedulers, and a few spare); each gets a ring of RingEvents.
- * RootFrame: whether the meta-traced function is shown as the root frame
- * (capture) or only opens the window (apply's wrapper). 
- *     {ok, TracerState, MetaTracerState} | {error, already_running} | {error, {Atom, Path}} */
+struct start_args {
+    char *archive, *meta;
+    unsigned long ring_events;
+    unsigned threads;
+    ERL_NIF_TERM root_pid;   /* or 0 */
+    int root_frame;
+    int capture;
+    unsigned budget, every;
+    int have_notify;
+    ErlNifPid notify;
+};
+
+static int map_get(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM key, ERL_NIF_TERM *value)
+{
+    return enif_get_map_value(env, map, key, value);
+}
+
+/* Reads start_session's map; 0 for any missing or ill-typed field. */
+static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
+{
+    ERL_NIF_TERM v;
+    ErlNifPid pid;
+    memset(a, 0, sizeof *a);
+    a->every = 1;
+    if (!enif_is_map(env, map))
+        return 0;
+    if (!map_get(env, map, atom_archive, &v) || (a->archive = binary_to_cstr(env, v)) == NULL)
+        return 0;
+    if (!map_get(env, map, atom_meta, &v) || (a->meta = binary_to_cstr(env, v)) == NULL)
+        return 0;
+    if (!map_get(env, map, atom_ring_events, &v) || !enif_get_ulong(env, v, &a->ring_events) ||
+        a->ring_events < 2 || a->ring_events > (1ul << 26))
+        return 0;
+    if (!map_get(env, map, atom_threads, &v) || !enif_get_uint(env, v, &a->threads) ||
+        a->threads < 1 || a->threads > MAX_SLOTS)
+        return 0;
+    if (map_get(env, map, atom_root_pid, &v) && v != atom_undefined) {
+        if (!enif_get_local_pid(env, v, &pid))
+            return 0;
+        a->root_pid = v;
+    }
+    if (map_get(env, map, atom_root_frame, &v))
+        a->root_frame = v == atom_true;
+    if (map_get(env, map, atom_budget, &v) && v != atom_undefined) {
+        if (!enif_get_uint(env, v, &a->budget) || a->budget < 1 || a->budget > CAPTURE_MAX)
+            return 0;
+        a->capture = 1;
+    }
+    if (map_get(env, map, atom_every, &v) && (!enif_get_uint(env, v, &a->every) || a->every < 1))
+        return 0;
+    if (map_get(env, map, atom_notify, &v) && v != atom_undefined) {
+        if (!enif_get_local_pid(env, v, &a->notify))
+            return 0;
+        a->have_notify = 1;
+    }
+    return 1;
+}
+
+/* start_session(#{archive, ring_events, threads, meta, root_pid, root_frame,
+ *                 budget, every, notify}) ->
+ *     {ok, TracerState, MetaTracerState} | {error, already_running} | {error, {Atom, Path}}
+ *
+ * threads: how many threads may call a callback (normal and dirty
+ * schedulers, and a few spare); each gets a ring of ring_events.
+ * root_pid (apply): meta events are kept for that process only.
+ * root_frame: the meta-traced function is shown as the root frame.
+ * budget (capture): how many calls of the meta-traced function to admit,
+ * one in `every`; `notify` gets eflambe_capture_done as each one ends. */
 static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    unsigned long events;
-    unsigned threads;
-    char *path = binary_to_cstr(env, argv[0]);
-    char *meta = binary_to_cstr(env, argv[5]);
-    ErlNifPid pid;
-    int have_root = enif_get_local_pid(env, argv[3], &pid);
-    if (path == NULL || meta == NULL || !enif_get_ulong(env, argv[1], &events) || events < 2 ||
-        events > (1ul << 26) || !enif_get_uint(env, argv[2], &threads) || threads < 1 ||
-        threads > MAX_SLOTS || (!have_root && argv[3] != atom_undefined) ||
-        (argv[4] != atom_true && argv[4] != atom_false)) {
-        free(path);
-        free(meta);
+    struct start_args a;
+    if (!parse_start(env, argv[0], &a)) {
+        free(a.archive);
+        free(a.meta);
         return enif_make_badarg(env);
     }
     ERL_NIF_TERM result;
@@ -336,12 +433,12 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     if (st == EFL_OK && (s->name_env = enif_alloc_env()) == NULL)
         st = EFL_ERR_NOMEM;
     if (st == EFL_OK)
-        st = ensure_rings(threads, events);
+        st = ensure_rings(a.threads, a.ring_events);
     unsigned id = last_id + 1 >= SESSION_ID_MAX ? 1 : last_id + 1;
     struct efl_archive_writer *writer = NULL;
     struct efl_namer namer = {s, name_atom, name_pid};
     if (st == EFL_OK)
-        st = efl_archive_writer_open(&writer, path, meta, &namer);
+        st = efl_archive_writer_open(&writer, a.archive, a.meta, &namer);
     if (st == EFL_OK &&
         (st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, &clock_,
                                 writer)) != EFL_OK)
@@ -350,24 +447,29 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
         if (s && s->name_env)
             enif_free_env(s->name_env);
         free(s);
-        result = error_tuple(env, st, argv[0]);
+        result = error_tuple(env, st, enif_make_string(env, a.archive, ERL_NIF_LATIN1));
         goto out;
     }
     last_id = id;
     s->id = id;
     session = s;
-    root_pid = have_root ? (uint64_t)argv[3] : 0;
-    root_frame = argv[4] == atom_true;
+    root_pid = a.root_pid;
+    root_frame = a.root_frame;
+    capturing = a.capture;
+    if (capturing)
+        efl_capture_start(&capture, id, a.budget, a.every);
+    notify = a.have_notify;
+    notify_pid = a.notify;
     efl_clock_rebase(&clock_);
     __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
-    /* Publishes the rings, root_pid and root_frame to the callbacks. */
+    /* Publishes all of the above to the callbacks. */
     __atomic_store_n(&active, s->id, __ATOMIC_SEQ_CST);
     result = enif_make_tuple3(env, atom_ok, enif_make_int(env, (int)(s->id << 1)),
                               enif_make_int(env, (int)(s->id << 1 | 1)));
 out:
     enif_mutex_unlock(session_lock);
-    free(path);
-    free(meta);
+    free(a.archive);
+    free(a.meta);
     return result;
 }
 
@@ -424,13 +526,69 @@ static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
     return enif_make_tuple2(env, atom_ok, map);
 }
 
-/* fold(ArchivePath, Format) -> {ok, Data, #{...}} | {error, {Atom, Detail}} */
+static ERL_NIF_TERM make_binary(ErlNifEnv *env, const struct efl_buf *b)
+{
+    ERL_NIF_TERM t;
+    unsigned char *d = enif_make_new_binary(env, b->len, &t);
+    if (b->len)
+        memcpy(d, b->data, b->len);
+    return t;
+}
+
+static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const struct efl_writer *w)
+{
+    ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
+                           atom_cut_frames, atom_extension};
+    ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
+                           enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
+                           p->truncated ? atom_true : atom_false,
+                           enif_make_uint64(env, p->cut_frames),
+                           enif_make_string(env, w->extension, ERL_NIF_LATIN1)};
+    ERL_NIF_TERM info;
+    enif_make_map_from_arrays(env, keys, vals, 6, &info);
+    return info;
+}
+
+/* One map per profiled call: #{pid, ended, start_us, end_us, data}. */
+static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
+                               const struct efl_writer *w, ERL_NIF_TERM *list)
+{
+    *list = enif_make_list(env, 0);
+    for (uint32_t i = p->nwindows; i-- > 0;) {
+        const struct efl_window *win = &p->windows[i];
+        struct efl_buf out = {0};
+        efl_status st = w->write(p, win->node, &out);
+        if (st != EFL_OK) {
+            efl_buf_free(&out);
+            return st;
+        }
+        const char *pid = p->processes[win->pid];
+        ERL_NIF_TERM keys[] = {atom_pid, atom_ended, atom_start_us, atom_end_us, atom_data};
+        ERL_NIF_TERM vals[] = {
+            enif_make_string(env, pid, ERL_NIF_LATIN1),
+            win->ended == EFL_EV_ROOT_RETURN      ? atom_return_from
+            : win->ended == EFL_EV_ROOT_EXCEPTION ? atom_exception_from
+                                                  : atom_open,
+            enif_make_uint64(env, win->start_ns / 1000), enif_make_uint64(env, win->end_ns / 1000),
+            make_binary(env, &out)};
+        efl_buf_free(&out);
+        ERL_NIF_TERM map;
+        enif_make_map_from_arrays(env, keys, vals, 5, &map);
+        *list = enif_make_list_cell(env, map, *list);
+    }
+    return EFL_OK;
+}
+
+/* fold(ArchivePath, Format, Split) -> {ok, Data | [Window], Info} | {error, {Atom, Detail}}
+ * Split: false for one flamegraph of everything, true for one per profiled
+ * call (a window), in the order the calls began. */
 static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
     char format[64];
     char *path = binary_to_cstr(env, argv[0]);
-    if (path == NULL || enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0) {
+    if (path == NULL || enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
+        (argv[2] != atom_true && argv[2] != atom_false)) {
         free(path);
         return enif_make_badarg(env);
     }
@@ -441,29 +599,15 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     }
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
+    ERL_NIF_TERM data = 0;
     efl_status st = efl_fold_archive(path, &p);
     free(path);
-    if (st == EFL_OK)
-        st = w->write(p, &out);
-    ERL_NIF_TERM result;
-    if (st != EFL_OK) {
-        result = error_tuple(env, st, argv[0]);
-    } else {
-        ERL_NIF_TERM data;
-        unsigned char *d = enif_make_new_binary(env, out.len, &data);
-        if (out.len)
-            memcpy(d, out.data, out.len);
-        ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
-                               atom_cut_frames, atom_extension};
-        ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
-                               enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
-                               p->truncated ? atom_true : atom_false,
-                               enif_make_uint64(env, p->cut_frames),
-                               enif_make_string(env, w->extension, ERL_NIF_LATIN1)};
-        ERL_NIF_TERM info;
-        enif_make_map_from_arrays(env, keys, vals, 6, &info);
-        result = enif_make_tuple3(env, atom_ok, data, info);
-    }
+    if (st == EFL_OK && argv[2] == atom_true)
+        st = fold_windows(env, p, w, &data);
+    else if (st == EFL_OK && (st = w->write(p, 0, &out)) == EFL_OK)
+        data = make_binary(env, &out);
+    ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple3(env, atom_ok, data, fold_info(env, p, w))
+                                       : error_tuple(env, st, argv[0]);
     efl_profile_free(p);
     efl_buf_free(&out);
     return result;
@@ -525,10 +669,10 @@ static void unload(ErlNifEnv *env, void *priv)
 static ErlNifFunc funcs[] = {
     {"enabled", 3, nif_enabled, 0},
     {"trace", 5, nif_trace, 0},
-    {"start_session", 6, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"start_session", 1, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"running_session", 0, nif_running_session, 0},
     {"stop_session", 1, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
-    {"fold", 2, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"fold", 3, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(eflambe_tracer, funcs, load, NULL, upgrade, unload)

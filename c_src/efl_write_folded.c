@@ -23,7 +23,7 @@ static int cmp_line(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
-efl_status efl_write_folded(const struct efl_profile *p, struct efl_buf *out)
+efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct efl_buf *out)
 {
     struct efl_buf text = {0};
     struct line *lines = NULL;
@@ -36,7 +36,7 @@ efl_status efl_write_folded(const struct efl_profile *p, struct efl_buf *out)
     }
     for (uint32_t n = 1; s == EFL_OK && n < p->nnodes; n++) {
         uint64_t us = efl_ns_to_us(p->nodes[n].self_ns);
-        if (us == 0)
+        if (us == 0 || !efl_profile_in(p, n, root))
             continue;
         size_t off = text.len;
         s = efl_append_stack(p, n, ";", &text);

@@ -34,11 +34,11 @@
 %% tracer is refused, so an existing trace is never broken.
 -module(eflambe).
 
--export([apply/1, apply/2]).
+-export([apply/1, apply/2, capture/1, capture/2, capture/3, stop/0]).
 
 -compile({no_auto_import, [apply/2]}).
 
--export_type([fun_spec/0, option/0, output_format/0, return_kind/0]).
+-export_type([fun_spec/0, option/0, capture_option/0, output_format/0, return_kind/0]).
 
 -type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]}.
 
@@ -60,6 +60,14 @@
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
 %% 1048576, 32768 events).
 
+-type capture_option() ::
+        option()
+      | {timeout, timeout()}
+      | {every, pos_integer()}.
+%% `timeout' (default `infinity'): milliseconds to wait for the calls.
+%% `every' (default 1): capture one call in K. `return' is `filename'
+%% (default) or `flamegraph'.
+
 %% @equiv apply(FunSpec, [])
 -spec apply(fun_spec()) -> {ok, term()} | {error, term()}.
 apply(FunSpec) ->
@@ -70,4 +78,32 @@ apply(FunSpec) ->
 %% unchanged, after tracing is switched off.
 -spec apply(fun_spec(), [option()]) -> {ok, term()} | {error, term()}.
 apply(FunSpec, Options) ->
-    eflambe_session:apply(FunSpec, Options).
+    eflambe_apply:apply(FunSpec, Options).
+
+%% @equiv capture(MFA, 1, [])
+-spec capture(mfa()) -> {ok, [binary() | file:filename()]} | {error, term()}.
+capture(MFA) ->
+    capture(MFA, 1, []).
+
+%% @equiv capture(MFA, N, [])
+-spec capture(mfa(), pos_integer()) -> {ok, [binary() | file:filename()]} | {error, term()}.
+capture(MFA, N) ->
+    capture(MFA, N, []).
+
+%% @doc Profiles the next N calls of Module:Function/Arity (local functions
+%% too) made by any process on the node, and blocks until they have all
+%% returned, then gives one flamegraph per call, in the order the calls
+%% ended: `{ok, [Result]}' (Result per the `return' option: `filename' by
+%% default, or `flamegraph'). A call that raised is marked `(exception)' on
+%% its process frame. With `{timeout, Ms}', what was captured by then
+%% (`{error, timeout}' if nothing).
+-spec capture(mfa(), pos_integer(), [capture_option()]) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+capture(MFA, N, Options) ->
+    eflambe_capture:capture(MFA, N, Options).
+
+%% @doc Ends the running profile, from any process: a capture returns what
+%% it has; an apply stops tracing and its call goes on.
+-spec stop() -> ok | {error, not_running}.
+stop() ->
+    eflambe_session:stop_running().

@@ -3,7 +3,7 @@
 %% so every mistake a user can make ends in {error, Reason}.
 -module(eflambe_options).
 
--export([parse/1, output_formats/0]).
+-export([parse/2, output_formats/0]).
 
 -export_type([opts/0]).
 
@@ -12,7 +12,9 @@
 -type opts() :: #{output_format := eflambe:output_format(),
                   output_directory := file:filename() | undefined,
                   return := eflambe:return_kind(),
-                  buffer_size := pos_integer()}.
+                  buffer_size := pos_integer(),
+                  timeout => timeout(),
+                  every => pos_integer()}.
 
 -define(EVENT_BYTES, 32).
 -define(DEFAULT_BUFFER_BYTES, 1048576).
@@ -21,53 +23,73 @@
 output_formats() ->
     [brendan_gregg].
 
--spec defaults() -> opts().
-defaults() ->
+%% Each mode's options, with their defaults.
+-spec defaults(apply | capture) -> opts().
+defaults(apply) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
       return => value,
-      buffer_size => ?DEFAULT_BUFFER_BYTES}.
+      buffer_size => ?DEFAULT_BUFFER_BYTES};
+defaults(capture) ->
+    (defaults(apply))#{return => filename,
+                       timeout => infinity,
+                       every => 1}.
 
 %% Options come as a proplist (Erlang) or keyword list (Elixir).
--spec parse(term()) -> {ok, opts()} | {error, term()}.
-parse(Options) when is_list(Options) ->
-    parse(Options, defaults());
-parse(Options) ->
+-spec parse(apply | capture, term()) -> {ok, opts()} | {error, term()}.
+parse(Mode, Options) when is_list(Options) ->
+    parse(Mode, Options, defaults(Mode));
+parse(_Mode, Options) ->
     {error, {bad_options, Options}}.
 
--spec parse(list(), opts()) -> {ok, opts()} | {error, term()}.
-parse([], Opts) ->
+-spec parse(apply | capture, list(), opts()) -> {ok, opts()} | {error, term()}.
+parse(_Mode, [], Opts) ->
     {ok, Opts};
-parse([{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
-    case maps:is_key(Key, defaults()) of
+parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
+    case maps:is_key(Key, Opts) of
         false ->
             {error, {unknown_option, Option}};
         true ->
-            case check(Key, Value) of
-                {ok, Checked} -> parse(Rest, Opts#{Key := Checked});
+            case check(Mode, Key, Value) of
+                {ok, Checked} -> parse(Mode, Rest, Opts#{Key := Checked});
                 {error, _} = Error -> Error
             end
     end;
-parse([Option | _], _Opts) ->
+parse(_Mode, [Option | _], _Opts) ->
     {error, {unknown_option, Option}}.
 
--spec check(atom(), term()) -> {ok, term()} | {error, term()}.
-check(output_format, Format) ->
+-spec check(apply | capture, atom(), term()) -> {ok, term()} | {error, term()}.
+check(_, output_format, Format) ->
     case lists:member(Format, output_formats()) of
         true -> {ok, Format};
         false -> {error, {bad_output_format, Format, {expected_one_of, output_formats()}}}
     end;
-check(output_directory, Dir) ->
+check(_, output_directory, Dir) ->
     check_directory(Dir);
-check(return, Kind) when Kind =:= value; Kind =:= flamegraph; Kind =:= filename ->
-    {ok, Kind};
-check(return, Kind) ->
-    {error, {bad_return, Kind, {expected_one_of, [value, flamegraph, filename]}}};
-check(buffer_size, Bytes) when is_integer(Bytes), Bytes >= 64 * ?EVENT_BYTES,
-                               Bytes =< 1 bsl 30 ->
+check(Mode, return, Kind) ->
+    Kinds = case Mode of
+                apply -> [value, flamegraph, filename];
+                capture -> [flamegraph, filename]
+            end,
+    case lists:member(Kind, Kinds) of
+        true -> {ok, Kind};
+        false -> {error, {bad_return, Kind, {expected_one_of, Kinds}}}
+    end;
+check(_, buffer_size, Bytes) when is_integer(Bytes), Bytes >= 64 * ?EVENT_BYTES,
+                                  Bytes =< 1 bsl 30 ->
     {ok, Bytes};
-check(buffer_size, Bytes) ->
-    {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * ?EVENT_BYTES, 1 bsl 30}}}.
+check(_, buffer_size, Bytes) ->
+    {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * ?EVENT_BYTES, 1 bsl 30}}};
+check(capture, timeout, infinity) ->
+    {ok, infinity};
+check(capture, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
+    {ok, Ms};
+check(capture, timeout, Ms) ->
+    {error, {bad_timeout, Ms, {expected, 'infinity | milliseconds'}}};
+check(capture, every, K) when is_integer(K), K >= 1 ->
+    {ok, K};
+check(capture, every, K) ->
+    {error, {bad_every, K, {expected, positive_integer}}}.
 
 -spec check_directory(term()) -> {ok, file:filename()} | {error, term()}.
 check_directory(Dir) ->

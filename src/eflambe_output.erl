@@ -1,26 +1,15 @@
 %% @private
-%% Folds a finished trace archive into the requested format and delivers it:
-%% written to a file, returned, or both.
+%% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([deliver/2]).
-
--spec deliver(file:filename(), eflambe_options:opts()) ->
-          {ok, binary() | file:filename() | none} | {error, term()}.
-deliver(Archive, #{output_format := Format} = Opts) ->
-    case eflambe_tracer:fold(Archive, Format) of
-        {ok, Data, #{extension := Ext}} ->
-            write(Data, Ext, Opts);
-        {error, _} = Error ->
-            Error
-    end.
+-export([write/3]).
 
 %% {return, flamegraph} writes no file unless a directory was asked for.
--spec write(binary(), string(), eflambe_options:opts()) ->
-          {ok, binary() | file:filename() | none} | {error, term()}.
-write(Data, _Ext, #{return := flamegraph, output_directory := undefined}) ->
+-spec write(binary(), #{extension := string(), _ => _}, eflambe_options:opts()) ->
+          {ok, binary() | file:filename()} | {error, term()}.
+write(Data, _Info, #{return := flamegraph, output_directory := undefined}) ->
     {ok, Data};
-write(Data, Ext, #{return := Return, output_directory := Dir}) ->
+write(Data, #{extension := Ext}, #{return := Return, output_directory := Dir}) ->
     File = filename:join(directory(Dir), file_name(Ext)),
     case file:write_file(File, Data) of
         ok when Return =:= flamegraph -> {ok, Data};

@@ -1,191 +1,112 @@
 %% @private
-%% One profiling run of eflambe:apply: checks, arms the trace patterns and
-%% the caller's trace flags, runs the call, disarms whatever happened, then
-%% folds the archive and delivers the flamegraph.
+%% What every profiling run shares: the NIF session (rings, flusher,
+%% archive), the trace patterns that concern the whole node, the guard that
+%% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([apply/2]).
+-export([start/3, finish/3, abort/1, arm_local/0, disarm_local/0, untrace_all/1,
+         register_running/1, stop_running/0, thread_count/0]).
 
-%% Called through a fully qualified call, for its meta trace pattern.
--export([profiled/1]).
+-export_type([session/0]).
 
--compile({no_auto_import, [apply/2]}).
+-type session() :: #{tracer := integer(), meta := integer(), archive := file:filename()}.
 
-%% Each thread that may run a tracer callback gets its own ring: normal,
-%% dirty CPU and dirty IO schedulers, and a few spare for other VM threads.
--define(SPARE_THREADS, 8).
 -define(EVENT_BYTES, 32).
+%% Threads besides the schedulers that may run a tracer callback.
+-define(SPARE_THREADS, 8).
+%% The name of whatever process answers eflambe:stop() for the running run.
+-define(RUNNING, eflambe_running).
 
--spec apply(eflambe:fun_spec(), term()) -> {ok, term()} | {error, term()}.
-apply(FunSpec, Options) ->
-    case eflambe_options:parse(Options) of
-        {ok, Opts} ->
-            case target(FunSpec) of
-                {ok, Target, Runner} -> apply_checked(Target, Runner, Opts);
-                {error, _} = Error -> Error
-            end;
-        {error, _} = Error ->
-            Error
-    end.
-
--spec apply_checked(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
-          {ok, term()} | {error, term()}.
-apply_checked(Target, Runner, Opts) ->
-    case erlang:trace_info(self(), tracer) of
-        {tracer, []} -> run(Target, Runner, Opts);
-        {tracer, Other} -> {error, {already_traced, self(), Other}}
-    end.
-
--type mfa_pattern() :: {module(), atom(), arity() | '_'}.
-
-%% The profiled function (for the archive's metadata), and a closure that
-%% calls it.
--spec target(term()) -> {ok, mfa_pattern(), fun(() -> term())} | {error, term()}.
-target({M, F, Args}) when is_atom(M), is_atom(F), is_list(Args) ->
-    Arity = length(Args),
-    _ = code:ensure_loaded(M),
-    case erlang:function_exported(M, F, Arity) of
-        true -> {ok, {M, F, Arity}, fun() -> erlang:apply(M, F, Args) end};
-        false -> {error, {undefined_function, {M, F, Arity}}}
-    end;
-target({Fun, Args}) when is_function(Fun), is_list(Args) ->
-    case erlang:fun_info(Fun, arity) of
-        {arity, Arity} when Arity =:= length(Args) ->
-            {ok, fun_target(Fun), fun() -> erlang:apply(Fun, Args) end};
-        {arity, Arity} ->
-            {error, {bad_arity, Fun, {expected, Arity}, {got, length(Args)}}}
-    end;
-target(Other) ->
-    {error, {bad_function, Other, {expected, '{Module, Function, Args} | {Fun, Args}'}}}.
-
-%% A local fun runs as a compiled function named '-f/0-fun-0-' whose arity
-%% counts the captured variables too.
--spec fun_target(function()) -> mfa_pattern().
-fun_target(Fun) ->
-    {module, M} = erlang:fun_info(Fun, module),
-    {name, F} = erlang:fun_info(Fun, name),
-    case erlang:fun_info(Fun, type) of
-        {type, external} ->
-            {arity, A} = erlang:fun_info(Fun, arity),
-            {M, F, A};
-        {type, local} ->
-            {M, F, '_'}
-    end.
-
--spec run(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
-          {ok, term()} | {error, term()}.
-run(Target, Runner, Opts) ->
-    %% A tracer module that is not loaded makes the trace action fail silently.
+%% Starts the NIF session. Params are start_session's own (root_pid,
+%% root_frame, budget, every, notify); the rest comes from Opts.
+-spec start(atom(), map(), eflambe_options:opts()) -> {ok, session()} | {error, term()}.
+start(Mode, Params, #{buffer_size := BufferBytes} = Opts) ->
+    %% A tracer module that is not loaded makes trace actions fail silently.
     case code:ensure_loaded(eflambe_tracer) of
-        {module, eflambe_tracer} -> run_loaded(Target, Runner, Opts);
-        {error, Reason} -> {error, {cannot_load_tracer_nif, Reason}}
-    end.
-
--spec run_loaded(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
-          {ok, term()} | {error, term()}.
-run_loaded(Target, Runner, #{buffer_size := BufferBytes} = Opts) ->
-    Archive = temp_archive(),
-    RingEvents = BufferBytes div ?EVENT_BYTES,
-    case eflambe_tracer:start_session(Archive, RingEvents, thread_count(), self(), false,
-                                      metadata(apply, Target, Opts)) of
-        {ok, TracerState, MetaState} ->
-            Guard = guard(self(), TracerState, Archive),
-            Outcome = traced(Target, Runner, TracerState, MetaState),
-            Delivered = finish(TracerState, Archive, Opts),
-            Guard ! done,
-            _ = file:delete(Archive),
-            case {Outcome, Delivered} of
-                {{raised, Class, Reason, Stack}, _} -> erlang:raise(Class, Reason, Stack);
-                {{value, Value}, {ok, _}} when map_get(return, Opts) =:= value -> {ok, Value};
-                {{value, _}, Delivered} -> Delivered
+        {module, eflambe_tracer} ->
+            Archive = temp_archive(),
+            Args = Params#{archive => Archive,
+                           ring_events => BufferBytes div ?EVENT_BYTES,
+                           threads => thread_count(),
+                           meta => metadata(Mode, Params, Opts)},
+            case eflambe_tracer:start_session(Args) of
+                {ok, TracerState, MetaState} ->
+                    {ok, #{tracer => TracerState, meta => MetaState, archive => Archive}};
+                {error, already_running} = Error ->
+                    Error;
+                {error, {Reason, _}} ->
+                    {error, {cannot_start, Reason, Archive}}
             end;
-        {error, {Reason, _}} ->
-            {error, {cannot_start, Reason, Archive}};
-        {error, _} = Error ->
-            Error
+        {error, Reason} ->
+            {error, {cannot_load_tracer_nif, Reason}}
     end.
 
-%% The window the folder keeps is the call of profiled/1: its meta trace
-%% pattern marks entry and exit. This module is not call traced, so the
-%% first frame of every stack is the user's function, and a recursive
-%% target costs no meta event per call.
--spec traced(mfa_pattern(), fun(() -> term()), integer(), integer()) ->
-          {value, term()} | {raised, atom(), term(), list()}.
-traced(_Target, Runner, TracerState, MetaState) ->
-    try
-        arm(TracerState, MetaState),
-        ?MODULE:profiled(Runner)
-    of
-        Value -> {value, Value}
-    catch
-        Class:Reason:Stack -> {raised, Class, Reason, Stack}
-    after
-        disarm()
-    end.
+%% Stops the session once every trace event is delivered, folds the
+%% archive (Split: one result per profiled call), deletes it.
+-spec finish(session(), boolean(), eflambe_options:opts()) ->
+          {ok, binary() | [map()], map()} | {error, term()}.
+finish(#{tracer := TracerState, archive := Archive}, Split, #{output_format := Format}) ->
+    Ref = erlang:trace_delivered(all),
+    receive {trace_delivered, all, Ref} -> ok end,
+    Result = case eflambe_tracer:stop_session(TracerState) of
+                 {ok, _Stats} -> eflambe_tracer:fold(Archive, Format, Split);
+                 {error, _} = Error -> Error
+             end,
+    _ = file:delete(Archive),
+    Result.
 
--spec profiled(fun(() -> term())) -> term().
-profiled(Runner) ->
-    Runner().
-
--define(WINDOW, {?MODULE, profiled, 1}).
-
--spec arm(integer(), integer()) -> ok.
-arm(TracerState, MetaState) ->
-    _ = erlang:trace_pattern({'_', '_', '_'}, true, [local]),
-    _ = erlang:trace_pattern(on_load, true, [local]),
-    _ = erlang:trace_pattern({?MODULE, '_', '_'}, false, [local]),
-    _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
-                             [{meta, eflambe_tracer, MetaState}]),
-    _ = erlang:trace(self(), true, [call, return_to, arity, running, garbage_collection,
-                                    set_on_spawn, {tracer, eflambe_tracer, TracerState}]),
+%% Ends a session whose results nobody wants.
+-spec abort(session()) -> ok.
+abort(#{tracer := TracerState, archive := Archive}) ->
+    _ = eflambe_tracer:stop_session(TracerState),
+    _ = file:delete(Archive),
     ok.
 
--spec disarm() -> ok.
-disarm() ->
-    _ = erlang:trace(self(), false, [all]),
-    disarm_node().
+%% Every function of every module, loaded now or later, gets a local call
+%% trace pattern: the events of traced processes' inner calls.
+-spec arm_local() -> ok.
+arm_local() ->
+    _ = erlang:trace_pattern({'_', '_', '_'}, true, [local]),
+    _ = erlang:trace_pattern(on_load, true, [local]),
+    ok.
 
-%% The trace patterns, which concern every process on the node.
--spec disarm_node() -> ok.
-disarm_node() ->
-    _ = erlang:trace_pattern(?WINDOW, false, [meta]),
+-spec disarm_local() -> ok.
+disarm_local() ->
     _ = erlang:trace_pattern(on_load, false, [local]),
     _ = erlang:trace_pattern({'_', '_', '_'}, false, [local]),
     ok.
 
-%% Stops the session once every trace event is delivered, then folds.
--spec finish(integer(), file:filename(), eflambe_options:opts()) ->
-          {ok, term()} | {error, term()}.
-finish(TracerState, Archive, Opts) ->
-    Ref = erlang:trace_delivered(all),
-    receive {trace_delivered, all, Ref} -> ok end,
-    case eflambe_tracer:stop_session(TracerState) of
-        {ok, _Stats} -> eflambe_output:deliver(Archive, Opts);
-        {error, _} = Error -> Error
+%% Clears the trace flags of every process that still has this session's
+%% tracer (a capture in progress at a timeout, a spawned child).
+-spec untrace_all(session()) -> ok.
+untrace_all(#{tracer := TracerState}) ->
+    Ours = {tracer, {eflambe_tracer, TracerState}},
+    _ = [catch erlang:trace(P, false, [all])
+         || P <- processes(), erlang:trace_info(P, tracer) =:= Ours],
+    ok.
+
+%% The run's owner process answers eflambe:stop().
+-spec register_running(pid()) -> ok.
+register_running(Pid) ->
+    try register(?RUNNING, Pid) of
+        true -> ok
+    catch
+        error:badarg -> ok
     end.
 
-%% If the caller dies mid-call (a killed shell, say), nothing else would
-%% ever disarm the node: a guard process does it, for that session only.
-%% While the session runs no other can start, so disarming is safe.
--spec guard(pid(), integer(), file:filename()) -> pid().
-guard(Caller, TracerState, Archive) ->
-    spawn(fun() ->
-                  Ref = monitor(process, Caller),
-                  receive
-                      done ->
-                          ok;
-                      {'DOWN', Ref, process, Caller, _} ->
-                          case eflambe_tracer:running_session() of
-                              TracerState ->
-                                  disarm_node(),
-                                  _ = eflambe_tracer:stop_session(TracerState),
-                                  _ = file:delete(Archive),
-                                  ok;
-                              _ ->
-                                  ok
-                          end
-                  end
-          end).
+-spec stop_running() -> ok | {error, not_running}.
+stop_running() ->
+    case whereis(?RUNNING) of
+        undefined ->
+            {error, not_running};
+        Pid ->
+            Ref = monitor(process, Pid),
+            Pid ! {eflambe_stop, self(), Ref},
+            receive
+                {Ref, stopped} -> demonitor(Ref, [flush]), ok;
+                {'DOWN', Ref, process, Pid, _} -> ok
+            end
+    end.
 
 -spec thread_count() -> pos_integer().
 thread_count() ->
@@ -203,8 +124,9 @@ temp_archive() ->
                                                    [os:getpid(), erlang:unique_integer([positive])]))).
 
 %% "key=value" lines kept in the archive header.
--spec metadata(atom(), mfa_pattern(), eflambe_options:opts()) -> iodata().
-metadata(Mode, {M, F, A}, Opts) ->
+-spec metadata(atom(), map(), eflambe_options:opts()) -> iodata().
+metadata(Mode, Params, Opts) ->
+    {M, F, A} = maps:get(target, Params),
     Lines = [{node, node()},
              {otp_release, erlang:system_info(otp_release)},
              {erts_version, erlang:system_info(version)},

@@ -6,11 +6,11 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/6, running_session/0, stop_session/1, fold/2]).
+-export([start_session/1, running_session/0, stop_session/1, fold/3]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/6, running_session/0, stop_session/1, fold/2]).
+-nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, fold/3]).
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -30,15 +30,20 @@ enabled(_TraceTag, _TracerState, _Tracee) ->
 trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
     erlang:nif_error(not_loaded).
 
-%% Opens the archive, allocates one ring of RingEvents per thread and
-%% starts the flusher. Meta trace events are kept for RootPid only, and the
-%% meta-traced function is a frame of its own when RootFrame is true.
-%% Returns the tracer states for the process tracer and the meta tracer of
-%% this session.
--spec start_session(file:filename_all(), pos_integer(), pos_integer(), pid() | undefined,
-                    boolean(), iodata()) ->
+%% Opens the archive, allocates one ring of ring_events per thread and
+%% starts the flusher. For apply, meta trace events are kept for root_pid
+%% only; for capture, `budget' calls of the meta-traced function are
+%% admitted (one in `every'), and `notify' receives eflambe_capture_done as
+%% each ends. The meta-traced function is a frame of its own when
+%% root_frame is true. Returns the tracer states of the process tracer and
+%% of the meta tracer of this session.
+-spec start_session(#{archive := file:filename_all(), ring_events := pos_integer(),
+                      threads := pos_integer(), meta := iodata(),
+                      root_pid => pid() | undefined, root_frame => boolean(),
+                      budget => pos_integer() | undefined, every => pos_integer(),
+                      notify => pid() | undefined, atom() => term()}) ->
           {ok, integer(), integer()} | {error, already_running | {atom(), term()}}.
-start_session(_ArchivePath, _RingEvents, _Threads, _RootPid, _RootFrame, _Meta) ->
+start_session(_Params) ->
     erlang:nif_error(not_loaded).
 
 %% The tracer state of the running session, if any.
@@ -55,8 +60,11 @@ running_session() ->
 stop_session(_TracerState) ->
     erlang:nif_error(not_loaded).
 
-%% Folds an archive into one output format (runs on a dirty CPU scheduler).
--spec fold(file:filename_all(), atom()) ->
-          {ok, binary(), #{atom() => term()}} | {error, {atom(), term()}}.
-fold(_ArchivePath, _Format) ->
+%% Folds an archive into one output format, on a dirty CPU scheduler. With
+%% Split, one flamegraph per profiled call (in the order they began):
+%% #{pid, ended := return_from | exception_from | open, start_us, end_us,
+%% data}.
+-spec fold(file:filename_all(), atom(), boolean()) ->
+          {ok, binary() | [map()], #{atom() => term()}} | {error, {atom(), term()}}.
+fold(_ArchivePath, _Format, _Split) ->
     erlang:nif_error(not_loaded).

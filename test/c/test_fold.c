@@ -24,7 +24,7 @@ static char *fold(const struct efl_script *s, size_t n, unsigned rings, struct e
     unlink(path);
     struct efl_buf out = {0};
     if (p)
-        CHECK_STATUS(efl_write_folded(p, &out), EFL_OK);
+        CHECK_STATUS(efl_write_folded(p, 0, &out), EFL_OK);
     efl_buf_append(&out, "", 1);
     if (keep)
         *keep = p;
@@ -195,10 +195,10 @@ static void root_window(void)
         {0, 51, 1, R, "wrap:run/0"},
         {0, 90, 1, C, "erlang:trace/3"},
     };
-    /* 45 in all: the window runs from 5 to 50. */
-    CHECK_FOLD(s, "<0.1.0>;m:t/1 15\n"
-                  "<0.1.0>;m:t/1;m:u/0 19\n"
-                  "<0.1.0>;m:t/1;m:u/0;m:t/1 11\n");
+    /* 45 in all: the window runs from 5 to 50. It ended by an exception. */
+    CHECK_FOLD(s, "<0.1.0> (exception);m:t/1 15\n"
+                  "<0.1.0> (exception);m:t/1;m:u/0 19\n"
+                  "<0.1.0> (exception);m:t/1;m:u/0;m:t/1 11\n");
 }
 
 /* apply's window: a root call without a frame of its own. The return into

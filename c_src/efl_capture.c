@@ -1,0 +1,114 @@
+#include "efl_capture.h"
+
+/* A slot being claimed: its pid is not written yet. Readers step over it;
+ * a session id never takes this value. */
+#define CLAIMING UINT32_MAX
+
+static size_t slot_of(uint64_t pid, size_t cap)
+{
+    return (size_t)((pid * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+}
+
+void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every)
+{
+    c->session = session;
+    c->every = every ? every : 1;
+    __atomic_store_n(&c->seen, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->active, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->completed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->budget, (int64_t)budget, __ATOMIC_SEQ_CST);
+}
+
+/* The entry of pid in this session, or NULL. Probing stops at the first
+ * slot of another session: entries are never removed, and a process's own
+ * entry is claimed before it is ever looked up. */
+static struct efl_capture_entry *find(const struct efl_capture *c, uint64_t pid)
+{
+    for (size_t i = slot_of(pid, c->cap), n = 0; n < c->cap; i = (i + 1) & (c->cap - 1), n++) {
+        struct efl_capture_entry *e = &c->entries[i];
+        uint32_t owner = __atomic_load_n(&e->session, __ATOMIC_ACQUIRE);
+        if (owner == CLAIMING)
+            continue;
+        if (owner != c->session)
+            return NULL;
+        if (__atomic_load_n(&e->pid, __ATOMIC_RELAXED) == pid)
+            return e;
+    }
+    return NULL;
+}
+
+static struct efl_capture_entry *claim(struct efl_capture *c, uint64_t pid)
+{
+    for (size_t i = slot_of(pid, c->cap), n = 0; n < c->cap; i = (i + 1) & (c->cap - 1), n++) {
+        struct efl_capture_entry *e = &c->entries[i];
+        uint32_t owner = __atomic_load_n(&e->session, __ATOMIC_ACQUIRE);
+        if (owner == c->session || owner == CLAIMING)
+            continue;
+        if (__atomic_compare_exchange_n(&e->session, &owner, CLAIMING, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&e->depth, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&e->pid, pid, __ATOMIC_RELAXED);
+            /* Publishes pid and depth with the entry. */
+            __atomic_store_n(&e->session, c->session, __ATOMIC_RELEASE);
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static int take_budget(struct efl_capture *c)
+{
+    if (c->every > 1 && __atomic_fetch_add(&c->seen, 1, __ATOMIC_RELAXED) % c->every != 0)
+        return 0;
+    int64_t left = __atomic_load_n(&c->budget, __ATOMIC_ACQUIRE);
+    while (left > 0)
+        if (__atomic_compare_exchange_n(&c->budget, &left, left - 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return 1;
+    return 0;
+}
+
+int efl_capture_enter(struct efl_capture *c, uint64_t pid)
+{
+    struct efl_capture_entry *e = find(c, pid);
+    if (e != NULL && __atomic_load_n(&e->depth, __ATOMIC_RELAXED) > 0) {
+        __atomic_store_n(&e->depth, e->depth + 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    if (!take_budget(c))
+        return 0;
+    if (e == NULL && (e = claim(c, pid)) == NULL) {
+        /* Cannot happen while cap >= 2 * budget; give the unit back. */
+        __atomic_fetch_add(&c->budget, 1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    __atomic_fetch_add(&c->active, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->depth, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+int efl_capture_leave(struct efl_capture *c, uint64_t pid)
+{
+    struct efl_capture_entry *e = find(c, pid);
+    if (e == NULL || __atomic_load_n(&e->depth, __ATOMIC_RELAXED) <= 0)
+        return 0;
+    int32_t depth = e->depth - 1;
+    __atomic_store_n(&e->depth, depth, __ATOMIC_RELAXED);
+    if (depth > 0)
+        return 0;
+    __atomic_fetch_add(&c->completed, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&c->active, 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
+int efl_capture_inside(const struct efl_capture *c, uint64_t pid)
+{
+    const struct efl_capture_entry *e = find(c, pid);
+    return e != NULL && __atomic_load_n(&e->depth, __ATOMIC_RELAXED) > 0;
+}
+
+int efl_capture_armed(const struct efl_capture *c)
+{
+    return __atomic_load_n(&c->budget, __ATOMIC_ACQUIRE) > 0 ||
+           __atomic_load_n(&c->active, __ATOMIC_ACQUIRE) > 0;
+}

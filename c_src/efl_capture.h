@@ -1,0 +1,52 @@
+/* Admission for capture: which processes are inside a captured call, and
+ * how many calls may still be captured. Called from tracer callbacks on
+ * any scheduler thread: lock-free, no allocation.
+ *
+ * A process's own entry is only ever changed from its own context (its
+ * meta trace callbacks), so its depth needs no atomics beyond visibility;
+ * entries are claimed with a CAS and never removed during a session (a
+ * finished call leaves depth 0). Entries carry the session that claimed
+ * them, so a new session needs no clearing: entries of other sessions are
+ * free slots. The storage outlives sessions (callbacks may run late). */
+#ifndef EFL_CAPTURE_H
+#define EFL_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct efl_capture_entry {
+    uint64_t pid;
+    uint32_t session;
+    int32_t depth;     /* open calls of the target in this process */
+};
+
+struct efl_capture {
+    struct efl_capture_entry *entries;
+    size_t cap;          /* power of two, at least twice the budget */
+    uint32_t session;
+    int64_t budget;      /* atomic: calls that may still be admitted */
+    uint32_t every;      /* admit one call in `every` */
+    uint64_t seen;       /* atomic: candidate calls so far, for `every` */
+    uint32_t active;     /* atomic: admitted calls not returned yet */
+    uint32_t completed;  /* atomic: admitted calls returned */
+};
+
+/* Resets the counters for a new session. budget * 2 <= cap. */
+void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every);
+
+/* A call of the target by pid (the meta enabled(call) check). Returns 1 if
+ * it is to be traced: a recursive call inside a captured one, or a newly
+ * admitted call (which takes one unit of the budget). */
+int efl_capture_enter(struct efl_capture *c, uint64_t pid);
+
+/* The target returned or raised in pid (meta return_from/exception_from).
+ * Returns 1 when that ends a captured call. */
+int efl_capture_leave(struct efl_capture *c, uint64_t pid);
+
+/* Is pid inside a captured call? */
+int efl_capture_inside(const struct efl_capture *c, uint64_t pid);
+
+/* Can anything still happen: budget left, or calls in progress? */
+int efl_capture_armed(const struct efl_capture *c);
+
+#endif

@@ -1,0 +1,189 @@
+%% @private
+%% eflambe:capture: profiles the next N calls of a function, made by any
+%% process on the node, triggered at the function's entry.
+%%
+%% A meta trace pattern on the target runs a match-spec `trace' action in
+%% the caller at entry: it switches call tracing on in that process, for
+%% that call. The NIF's meta tracer admits at most N calls (one unit of
+%% budget per outermost call; recursion is free), counts their depth, and
+%% tells the owner of the run as each one ends; outside a captured call the
+%% process tracer answers `remove', which clears the process's flags.
+-module(eflambe_capture).
+
+-export([capture/3]).
+
+-define(MAX_COUNT, 65536).
+%% How often the owner checks that the target's pattern is still there
+%% (reloading a module drops its trace patterns).
+-define(CHECK_MS, 1000).
+
+-spec capture(term(), term(), term()) -> {ok, [binary() | file:filename()]} | {error, term()}.
+capture(MFA, N, Options) ->
+    case check_count(N) of
+        ok ->
+            case eflambe_options:parse(capture, Options) of
+                {ok, Opts} ->
+                    case check_target(MFA) of
+                        ok -> run(MFA, N, Opts);
+                        {error, _} = Error -> Error
+                    end;
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+-spec check_count(term()) -> ok | {error, term()}.
+check_count(N) when is_integer(N), N >= 1, N =< ?MAX_COUNT -> ok;
+check_count(N) -> {error, {bad_count, N, {expected_between, 1, ?MAX_COUNT}}}.
+
+%% The function must exist (local functions are fine), and nobody else may
+%% be tracing: a capture replaces the tracer of the processes it traces and
+%% clears all local call patterns when it ends.
+-spec check_target(term()) -> ok | {error, term()}.
+check_target({M, F, A} = MFA) when is_atom(M), is_atom(F), is_integer(A), A >= 0, A =< 255 ->
+    case code:ensure_loaded(M) of
+        {module, M} ->
+            case lists:member({F, A}, M:module_info(functions)) of
+                true -> check_no_tracing(MFA);
+                false -> {error, {undefined_function, MFA}}
+            end;
+        {error, Reason} ->
+            {error, {cannot_load_module, M, Reason}}
+    end;
+check_target(Other) ->
+    {error, {bad_function, Other, {expected, '{Module, Function, Arity}'}}}.
+
+-spec check_no_tracing(mfa()) -> ok | {error, term()}.
+check_no_tracing(MFA) ->
+    case [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
+               erlang:trace_info(P, tracer) =/= undefined] of
+        [] ->
+            case {erlang:trace_info(MFA, traced), erlang:trace_info(MFA, meta)} of
+                {{traced, false}, {meta, false}} -> ok;
+                _ -> {error, {target_already_traced, MFA}}
+            end;
+        Traced ->
+            {error, {tracer_in_use, lists:sublist(Traced, 5)}}
+    end.
+
+%% The run has an owner process of its own, so eflambe:stop() can reach it
+%% and the caller's death ends it.
+-spec run(mfa(), pos_integer(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+run(MFA, N, Opts) ->
+    Caller = self(),
+    Ref = make_ref(),
+    {Pid, MRef} = spawn_monitor(fun() -> owner(Caller, Ref, MFA, N, Opts) end),
+    receive
+        {Ref, Result} ->
+            demonitor(MRef, [flush]),
+            Result;
+        {'DOWN', MRef, process, Pid, Reason} ->
+            {error, {capture_failed, Reason}}
+    end.
+
+-spec owner(pid(), reference(), mfa(), pos_integer(), eflambe_options:opts()) -> ok.
+owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
+    Params = #{target => MFA, root_frame => true, budget => N, every => Every,
+               notify => self()},
+    case eflambe_session:start(capture, Params, Opts) of
+        {ok, Session} ->
+            eflambe_session:register_running(self()),
+            CallerRef = monitor(process, Caller),
+            Why = try
+                      arm(MFA, Session),
+                      wait(MFA, N, deadline(Timeout), Caller, CallerRef)
+                  after
+                      disarm(MFA),
+                      eflambe_session:untrace_all(Session)
+                  end,
+            case Why of
+                caller_down ->
+                    eflambe_session:abort(Session);
+                _ ->
+                    Caller ! {Ref, results(Session, Why, Opts)},
+                    ok
+            end;
+        {error, _} = Error ->
+            Caller ! {Ref, Error},
+            ok
+    end.
+
+-spec arm(mfa(), eflambe_session:session()) -> ok.
+arm(MFA, #{tracer := TracerState, meta := MetaState}) ->
+    eflambe_session:arm_local(),
+    Flags = [call, return_to, arity, running, garbage_collection,
+             {{tracer, eflambe_tracer, TracerState}}],
+    1 = erlang:trace_pattern(MFA, [{'_', [], [{trace, [], Flags}, {exception_trace}]}],
+                             [{meta, eflambe_tracer, MetaState}]),
+    ok.
+
+-spec disarm(mfa()) -> ok.
+disarm(MFA) ->
+    _ = erlang:trace_pattern(MFA, false, [meta]),
+    eflambe_session:disarm_local().
+
+-spec deadline(timeout()) -> integer() | infinity.
+deadline(infinity) -> infinity;
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+
+-type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}.
+
+-spec wait(mfa(), non_neg_integer(), integer() | infinity, pid(), reference()) -> why().
+wait(_MFA, 0, _Deadline, _Caller, _CallerRef) ->
+    done;
+wait(MFA, Left, Deadline, Caller, CallerRef) ->
+    Ms = case Deadline of
+             infinity -> ?CHECK_MS;
+             _ -> max(0, min(?CHECK_MS, Deadline - erlang:monotonic_time(millisecond)))
+         end,
+    receive
+        eflambe_capture_done ->
+            wait(MFA, Left - 1, Deadline, Caller, CallerRef);
+        {eflambe_stop, From, StopRef} ->
+            From ! {StopRef, stopped},
+            stopped;
+        {'DOWN', CallerRef, process, Caller, _} ->
+            caller_down
+    after Ms ->
+            case erlang:trace_info(MFA, meta) of
+                {meta, false} ->
+                    {target_reloaded, MFA};
+                _ when Deadline =/= infinity ->
+                    case erlang:monotonic_time(millisecond) >= Deadline of
+                        true -> timeout;
+                        false -> wait(MFA, Left, Deadline, Caller, CallerRef)
+                    end;
+                _ ->
+                    wait(MFA, Left, Deadline, Caller, CallerRef)
+            end
+    end.
+
+%% One result per captured call that ended, in the order they ended.
+-spec results(eflambe_session:session(), why(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+results(Session, Why, Opts) ->
+    case eflambe_session:finish(Session, true, Opts) of
+        {ok, Windows, Info} ->
+            Ended = lists:keysort(1, [{End, W} || #{ended := E, end_us := End} = W <- Windows,
+                                                  E =/= open]),
+            case Ended of
+                [] when Why =:= done -> {error, no_calls_captured};
+                [] -> {error, Why};
+                _ -> write_all([Data || {_, #{data := Data}} <- Ended], Info, Opts, [])
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+-spec write_all([binary()], map(), eflambe_options:opts(), list()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+write_all([], _Info, _Opts, Acc) ->
+    {ok, lists:reverse(Acc)};
+write_all([Data | Rest], Info, Opts, Acc) ->
+    case eflambe_output:write(Data, Info, Opts) of
+        {ok, Result} -> write_all(Rest, Info, Opts, [Result | Acc]);
+        {error, _} = Error -> Error
+    end.
