@@ -43,6 +43,17 @@ check_count(N) -> {error, {bad_count, N, {expected_between, 1, ?MAX_COUNT}}}.
 %% clears all local call patterns when it ends.
 -spec check_target(term()) -> ok | {error, term()}.
 check_target({M, F, A} = MFA) when is_atom(M), is_atom(F), is_integer(A), A >= 0, A =< 255 ->
+    %% A run in progress has patterns everywhere: say that, not "traced".
+    case code:ensure_loaded(eflambe_tracer) =:= {module, eflambe_tracer} andalso
+         eflambe_tracer:running_session() =/= undefined of
+        true -> {error, already_running};
+        false -> check_function(MFA)
+    end;
+check_target(Other) ->
+    {error, {bad_function, Other, {expected, '{Module, Function, Arity}'}}}.
+
+-spec check_function(mfa()) -> ok | {error, term()}.
+check_function({M, F, A} = MFA) ->
     case code:ensure_loaded(M) of
         {module, M} ->
             case lists:member({F, A}, M:module_info(functions)) of
@@ -51,9 +62,7 @@ check_target({M, F, A} = MFA) when is_atom(M), is_atom(F), is_integer(A), A >= 0
             end;
         {error, Reason} ->
             {error, {cannot_load_module, M, Reason}}
-    end;
-check_target(Other) ->
-    {error, {bad_function, Other, {expected, '{Module, Function, Arity}'}}}.
+    end.
 
 -spec check_no_tracing(mfa()) -> ok | {error, term()}.
 check_no_tracing(MFA) ->
@@ -94,7 +103,7 @@ owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
             CallerRef = monitor(process, Caller),
             Why = try
                       arm(MFA, Session),
-                      wait(MFA, N, deadline(Timeout), Caller, CallerRef)
+                      wait(MFA, N, deadline(Timeout), {Caller, CallerRef, Session})
                   after
                       disarm(MFA),
                       eflambe_session:untrace_all(Session)
@@ -131,33 +140,35 @@ deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
 -type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}.
 
--spec wait(mfa(), non_neg_integer(), integer() | infinity, pid(), reference()) -> why().
-wait(_MFA, 0, _Deadline, _Caller, _CallerRef) ->
+-spec wait(mfa(), non_neg_integer(), integer() | infinity,
+           {pid(), reference(), eflambe_session:session()}) -> why().
+wait(_MFA, 0, _Deadline, _Owner) ->
     done;
-wait(MFA, Left, Deadline, Caller, CallerRef) ->
+wait(MFA, Left, Deadline, {Caller, CallerRef, #{meta := MetaState}} = Owner) ->
     Ms = case Deadline of
              infinity -> ?CHECK_MS;
              _ -> max(0, min(?CHECK_MS, Deadline - erlang:monotonic_time(millisecond)))
          end,
     receive
         eflambe_capture_done ->
-            wait(MFA, Left - 1, Deadline, Caller, CallerRef);
+            wait(MFA, Left - 1, Deadline, Owner);
         {eflambe_stop, From, StopRef} ->
             From ! {StopRef, stopped},
             stopped;
         {'DOWN', CallerRef, process, Caller, _} ->
             caller_down
     after Ms ->
+            %% After a reload the new code has no meta pattern ({meta, []}).
             case erlang:trace_info(MFA, meta) of
-                {meta, false} ->
-                    {target_reloaded, MFA};
-                _ when Deadline =/= infinity ->
+                {meta, {eflambe_tracer, MetaState}} when Deadline =/= infinity ->
                     case erlang:monotonic_time(millisecond) >= Deadline of
                         true -> timeout;
-                        false -> wait(MFA, Left, Deadline, Caller, CallerRef)
+                        false -> wait(MFA, Left, Deadline, Owner)
                     end;
+                {meta, {eflambe_tracer, MetaState}} ->
+                    wait(MFA, Left, Deadline, Owner);
                 _ ->
-                    wait(MFA, Left, Deadline, Caller, CallerRef)
+                    {target_reloaded, MFA}
             end
     end.
 

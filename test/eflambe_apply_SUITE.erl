@@ -54,7 +54,7 @@ assert_nothing_installed() ->
          ?assertEqual({traced, false}, erlang:trace_info(MFA, traced)),
          ?assertEqual({meta, false}, erlang:trace_info(MFA, meta))
      end || MFA <- [{?W, two, 1}, {?W, fib, 1}, {lists, seq, 2}, {?W, raiser, 0},
-                    {eflambe_session, profiled, 1}]],
+                    {eflambe_apply, profiled, 1}]],
     ?assertEqual({traced, false}, erlang:trace_info(on_load, traced)),
     %% A new run can start: the session was stopped.
     ?assertMatch({ok, _}, eflambe:apply({lists, seq, [1, 3]}, [{return, flamegraph}])).

@@ -1,0 +1,242 @@
+%% eflambe:capture with real processes: who gets captured, how many, how a
+%% run ends, and that nothing stays armed afterwards.
+-module(eflambe_capture_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(W, eflambe_workload).
+
+all() ->
+    [two_of_three_callers, recursion_counts_once, exception_marked, killed_mid_call,
+     timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
+     already_running, bad_input, tracer_in_use, caller_dies, every_k, target_reloaded,
+     results_as_files].
+
+end_per_testcase(_Case, _Config) ->
+    assert_nothing_armed().
+
+%% ---- helpers ------------------------------------------------------------
+
+assert_nothing_armed() ->
+    [begin
+         ?assertEqual({traced, false}, erlang:trace_info(MFA, traced)),
+         ?assertEqual({meta, false}, erlang:trace_info(MFA, meta))
+     end || MFA <- [{?W, two, 1}, {?W, fib, 1}, {?W, slow, 1}, {?W, raiser, 0},
+                    {?W, waiter, 0}]],
+    ?assertEqual({traced, false}, erlang:trace_info(on_load, traced)),
+    ?assertEqual([], [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
+                           erlang:trace_info(P, tracer) =/= undefined]),
+    ?assertEqual(undefined, eflambe_tracer:running_session()),
+    ?assertEqual(undefined, whereis(eflambe_running)).
+
+parse(Folded) ->
+    [begin
+         [Stack, Count] = string:split(Line, " ", trailing),
+         {string:split(Stack, ";", all), binary_to_integer(Count)}
+     end || Line <- binary:split(Folded, <<"\n">>, [global, trim_all])].
+
+pids(Folded) ->
+    lists:usort([hd(Frames) || {Frames, _} <- parse(Folded)]).
+
+roots(Folded) ->
+    lists:usort([hd(tl(Frames)) || {Frames, _} <- parse(Folded)]).
+
+%% Starts capture in a helper process; returns a function that waits for
+%% its result.
+async_capture(MFA, N, Opts) ->
+    Self = self(),
+    Ref = make_ref(),
+    spawn_link(fun() -> Self ! {Ref, eflambe:capture(MFA, N, Opts)} end),
+    wait_armed(MFA),
+    timer:sleep(200),
+    fun() -> receive {Ref, R} -> R after 30000 -> error(capture_timeout) end end.
+
+wait_armed(MFA) ->
+    wait_until(fun() -> erlang:trace_info(MFA, meta) =/= {meta, false} end).
+
+wait_until(Fun) ->
+    wait_until(Fun, 250).
+
+wait_until(Fun, 0) ->
+    ?assert(Fun());
+wait_until(Fun, N) ->
+    case Fun() of
+        true -> ok;
+        false -> timer:sleep(20), wait_until(Fun, N - 1)
+    end.
+
+%% A process that calls Fun when told to.
+caller(Fun) ->
+    Self = self(),
+    spawn(fun() -> receive go -> Self ! {done, self(), Fun()} end end).
+
+%% ---- cases --------------------------------------------------------------
+
+%% Three processes call the target, an unrelated one is busy with the same
+%% inner function: exactly two results, each one process, rooted at the
+%% target, none from the busy process.
+two_of_three_callers(_Config) ->
+    Busy = spawn(fun Loop() -> ?W:fib(12), receive stop -> ok after 0 -> Loop() end end),
+    Wait = async_capture({?W, two, 1}, 2, [{return, flamegraph}]),
+    Callers = [caller(fun() -> ?W:two(14) end) || _ <- [1, 2, 3]],
+    [C ! go || C <- Callers],
+    [receive {done, C, _} -> ok end || C <- Callers],
+    {ok, Results} = Wait(),
+    Busy ! stop,
+    ?assertEqual(2, length(Results)),
+    CallerPids = [list_to_binary(pid_to_list(C)) || C <- Callers],
+    [begin
+         [Pid] = pids(R),
+         ?assert(lists:member(Pid, CallerPids)),
+         ?assertEqual([<<"eflambe_workload:two/1">>], roots(R)),
+         ?assert(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:fib/1">>, F) end,
+                           parse(R)))
+     end || R <- Results],
+    ?assertNotEqual(pids(hd(Results)), pids(lists:last(Results))),
+    BusyPid = list_to_binary(pid_to_list(Busy)),
+    ?assertEqual([], [R || R <- Results, lists:member(BusyPid, pids(R))]).
+
+%% Capturing a recursive function: its recursion is one call of the budget
+%% (N = 1 gives one result even though fib calls itself), and one frame.
+recursion_counts_once(_Config) ->
+    Wait = async_capture({?W, fib, 1}, 1, [{return, flamegraph}]),
+    C = caller(fun() -> ?W:fib(15) end),
+    C ! go,
+    receive {done, C, 610} -> ok end,
+    {ok, [R]} = Wait(),
+    Lines = parse(R),
+    ?assertEqual([<<"eflambe_workload:fib/1">>], roots(R)),
+    ?assertEqual(2, lists:max([length(F) || {F, _} <- Lines, lists:last(F) =/= <<"gc">>,
+                                            lists:last(F) =/= <<"sleep">>])).
+
+exception_marked(_Config) ->
+    Wait = async_capture({?W, raiser, 0}, 1, [{return, flamegraph}]),
+    C = caller(fun() -> catch ?W:raiser() end),
+    C ! go,
+    {ok, [R]} = Wait(),
+    [Pid] = pids(R),
+    ?assertEqual(list_to_binary(pid_to_list(C) ++ " (exception)"), Pid).
+
+%% A process killed inside the target ends its capture, marked as raised.
+killed_mid_call(_Config) ->
+    Wait = async_capture({?W, waiter, 0}, 1, [{return, flamegraph}]),
+    C = caller(fun() -> ?W:waiter() end),
+    C ! go,
+    timer:sleep(100),
+    exit(C, kill),
+    {ok, [R]} = Wait(),
+    ?assertEqual([list_to_binary(pid_to_list(C) ++ " (exception)")], pids(R)),
+    ?assert(lists:any(fun({F, _}) -> lists:last(F) =:= <<"sleep">> end, parse(R))).
+
+timeout_without_calls(_Config) ->
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({error, timeout}, eflambe:capture({?W, two, 1}, 1, [{timeout, 300}])),
+    ?assert(erlang:monotonic_time(millisecond) - T0 >= 300).
+
+%% Two calls end, a third is still inside at the deadline: two results.
+timeout_with_some_calls(_Config) ->
+    Wait = async_capture({?W, waiter, 0}, 3, [{return, flamegraph}, {timeout, 1500}]),
+    Cs = [caller(fun() -> ?W:waiter() end) || _ <- [1, 2, 3]],
+    [C ! go || C <- Cs],
+    timer:sleep(200),
+    [C ! stop || C <- lists:sublist(Cs, 2)],
+    {ok, Results} = Wait(),
+    ?assertEqual(2, length(Results)),
+    exit(lists:last(Cs), kill).
+
+stop_from_another_process(_Config) ->
+    Wait = async_capture({?W, two, 1}, 5, [{return, flamegraph}]),
+    C = caller(fun() -> ?W:two(12) end),
+    C ! go,
+    receive {done, C, _} -> ok end,
+    timer:sleep(50),
+    ?assertEqual(ok, eflambe:stop()),
+    ?assertMatch({ok, [_]}, Wait()),
+    ?assertEqual({error, not_running}, eflambe:stop()).
+
+already_running(_Config) ->
+    Wait = async_capture({?W, two, 1}, 1, [{return, flamegraph}]),
+    ?assertEqual({error, already_running}, eflambe:capture({?W, raiser, 0}, 1, [])),
+    ?assertEqual({error, already_running}, eflambe:apply({?W, fib, [5]})),
+    ok = eflambe:stop(),
+    ?assertEqual({error, stopped}, Wait()).
+
+bad_input(_Config) ->
+    ?assertMatch({error, {cannot_load_module, no_such_module, _}},
+                 eflambe:capture({no_such_module, f, 0})),
+    ?assertEqual({error, {undefined_function, {?W, fib, 2}}}, eflambe:capture({?W, fib, 2})),
+    %% A local function is fine: deep/0 is not exported.
+    ?assertEqual({error, timeout}, eflambe:capture({?W, deep, 0}, 1, [{timeout, 10}])),
+    ?assertMatch({error, {bad_count, 0, _}}, eflambe:capture({?W, fib, 1}, 0)),
+    ?assertMatch({error, {bad_count, many, _}}, eflambe:capture({?W, fib, 1}, many)),
+    ?assertMatch({error, {bad_function, {?W, fib}, _}}, eflambe:capture({?W, fib})),
+    ?assertMatch({error, {unknown_option, {colour, red}}},
+                 eflambe:capture({?W, fib, 1}, 1, [{colour, red}])),
+    ?assertMatch({error, {bad_return, value, _}},
+                 eflambe:capture({?W, fib, 1}, 1, [{return, value}])),
+    ?assertMatch({error, {bad_timeout, -1, _}}, eflambe:capture({?W, fib, 1}, 1, [{timeout, -1}])),
+    ?assertMatch({error, {bad_every, 0, _}}, eflambe:capture({?W, fib, 1}, 1, [{every, 0}])).
+
+%% Another tracer on the node, or a pattern on the target: refused, and
+%% left as it was.
+tracer_in_use(_Config) ->
+    Tracer = spawn(fun() -> receive stop -> ok end end),
+    Traced = spawn(fun() -> receive stop -> ok end end),
+    1 = erlang:trace(Traced, true, [send, {tracer, Tracer}]),
+    ?assertEqual({error, {tracer_in_use, [Traced]}}, eflambe:capture({?W, two, 1})),
+    ?assertEqual({tracer, Tracer}, erlang:trace_info(Traced, tracer)),
+    erlang:trace(Traced, false, [all]),
+    Traced ! stop,
+    Tracer ! stop,
+    1 = erlang:trace_pattern({?W, two, 1}, true, [local]),
+    ?assertEqual({error, {target_already_traced, {?W, two, 1}}}, eflambe:capture({?W, two, 1})),
+    ?assertEqual({traced, local}, erlang:trace_info({?W, two, 1}, traced)),
+    1 = erlang:trace_pattern({?W, two, 1}, false, [local]).
+
+%% The caller of capture dies: the run ends and everything is disarmed.
+caller_dies(_Config) ->
+    Pid = spawn(fun() -> eflambe:capture({?W, two, 1}, 1, []) end),
+    wait_armed({?W, two, 1}),
+    exit(Pid, kill),
+    wait_until(fun() -> eflambe_tracer:running_session() =:= undefined end),
+    wait_until(fun() -> erlang:trace_info({?W, two, 1}, meta) =:= {meta, false} end).
+
+%% {every, 3}: of six sequential calls, the 1st and the 4th are captured.
+every_k(_Config) ->
+    Wait = async_capture({?W, fast, 1}, 2, [{return, flamegraph}, {every, 3}]),
+    Cs = [caller(fun() -> ?W:fast(10 + I) end) || I <- lists:seq(1, 6)],
+    [begin C ! go, receive {done, C, _} -> ok end end || C <- Cs],
+    {ok, Results} = Wait(),
+    Expected = [list_to_binary(pid_to_list(lists:nth(I, Cs))) || I <- [1, 4]],
+    ?assertEqual(Expected, lists:append([pids(R) || R <- Results])).
+
+%% Reloading the target's module drops its patterns: the run says so.
+target_reloaded(_Config) ->
+    Forms = [{attribute, 1, module, eflambe_reload_target},
+             {attribute, 2, export, [{f, 0}]},
+             {function, 3, f, 0, [{clause, 3, [], [], [{atom, 3, ok}]}]}],
+    {ok, Mod, Bin} = compile:forms(Forms),
+    {module, Mod} = code:load_binary(Mod, "eflambe_reload_target.erl", Bin),
+    Wait = async_capture({Mod, f, 0}, 1, [{timeout, 10000}]),
+    {module, Mod} = code:load_binary(Mod, "eflambe_reload_target.erl", Bin),
+    ?assertEqual({error, {target_reloaded, {Mod, f, 0}}}, Wait()),
+    code:purge(Mod),
+    code:delete(Mod),
+    code:purge(Mod).
+
+%% The default return: files, in the output directory, one per call.
+results_as_files(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Wait = async_capture({?W, two, 1}, 2, [{output_directory, Dir}]),
+    [begin C = caller(fun() -> ?W:two(12) end), C ! go, receive {done, C, _} -> ok end end
+     || _ <- [1, 2]],
+    {ok, [F1, F2]} = Wait(),
+    ?assertNotEqual(F1, F2),
+    [begin
+         ?assertEqual(".folded", filename:extension(F)),
+         {ok, Bin} = file:read_file(F),
+         ?assertEqual([<<"eflambe_workload:two/1">>], roots(Bin))
+     end || F <- [F1, F2]].
