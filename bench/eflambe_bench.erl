@@ -4,13 +4,17 @@
 %% Rounds are interleaved and the median of each variant is reported.
 -module(eflambe_bench).
 
--export([main/1, fib/1, timed_fib/1]).
+-export([main/1, fib/1, timed_fib/1, never_called/0]).
 
 -define(ROUNDS, 7).
 -define(FLAGS, [call, return_to, arity, running, garbage_collection]).
 
 main(Args) ->
     N = case Args of [A | _] -> list_to_integer(A); [] -> 27 end,
+    overhead(N),
+    capture_cost(N + 3).
+
+overhead(N) ->
     io:format("eflambe overhead benchmark: fib(~b), ~b rounds, median of each; "
               "~b schedulers, OTP ~s~n", [N, ?ROUNDS, erlang:system_info(schedulers),
                                          erlang:system_info(otp_release)]),
@@ -103,3 +107,53 @@ drain(Count) ->
         {done, From} -> From ! {drained, Count};
         _ -> drain(Count + 1)
     end.
+
+%% What a capture costs the processes it does not capture: fib run
+%% untraced by another process before any run, while a capture waits for a
+%% call that never comes (every function carries a local call pattern),
+%% and after the capture ended.
+capture_cost(N) ->
+    io:format("~nCost of capture to processes it does not capture: fib(~b) untraced, "
+              "~b rounds, median~n", [N, ?ROUNDS]),
+    Samples = [capture_round(N) || _ <- lists:seq(1, ?ROUNDS)],
+    [Before, Armed, After] = [median([element(I, S) || S <- Samples]) || I <- [1, 2, 3]],
+    io:format("~-16s ~12s ~12s~n", ["phase", "median ms", "x before"]),
+    [io:format("~-16s ~12.1f ~12.2f~n", [Name, T / 1000, T / Before])
+     || {Name, T} <- [{before, Before}, {armed, Armed}, {'after', After}]],
+    io:format("~narmed / before: ~.2f (the price while a capture waits)~n"
+              "after / before: ~.3f (goal: 1.00, nothing left installed)~n",
+              [Armed / Before, After / Before]).
+
+capture_round(N) ->
+    Before = untraced_fib(N),
+    Self = self(),
+    Runner = spawn(fun() ->
+                           Self ! {captured, eflambe:capture({?MODULE, never_called, 0}, 1,
+                                                             [{return, flamegraph}])}
+                   end),
+    wait_armed(),
+    Armed = untraced_fib(N),
+    ok = eflambe:stop(),
+    receive {captured, _} -> ok end,
+    false = is_process_alive(Runner),
+    After = untraced_fib(N),
+    {Before, Armed, After}.
+
+never_called() ->
+    ok.
+
+%% The pattern becomes visible a moment before it is in force everywhere.
+wait_armed() ->
+    case erlang:trace_info({?MODULE, never_called, 0}, meta) of
+        {meta, {eflambe_tracer, _}} -> timer:sleep(50);
+        _ -> timer:sleep(5), wait_armed()
+    end.
+
+%% Run in a fresh process, as an unrelated process on the node would.
+untraced_fib(N) ->
+    Self = self(),
+    spawn(fun() -> timed_fib(N), Self ! {fib_us, get(bench_us)} end),
+    receive {fib_us, T} -> T end.
+
+median(L) ->
+    lists:nth((length(L) + 1) div 2, lists:sort(L)).

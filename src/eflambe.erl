@@ -2,7 +2,9 @@
 %%
 %% `apply/1,2' runs a function in the calling process with call tracing
 %% on, for that process and every process it spawns during the call, and
-%% turns the trace into a flamegraph. The tracer is a NIF: each trace event
+%% turns the trace into a flamegraph. `capture/1,2,3' profiles the next N
+%% calls of a function made by any process on the node, each from the
+%% function's entry: no code change, no recompile, no mocking. The tracer is a NIF: each trace event
 %% is a 32-byte record written into a per-scheduler ring, a C thread
 %% compresses the rings into a zstd trace archive, and a C folder rebuilds
 %% the stacks from the archive once the call has returned.
@@ -14,6 +16,9 @@
 %% 2> eflambe:apply({fun compile:file/2, ["x.erl", [binary]]}, [{return, filename}]).
 %% {ok,"/home/me/eflambe-20261123T102822-17.folded"}
 %% 3> {ok, Folded} = eflambe:apply({my_mod, work, [42]}, [{return, flamegraph}]).
+%% 4> eflambe:capture({my_server, handle_call, 3}, 2, [{timeout, 60000}]).
+%% {ok,["/home/me/eflambe-20261123T110312-88.folded",
+%%      "/home/me/eflambe-20261123T110312-89.folded"]}
 %% '''
 %% A folded line reads `<0.85.0>;my_mod:work/1;my_mod:inner/2 1234': the
 %% process, the stack from the profiled function down, and the
@@ -22,12 +27,14 @@
 %% its garbage. The weights of one call add up to its wall time.
 %%
 %% == Safety ==
-%% While a call is profiled every function of every loaded module carries a
+%% While a run is armed every function of every loaded module carries a
 %% local call-trace pattern: untraced processes on the node pay a few
-%% nanoseconds per call, traced ones about 0.4 microseconds per call. Both
-%% end when the call returns or raises; eflambe then removes every trace
-%% pattern it set, and with them any local call patterns you set yourself
-%% (with dbg, say). The tracer never blocks a scheduler: when a ring is
+%% nanoseconds per call, traced ones about 0.3 microseconds per call. When
+%% the run ends (the call returns or raises, the N calls are captured, the
+%% timeout passes, stop/0, the caller dies) eflambe removes every trace
+%% pattern and flag it set, and with them any local call patterns you set
+%% yourself (with dbg, say). A capture refuses to start while another
+%% tracer is in use on the node. The tracer never blocks a scheduler: when a ring is
 %% full, events are dropped and counted. Memory is bounded by the ring
 %% size (`buffer_size', per scheduler thread) whatever the call does. Only
 %% one profiling run at a time on a node. A caller that already has a
