@@ -500,3 +500,15 @@ efl_status efl_archive_read_mem(const void *data, size_t len, const struct efl_a
     struct source src = {.mem = data, .len = len};
     return read_source(&src, v, summary);
 }
+
+efl_status efl_archive_read_header(const char *path, const struct efl_archive_visitor *v,
+                                   struct efl_archive_summary *summary)
+{
+    struct source src = {.file = fopen(path, "rb")};
+    EFL_RETURN_ERROR_IF(src.file == NULL, EFL_ERR_IO);
+    memset(summary, 0, sizeof *summary);
+    struct reader r = {.v = v, .sum = summary};
+    efl_status s = read_header(&r, &src);
+    fclose(src.file);
+    return s;
+}

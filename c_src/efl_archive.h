@@ -88,5 +88,8 @@ efl_status efl_archive_read_file(const char *path, const struct efl_archive_visi
                                  struct efl_archive_summary *summary);
 efl_status efl_archive_read_mem(const void *data, size_t len, const struct efl_archive_visitor *v,
                                 struct efl_archive_summary *summary);
+/* Reads the header only: version and metadata. */
+efl_status efl_archive_read_header(const char *path, const struct efl_archive_visitor *v,
+                                   struct efl_archive_summary *summary);
 
 #endif

@@ -80,6 +80,7 @@ void efl_profile_free(struct efl_profile *p)
     free(p->frames);
     free(p->nodes);
     free(p->windows);
+    free(p->meta);
     free(p);
 }
 
@@ -127,6 +128,19 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     return EFL_OK;
 }
 
+static efl_status on_meta(void *ctx, const char *line, size_t len)
+{
+    struct efl_folder *f = ctx;
+    size_t have = f->p->meta ? strlen(f->p->meta) : 0;
+    char *meta = realloc(f->p->meta, have + len + 2);
+    EFL_RETURN_ERROR_IF(meta == NULL, EFL_ERR_NOMEM);
+    memcpy(meta + have, line, len);
+    meta[have + len] = '\n';
+    meta[have + len + 1] = 0;
+    f->p->meta = meta;
+    return EFL_OK;
+}
+
 static efl_status on_drops(void *ctx, uint32_t ring, uint64_t count)
 {
     struct efl_folder *f = ctx;
@@ -139,6 +153,7 @@ struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f)
 {
     struct efl_archive_visitor v = {
         .ctx = f,
+        .meta = on_meta,
         .symbol = on_symbol,
         .process = on_process,
         .event = on_event,
@@ -401,19 +416,31 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
     return s;
 }
 
-efl_status efl_fold_archive(const char *path, struct efl_profile **out)
+/* Reads with the file or the memory reader, then folds. */
+static efl_status fold_from(const char *path, const void *data, size_t len, struct efl_profile **out)
 {
     struct efl_folder *f;
     EFL_FORWARD_IF_ERROR(efl_folder_new(&f));
     struct efl_archive_visitor v = efl_folder_visitor(f);
     struct efl_archive_summary sum;
-    efl_status s = efl_archive_read_file(path, &v, &sum);
+    efl_status s = path ? efl_archive_read_file(path, &v, &sum)
+                        : efl_archive_read_mem(data, len, &v, &sum);
     if (s != EFL_OK) {
         efl_folder_free(f);
         return s;
     }
     f->p->truncated = sum.truncated;
     return efl_folder_finish(f, out);
+}
+
+efl_status efl_fold_archive(const char *path, struct efl_profile **out)
+{
+    return fold_from(path, NULL, 0, out);
+}
+
+efl_status efl_fold_archive_mem(const void *data, size_t len, struct efl_profile **out)
+{
+    return fold_from(NULL, data, len, out);
 }
 
 /* Frame names go into folded lines: no ';' (the separator), no control

@@ -62,6 +62,7 @@ struct efl_profile {
     uint64_t drops;
     uint64_t cut_frames;  /* pushes refused beyond EFL_FOLD_MAX_DEPTH */
     int truncated;        /* the archive stopped before its end record */
+    char *meta;           /* the header's "key=value\n" lines */
 };
 
 struct efl_folder;
@@ -74,6 +75,7 @@ struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f);
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out);
 
 efl_status efl_fold_archive(const char *path, struct efl_profile **out);
+efl_status efl_fold_archive_mem(const void *data, size_t len, struct efl_profile **out);
 void efl_profile_free(struct efl_profile *p);
 
 /* Appends the frame's display name: mod:fun/arity, <0.85.0>, sleep, gc. */

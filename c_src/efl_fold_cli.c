@@ -20,6 +20,9 @@ static void usage(FILE *to)
             "  --format FORMAT  output format (default brendan_gregg):\n"
             "                     brendan_gregg  folded stacks, \"frame;frame COUNT\" in microseconds\n"
             "  -o OUTPUT        write to OUTPUT instead of standard output\n"
+            "  --call K         an archive of eflambe:capture holds one profile per\n"
+            "                   captured call: fold only the K-th to end (1 = first);\n"
+            "                   without it, all calls are folded together\n"
             "  --help           this text\n"
             "\n"
             "A truncated archive (a node that died mid-write) is folded up to its\n"
@@ -27,9 +30,42 @@ static void usage(FILE *to)
             "1 when the archive cannot be read, 2 on a usage error.\n");
 }
 
+struct ended_call {
+    uint64_t end_us;
+    uint32_t index;
+};
+
+static int by_end(const void *a, const void *b)
+{
+    const struct ended_call *x = a, *y = b;
+    if (x->end_us != y->end_us)
+        return x->end_us < y->end_us ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* The window node of the k-th call to end (1-based), ordered as capture and
+ * replay order their results (end time in microseconds, then start order);
+ * 0 if there is none. */
+static uint32_t nth_ended_call(const struct efl_profile *p, uint32_t k)
+{
+    struct ended_call *calls = malloc((p->nwindows + 1) * sizeof *calls);
+    uint32_t n = 0, node = 0;
+    if (calls == NULL)
+        return 0;
+    for (uint32_t i = 0; i < p->nwindows; i++)
+        if (p->windows[i].ended)
+            calls[n++] = (struct ended_call){p->windows[i].end_ns / 1000, i};
+    qsort(calls, n, sizeof *calls, by_end);
+    if (k <= n)
+        node = p->windows[calls[k - 1].index].node;
+    free(calls);
+    return node;
+}
+
 int main(int argc, char **argv)
 {
     const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
+    long call = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -38,6 +74,13 @@ int main(int argc, char **argv)
             format = argv[++i];
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             output = argv[++i];
+        } else if (strcmp(argv[i], "--call") == 0 && i + 1 < argc) {
+            char *end;
+            call = strtol(argv[++i], &end, 10);
+            if (*end != 0 || call < 1) {
+                fprintf(stderr, "eflambe-fold: --call takes a positive number, not %s\n", argv[i]);
+                return 2;
+            }
         } else if (argv[i][0] == '-' && argv[i][1] != 0) {
             fprintf(stderr, "eflambe-fold: unknown or incomplete option %s\n\n", argv[i]);
             usage(stderr);
@@ -73,8 +116,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "eflambe-fold: warning: %llu events were dropped while tracing\n",
                 (unsigned long long)p->drops);
 
+    uint32_t root = 0;
+    if (call > 0) {
+        root = nth_ended_call(p, (uint32_t)call);
+        if (root == 0) {
+            fprintf(stderr, "eflambe-fold: %s holds no call number %ld\n", archive, call);
+            efl_profile_free(p);
+            return 1;
+        }
+    }
     struct efl_buf out = {0};
-    s = writer->write(p, 0, &out);
+    s = writer->write(p, root, &out);
     efl_profile_free(p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s\n", efl_status_text(s));

@@ -535,17 +535,45 @@ static ERL_NIF_TERM make_binary(ErlNifEnv *env, const struct efl_buf *b)
     return t;
 }
 
+static efl_status collect_meta(void *ctx, const char *line, size_t len)
+{
+    EFL_FORWARD_IF_ERROR(efl_buf_append(ctx, line, len));
+    return efl_buf_append(ctx, "\n", 1);
+}
+
+/* archive_header(ArchivePath) -> {ok, MetaLines :: binary()} | {error, {Atom, Path}} */
+static ERL_NIF_TERM nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = binary_to_cstr(env, argv[0]);
+    if (path == NULL)
+        return enif_make_badarg(env);
+    struct efl_buf meta = {0};
+    struct efl_archive_visitor v = {.ctx = &meta, .meta = collect_meta};
+    struct efl_archive_summary sum;
+    efl_status st = efl_archive_read_header(path, &v, &sum);
+    free(path);
+    ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple2(env, atom_ok, make_binary(env, &meta))
+                                       : error_tuple(env, st, argv[0]);
+    efl_buf_free(&meta);
+    return result;
+}
+
+
 static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const struct efl_writer *w)
 {
+    const char *meta = p->meta ? p->meta : "";
+    ERL_NIF_TERM meta_bin;
+    memcpy(enif_make_new_binary(env, strlen(meta), &meta_bin), meta, strlen(meta));
     ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
-                           atom_cut_frames, atom_extension};
+                           atom_cut_frames, atom_extension, atom_meta};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
                            enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
                            p->truncated ? atom_true : atom_false,
                            enif_make_uint64(env, p->cut_frames),
-                           enif_make_string(env, w->extension, ERL_NIF_LATIN1)};
+                           enif_make_string(env, w->extension, ERL_NIF_LATIN1), meta_bin};
     ERL_NIF_TERM info;
-    enif_make_map_from_arrays(env, keys, vals, 6, &info);
+    enif_make_map_from_arrays(env, keys, vals, 7, &info);
     return info;
 }
 
@@ -673,6 +701,7 @@ static ErlNifFunc funcs[] = {
     {"running_session", 0, nif_running_session, 0},
     {"stop_session", 1, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"fold", 3, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"archive_header", 1, nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };
 
 ERL_NIF_INIT(eflambe_tracer, funcs, load, NULL, upgrade, unload)

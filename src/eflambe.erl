@@ -41,7 +41,7 @@
 %% tracer is refused, so an existing trace is never broken.
 -module(eflambe).
 
--export([apply/1, apply/2, capture/1, capture/2, capture/3, stop/0]).
+-export([apply/1, apply/2, capture/1, capture/2, capture/3, stop/0, replay/2]).
 
 -compile({no_auto_import, [apply/2]}).
 
@@ -62,10 +62,13 @@
         {output_format, output_format()}
       | {output_directory, file:filename()}
       | {return, return_kind()}
-      | {buffer_size, pos_integer()}.
+      | {buffer_size, pos_integer()}
+      | {archive, file:filename()}.
 %% `output_directory': where the flamegraph file goes (default: the current
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
-%% 1048576, 32768 events).
+%% 1048576, 32768 events). `archive': keep the run's trace archive at this
+%% path, for replay/2 or `priv/eflambe-fold' (default: a temporary file,
+%% deleted after folding).
 
 -type capture_option() ::
         option()
@@ -108,6 +111,16 @@ capture(MFA, N) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 capture(MFA, N, Options) ->
     eflambe_capture:capture(MFA, N, Options).
+
+%% @doc Folds a trace archive kept with `{archive, Path}' into any output
+%% format, on this node or another: `{ok, Result}' for an archive of apply,
+%% `{ok, [Result]}' for one of capture, the same flamegraphs the live run
+%% gave. A truncated archive (a node that died mid-run) is folded up to its
+%% last complete frame, with a warning logged. Options: `output_format',
+%% `output_directory', `return' (`filename', the default, or `flamegraph').
+-spec replay(file:filename(), [option()]) -> {ok, term()} | {error, term()}.
+replay(Archive, Options) ->
+    eflambe_replay:replay(Archive, Options).
 
 %% @doc Ends the running profile, from any process: a capture returns what
 %% it has; an apply stops tracing and its call goes on.

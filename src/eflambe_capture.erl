@@ -178,23 +178,11 @@ wait(MFA, Left, Deadline, {Caller, CallerRef, #{meta := MetaState}} = Owner) ->
 results(Session, Why, Opts) ->
     case eflambe_session:finish(Session, true, Opts) of
         {ok, Windows, Info} ->
-            Ended = lists:keysort(1, [{End, W} || #{ended := E, end_us := End} = W <- Windows,
-                                                  E =/= open]),
-            case Ended of
-                [] when Why =:= done -> {error, no_calls_captured};
-                [] -> {error, Why};
-                _ -> write_all([Data || {_, #{data := Data}} <- Ended], Info, Opts, [])
+            case eflambe_output:write_calls(Windows, Info, Opts) of
+                {ok, []} when Why =:= done -> {error, no_calls_captured};
+                {ok, []} -> {error, Why};
+                Written -> Written
             end;
         {error, _} = Error ->
             Error
-    end.
-
--spec write_all([binary()], map(), eflambe_options:opts(), list()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
-write_all([], _Info, _Opts, Acc) ->
-    {ok, lists:reverse(Acc)};
-write_all([Data | Rest], Info, Opts, Acc) ->
-    case eflambe_output:write(Data, Info, Opts) of
-        {ok, Result} -> write_all(Rest, Info, Opts, [Result | Acc]);
-        {error, _} = Error -> Error
     end.

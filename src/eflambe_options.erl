@@ -12,7 +12,8 @@
 -type opts() :: #{output_format := eflambe:output_format(),
                   output_directory := file:filename() | undefined,
                   return := eflambe:return_kind(),
-                  buffer_size := pos_integer(),
+                  buffer_size => pos_integer(),
+                  archive => file:filename() | undefined,
                   timeout => timeout(),
                   every => pos_integer()}.
 
@@ -24,25 +25,32 @@ output_formats() ->
     [brendan_gregg].
 
 %% Each mode's options, with their defaults.
--spec defaults(apply | capture) -> opts().
+-spec defaults(mode()) -> opts().
 defaults(apply) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
       return => value,
-      buffer_size => ?DEFAULT_BUFFER_BYTES};
+      buffer_size => ?DEFAULT_BUFFER_BYTES,
+      archive => undefined};
 defaults(capture) ->
     (defaults(apply))#{return => filename,
                        timeout => infinity,
-                       every => 1}.
+                       every => 1};
+defaults(replay) ->
+    #{output_format => brendan_gregg,
+      output_directory => undefined,
+      return => filename}.
+
+-type mode() :: apply | capture | replay.
 
 %% Options come as a proplist (Erlang) or keyword list (Elixir).
--spec parse(apply | capture, term()) -> {ok, opts()} | {error, term()}.
+-spec parse(mode(), term()) -> {ok, opts()} | {error, term()}.
 parse(Mode, Options) when is_list(Options) ->
     parse(Mode, Options, defaults(Mode));
 parse(_Mode, Options) ->
     {error, {bad_options, Options}}.
 
--spec parse(apply | capture, list(), opts()) -> {ok, opts()} | {error, term()}.
+-spec parse(mode(), list(), opts()) -> {ok, opts()} | {error, term()}.
 parse(_Mode, [], Opts) ->
     {ok, Opts};
 parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
@@ -58,7 +66,7 @@ parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
 parse(_Mode, [Option | _], _Opts) ->
     {error, {unknown_option, Option}}.
 
--spec check(apply | capture, atom(), term()) -> {ok, term()} | {error, term()}.
+-spec check(mode(), atom(), term()) -> {ok, term()} | {error, term()}.
 check(_, output_format, Format) ->
     case lists:member(Format, output_formats()) of
         true -> {ok, Format};
@@ -69,7 +77,7 @@ check(_, output_directory, Dir) ->
 check(Mode, return, Kind) ->
     Kinds = case Mode of
                 apply -> [value, flamegraph, filename];
-                capture -> [flamegraph, filename]
+                _ -> [flamegraph, filename]
             end,
     case lists:member(Kind, Kinds) of
         true -> {ok, Kind};
@@ -80,6 +88,8 @@ check(_, buffer_size, Bytes) when is_integer(Bytes), Bytes >= 64 * ?EVENT_BYTES,
     {ok, Bytes};
 check(_, buffer_size, Bytes) ->
     {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * ?EVENT_BYTES, 1 bsl 30}}};
+check(_, archive, Path) ->
+    check_archive_path(Path);
 check(capture, timeout, infinity) ->
     {ok, infinity};
 check(capture, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
@@ -105,6 +115,25 @@ check_directory(Dir) ->
                     {error, {output_directory, Name, "not a directory"}};
                 {error, Reason} ->
                     {error, {output_directory, Name, file:format_error(Reason)}}
+            end
+    end.
+
+%% Where the archive is to be kept: a file name in a writable directory.
+-spec check_archive_path(term()) -> {ok, file:filename()} | {error, term()}.
+check_archive_path(Path) ->
+    case io_lib:char_list(Path) orelse is_binary(Path) of
+        false ->
+            {error, {bad_archive, Path}};
+        true ->
+            Name = unicode:characters_to_list(Path),
+            case filelib:is_dir(Name) of
+                true ->
+                    {error, {archive, Name, "is a directory"}};
+                false ->
+                    case check_directory(filename:dirname(filename:absname(Name))) of
+                        {ok, _} -> {ok, Name};
+                        {error, {output_directory, Dir, Why}} -> {error, {archive, Dir, Why}}
+                    end
             end
     end.
 

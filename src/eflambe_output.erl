@@ -2,7 +2,7 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3]).
+-export([write/3, write_calls/3]).
 
 %% {return, flamegraph} writes no file unless a directory was asked for.
 -spec write(binary(), #{extension := string(), _ => _}, eflambe_options:opts()) ->
@@ -15,6 +15,24 @@ write(Data, #{extension := Ext}, #{return := Return, output_directory := Dir}) -
         ok when Return =:= flamegraph -> {ok, Data};
         ok -> {ok, File};
         {error, Reason} -> {error, {write_output, File, file:format_error(Reason)}}
+    end.
+
+%% One result per profiled call that ended, in the order they ended.
+-spec write_calls([map()], map(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+write_calls(Windows, Info, Opts) ->
+    Ended = lists:keysort(1, [{End, Data} || #{ended := E, end_us := End, data := Data} <- Windows,
+                                             E =/= open]),
+    write_all([Data || {_, Data} <- Ended], Info, Opts, []).
+
+-spec write_all([binary()], map(), eflambe_options:opts(), list()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+write_all([], _Info, _Opts, Acc) ->
+    {ok, lists:reverse(Acc)};
+write_all([Data | Rest], Info, Opts, Acc) ->
+    case write(Data, Info, Opts) of
+        {ok, Result} -> write_all(Rest, Info, Opts, [Result | Acc]);
+        {error, _} = Error -> Error
     end.
 
 -spec directory(file:filename() | undefined) -> file:filename().

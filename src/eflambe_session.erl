@@ -9,7 +9,8 @@
 
 -export_type([session/0]).
 
--type session() :: #{tracer := integer(), meta := integer(), archive := file:filename()}.
+-type session() :: #{tracer := integer(), meta := integer(), archive := file:filename(),
+                     keep := boolean()}.
 
 -define(EVENT_BYTES, 32).
 %% Threads besides the schedulers that may run a tracer callback.
@@ -20,18 +21,22 @@
 %% Starts the NIF session. Params are start_session's own (root_pid,
 %% root_frame, budget, every, notify); the rest comes from Opts.
 -spec start(atom(), map(), eflambe_options:opts()) -> {ok, session()} | {error, term()}.
-start(Mode, Params, #{buffer_size := BufferBytes} = Opts) ->
+start(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts) ->
     %% A tracer module that is not loaded makes trace actions fail silently.
     case code:ensure_loaded(eflambe_tracer) of
         {module, eflambe_tracer} ->
-            Archive = temp_archive(),
+            Archive = case Kept of
+                          undefined -> temp_archive();
+                          _ -> Kept
+                      end,
             Args = Params#{archive => Archive,
                            ring_events => BufferBytes div ?EVENT_BYTES,
                            threads => thread_count(),
                            meta => metadata(Mode, Params, Opts)},
             case eflambe_tracer:start_session(Args) of
                 {ok, TracerState, MetaState} ->
-                    {ok, #{tracer => TracerState, meta => MetaState, archive => Archive}};
+                    {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
+                           keep => Kept =/= undefined}};
                 {error, already_running} = Error ->
                     Error;
                 {error, {Reason, _}} ->
@@ -42,23 +47,30 @@ start(Mode, Params, #{buffer_size := BufferBytes} = Opts) ->
     end.
 
 %% Stops the session once every trace event is delivered, folds the
-%% archive (Split: one result per profiled call), deletes it.
+%% archive (Split: one result per profiled call), deletes it unless it is
+%% to be kept.
 -spec finish(session(), boolean(), eflambe_options:opts()) ->
           {ok, binary() | [map()], map()} | {error, term()}.
-finish(#{tracer := TracerState, archive := Archive}, Split, #{output_format := Format}) ->
+finish(#{tracer := TracerState, archive := Archive} = Session, Split, #{output_format := Format}) ->
     Ref = erlang:trace_delivered(all),
     receive {trace_delivered, all, Ref} -> ok end,
     Result = case eflambe_tracer:stop_session(TracerState) of
                  {ok, _Stats} -> eflambe_tracer:fold(Archive, Format, Split);
                  {error, _} = Error -> Error
              end,
-    _ = file:delete(Archive),
+    delete_temporary(Session),
     Result.
 
-%% Ends a session whose results nobody wants.
+%% Ends a session whose results nobody wants (a kept archive stays).
 -spec abort(session()) -> ok.
-abort(#{tracer := TracerState, archive := Archive}) ->
+abort(#{tracer := TracerState} = Session) ->
     _ = eflambe_tracer:stop_session(TracerState),
+    delete_temporary(Session).
+
+-spec delete_temporary(session()) -> ok.
+delete_temporary(#{keep := true}) ->
+    ok;
+delete_temporary(#{archive := Archive}) ->
     _ = file:delete(Archive),
     ok.
 

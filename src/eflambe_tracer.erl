@@ -6,11 +6,12 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, fold/3]).
+-export([start_session/1, running_session/0, stop_session/1, fold/3, archive_header/1]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, fold/3]).
+-nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, fold/3,
+       archive_header/1]).
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -67,4 +68,9 @@ stop_session(_TracerState) ->
 -spec fold(file:filename_all(), atom(), boolean()) ->
           {ok, binary() | [map()], #{atom() => term()}} | {error, {atom(), term()}}.
 fold(_ArchivePath, _Format, _Split) ->
+    erlang:nif_error(not_loaded).
+
+%% The metadata lines of an archive's header.
+-spec archive_header(file:filename_all()) -> {ok, binary()} | {error, {atom(), term()}}.
+archive_header(_ArchivePath) ->
     erlang:nif_error(not_loaded).
