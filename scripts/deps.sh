@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(erlang-nox erlang-dev rebar3 libck-dev libzstd-dev gcc make)
 if [ "${1:-}" = test ]; then
-    packages+=(erlang-common-test erlang-eunit erlang-proper)
+    packages+=(erlang-common-test erlang-eunit erlang-proper clang libclang-rt-dev)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test: C unit tests (plain, then under AddressSanitizer and
-# UBSan) and the Erlang suites (Common Test, with PropEr properties).
+# UBSan), a bounded run of the archive reader's fuzzer, and the Erlang
+# suites (Common Test, with PropEr properties).
+#   EFLAMBE_BLESS=1  regenerate the archive corpus and its folded outputs
+#                    (test/data/archives) first, on purpose
+#   FUZZ_SECONDS=N   fuzz for N seconds (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh test
 rebar3 compile
+if [ "${EFLAMBE_BLESS:-}" = 1 ]; then
+    make -C c_src corpus
+fi
 make -C c_src test
 make -C c_src test-asan
+make -C c_src fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 rebar3 ct
 echo "All tests passed."

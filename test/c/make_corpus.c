@@ -1,0 +1,137 @@
+/* Writes the archive corpus of test/data/archives: valid archives made
+ * from fixed event scripts (so they never change), and damaged ones made
+ * from them. Run by `make -C c_src corpus` (EFLAMBE_BLESS=1 scripts/test.sh
+ * regenerates it on purpose); the expected outcome of each file is in
+ * test/data/archives/expected.txt. */
+#include "efl_buf.h"
+#include "efl_test.h"
+
+static const struct efl_script apply_script[] = {
+    {0, 100, 1, EFL_EV_ROOT_CALL, NULL},
+    {0, 102, 1, EFL_EV_CALL, "app:main/1"},
+    {0, 110, 1, EFL_EV_CALL, "app:parse/2"},
+    {0, 130, 1, EFL_EV_CALL, "lists:map/2"},
+    {0, 160, 1, EFL_EV_RETURN_TO, "app:parse/2"},
+    {0, 170, 1, EFL_EV_RETURN_TO, "app:main/1"},
+    {0, 175, 1, EFL_EV_OUT, "app:main/1"},
+    {1, 180, 2, EFL_EV_CALL, "app:worker/0"},
+    {1, 200, 2, EFL_EV_GC_START, NULL},
+    {1, 205, 2, EFL_EV_GC_END, NULL},
+    {1, 230, 2, EFL_EV_RETURN_TO, NULL},
+    {1, 240, 1, EFL_EV_IN, "app:main/1"},
+    {1, 260, 1, EFL_EV_CALL, "app:render/1"},
+    {1, 300, 1, EFL_EV_RETURN_TO, "app:main/1"},
+    {1, 310, 1, EFL_EV_RETURN_TO, "shell:eval/3"},
+    {1, 311, 1, EFL_EV_ROOT_RETURN, NULL},
+};
+
+static const struct efl_script capture_script[] = {
+    {0, 10, 3, EFL_EV_ROOT_CALL, "srv:handle/2"},
+    {0, 11, 3, EFL_EV_CALL, "srv:handle/2"},
+    {1, 15, 4, EFL_EV_ROOT_CALL, "srv:handle/2"},
+    {1, 16, 4, EFL_EV_CALL, "srv:handle/2"},
+    {0, 20, 3, EFL_EV_CALL, "db:query/1"},
+    {1, 25, 4, EFL_EV_CALL, "srv:reply/1"},
+    {1, 40, 4, EFL_EV_RETURN_TO, "srv:handle/2"},
+    {1, 45, 4, EFL_EV_ROOT_EXCEPTION, "srv:handle/2"},
+    {0, 60, 3, EFL_EV_RETURN_TO, "srv:handle/2"},
+    {0, 70, 3, EFL_EV_ROOT_RETURN, "srv:handle/2"},
+};
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Writes a script, ending a frame after every `per_frame` events; the file
+ * size after each frame goes to frame_ends (if not NULL). */
+static int write_script(const char *path, const char *meta, const struct efl_script *s, size_t n,
+                        size_t per_frame, long *frame_ends)
+{
+    struct efl_archive_writer *w;
+    if (efl_archive_writer_open(&w, path, meta, &efl_test_namer) != EFL_OK)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        struct efl_event e = efl_test_event(&s[i]);
+        if (efl_archive_writer_events(w, s[i].ring, &e, 1) != EFL_OK)
+            return 1;
+        if ((i + 1) % per_frame == 0) {
+            if (efl_archive_writer_end_frame(w) != EFL_OK)
+                return 1;
+            if (frame_ends)
+                *frame_ends++ = file_size(path);
+        }
+    }
+    return efl_archive_writer_close(w, NULL) != EFL_OK;
+}
+
+static struct efl_buf slurp(const char *path)
+{
+    struct efl_buf b = {0};
+    FILE *f = fopen(path, "rb");
+    char chunk[4096];
+    size_t n;
+    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        efl_buf_append(&b, chunk, n);
+    if (f)
+        fclose(f);
+    return b;
+}
+
+static int spit(const char *dir, const char *name, const void *data, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(data, 1, len, f) == len;
+    if (f)
+        fclose(f);
+    return !ok;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: make_corpus DIR\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    char apply_path[1024], capture_path[1024];
+    snprintf(apply_path, sizeof apply_path, "%s/apply.eftrace", dir);
+    snprintf(capture_path, sizeof capture_path, "%s/capture.eftrace", dir);
+    const char *apply_meta = "node=corpus@host\nmode=apply\ntarget=app:main/1\n";
+    const char *capture_meta = "node=corpus@host\nmode=capture\ntarget=srv:handle/2\n";
+    long frame_ends[8];
+    if (write_script(apply_path, apply_meta, apply_script, 16, 4, frame_ends) ||
+        write_script(capture_path, capture_meta, capture_script, 10, 3, NULL))
+        return 1;
+
+    struct efl_buf whole = slurp(apply_path);
+    int bad = 0;
+    /* Cut inside the third frame (of four, then the end record's): the
+     * events of the first two survive. */
+    bad |= spit(dir, "truncated.eftrace", whole.data, (size_t)frame_ends[1] + 5);
+    /* Cut right after the header: no frame at all. */
+    size_t header = 8 + (size_t)(whole.data[4] | whole.data[5] << 8);
+    bad |= spit(dir, "header_only.eftrace", whole.data, header);
+    /* Cut inside the header. */
+    bad |= spit(dir, "cut_header.eftrace", whole.data, 10);
+    /* A flipped byte inside the second frame: zstd's checksum sees it. */
+    whole.data[whole.len / 2] ^= 0x10;
+    bad |= spit(dir, "flipped.eftrace", whole.data, whole.len);
+    whole.data[whole.len / 2] ^= 0x10;
+    /* Written by a future major version. */
+    whole.data[16] = 2;
+    bad |= spit(dir, "newer_major.eftrace", whole.data, whole.len);
+    bad |= spit(dir, "empty.eftrace", "", 0);
+    const char foreign[] = "<0.85.0>;app:main/1 12\n";
+    bad |= spit(dir, "foreign.folded", foreign, sizeof foreign - 1);
+    efl_buf_free(&whole);
+    return bad;
+}
