@@ -26,6 +26,10 @@ struct efl_folder {
     size_t nrings;
     struct efl_map frame_ids;   /* frame key -> frame index */
     struct efl_map node_ids;    /* (parent << 32 | frame) -> node index */
+    /* In front of the maps: each node's last child (a loop calls the same
+     * function again and again), and a direct-mapped cache of frames. */
+    struct last_child { uint32_t frame, node; } *last_child;
+    struct frame_cached { uint64_t key; uint32_t frame; } frame_cache[4096];
     struct proc_state *procs;
 };
 
@@ -61,6 +65,7 @@ void efl_folder_free(struct efl_folder *f)
         free(f->rings[i].ev);
     free(f->rings);
     free(f->procs);
+    free(f->last_child);
     efl_map_free(&f->frame_ids);
     efl_map_free(&f->node_ids);
     efl_profile_free(f->p);
@@ -181,27 +186,54 @@ static uint64_t frame_key(const struct efl_frame *fr)
 static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id)
 {
     uint64_t key = frame_key(fr);
-    *id = efl_map_get(&f->frame_ids, key);
-    if (*id != EFL_MAP_NONE)
+    struct frame_cached *c = &f->frame_cache[(key ^ key >> 20 ^ key >> 40) & 4095];
+    /* Key 0 is the MFA of symbol 0, which no frame has: an empty entry. */
+    if (c->key == key && key != 0) {
+        *id = c->frame;
         return EFL_OK;
-    struct efl_profile *p = f->p;
-    GROW(p->frames, p->nframes, f->frames_cap);
-    *id = p->nframes++;
-    p->frames[*id] = *fr;
-    return efl_map_put(&f->frame_ids, key, *id);
+    }
+    *id = efl_map_get(&f->frame_ids, key);
+    if (*id == EFL_MAP_NONE) {
+        struct efl_profile *p = f->p;
+        GROW(p->frames, p->nframes, f->frames_cap);
+        *id = p->nframes++;
+        p->frames[*id] = *fr;
+        EFL_FORWARD_IF_ERROR(efl_map_put(&f->frame_ids, key, *id));
+    }
+    *c = (struct frame_cached){key, *id};
+    return EFL_OK;
 }
 
 static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, uint32_t *id)
 {
+    struct last_child *last = &f->last_child[parent];
+    if (last->node != 0 && last->frame == frame) {
+        *id = last->node;
+        return EFL_OK;
+    }
     uint64_t key = (uint64_t)parent << 32 | frame;
     *id = efl_map_get(&f->node_ids, key);
-    if (*id != EFL_MAP_NONE)
-        return EFL_OK;
-    struct efl_profile *p = f->p;
-    GROW(p->nodes, p->nnodes, f->nodes_cap);
-    *id = p->nnodes++;
-    p->nodes[*id] = (struct efl_node){parent, frame, p->nodes[parent].depth + 1, 0};
-    return efl_map_put(&f->node_ids, key, *id);
+    if (*id == EFL_MAP_NONE) {
+        struct efl_profile *p = f->p;
+        if (p->nnodes >= f->nodes_cap) {
+            size_t cap = f->nodes_cap * 2;
+            struct efl_node *nodes = realloc(p->nodes, cap * sizeof *nodes);
+            struct last_child *lc = realloc(f->last_child, cap * sizeof *lc);
+            if (nodes)
+                p->nodes = nodes;
+            if (lc)
+                f->last_child = lc;
+            EFL_RETURN_ERROR_IF(nodes == NULL || lc == NULL, EFL_ERR_NOMEM);
+            f->nodes_cap = cap;
+        }
+        *id = p->nnodes++;
+        p->nodes[*id] = (struct efl_node){parent, frame, p->nodes[parent].depth + 1, 0};
+        f->last_child[*id] = (struct last_child){0, 0};
+        EFL_FORWARD_IF_ERROR(efl_map_put(&f->node_ids, key, *id));
+        last = &f->last_child[parent];
+    }
+    *last = (struct last_child){frame, *id};
+    return EFL_OK;
 }
 
 static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind, uint32_t a,
@@ -397,7 +429,8 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
     if (s == EFL_OK && f->nodes_cap == 0) {
         f->nodes_cap = 1024;
         p->nodes = calloc(f->nodes_cap, sizeof *p->nodes);
-        if (p->nodes == NULL)
+        f->last_child = calloc(f->nodes_cap, sizeof *f->last_child);
+        if (p->nodes == NULL || f->last_child == NULL)
             s = EFL_ERR_NOMEM;
         else
             p->nnodes = 1;

@@ -23,35 +23,40 @@ static int cmp_line(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
+struct folded {
+    struct efl_buf text;
+    struct line *lines;
+    size_t nlines;
+};
+
+static efl_status add_line(void *ctx, const struct efl_profile *p, uint32_t node, const char *path,
+                           size_t len)
+{
+    struct folded *f = ctx;
+    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
+    if (us == 0)
+        return EFL_OK;
+    size_t off = f->text.len;
+    EFL_FORWARD_IF_ERROR(efl_buf_append(&f->text, path, len));
+    EFL_FORWARD_IF_ERROR(efl_buf_printf(&f->text, " %llu\n", (unsigned long long)us));
+    f->lines[f->nlines++] = (struct line){off, f->text.len - off};
+    return EFL_OK;
+}
+
 efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct efl_buf *out)
 {
-    struct efl_buf text = {0};
-    struct line *lines = NULL;
-    size_t nlines = 0;
-    efl_status s = EFL_OK;
-    if (p->nnodes > 0) {
-        lines = malloc(p->nnodes * sizeof *lines);
-        if (lines == NULL)
-            return EFL_ERR_NOMEM;
-    }
-    for (uint32_t n = 1; s == EFL_OK && n < p->nnodes; n++) {
-        uint64_t us = efl_ns_to_us(p->nodes[n].self_ns);
-        if (us == 0 || !efl_profile_in(p, n, root))
-            continue;
-        size_t off = text.len;
-        s = efl_append_stack(p, n, ";", &text);
-        if (s == EFL_OK)
-            s = efl_buf_printf(&text, " %llu\n", (unsigned long long)us);
-        lines[nlines++] = (struct line){off, text.len - off};
-    }
+    struct folded f = {{0}, NULL, 0};
+    if (p->nnodes > 0 && (f.lines = malloc(p->nnodes * sizeof *f.lines)) == NULL)
+        return EFL_ERR_NOMEM;
+    efl_status s = efl_walk_stacks(p, root, ";", add_line, &f);
     if (s == EFL_OK) {
-        sort_base = text.data;
-        qsort(lines, nlines, sizeof *lines, cmp_line);
-        s = efl_buf_reserve(out, text.len);
+        sort_base = f.text.data;
+        qsort(f.lines, f.nlines, sizeof *f.lines, cmp_line);
+        s = efl_buf_reserve(out, f.text.len);
     }
-    for (size_t i = 0; s == EFL_OK && i < nlines; i++)
-        s = efl_buf_append(out, text.data + lines[i].off, lines[i].len);
-    free(lines);
-    efl_buf_free(&text);
+    for (size_t i = 0; s == EFL_OK && i < f.nlines; i++)
+        s = efl_buf_append(out, f.text.data + f.lines[i].off, f.lines[i].len);
+    free(f.lines);
+    efl_buf_free(&f.text);
     return s;
 }

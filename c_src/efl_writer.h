@@ -22,12 +22,16 @@ efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct e
 
 /* Helpers shared by writers. */
 uint64_t efl_ns_to_us(uint64_t ns);
+/* Visits every node of root's subtree (root itself excluded) depth first,
+ * parents before children, with the node's full stack in `path` (frame
+ * names joined by `sep`, window nodes left out). Each name is formatted
+ * once, whatever the depth. A visitor returning non-OK stops the walk. */
+typedef efl_status (*efl_stack_visitor)(void *ctx, const struct efl_profile *p, uint32_t node,
+                                        const char *path, size_t len);
+efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const char *sep,
+                           efl_stack_visitor visit, void *ctx);
+
 /* Is node the process node of a profiled call that ended with an exception? */
 int efl_ended_by_exception(const struct efl_profile *p, uint32_t node);
-/* Appends the names of the frames from the process down to node, joined by
- * sep (window nodes have no name and are left out; the process of a call
- * that raised is marked " (exception)"). */
-efl_status efl_append_stack(const struct efl_profile *p, uint32_t node, const char *sep,
-                            struct efl_buf *out);
 
 #endif

@@ -1,0 +1,133 @@
+/* Archive throughput on one core: the flusher's encode + zstd path
+ * (efl_archive_writer, as the flusher thread drives it) and the folder
+ * (archive to folded text), on a synthetic call tree of 4 threads and 40
+ * processes over 300 functions. Prints events per second and bytes per
+ * event. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "efl_archive.h"
+#include "efl_fold.h"
+#include "efl_writer.h"
+
+#define EVENTS 20000000u
+#define BATCH 4096
+#define FUNCS 300
+#define PROCS 40
+
+static size_t name_atom(void *ctx, uint32_t raw, char *buf, size_t cap)
+{
+    (void)ctx;
+    return (size_t)snprintf(buf, cap, raw < 64 ? "module_%u" : "function_name_%u", raw);
+}
+
+static size_t name_pid(void *ctx, uint64_t raw, char *buf, size_t cap)
+{
+    (void)ctx;
+    return (size_t)snprintf(buf, cap, "<0.%llu.0>", (unsigned long long)raw);
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* A random walk: each process calls down (push) or returns (pop) through
+ * a fixed call graph (each function calls one of three others, at most 12
+ * deep), with a small chance of being scheduled out. */
+struct walker {
+    uint32_t stack[64];
+    int depth;
+};
+
+static uint32_t rng = 12345;
+static uint32_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+}
+
+static void next_event(struct walker *w, uint64_t pid, uint64_t ts, struct efl_event *e)
+{
+    e->ts = ts;
+    e->pid = pid;
+    uint32_t r = next_rand();
+    if (w->depth < 2 || (w->depth < 12 && r % 100 < 50)) {
+        uint32_t f = (w->depth ? w->stack[w->depth - 1] * 7 + r % 3 : r % 8) % FUNCS;
+        w->stack[w->depth++] = f;
+        e->kind = EFL_EV_CALL;
+        e->mod = 1 + f / 10;
+        e->fun = 64 + f;
+        e->arity = (uint8_t)(f % 4);
+    } else if (r % 100 < 97) {
+        w->depth--;
+        uint32_t f = w->stack[w->depth - 1];
+        e->kind = EFL_EV_RETURN_TO;
+        e->mod = 1 + f / 10;
+        e->fun = 64 + f;
+        e->arity = (uint8_t)(f % 4);
+    } else {
+        e->kind = EFL_EV_OUT;
+        e->mod = e->fun = 0;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = argc > 1 ? argv[1] : "/tmp/eflambe-bench.eftrace";
+    static struct walker walkers[PROCS];
+    static struct efl_event batch[BATCH];
+    struct efl_namer namer = {NULL, name_atom, name_pid};
+    struct efl_archive_writer *w;
+    if (efl_archive_writer_open(&w, path, "mode=bench\n", &namer) != EFL_OK)
+        return 1;
+
+    /* Generating the events is timed apart and taken out. */
+    double gen = 0, t0 = now();
+    uint64_t ts = 1000000;
+    for (uint32_t done = 0; done < EVENTS; done += BATCH) {
+        uint32_t ring = (done / BATCH) % 4;
+        double g0 = now();
+        for (uint32_t i = 0; i < BATCH; i++) {
+            uint32_t p = (ring * 10) + next_rand() % 10;
+            ts += 1 + next_rand() % 400;
+            next_event(&walkers[p], p + 80, ts, &batch[i]);
+        }
+        gen += now() - g0;
+        if (efl_archive_writer_events(w, ring, batch, BATCH) != EFL_OK)
+            return 1;
+    }
+    uint64_t bytes;
+    if (efl_archive_writer_close(w, &bytes) != EFL_OK)
+        return 1;
+    double write_s = now() - t0 - gen;
+
+    t0 = now();
+    struct efl_profile *p;
+    struct efl_buf out = {0};
+    if (efl_fold_archive(path, &p) != EFL_OK)
+        return 1;
+    double fold_s = now() - t0;
+    t0 = now();
+    if (efl_write_folded(p, 0, &out) != EFL_OK)
+        return 1;
+    double write_folded_s = now() - t0;
+
+    printf("archive benchmark: %u synthetic events (4 threads, %d processes, %d functions)\n",
+           EVENTS, PROCS, FUNCS);
+    printf("flusher path (encode + zstd), one core: %6.1f M events/s\n", EVENTS / write_s / 1e6);
+    printf("archive size:                           %6.2f bytes/event\n", (double)bytes / EVENTS);
+    printf("folder (archive to stacks):             %6.1f M events/s (goal >= 20)\n",
+           EVENTS / fold_s / 1e6);
+    printf("folded writer:                          %6.2f s for %u distinct stacks (%.1f MB)\n",
+           write_folded_s, p->nnodes, out.len / 1e6);
+    efl_profile_free(p);
+    efl_buf_free(&out);
+    remove(path);
+    return 0;
+}
