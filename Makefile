@@ -11,6 +11,7 @@ bench: all
 	$(MAKE) -C bench
 	erl -noshell -pa _build/default/lib/eflambe/ebin -pa _build/bench \
 	    -eval 'eflambe_bench:main([]), halt().'
+	_build/bench/bench_archive
 
 clean:
 	rebar3 clean

@@ -5,6 +5,7 @@
  * event. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "efl_archive.h"
@@ -77,8 +78,33 @@ static void next_event(struct walker *w, uint64_t pid, uint64_t ts, struct efl_e
     }
 }
 
+/* --fold ARCHIVE: times the folder and the folded writer on a real archive. */
+static int fold_only(const char *path)
+{
+    double t0 = now();
+    struct efl_profile *p;
+    struct efl_buf out = {0};
+    if (efl_fold_archive(path, &p) != EFL_OK)
+        return 1;
+    double fold_s = now() - t0;
+    t0 = now();
+    if (efl_write_folded(p, 0, &out) != EFL_OK)
+        return 1;
+    double write_s = now() - t0;
+    printf("%s: %llu events, %u distinct stacks\n", path, (unsigned long long)p->events, p->nnodes);
+    printf("folder (archive to stacks): %6.1f M events/s\n", p->events / fold_s / 1e6);
+    printf("folded writer:              %6.3f s\n", write_s);
+    printf("archive to folded text:     %6.1f M events/s (goal >= 20)\n",
+           p->events / (fold_s + write_s) / 1e6);
+    efl_profile_free(p);
+    efl_buf_free(&out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--fold") == 0)
+        return fold_only(argv[2]);
     const char *path = argc > 1 ? argv[1] : "/tmp/eflambe-bench.eftrace";
     static struct walker walkers[PROCS];
     static struct efl_event batch[BATCH];

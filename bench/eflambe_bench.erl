@@ -4,7 +4,7 @@
 %% Rounds are interleaved and the median of each variant is reported.
 -module(eflambe_bench).
 
--export([main/1, fib/1, timed_fib/1, never_called/0]).
+-export([main/1, fib/1, timed_fib/1, never_called/0, archive_sizes/1]).
 
 -define(ROUNDS, 7).
 -define(FLAGS, [call, return_to, arity, running, garbage_collection]).
@@ -12,7 +12,8 @@
 main(Args) ->
     N = case Args of [A | _] -> list_to_integer(A); [] -> 27 end,
     overhead(N),
-    capture_cost(N + 3).
+    capture_cost(N + 3),
+    archive_sizes(N).
 
 overhead(N) ->
     io:format("eflambe overhead benchmark: fib(~b), ~b rounds, median of each; "
@@ -157,3 +158,27 @@ untraced_fib(N) ->
 
 median(L) ->
     lists:nth((length(L) + 1) div 2, lists:sort(L)).
+
+%% Archive size and folding speed on two real workloads: naive fib (one
+%% function, deep recursion) and the Erlang compiler compiling a module
+%% (thousands of functions, a spawned worker).
+archive_sizes(N) ->
+    io:format("~nTrace archives: size and archive-to-folded speed (median of 3 folds)~n"),
+    io:format("~-28s ~10s ~12s ~12s ~16s~n",
+              ["workload", "events", "bytes", "bytes/event", "fold M events/s"]),
+    Source = filename:join([code:lib_dir(eflambe), "src", "eflambe_capture.erl"]),
+    Workloads = [{io_lib:format("fib(~b)", [N]), {?MODULE, fib, [N]}},
+                 {"compile:file/2", {compile, file, [Source, [binary]]}}],
+    [archive_row(Name, MFA) || {Name, MFA} <- Workloads],
+    ok.
+
+archive_row(Name, MFA) ->
+    Archive = filename:join(os:getenv("TMPDIR", "/tmp"), "eflambe-bench.eftrace"),
+    {ok, _} = eflambe:apply(MFA, [{return, flamegraph}, {archive, Archive}]),
+    Bytes = filelib:file_size(Archive),
+    Folds = [timer:tc(eflambe_tracer, fold, [Archive, brendan_gregg, false]) || _ <- [1, 2, 3]],
+    [{_, {ok, _, #{events := Events}}} | _] = Folds,
+    Us = median([T || {T, _} <- Folds]),
+    ok = file:delete(Archive),
+    io:format("~-28s ~10b ~12b ~12.2f ~16.1f~n",
+              [Name, Events, Bytes, Bytes / Events, Events / Us]).

@@ -4,8 +4,22 @@
 #include "efl_fold.h"
 #include "efl_map.h"
 
+/* An event as the folder keeps it until the rings are merged: 16 bytes,
+ * its function already interned as a frame. */
+struct held_event {
+    uint64_t ts;
+    uint32_t pid_kind;  /* process id << 4 | kind (ids < 2^24, kinds < 16) */
+    uint32_t frame;     /* frame index + 1; 0: none */
+};
+
+#define HELD_PID(e) ((e)->pid_kind >> 4)
+#define HELD_KIND(e) ((e)->pid_kind & 0xF)
+#define NO_FRAME 0
+
+_Static_assert(EFL_EV_KIND_END <= 16, "event kinds must fit in 4 bits");
+
 struct ring_events {
-    struct efl_record *ev;
+    struct held_event *ev;
     size_t n, cap, pos;
 };
 
@@ -116,6 +130,8 @@ static efl_status on_process(void *ctx, uint32_t id, const char *s, size_t len)
     return add_name(&f->p->processes, &f->p->nprocesses, &f->processes_cap, id, s, len);
 }
 
+static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id);
+
 static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
 {
     struct efl_folder *f = ctx;
@@ -128,7 +144,17 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     }
     struct ring_events *re = &f->rings[ring];
     GROW(re->ev, re->n, re->cap);
-    re->ev[re->n++] = *r;
+    struct held_event *e = &re->ev[re->n];
+    e->ts = r->ts;
+    e->pid_kind = r->pid << 4 | r->kind;
+    e->frame = NO_FRAME;
+    if (r->mod != 0) {
+        struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
+        uint32_t frame;
+        EFL_FORWARD_IF_ERROR(intern_frame(f, &fr, &frame));
+        e->frame = frame + 1;
+    }
+    re->n++;
     f->p->events++;
     return EFL_OK;
 }
@@ -247,11 +273,6 @@ static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind
 
 /* ---- folding -------------------------------------------------------- */
 
-static efl_status mfa_frame(struct efl_folder *f, const struct efl_record *r, uint32_t *frame)
-{
-    struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
-    return intern_frame(f, &fr, frame);
-}
 
 /* Credits the time since the process's previous event to the stack that was
  * on top during it, with a gc or sleep frame when it was not running. */
@@ -272,25 +293,15 @@ static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t t
     return EFL_OK;
 }
 
-/* Is the node's frame the record's function? Compared field by field, so
- * the common events (self-recursion, returns) need no hash lookup. */
-static int node_is(const struct efl_folder *f, uint32_t node, const struct efl_record *r)
-{
-    const struct efl_frame *fr = &f->p->frames[f->p->nodes[node].frame];
-    return fr->kind == EFL_FRAME_MFA && fr->a == r->mod && fr->b == r->fun && fr->arity == r->arity;
-}
-
-static efl_status push(struct efl_folder *f, struct proc_state *ps, const struct efl_record *r)
+static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
     /* Direct self-recursion (tail or not) stays one frame. */
-    if (ps->node != ps->proc_node && node_is(f, ps->node, r))
+    if (ps->node != ps->proc_node && f->p->nodes[ps->node].frame == frame)
         return EFL_OK;
     if (f->p->nodes[ps->node].depth >= EFL_FOLD_MAX_DEPTH) {
         f->p->cut_frames++;
         return EFL_OK;
     }
-    uint32_t frame;
-    EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
     return child(f, ps->node, frame, &ps->node);
 }
 
@@ -298,10 +309,10 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, const struct
  * returned below where its stack began: for a profiled process, out of the
  * profiled call; for another (tracing began in the middle of it, or events
  * were lost), the frame becomes the base of its stack. */
-static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, const struct efl_record *r)
+static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
     for (uint32_t n = ps->node; n != ps->proc_node; n = f->p->nodes[n].parent) {
-        if (node_is(f, n, r)) {
+        if (f->p->nodes[n].frame == frame) {
             ps->node = n;
             return EFL_OK;
         }
@@ -310,67 +321,64 @@ static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, const stru
         ps->node = ps->proc_node;
         return EFL_OK;
     }
-    uint32_t frame;
-    EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
     return child(f, ps->proc_node, frame, &ps->node);
 }
 
 /* A profiled call begins: a window of its own, the process's stacks under it. */
-static efl_status open_window(struct efl_folder *f, struct proc_state *ps, const struct efl_record *r)
+static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
+                              const struct held_event *e)
 {
     struct efl_profile *p = f->p;
     GROW(p->windows, p->nwindows, f->windows_cap);
     uint32_t w = p->nwindows++;
     struct efl_window *win = &p->windows[w];
-    *win = (struct efl_window){.pid = r->pid, .start_ns = r->ts, .end_ns = r->ts};
+    *win = (struct efl_window){.pid = HELD_PID(e), .start_ns = e->ts, .end_ns = e->ts};
     EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_WINDOW, w, &win->node));
-    EFL_FORWARD_IF_ERROR(child_kind(f, win->node, EFL_FRAME_PROCESS, r->pid, &ps->proc_node));
+    EFL_FORWARD_IF_ERROR(child_kind(f, win->node, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
     ps->window = w;
     ps->node = ps->proc_node;
     ps->out = ps->gc = 0;
-    if (r->mod != 0) {
-        uint32_t frame;
-        EFL_FORWARD_IF_ERROR(mfa_frame(f, r, &frame));
-        EFL_FORWARD_IF_ERROR(child(f, ps->proc_node, frame, &ps->node));
-    }
+    if (e->frame != NO_FRAME)
+        EFL_FORWARD_IF_ERROR(child(f, ps->proc_node, e->frame - 1, &ps->node));
     return EFL_OK;
 }
 
-static efl_status fold_event(struct efl_folder *f, const struct efl_record *r)
+static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 {
-    struct proc_state *ps = &f->procs[r->pid];
+    unsigned kind = HELD_KIND(e);
+    struct proc_state *ps = &f->procs[HELD_PID(e)];
     if (ps->proc_node == 0 && !ps->scoped) {
-        EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, r->pid, &ps->proc_node));
+        EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
         ps->node = ps->proc_node;
     }
     /* A profiled process counts only inside the profiled call. */
-    if (ps->scoped && ps->root_depth == 0 && r->kind != EFL_EV_ROOT_CALL)
+    if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL)
         return EFL_OK;
-    EFL_FORWARD_IF_ERROR(credit(f, ps, r->ts));
+    EFL_FORWARD_IF_ERROR(credit(f, ps, e->ts));
 
     if (ps->scoped && ps->root_depth > 0)
-        f->p->windows[ps->window].end_ns = r->ts;
-    switch (r->kind) {
+        f->p->windows[ps->window].end_ns = e->ts;
+    switch (kind) {
     case EFL_EV_ROOT_CALL:
         if (ps->root_depth++ == 0)
-            EFL_FORWARD_IF_ERROR(open_window(f, ps, r));
+            EFL_FORWARD_IF_ERROR(open_window(f, ps, e));
         break;
     case EFL_EV_ROOT_RETURN:
     case EFL_EV_ROOT_EXCEPTION:
         if (ps->root_depth > 0 && --ps->root_depth == 0) {
             ps->node = ps->proc_node;
-            f->p->windows[ps->window].ended = r->kind;
+            f->p->windows[ps->window].ended = (uint8_t)kind;
         }
         break;
     case EFL_EV_CALL:
-        if (r->mod != 0)
-            EFL_FORWARD_IF_ERROR(push(f, ps, r));
+        if (e->frame != NO_FRAME)
+            EFL_FORWARD_IF_ERROR(push(f, ps, e->frame - 1));
         break;
     case EFL_EV_RETURN_TO:
-        if (r->mod == 0)
+        if (e->frame == NO_FRAME)
             ps->node = ps->proc_node;
         else
-            EFL_FORWARD_IF_ERROR(pop_to(f, ps, r));
+            EFL_FORWARD_IF_ERROR(pop_to(f, ps, e->frame - 1));
         break;
     case EFL_EV_IN:
         ps->out = 0;
@@ -437,8 +445,8 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
     }
     for (size_t i = 0; s == EFL_OK && i < f->nrings; i++)
         for (size_t j = 0; j < f->rings[i].n; j++)
-            if (f->rings[i].ev[j].kind == EFL_EV_ROOT_CALL)
-                f->procs[f->rings[i].ev[j].pid].scoped = 1;
+            if (HELD_KIND(&f->rings[i].ev[j]) == EFL_EV_ROOT_CALL)
+                f->procs[HELD_PID(&f->rings[i].ev[j])].scoped = 1;
     if (s == EFL_OK)
         s = merge_and_fold(f);
     if (s == EFL_OK) {

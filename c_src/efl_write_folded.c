@@ -50,8 +50,22 @@ efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct e
         return EFL_ERR_NOMEM;
     efl_status s = efl_walk_stacks(p, root, ";", add_line, &f);
     if (s == EFL_OK) {
+        /* The walk visits siblings in name order, which is line order but
+         * for names that sort between "name " and "name;": check, and
+         * sort only then. */
         sort_base = f.text.data;
-        qsort(f.lines, f.nlines, sizeof *f.lines, cmp_line);
+        size_t i = 1;
+        while (i < f.nlines && cmp_line(&f.lines[i - 1], &f.lines[i]) <= 0)
+            i++;
+        if (i < f.nlines) {
+            qsort(f.lines, f.nlines, sizeof *f.lines, cmp_line);
+        } else if (out->len == 0) {
+            /* Already in order: the text is the output, no copy. */
+            efl_buf_free(out);
+            *out = f.text;
+            f.text = (struct efl_buf){0};
+            f.nlines = 0;
+        }
         s = efl_buf_reserve(out, f.text.len);
     }
     for (size_t i = 0; s == EFL_OK && i < f.nlines; i++)

@@ -28,29 +28,103 @@ int efl_ended_by_exception(const struct efl_profile *p, uint32_t node)
 }
 
 
-/* Children lists, built once per walk: first child and next sibling. */
+/* Frame names, formatted once per walk. */
+struct names {
+    struct efl_buf text;
+    size_t *off;   /* nframes + 1 offsets into text */
+};
+
+static efl_status format_names(const struct efl_profile *p, struct names *n)
+{
+    n->text = (struct efl_buf){0};
+    n->off = malloc((p->nframes + 1) * sizeof *n->off);
+    EFL_RETURN_ERROR_IF(n->off == NULL, EFL_ERR_NOMEM);
+    for (uint32_t i = 0; i < p->nframes; i++) {
+        n->off[i] = n->text.len;
+        EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, i, &n->text));
+    }
+    n->off[p->nframes] = n->text.len;
+    return EFL_OK;
+}
+
+/* Children lists, built once per walk: first child and next sibling,
+ * siblings in the byte order of their names so that a walk emits stacks
+ * (nearly always) already sorted. */
 struct tree {
     uint32_t *first, *next;
 };
 
-static efl_status build_tree(const struct efl_profile *p, struct tree *t)
+struct sort_ctx {
+    const struct efl_profile *p;
+    const struct names *names;
+    const struct tree *tree;
+};
+
+static __thread const struct sort_ctx *sorting;
+
+/* The name a node's stacks start with: a window node has none of its own,
+ * its process child's stands for it. */
+static void sort_name(uint32_t node, const char **s, size_t *len, int *raised)
 {
-    t->first = malloc(p->nnodes * sizeof *t->first);
-    t->next = malloc(p->nnodes * sizeof *t->next);
-    if (t->first == NULL || t->next == NULL) {
+    const struct efl_profile *p = sorting->p;
+    if (p->frames[p->nodes[node].frame].kind == EFL_FRAME_WINDOW && sorting->tree->first[node])
+        node = sorting->tree->first[node];
+    uint32_t f = p->nodes[node].frame;
+    *s = (const char *)sorting->names->text.data + sorting->names->off[f];
+    *len = sorting->names->off[f + 1] - sorting->names->off[f];
+    *raised = efl_ended_by_exception(p, node);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    const char *sx, *sy;
+    size_t lx, ly;
+    int rx, ry;
+    sort_name(x, &sx, &lx, &rx);
+    sort_name(y, &sy, &ly, &ry);
+    int c = memcmp(sx, sy, lx < ly ? lx : ly);
+    if (c == 0 && lx != ly)
+        c = lx < ly ? -1 : 1;
+    if (c == 0)
+        c = rx - ry;
+    return c != 0 ? c : (x > y) - (x < y);
+}
+
+static efl_status build_tree(const struct efl_profile *p, const struct names *names, struct tree *t)
+{
+    t->first = calloc(p->nnodes, sizeof *t->first);
+    t->next = calloc(p->nnodes, sizeof *t->next);
+    uint32_t *kids = malloc(p->nnodes * sizeof *kids);
+    if (t->first == NULL || t->next == NULL || kids == NULL) {
         free(t->first);
         free(t->next);
+        free(kids);
         return EFL_ERR_NOMEM;
     }
-    memset(t->first, 0, p->nnodes * sizeof *t->first);
-    /* Node 0 is the root, never anyone's child: 0 ends a list. Children
-     * are prepended in reverse index order, so lists come out in index
-     * order (creation order). */
+    /* Node 0 is the root, never anyone's child: 0 ends a list. */
     for (uint32_t n = p->nnodes; n-- > 1;) {
         uint32_t parent = p->nodes[n].parent;
         t->next[n] = t->first[parent];
         t->first[parent] = n;
     }
+    /* Deepest first, so a window node's process child is in place before
+     * the window is sorted among its siblings. */
+    struct sort_ctx ctx = {p, names, t};
+    sorting = &ctx;
+    for (uint32_t n = p->nnodes; n-- > 0;) {
+        size_t k = 0;
+        for (uint32_t c = t->first[n]; c != 0; c = t->next[c])
+            kids[k++] = c;
+        if (k < 2)
+            continue;
+        qsort(kids, k, sizeof *kids, by_name);
+        t->first[n] = kids[0];
+        for (size_t i = 0; i < k; i++)
+            t->next[kids[i]] = i + 1 < k ? kids[i + 1] : 0;
+    }
+    sorting = NULL;
+    free(kids);
     return EFL_OK;
 }
 
@@ -59,8 +133,11 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
 {
     if (p->nnodes == 0)
         return EFL_OK;
-    struct tree t;
-    EFL_FORWARD_IF_ERROR(build_tree(p, &t));
+    struct names names;
+    struct tree t = {NULL, NULL};
+    efl_status s = format_names(p, &names);
+    if (s == EFL_OK)
+        s = build_tree(p, &names, &t);
     struct efl_buf path = {0};
     /* The walk's stack: a node and the path length before its name. */
     struct frame {
@@ -68,16 +145,18 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
         size_t len;
     } *stack = malloc((EFL_FOLD_MAX_DEPTH + 8) * sizeof *stack);
     size_t depth = 0, sep_len = strlen(sep);
-    efl_status s = stack ? EFL_OK : EFL_ERR_NOMEM;
+    if (s == EFL_OK && stack == NULL)
+        s = EFL_ERR_NOMEM;
     uint32_t n = s == EFL_OK ? t.first[root] : 0;
     while (s == EFL_OK && n != 0) {
         size_t before = path.len;
-        const struct efl_frame *fr = &p->frames[p->nodes[n].frame];
-        if (fr->kind != EFL_FRAME_WINDOW) {
+        uint32_t f = p->nodes[n].frame;
+        if (p->frames[f].kind != EFL_FRAME_WINDOW) {
             if (path.len > 0)
                 s = efl_buf_append(&path, sep, sep_len);
             if (s == EFL_OK)
-                s = efl_profile_frame_name(p, p->nodes[n].frame, &path);
+                s = efl_buf_append(&path, names.text.data + names.off[f],
+                                   names.off[f + 1] - names.off[f]);
             if (s == EFL_OK && efl_ended_by_exception(p, n))
                 s = efl_buf_puts(&path, " (exception)");
         }
@@ -106,6 +185,8 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
     }
     free(stack);
     efl_buf_free(&path);
+    efl_buf_free(&names.text);
+    free(names.off);
     free(t.first);
     free(t.next);
     return s;
