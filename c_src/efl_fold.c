@@ -25,6 +25,7 @@ struct ring_events {
 
 struct proc_state {
     uint32_t node;       /* current stack; 0 before the process is seen */
+    uint32_t shown;      /* timeline: the node last recorded as on top */
     uint32_t proc_node;  /* the process's own node, its stacks' base */
     uint32_t window;     /* index of its open window, if scoped */
     uint64_t last_ts;
@@ -35,7 +36,8 @@ struct proc_state {
 
 struct efl_folder {
     struct efl_profile *p;
-    size_t symbols_cap, processes_cap, frames_cap, nodes_cap, windows_cap;
+    size_t symbols_cap, processes_cap, frames_cap, nodes_cap, windows_cap, timeline_cap;
+    int keep_timeline;
     struct ring_events *rings;
     size_t nrings;
     struct efl_map frame_ids;   /* frame key -> frame index */
@@ -71,6 +73,11 @@ efl_status efl_folder_new(struct efl_folder **fp)
     return EFL_OK;
 }
 
+void efl_folder_keep_timeline(struct efl_folder *f)
+{
+    f->keep_timeline = 1;
+}
+
 void efl_folder_free(struct efl_folder *f)
 {
     if (f == NULL)
@@ -99,6 +106,7 @@ void efl_profile_free(struct efl_profile *p)
     free(p->frames);
     free(p->nodes);
     free(p->windows);
+    free(p->timeline);
     free(p->meta);
     free(p);
 }
@@ -274,16 +282,41 @@ static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind
 /* ---- folding -------------------------------------------------------- */
 
 
+/* The node on top for a process: its stack, with a gc or sleep frame when
+ * it is not running; its process node when nothing is known. */
+static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint32_t *node)
+{
+    *node = ps->node;
+    if (ps->node == ps->proc_node || ps->node == 0)
+        return EFL_OK;
+    if (ps->gc)
+        return child_kind(f, ps->node, EFL_FRAME_GC, 0, node);
+    if (ps->out)
+        return child_kind(f, ps->node, EFL_FRAME_SLEEP, 0, node);
+    return EFL_OK;
+}
+
+/* Timeline: records a change of what is on top. */
+static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
+{
+    uint32_t node;
+    EFL_FORWARD_IF_ERROR(on_top(f, ps, &node));
+    if (node == ps->shown || ps->proc_node == 0)
+        return EFL_OK;
+    struct efl_profile *p = f->p;
+    GROW(p->timeline, p->ntimeline, f->timeline_cap);
+    p->timeline[p->ntimeline++] = (struct efl_change){ts, ps->proc_node, node};
+    ps->shown = node;
+    return EFL_OK;
+}
+
 /* Credits the time since the process's previous event to the stack that was
  * on top during it, with a gc or sleep frame when it was not running. */
 static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
 {
     if (ps->seen && ps->node != ps->proc_node && ps->node != 0 && ts > ps->last_ts) {
-        uint32_t node = ps->node;
-        if (ps->gc)
-            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_GC, 0, &node));
-        else if (ps->out)
-            EFL_FORWARD_IF_ERROR(child_kind(f, node, EFL_FRAME_SLEEP, 0, &node));
+        uint32_t node;
+        EFL_FORWARD_IF_ERROR(on_top(f, ps, &node));
         f->p->nodes[node].self_ns += ts - ps->last_ts;
         f->p->total_ns += ts - ps->last_ts;
     }
@@ -343,10 +376,21 @@ static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
     return EFL_OK;
 }
 
+static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e);
+
 static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 {
-    unsigned kind = HELD_KIND(e);
     struct proc_state *ps = &f->procs[HELD_PID(e)];
+    f->p->end_ns = e->ts;
+    EFL_FORWARD_IF_ERROR(apply_event(f, ps, e));
+    if (f->keep_timeline)
+        EFL_FORWARD_IF_ERROR(note_change(f, ps, e->ts));
+    return EFL_OK;
+}
+
+static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e)
+{
+    unsigned kind = HELD_KIND(e);
     if (ps->proc_node == 0 && !ps->scoped) {
         EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
         ps->node = ps->proc_node;
@@ -458,10 +502,13 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
 }
 
 /* Reads with the file or the memory reader, then folds. */
-static efl_status fold_from(const char *path, const void *data, size_t len, struct efl_profile **out)
+static efl_status fold_from(const char *path, const void *data, size_t len, int timeline,
+                            struct efl_profile **out)
 {
     struct efl_folder *f;
     EFL_FORWARD_IF_ERROR(efl_folder_new(&f));
+    if (timeline)
+        efl_folder_keep_timeline(f);
     struct efl_archive_visitor v = efl_folder_visitor(f);
     struct efl_archive_summary sum;
     efl_status s = path ? efl_archive_read_file(path, &v, &sum)
@@ -476,12 +523,17 @@ static efl_status fold_from(const char *path, const void *data, size_t len, stru
 
 efl_status efl_fold_archive(const char *path, struct efl_profile **out)
 {
-    return fold_from(path, NULL, 0, out);
+    return fold_from(path, NULL, 0, 0, out);
+}
+
+efl_status efl_fold_archive_timeline(const char *path, struct efl_profile **out)
+{
+    return fold_from(path, NULL, 0, 1, out);
 }
 
 efl_status efl_fold_archive_mem(const void *data, size_t len, struct efl_profile **out)
 {
-    return fold_from(NULL, data, len, out);
+    return fold_from(NULL, data, len, 1, out);
 }
 
 /* Frame names go into folded lines: no ';' (the separator), no control

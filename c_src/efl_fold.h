@@ -46,6 +46,15 @@ struct efl_window {
     uint8_t ended;        /* EFL_EV_ROOT_RETURN, EFL_EV_ROOT_EXCEPTION, or 0: still open */
 };
 
+/* A change of what a process is running, for time-ordered output: from
+ * `ts` on, process node `proc` has `node` on top (its own process node:
+ * nothing known). Only recorded when asked. */
+struct efl_change {
+    uint64_t ts;
+    uint32_t proc;
+    uint32_t node;
+};
+
 struct efl_profile {
     char **symbols;      /* by id; [0] unused */
     uint32_t nsymbols;
@@ -57,6 +66,9 @@ struct efl_profile {
     uint32_t nnodes;
     struct efl_window *windows;  /* in the order the calls began */
     uint32_t nwindows;
+    struct efl_change *timeline; /* in time order, if asked for */
+    size_t ntimeline;
+    uint64_t end_ns;             /* the last event's time */
     uint64_t total_ns;
     uint64_t events;
     uint64_t drops;
@@ -68,6 +80,8 @@ struct efl_profile {
 struct efl_folder;
 
 efl_status efl_folder_new(struct efl_folder **f);
+/* Also record the timeline (needed by time-ordered writers). */
+void efl_folder_keep_timeline(struct efl_folder *f);
 void efl_folder_free(struct efl_folder *f);
 /* A visitor that feeds an archive reader's output to the folder. */
 struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f);
@@ -76,6 +90,8 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out);
 
 efl_status efl_fold_archive(const char *path, struct efl_profile **out);
 efl_status efl_fold_archive_mem(const void *data, size_t len, struct efl_profile **out);
+/* With the timeline. */
+efl_status efl_fold_archive_timeline(const char *path, struct efl_profile **out);
 void efl_profile_free(struct efl_profile *p);
 
 /* Appends the frame's display name: mod:fun/arity, <0.85.0>, sleep, gc. */

@@ -19,6 +19,9 @@ static void usage(FILE *to)
             "\n"
             "  --format FORMAT  output format (default brendan_gregg):\n"
             "                     brendan_gregg  folded stacks, \"frame;frame COUNT\" in microseconds\n"
+            "                     perf           perf script text (speedscope, Firefox Profiler)\n"
+            "                     speedscope     speedscope JSON, one time-ordered profile per process\n"
+            "                     svg            an interactive flamegraph for a web browser\n"
             "  -o OUTPUT        write to OUTPUT instead of standard output\n"
             "  --call K         an archive of eflambe:capture holds one profile per\n"
             "                   captured call: fold only the K-th to end (1 = first);\n"
@@ -103,7 +106,8 @@ int main(int argc, char **argv)
     }
 
     struct efl_profile *p = NULL;
-    efl_status s = efl_fold_archive(archive, &p);
+    efl_status s = writer->needs_timeline ? efl_fold_archive_timeline(archive, &p)
+                                          : efl_fold_archive(archive, &p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),
                 s == EFL_ERR_IO ? ": " : "", s == EFL_ERR_IO ? strerror(errno) : "");

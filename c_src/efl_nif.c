@@ -628,7 +628,7 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
     ERL_NIF_TERM data = 0;
-    efl_status st = efl_fold_archive(path, &p);
+    efl_status st = w->needs_timeline ? efl_fold_archive_timeline(path, &p) : efl_fold_archive(path, &p);
     free(path);
     if (st == EFL_OK && argv[2] == atom_true)
         st = fold_windows(env, p, w, &data);

@@ -4,7 +4,10 @@
 #include "efl_writer.h"
 
 static const struct efl_writer writers[] = {
-    {"brendan_gregg", ".folded", efl_write_folded},
+    {"brendan_gregg", ".folded", 0, efl_write_folded},
+    {"perf", ".perf.txt", 0, efl_write_perf},
+    {"speedscope", ".speedscope.json", 1, efl_write_speedscope},
+    {"svg", ".svg", 0, efl_write_svg},
 };
 
 const struct efl_writer *efl_writer_find(const char *format)
@@ -190,4 +193,56 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
     free(t.first);
     free(t.next);
     return s;
+}
+
+efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n)
+{
+    *n = 0;
+    *nodes = malloc((p->nnodes + 1) * sizeof **nodes);
+    EFL_RETURN_ERROR_IF(*nodes == NULL, EFL_ERR_NOMEM);
+    for (uint32_t i = 1; i < p->nnodes; i++)
+        if (p->frames[p->nodes[i].frame].kind == EFL_FRAME_PROCESS && efl_profile_in(p, i, root))
+            (*nodes)[(*n)++] = i;
+    return EFL_OK;
+}
+
+efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out)
+{
+    EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, p->nodes[node].frame, out));
+    return efl_ended_by_exception(p, node) ? efl_buf_puts(out, " (exception)") : EFL_OK;
+}
+
+efl_status efl_json_escape(struct efl_buf *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            EFL_FORWARD_IF_ERROR(efl_buf_append(out, esc, 2));
+        } else if (c < 0x20) {
+            EFL_FORWARD_IF_ERROR(efl_buf_printf(out, "\\u%04x", c));
+        } else {
+            EFL_FORWARD_IF_ERROR(efl_buf_append(out, &s[i], 1));
+        }
+    }
+    return EFL_OK;
+}
+
+efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        const char *rep = NULL;
+        switch (s[i]) {
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '&': rep = "&amp;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&apos;"; break;
+        /* Kept through attribute value normalisation. */
+        case '\n': rep = "&#10;"; break;
+        default: break;
+        }
+        EFL_FORWARD_IF_ERROR(rep ? efl_buf_puts(out, rep) : efl_buf_append(out, &s[i], 1));
+    }
+    return EFL_OK;
 }

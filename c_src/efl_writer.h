@@ -11,6 +11,7 @@
 struct efl_writer {
     const char *format;     /* the output_format option's value */
     const char *extension;  /* the file name's usual extension, with its dot */
+    int needs_timeline;     /* fold with efl_folder_keep_timeline */
     efl_status (*write)(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 };
 
@@ -19,6 +20,9 @@ const struct efl_writer *efl_writer_find(const char *format);
 
 /* The writers. */
 efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
+efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
+efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
+efl_status efl_write_svg(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 
 /* Helpers shared by writers. */
 uint64_t efl_ns_to_us(uint64_t ns);
@@ -30,6 +34,16 @@ typedef efl_status (*efl_stack_visitor)(void *ctx, const struct efl_profile *p, 
                                         const char *path, size_t len);
 efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const char *sep,
                            efl_stack_visitor visit, void *ctx);
+
+/* The process nodes in root's subtree, in index order; *n of them. */
+efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n);
+/* Appends a node's display name (a process node of a call that raised gets
+ * " (exception)"). */
+efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out);
+/* Appends s escaped for a JSON string / for XML text and attributes
+ * (newlines as character references, which survive in attributes). */
+efl_status efl_json_escape(struct efl_buf *out, const char *s, size_t len);
+efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len);
 
 /* Is node the process node of a profiled call that ended with an exception? */
 int efl_ended_by_exception(const struct efl_profile *p, uint32_t node);

@@ -49,9 +49,13 @@
 
 -type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]}.
 
--type output_format() :: brendan_gregg.
+-type output_format() :: brendan_gregg | perf | speedscope | svg.
 %% `brendan_gregg' (default): folded stacks, one line per distinct stack,
-%% as flamegraph.pl, inferno and speedscope read them.
+%% as flamegraph.pl, inferno and speedscope read them (`.folded').
+%% `perf': `perf script' text, as speedscope and Firefox Profiler import it
+%% (`.perf.txt'). `speedscope': speedscope's JSON, one time-ordered profile
+%% per process, to step through what the call did (`.speedscope.json').
+%% `svg': a self-contained interactive flamegraph (`.svg').
 
 -type return_kind() :: value | flamegraph | filename.
 %% `value' (default): `{ok, Value}' with what the function returned.

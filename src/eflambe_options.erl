@@ -22,7 +22,7 @@
 
 -spec output_formats() -> [eflambe:output_format()].
 output_formats() ->
-    [brendan_gregg].
+    [brendan_gregg, perf, speedscope, svg].
 
 %% Each mode's options, with their defaults.
 -spec defaults(mode()) -> opts().

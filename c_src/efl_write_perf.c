@@ -1,0 +1,89 @@
+/* perf script text, as `perf script` prints samples and as speedscope and
+ * Firefox Profiler import it: per sample a header line (command, pid/tid,
+ * time in seconds, period, event name), the stack leaf first, a blank line.
+ *
+ * Each Erlang process is a thread (its command is the process, its tid the
+ * process number). Each distinct stack is written as two samples, at its
+ * start and its end on a running clock: importers that weigh a sample by
+ * the midpoints to its neighbours (speedscope) then give each stack
+ * exactly its time. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "efl_writer.h"
+
+struct perf {
+    struct efl_buf *out;
+    struct efl_buf command;
+    unsigned tid;
+    uint64_t clock_us;
+    struct efl_buf frames;   /* this stack's frame lines, leaf first */
+};
+
+static efl_status sample(struct perf *w, uint64_t at_us)
+{
+    EFL_FORWARD_IF_ERROR(efl_buf_append(w->out, w->command.data, w->command.len));
+    EFL_FORWARD_IF_ERROR(efl_buf_printf(w->out, " %u/%u %llu.%06llu: 1 cpu-clock:\n", w->tid, w->tid,
+                                        (unsigned long long)(at_us / 1000000),
+                                        (unsigned long long)(at_us % 1000000)));
+    EFL_FORWARD_IF_ERROR(efl_buf_append(w->out, w->frames.data, w->frames.len));
+    return efl_buf_puts(w->out, "\n");
+}
+
+static efl_status stack(struct perf *w, const struct efl_profile *p, uint32_t proc, uint32_t node)
+{
+    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
+    if (us == 0)
+        return EFL_OK;
+    w->frames.len = 0;
+    for (uint32_t n = node; n != proc && n != 0; n = p->nodes[n].parent) {
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(&w->frames, "\t0 "));
+        EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, p->nodes[n].frame, &w->frames));
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(&w->frames, " (erlang)\n"));
+    }
+    EFL_FORWARD_IF_ERROR(sample(w, w->clock_us));
+    w->clock_us += us;
+    return sample(w, w->clock_us);
+}
+
+static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, const char *path,
+                        size_t len)
+{
+    (void)path;
+    (void)len;
+    struct perf *w = ctx;
+    uint32_t proc = node;
+    while (p->frames[p->nodes[proc].frame].kind != EFL_FRAME_PROCESS)
+        proc = p->nodes[proc].parent;
+    return proc == node ? EFL_OK : stack(w, p, proc, node);
+}
+
+/* The process number: <0.85.0> gives 85. */
+static unsigned process_number(const char *name)
+{
+    const char *dot = strchr(name, '.');
+    return dot ? (unsigned)strtoul(dot + 1, NULL, 10) : 0;
+}
+
+efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl_buf *out)
+{
+    uint32_t *procs;
+    size_t nprocs;
+    EFL_FORWARD_IF_ERROR(efl_process_nodes(p, root, &procs, &nprocs));
+    struct perf w = {.out = out};
+    efl_status s = EFL_OK;
+    for (size_t i = 0; s == EFL_OK && i < nprocs; i++) {
+        const struct efl_frame *fr = &p->frames[p->nodes[procs[i]].frame];
+        w.command.len = 0;
+        w.clock_us = 0;
+        w.tid = process_number(p->processes[fr->a]);
+        s = efl_node_name(p, procs[i], &w.command);
+        /* The walk from the process node itself visits its stacks. */
+        if (s == EFL_OK)
+            s = efl_walk_stacks(p, procs[i], ";", visit, &w);
+    }
+    free(procs);
+    efl_buf_free(&w.command);
+    efl_buf_free(&w.frames);
+    return s;
+}
