@@ -1,0 +1,138 @@
+%% Output formats: golden files from fixed archives, and a real profile in
+%% every format checked by its real consumer (test/browser/check.mjs:
+%% speedscope's importer and headless Chromium).
+-module(eflambe_formats_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(W, eflambe_workload).
+-define(FORMATS, [{perf, ".perf.txt"}, {speedscope, ".speedscope.json"}, {svg, ".svg"}]).
+
+all() ->
+    [golden_replay, golden_cli, file_extensions, svg_is_self_contained, real_consumers].
+
+data_dir() ->
+    Src = proplists:get_value(source, ?MODULE:module_info(compile)),
+    filename:join(filename:dirname(Src), "data").
+
+browser_dir() ->
+    Src = proplists:get_value(source, ?MODULE:module_info(compile)),
+    filename:join(filename:dirname(Src), "browser").
+
+golden(Name) ->
+    {ok, Bin} = file:read_file(filename:join([data_dir(), "golden", Name])),
+    Bin.
+
+archive(Name) ->
+    filename:join([data_dir(), "archives", Name]).
+
+%% Line by line, so a failure shows the first line that differs.
+assert_same(Want, Got, What) ->
+    WantLines = binary:split(Want, <<"\n">>, [global]),
+    GotLines = binary:split(Got, <<"\n">>, [global]),
+    First = [{N, W, G} || {N, W, G} <- lists:zip3(lists:seq(1, min(length(WantLines), length(GotLines))),
+                                                  lists:sublist(WantLines, length(GotLines)),
+                                                  lists:sublist(GotLines, length(WantLines))),
+                          W =/= G],
+    case {First, length(WantLines) =:= length(GotLines)} of
+        {[], true} -> ok;
+        {[{N, W, G} | _], _} -> ct:fail("~s differs at line ~b:~n want ~P~n got  ~P", [What, N, W, 20, G, 20]);
+        {[], false} -> ct:fail("~s: ~b lines, want ~b", [What, length(GotLines), length(WantLines)])
+    end.
+
+%% ---- cases --------------------------------------------------------------
+
+golden_replay(_Config) ->
+    [begin
+         {ok, Apply} = eflambe:replay(archive("apply.eftrace"), [{output_format, F}, {return, flamegraph}]),
+         assert_same(golden("apply" ++ Ext), Apply, atom_to_list(F) ++ " of apply.eftrace"),
+         {ok, [Call1, _]} = eflambe:replay(archive("capture.eftrace"),
+                                           [{output_format, F}, {return, flamegraph}]),
+         assert_same(golden("capture.1" ++ Ext), Call1, atom_to_list(F) ++ " of capture.eftrace")
+     end || {F, Ext} <- ?FORMATS].
+
+golden_cli(Config) ->
+    Cli = filename:join(code:priv_dir(eflambe), "eflambe-fold"),
+    [begin
+         Out = filename:join(?config(priv_dir, Config), "out" ++ Ext),
+         {0, _} = run(Cli, [archive("apply.eftrace"), "--format", atom_to_list(F), "-o", Out]),
+         {ok, Got} = file:read_file(Out),
+         assert_same(golden("apply" ++ Ext), Got, "eflambe-fold --format " ++ atom_to_list(F))
+     end || {F, Ext} <- ?FORMATS].
+
+file_extensions(Config) ->
+    Dir = ?config(priv_dir, Config),
+    [begin
+         {ok, File} = eflambe:apply({?W, fib, [12]}, [{output_format, F}, {return, filename},
+                                                      {output_directory, Dir}]),
+         ?assertEqual(Ext, lists:nthtail(length(File) - length(Ext), File))
+     end || {F, Ext} <- [{brendan_gregg, ".folded"} | ?FORMATS]].
+
+%% One file, nothing fetched from elsewhere.
+svg_is_self_contained(_Config) ->
+    {ok, Svg} = eflambe:apply({?W, two, [14]}, [{output_format, svg}, {return, flamegraph}]),
+    ?assertMatch({match, _}, re:run(Svg, <<"^<\\?xml[^>]*>\\s*<svg ">>)),
+    ?assertEqual(nomatch, re:run(Svg, <<"(href|src)=\"(https?:|//)">>)),
+    ?assertEqual(nomatch, re:run(Svg, <<"<script[^>]+src=">>)),
+    ?assertMatch({match, _}, re:run(Svg, <<"<title>eflambe_workload:slow/1 \\(\\d+ ">>)),
+    ?assertMatch({match, _}, re:run(Svg, <<"Flame graph of eflambe_workload:two/1">>)).
+
+%% A real profile (a parent that spawns a worker and waits for it), in
+%% every format, through speedscope's importer and Chromium.
+real_consumers(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Archive = filename:join(Dir, "real.eftrace"),
+    {ok, Folded} = eflambe:apply({?W, parent, [21]}, [{return, flamegraph}, {archive, Archive}]),
+    Lines = [begin
+                 [Stack, N] = string:split(L, " ", trailing),
+                 {string:split(Stack, ";", all), binary_to_integer(N)}
+             end || L <- binary:split(Folded, <<"\n">>, [global, trim_all])],
+    Totals = lists:foldl(fun({[P | _], N}, M) -> maps:update_with(P, fun(X) -> X + N end, N, M) end,
+                         #{}, Lines),
+    ?assertEqual(2, map_size(Totals)),
+    All = lists:sum(maps:values(Totals)),
+    Fib = lists:sum([N || {Frames, N} <- Lines,
+                          lists:any(fun(F) -> binary:match(F, <<"fib">>) =/= nomatch end, Frames)]),
+    Files = [begin
+                 {ok, File} = eflambe:replay(Archive, [{output_format, F}, {output_directory, Dir}]),
+                 {F, File}
+             end || F <- [brendan_gregg, perf, speedscope, svg]],
+    TotalsJson = json_object([{P, integer_to_binary(N)} || {P, N} <- maps:to_list(Totals)]),
+    Manifest = iolist_to_binary(
+        ["{\"profiles\": [",
+         lists:join(",", [["{\"file\": ", json_string(File), ", \"totals\": ",
+                           case F of
+                               brendan_gregg -> json_object([{<<"all">>, integer_to_binary(All)}]);
+                               _ -> TotalsJson
+                           end, "}"]
+                          || {F, File} <- Files, F =/= svg]),
+         "], \"svgs\": [{\"file\": ", json_string(proplists:get_value(svg, Files)),
+         ", \"search\": \"fib\", \"share\": ", io_lib:format("~.4f", [100 * Fib / All]), "}]}"]),
+    ManifestFile = filename:join(Dir, "manifest.json"),
+    ok = file:write_file(ManifestFile, Manifest),
+    {Status, Out} = run(os:find_executable("node"), [filename:join(browser_dir(), "check.mjs"),
+                                                     ManifestFile]),
+    ct:pal("~s", [Out]),
+    ?assertEqual(0, Status),
+    ?assertEqual(nomatch, binary:match(Out, <<"FAIL">>)).
+
+json_string(S) ->
+    [$", string:replace(unicode:characters_to_binary(S), "\"", "\\\"", all), $"].
+
+json_object(Pairs) ->
+    ["{", lists:join(", ", [[json_string(K), ": ", V] || {K, V} <- Pairs]), "}"].
+
+run(Exe, Args) ->
+    Port = open_port({spawn_executable, Exe}, [{args, Args}, exit_status, binary, stream,
+                                               stderr_to_stdout]),
+    collect(Port, <<>>).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, <<Acc/binary, D/binary>>);
+        {Port, {exit_status, S}} -> {S, Acc}
+    after 300000 -> error(timeout)
+    end.
