@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: C unit tests (plain, then under AddressSanitizer and
 # UBSan), a bounded run of the archive reader's fuzzer, and the Erlang
-# suites (Common Test, with PropEr properties).
+# suites (Common Test, with PropEr properties), whose output formats are
+# checked in speedscope's importer and headless Chromium (test/browser,
+# installed from the npm registry).
 #   EFLAMBE_BLESS=1  regenerate the archive corpus and its folded outputs
 #                    (test/data/archives) first, on purpose
 #   FUZZ_SECONDS=N   fuzz for N seconds (default 30)
@@ -16,5 +18,6 @@ fi
 make -C c_src test
 make -C c_src test-asan
 make -C c_src fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+(cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 rebar3 ct
 echo "All tests passed."
