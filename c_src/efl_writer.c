@@ -73,8 +73,8 @@ static void sort_name(uint32_t node, const char **s, size_t *len, int *raised)
     if (p->frames[p->nodes[node].frame].kind == EFL_FRAME_WINDOW && sorting->tree->first[node])
         node = sorting->tree->first[node];
     uint32_t f = p->nodes[node].frame;
-    *s = (const char *)sorting->names->text.data + sorting->names->off[f];
     *len = sorting->names->off[f + 1] - sorting->names->off[f];
+    *s = *len ? (const char *)sorting->names->text.data + sorting->names->off[f] : "";
     *raised = efl_ended_by_exception(p, node);
 }
 
@@ -157,9 +157,10 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
         if (p->frames[f].kind != EFL_FRAME_WINDOW) {
             if (path.len > 0)
                 s = efl_buf_append(&path, sep, sep_len);
-            if (s == EFL_OK)
-                s = efl_buf_append(&path, names.text.data + names.off[f],
-                                   names.off[f + 1] - names.off[f]);
+            size_t len = names.off[f + 1] - names.off[f];
+            /* No name text at all: data is NULL, and NULL + 0 is undefined. */
+            if (s == EFL_OK && len > 0)
+                s = efl_buf_append(&path, names.text.data + names.off[f], len);
             if (s == EFL_OK && efl_ended_by_exception(p, n))
                 s = efl_buf_puts(&path, " (exception)");
         }

@@ -2,7 +2,8 @@
  * from fixed event scripts (so they never change), and damaged ones made
  * from them. Run by `make -C c_src corpus` (EFLAMBE_BLESS=1 scripts/test.sh
  * regenerates it on purpose); the expected outcome of each file is in
- * test/data/archives/expected.txt. */
+ * test/data/archives/expected.txt. Files named fuzz-* are inputs the fuzzer
+ * once found a bug with, kept as they are. */
 #include "efl_buf.h"
 #include "efl_test.h"
 
