@@ -557,11 +557,16 @@ efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, s
     EFL_RETURN_ERROR_IF(frame >= p->nframes, EFL_ERR_ARG);
     const struct efl_frame *fr = &p->frames[frame];
     switch (fr->kind) {
-    case EFL_FRAME_MFA:
-        EFL_FORWARD_IF_ERROR(append_clean(out, p->symbols[fr->a]));
-        EFL_FORWARD_IF_ERROR(efl_buf_puts(out, ":"));
+    case EFL_FRAME_MFA: {
+        /* Elixir modules as Elixir writes them: Demo.fib/1, not
+         * Elixir.Demo:fib/1. */
+        const char *mod = p->symbols[fr->a];
+        int elixir = strncmp(mod, "Elixir.", 7) == 0 && mod[7] != 0;
+        EFL_FORWARD_IF_ERROR(append_clean(out, elixir ? mod + 7 : mod));
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(out, elixir ? "." : ":"));
         EFL_FORWARD_IF_ERROR(append_clean(out, p->symbols[fr->b]));
         return efl_buf_printf(out, "/%u", fr->arity);
+    }
     case EFL_FRAME_PROCESS:
         return append_clean(out, p->processes[fr->a]);
     case EFL_FRAME_SLEEP:

@@ -67,12 +67,17 @@
       | {output_directory, file:filename()}
       | {return, return_kind()}
       | {buffer_size, pos_integer()}
-      | {archive, file:filename()}.
+      | {archive, file:filename()}
+      | {open, speedscope | hotspot | atom() | file:filename()}.
 %% `output_directory': where the flamegraph file goes (default: the current
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
 %% 1048576, 32768 events). `archive': keep the run's trace archive at this
 %% path, for replay/2 or `priv/eflambe-fold' (default: a temporary file,
-%% deleted after folding).
+%% deleted after folding). `open': once written, open the file in that
+%% program (`speedscope', the npm package's command, or any program by name
+%% or path), started without a shell; a program that is not installed is an
+%% error before anything is traced. `hotspot' is refused: it reads only
+%% perf.data files.
 
 -type capture_option() ::
         option()

@@ -14,6 +14,7 @@
                   return := eflambe:return_kind(),
                   buffer_size => pos_integer(),
                   archive => file:filename() | undefined,
+                  open => undefined | file:filename(),
                   timeout => timeout(),
                   every => pos_integer()}.
 
@@ -31,7 +32,8 @@ defaults(apply) ->
       output_directory => undefined,
       return => value,
       buffer_size => ?DEFAULT_BUFFER_BYTES,
-      archive => undefined};
+      archive => undefined,
+      open => undefined};
 defaults(capture) ->
     (defaults(apply))#{return => filename,
                        timeout => infinity,
@@ -39,7 +41,8 @@ defaults(capture) ->
 defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
-      return => filename}.
+      return => filename,
+      open => undefined}.
 
 -type mode() :: apply | capture | replay.
 
@@ -90,6 +93,8 @@ check(_, buffer_size, Bytes) ->
     {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * ?EVENT_BYTES, 1 bsl 30}}};
 check(_, archive, Path) ->
     check_archive_path(Path);
+check(_, open, Program) ->
+    check_program(Program);
 check(capture, timeout, infinity) ->
     {ok, infinity};
 check(capture, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
@@ -116,6 +121,36 @@ check_directory(Dir) ->
                 {error, Reason} ->
                     {error, {output_directory, Name, file:format_error(Reason)}}
             end
+    end.
+
+%% The program to open the output with: speedscope (its npm command), or any
+%% program by name or path, run without a shell with the file as its only
+%% argument. hotspot reads perf.data files only, which eflambe does not
+%% write: refused.
+-spec check_program(term()) -> {ok, file:filename()} | {error, term()}.
+check_program(hotspot) ->
+    {error, {open, hotspot, "hotspot reads only perf.data files (from perf record); open the "
+                            "perf or speedscope output with speedscope or Firefox Profiler"}};
+check_program(speedscope) ->
+    find_program("speedscope");
+check_program(Program) when is_atom(Program) ->
+    find_program(atom_to_list(Program));
+check_program(Program) ->
+    case io_lib:char_list(Program) orelse is_binary(Program) of
+        true -> find_program(unicode:characters_to_list(Program));
+        false -> {error, {bad_open, Program}}
+    end.
+
+-spec find_program(string()) -> {ok, file:filename()} | {error, term()}.
+find_program(Name) ->
+    Bare = filename:pathtype(Name) =:= relative andalso length(filename:split(Name)) =:= 1,
+    Found = case Bare of
+                true -> os:find_executable(Name);
+                false -> filelib:is_regular(Name) andalso Name
+            end,
+    case Found of
+        false -> {error, {open, Name, "not installed (not found in PATH)"}};
+        Path -> {ok, Path}
     end.
 
 %% Where the archive is to be kept: a file name in a writable directory.

@@ -4,18 +4,45 @@
 
 -export([write/3, write_calls/3]).
 
-%% {return, flamegraph} writes no file unless a directory was asked for.
+%% {return, flamegraph} writes no file unless a directory was asked for,
+%% or a program is to open it.
 -spec write(binary(), #{extension := string(), _ => _}, eflambe_options:opts()) ->
           {ok, binary() | file:filename()} | {error, term()}.
-write(Data, _Info, #{return := flamegraph, output_directory := undefined}) ->
-    {ok, Data};
-write(Data, #{extension := Ext}, #{return := Return, output_directory := Dir}) ->
+write(Data, Info, #{return := flamegraph, output_directory := undefined} = Opts) ->
+    case maps:get(open, Opts, undefined) of
+        undefined -> {ok, Data};
+        _ -> write_file(Data, Info, Opts)
+    end;
+write(Data, Info, Opts) ->
+    write_file(Data, Info, Opts).
+
+-spec write_file(binary(), #{extension := string(), _ => _}, eflambe_options:opts()) ->
+          {ok, binary() | file:filename()} | {error, term()}.
+write_file(Data, #{extension := Ext}, #{return := Return, output_directory := Dir} = Opts) ->
     File = filename:join(directory(Dir), file_name(Ext)),
     case file:write_file(File, Data) of
-        ok when Return =:= flamegraph -> {ok, Data};
-        ok -> {ok, File};
-        {error, Reason} -> {error, {write_output, File, file:format_error(Reason)}}
+        ok ->
+            open(File, maps:get(open, Opts, undefined)),
+            case Return of
+                flamegraph -> {ok, Data};
+                _ -> {ok, File}
+            end;
+        {error, Reason} ->
+            {error, {write_output, File, file:format_error(Reason)}}
     end.
+
+%% Starts the viewer on the file, without a shell (nothing in a file or
+%% directory name is ever interpreted), and does not wait for it.
+-spec open(file:filename(), file:filename() | undefined) -> ok.
+open(_File, undefined) ->
+    ok;
+open(File, Program) ->
+    _ = spawn(fun() ->
+                      Port = open_port({spawn_executable, Program},
+                                       [{args, [File]}, exit_status, nouse_stdio]),
+                      receive {Port, {exit_status, _}} -> ok end
+              end),
+    ok.
 
 %% One result per profiled call that ended, in the order they ended.
 -spec write_calls([map()], map(), eflambe_options:opts()) ->

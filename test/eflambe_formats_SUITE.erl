@@ -12,7 +12,8 @@
 -define(FORMATS, [{perf, ".perf.txt"}, {speedscope, ".speedscope.json"}, {svg, ".svg"}]).
 
 all() ->
-    [golden_replay, golden_cli, file_extensions, svg_is_self_contained, real_consumers].
+    [golden_replay, golden_cli, file_extensions, svg_is_self_contained, open_in_program,
+     real_consumers].
 
 data_dir() ->
     Src = proplists:get_value(source, ?MODULE:module_info(compile)),
@@ -79,6 +80,35 @@ svg_is_self_contained(_Config) ->
     ?assertEqual(nomatch, re:run(Svg, <<"<script[^>]+src=">>)),
     ?assertMatch({match, _}, re:run(Svg, <<"<title>eflambe_workload:slow/1 \\(\\d+ ">>)),
     ?assertMatch({match, _}, re:run(Svg, <<"Flame graph of eflambe_workload:two/1">>)).
+
+%% {open, Program}: the program gets the file's name as its one argument,
+%% with no shell in between, whatever the name holds.
+open_in_program(Config) ->
+    Priv = ?config(priv_dir, Config),
+    Log = filename:join(Priv, "opened.txt"),
+    Viewer = filename:join(Priv, "viewer"),
+    ok = file:write_file(Viewer, ["#!/bin/sh\nprintf '%s|%s' \"$#\" \"$1\" > '", Log, "'\n"]),
+    ok = file:change_mode(Viewer, 8#755),
+    Dir = filename:join(Priv, "a dir; $(touch pwned) 'q'"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    {ok, File} = eflambe:apply({?W, fib, [10]}, [{open, Viewer}, {output_directory, Dir},
+                                                  {return, filename}, {output_format, svg}]),
+    wait_for_file(Log, 100),
+    ?assertEqual({ok, iolist_to_binary(["1|", File])}, file:read_file(Log)),
+    ?assertNot(filelib:is_regular(filename:join(Priv, "pwned"))),
+    ?assertNot(filelib:is_regular("pwned")),
+    ?assertMatch({error, {open, hotspot, _}}, eflambe:apply({?W, fib, [5]}, [{open, hotspot}])),
+    ?assertMatch({error, {open, "no-such-viewer-here", _}},
+                 eflambe:apply({?W, fib, [5]}, [{open, "no-such-viewer-here"}])),
+    ?assertMatch({error, {bad_open, 42}}, eflambe:apply({?W, fib, [5]}, [{open, 42}])).
+
+wait_for_file(File, 0) ->
+    ct:fail("~s never written", [File]);
+wait_for_file(File, N) ->
+    case filelib:is_regular(File) of
+        true -> timer:sleep(50);
+        false -> timer:sleep(20), wait_for_file(File, N - 1)
+    end.
 
 %% A real profile (a parent that spawns a worker and waits for it), in
 %% every format, through speedscope's importer and Chromium.
