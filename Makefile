@@ -12,6 +12,7 @@ bench: all
 	erl -noshell -pa _build/default/lib/eflambe/ebin -pa _build/bench \
 	    -eval 'eflambe_bench:main([]), halt().'
 	_build/bench/bench_archive
+	_build/bench/bench_archive --writers
 
 clean:
 	rebar3 clean

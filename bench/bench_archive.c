@@ -101,10 +101,87 @@ static int fold_only(const char *path)
     return 0;
 }
 
+/* Writer throughput on a profile of 100,000 distinct stacks: one process
+ * walks every path of a tree 5 levels deep with 10 children per node
+ * (function names from each level's digit), spending a microsecond in
+ * each leaf. */
+static size_t digit_atom(void *ctx, uint32_t raw, char *buf, size_t cap)
+{
+    (void)ctx;
+    if (raw == 1)
+        return (size_t)snprintf(buf, cap, "bench_tree");
+    return (size_t)snprintf(buf, cap, "level_%u_branch_%u", (raw - 2) / 10, (raw - 2) % 10);
+}
+
+static int writers(const char *path)
+{
+    struct efl_namer namer = {NULL, digit_atom, name_pid};
+    struct efl_archive_writer *w;
+    if (efl_archive_writer_open(&w, path, "mode=bench\ntarget=bench_tree:run/0\n", &namer) != EFL_OK)
+        return 1;
+    uint64_t ts = 1000;
+    struct efl_event e = {.pid = 7, .kind = EFL_EV_CALL, .mod = 1, .fun = 2};
+    for (uint32_t leaf = 0; leaf < 100000; leaf++) {
+        for (uint32_t level = 0, div = 10000; level < 5; level++, div /= 10) {
+            uint32_t digit = leaf / div % 10;
+            /* Only the levels that differ from the previous leaf are new calls. */
+            if (leaf > 0 && leaf % div != 0)
+                continue;
+            e = (struct efl_event){.ts = ts++, .pid = 7, .kind = EFL_EV_CALL, .mod = 1,
+                                   .fun = 2 + level * 10 + digit, .arity = 0};
+            if (efl_archive_writer_events(w, 0, &e, 1) != EFL_OK)
+                return 1;
+        }
+        ts += 1000;
+        /* Back to the level whose digit changes next. */
+        uint32_t next = leaf + 1, level = 4, div = 1;
+        while (level > 0 && next / div % 10 == 0) {
+            level--;
+            div *= 10;
+        }
+        if (level == 0 || next == 100000)
+            continue;
+        uint32_t keep = level - 1;
+        uint32_t kdiv = 10000;
+        for (uint32_t l = 0; l < keep; l++)
+            kdiv /= 10;
+        e = (struct efl_event){.ts = ts++, .pid = 7, .kind = EFL_EV_RETURN_TO, .mod = 1,
+                               .fun = 2 + keep * 10 + leaf / kdiv % 10, .arity = 0};
+        if (efl_archive_writer_events(w, 0, &e, 1) != EFL_OK)
+            return 1;
+    }
+    if (efl_archive_writer_close(w, NULL) != EFL_OK)
+        return 1;
+    struct efl_profile *p;
+    if (efl_fold_archive_timeline(path, &p) != EFL_OK)
+        return 1;
+    uint32_t leaves = 0;
+    for (uint32_t n = 0; n < p->nnodes; n++)
+        leaves += p->nodes[n].self_ns > 0;
+    printf("\nwriters: a profile of %u distinct stacks (%u nodes)\n", leaves, p->nnodes);
+    const char *formats[] = {"brendan_gregg", "perf", "speedscope", "svg"};
+    for (size_t i = 0; i < 4; i++) {
+        const struct efl_writer *wr = efl_writer_find(formats[i]);
+        struct efl_buf out = {0};
+        double t0 = now();
+        if (wr->write(p, 0, &out) != EFL_OK)
+            return 1;
+        double t = now() - t0;
+        printf("  %-14s %7.3f s  %8.2f M stacks/s  %7.1f MB  %7.1f MB/s\n", formats[i], t,
+               leaves / t / 1e6, out.len / 1e6, out.len / t / 1e6);
+        efl_buf_free(&out);
+    }
+    efl_profile_free(p);
+    remove(path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--fold") == 0)
         return fold_only(argv[2]);
+    if (argc == 2 && strcmp(argv[1], "--writers") == 0)
+        return writers("/tmp/eflambe-bench-writers.eftrace");
     const char *path = argc > 1 ? argv[1] : "/tmp/eflambe-bench.eftrace";
     static struct walker walkers[PROCS];
     static struct efl_event batch[BATCH];
