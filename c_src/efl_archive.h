@@ -51,7 +51,8 @@ efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *byte
 /* Closes without the end record (an aborted run). Frees w. */
 void efl_archive_writer_abort(struct efl_archive_writer *w);
 
-/* A decoded event: pid, mod and fun are archive ids (0 = none). */
+/* A decoded event: pid, mod and fun are archive ids (0 = none); for a
+ * spawn, mod is the new process's id. */
 struct efl_record {
     uint64_t ts;
     uint32_t pid;

@@ -101,6 +101,17 @@ int efl_capture_leave(struct efl_capture *c, uint64_t pid)
     return 1;
 }
 
+void efl_capture_adopt(struct efl_capture *c, uint64_t child)
+{
+    struct efl_capture_entry *e = find(c, child);
+    if (e == NULL)
+        e = claim(c, child);
+    /* No slot: the table holds twice the budget, children may overflow
+     * it; the child is then left out. */
+    if (e != NULL && __atomic_load_n(&e->depth, __ATOMIC_RELAXED) == 0)
+        __atomic_store_n(&e->depth, 1, __ATOMIC_RELAXED);
+}
+
 int efl_capture_inside(const struct efl_capture *c, uint64_t pid)
 {
     const struct efl_capture_entry *e = find(c, pid);

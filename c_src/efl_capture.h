@@ -43,6 +43,11 @@ int efl_capture_enter(struct efl_capture *c, uint64_t pid);
  * Returns 1 when that ends a captured call. */
 int efl_capture_leave(struct efl_capture *c, uint64_t pid);
 
+/* A process spawned inside a captured call becomes part of it (without
+ * taking any budget) until the session ends. Called in the parent's
+ * context, before the child runs. */
+void efl_capture_adopt(struct efl_capture *c, uint64_t child);
+
 /* Is pid inside a captured call? */
 int efl_capture_inside(const struct efl_capture *c, uint64_t pid);
 

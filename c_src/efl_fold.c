@@ -156,7 +156,9 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     e->ts = r->ts;
     e->pid_kind = r->pid << 4 | r->kind;
     e->frame = NO_FRAME;
-    if (r->mod != 0) {
+    if (r->kind == EFL_EV_SPAWN) {
+        e->frame = r->mod; /* the child's process id */
+    } else if (r->mod != 0) {
         struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
         uint32_t frame;
         EFL_FORWARD_IF_ERROR(intern_frame(f, &fr, &frame));
@@ -378,6 +380,21 @@ static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
 
 static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e);
 
+/* A process spawned inside a profiled call: its stacks go under that
+ * call's window, beside its parent's. */
+static efl_status adopt(struct efl_folder *f, const struct proc_state *parent, uint32_t child_pid)
+{
+    if (child_pid == 0 || child_pid > f->p->nprocesses || !parent->scoped || parent->root_depth == 0)
+        return EFL_OK;
+    struct proc_state *child = &f->procs[child_pid];
+    if (child->proc_node != 0 || child->scoped)
+        return EFL_OK;
+    uint32_t window = f->p->windows[parent->window].node;
+    EFL_FORWARD_IF_ERROR(child_kind(f, window, EFL_FRAME_PROCESS, child_pid, &child->proc_node));
+    child->node = child->proc_node;
+    return EFL_OK;
+}
+
 static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 {
     struct proc_state *ps = &f->procs[HELD_PID(e)];
@@ -435,6 +452,9 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_GC_END:
         ps->gc = 0;
+        break;
+    case EFL_EV_SPAWN:
+        EFL_FORWARD_IF_ERROR(adopt(f, ps, e->frame));
         break;
     default:
         break;

@@ -32,7 +32,9 @@
     X(extension) X(true) X(false) X(archive) X(ring_events) X(threads) \
     X(root_pid) X(root_frame) X(budget) X(every) X(notify) X(meta)      \
     X(eflambe_capture_done) X(windows) X(pid) X(ended) X(start_us)      \
-    X(end_us) X(exception) X(open) X(data)
+    X(end_us) X(exception) X(open) X(data) X(spawn) X(spawned)          \
+    X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
+    X(register) X(unregister)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -197,7 +199,12 @@ static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
         return atom_trace;
     }
     if (efl_capture_inside(&capture, pid))
-        return atom_trace;
+        /* Of the `procs' events only spawn is used. */
+        return tag == atom_exit || tag == atom_link || tag == atom_unlink || tag == atom_spawned ||
+                       tag == atom_getting_linked || tag == atom_getting_unlinked ||
+                       tag == atom_register || tag == atom_unregister
+                   ? atom_discard
+                   : atom_trace;
     return tag == atom_trace_status ? atom_remove : atom_discard;
 }
 
@@ -224,6 +231,8 @@ static unsigned event_kind(ERL_NIF_TERM tag, int meta)
         return EFL_EV_GC_START;
     if (tag == atom_gc_minor_end || tag == atom_gc_major_end)
         return EFL_EV_GC_END;
+    if (tag == atom_spawn)
+        return EFL_EV_SPAWN;
     return 0;
 }
 
@@ -245,8 +254,13 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
     e->kind = (uint8_t)kind;
     e->arity = 0;
     e->session = id;
-    if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && (kind != EFL_EV_ROOT_CALL || root_frame))
+    if (kind == EFL_EV_SPAWN) {
+        e->mod = (uint32_t)argv[3];
+        e->fun = (uint32_t)((uint64_t)argv[3] >> 32);
+    } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END &&
+               (kind != EFL_EV_ROOT_CALL || root_frame)) {
         read_mfa(env, argv[3], e);
+    }
     efl_ring_commit(ring);
 }
 
@@ -260,9 +274,11 @@ static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         !RAW_IS_LOCAL_PID(argv[2]))
         return atom_ok;
     unsigned kind = event_kind(argv[0], meta);
-    if (kind == 0)
+    if (kind == 0 || (kind == EFL_EV_SPAWN && !RAW_IS_LOCAL_PID(argv[3])))
         return atom_ok;
     record(id, kind, env, argv);
+    if (kind == EFL_EV_SPAWN && capturing)
+        efl_capture_adopt(&capture, argv[3]);
     /* The end of a captured call is counted even when its event was lost. */
     if (capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&
         efl_capture_leave(&capture, argv[2]) && notify)

@@ -82,10 +82,12 @@
 -type capture_option() ::
         option()
       | {timeout, timeout()}
-      | {every, pos_integer()}.
+      | {every, pos_integer()}
+      | {spawned, boolean()}.
 %% `timeout' (default `infinity'): milliseconds to wait for the calls.
-%% `every' (default 1): capture one call in K. `return' is `filename'
-%% (default) or `flamegraph'.
+%% `every' (default 1): capture one call in K. `spawned' (default false):
+%% also trace the processes a captured call spawns, in its flamegraph.
+%% `return' is `filename' (default) or `flamegraph'.
 
 %% @equiv apply(FunSpec, [])
 -spec apply(fun_spec()) -> {ok, term()} | {error, term()}.

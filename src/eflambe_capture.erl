@@ -102,7 +102,7 @@ owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
             eflambe_session:register_running(self()),
             CallerRef = monitor(process, Caller),
             Why = try
-                      arm(MFA, Session),
+                      arm(MFA, Session, maps:get(spawned, Opts)),
                       wait(MFA, N, deadline(Timeout), {Caller, CallerRef, Session})
                   after
                       disarm(MFA),
@@ -120,11 +120,15 @@ owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
             ok
     end.
 
--spec arm(mfa(), eflambe_session:session()) -> ok.
-arm(MFA, #{tracer := TracerState, meta := MetaState}) ->
+%% With Spawned, the processes a captured call spawns are traced too (they
+%% inherit the flags; the tracer adopts them on their spawn event) and
+%% their stacks go into that call's flamegraph.
+-spec arm(mfa(), eflambe_session:session(), boolean()) -> ok.
+arm(MFA, #{tracer := TracerState, meta := MetaState}, Spawned) ->
     eflambe_session:arm_local(),
     Flags = [call, return_to, arity, running, garbage_collection,
-             {{tracer, eflambe_tracer, TracerState}}],
+             {{tracer, eflambe_tracer, TracerState}}]
+        ++ [F || Spawned, F <- [procs, set_on_spawn]],
     1 = erlang:trace_pattern(MFA, [{'_', [], [{trace, [], Flags}, {exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),
     ok.

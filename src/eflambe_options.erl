@@ -16,7 +16,8 @@
                   archive => file:filename() | undefined,
                   open => undefined | file:filename(),
                   timeout => timeout(),
-                  every => pos_integer()}.
+                  every => pos_integer(),
+                  spawned => boolean()}.
 
 -define(EVENT_BYTES, 32).
 -define(DEFAULT_BUFFER_BYTES, 1048576).
@@ -37,7 +38,8 @@ defaults(apply) ->
 defaults(capture) ->
     (defaults(apply))#{return => filename,
                        timeout => infinity,
-                       every => 1};
+                       every => 1,
+                       spawned => false};
 defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
@@ -101,6 +103,10 @@ check(capture, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
     {ok, Ms};
 check(capture, timeout, Ms) ->
     {error, {bad_timeout, Ms, {expected, 'infinity | milliseconds'}}};
+check(capture, spawned, B) when is_boolean(B) ->
+    {ok, B};
+check(capture, spawned, B) ->
+    {error, {bad_spawned, B, {expected, boolean}}};
 check(capture, every, K) when is_integer(K), K >= 1 ->
     {ok, K};
 check(capture, every, K) ->

@@ -13,7 +13,7 @@ all() ->
     [two_of_three_callers, recursion_counts_once, exception_marked, killed_mid_call,
      timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
      already_running, bad_input, tracer_in_use, caller_dies, every_k, target_reloaded,
-     results_as_files].
+     results_as_files, spawned_processes].
 
 end_per_testcase(_Case, _Config) ->
     assert_nothing_armed().
@@ -240,3 +240,21 @@ results_as_files(Config) ->
          {ok, Bin} = file:read_file(F),
          ?assertEqual([<<"eflambe_workload:two/1">>], roots(Bin))
      end || F <- [F1, F2]].
+
+%% {spawned, true}: the worker a captured call spawns is in its flamegraph,
+%% with its own stacks; without it, only the caller.
+spawned_processes(_Config) ->
+    Wait = async_capture({?W, parent, 1}, 1, [{return, flamegraph}, {spawned, true}]),
+    C = caller(fun() -> ?W:parent(18) end),
+    C ! go,
+    {ok, [R]} = Wait(),
+    Lines = parse(R),
+    ?assertEqual(2, length(pids(R))),
+    ?assert(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:child_work/1">>, F) end, Lines)),
+    ?assert(lists:member(list_to_binary(pid_to_list(C)), pids(R))),
+    Wait2 = async_capture({?W, parent, 1}, 1, [{return, flamegraph}]),
+    C2 = caller(fun() -> ?W:parent(18) end),
+    C2 ! go,
+    {ok, [R2]} = Wait2(),
+    ?assertEqual([list_to_binary(pid_to_list(C2))], pids(R2)),
+    ?assertMatch({error, {bad_spawned, yes, _}}, eflambe:capture({?W, parent, 1}, 1, [{spawned, yes}])).

@@ -217,6 +217,35 @@ static void root_window_without_frame(void)
                   "<0.1.0>;m:t/0;m:u/0 8\n");
 }
 
+/* A process spawned inside a profiled call is part of that call's window;
+ * one spawned outside any call is on its own. */
+static void spawned_inside_window(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, RC, "m:t/0"},
+        {0, 5, 1, EFL_EV_SPAWN, "2"},
+        {1, 6, 2, C, "m:child/0"},
+        {0, 10, 1, RR, "m:t/0"},
+        {1, 16, 2, R, NULL},
+        {1, 20, 3, C, "m:other/0"},
+        {1, 24, 3, R, NULL},
+    };
+    struct efl_profile *p;
+    char *got = fold(s, sizeof s / sizeof s[0], 1, &p);
+    CHECK_STR(got, "<0.1.0>;m:t/0 10\n"
+                   "<0.2.0>;m:child/0 10\n"
+                   "<0.3.0>;m:other/0 4\n");
+    free(got);
+    struct efl_buf win = {0};
+    CHECK(p->nwindows == 1);
+    CHECK_STATUS(efl_write_folded(p, p->windows[0].node, &win), EFL_OK);
+    efl_buf_append(&win, "", 1);
+    CHECK_STR((char *)win.data, "<0.1.0>;m:t/0 10\n"
+                                "<0.2.0>;m:child/0 10\n");
+    efl_buf_free(&win);
+    efl_profile_free(p);
+}
+
 /* Stacks deeper than the cap are cut, not grown without bound. */
 static void depth_cap(void)
 {
@@ -261,6 +290,7 @@ int main(void)
     RUN(processes_over_rings);
     RUN(root_window);
     RUN(root_window_without_frame);
+    RUN(spawned_inside_window);
     RUN(depth_cap);
     RUN(names_escaped);
     return efl_test_done();
