@@ -84,7 +84,7 @@ static int fold_only(const char *path)
     double t0 = now();
     struct efl_profile *p;
     struct efl_buf out = {0};
-    if (efl_fold_archive(path, &p) != EFL_OK)
+    if (efl_fold_archive(path, NULL, &p) != EFL_OK)
         return 1;
     double fold_s = now() - t0;
     t0 = now();
@@ -153,7 +153,7 @@ static int writers(const char *path)
     if (efl_archive_writer_close(w, NULL) != EFL_OK)
         return 1;
     struct efl_profile *p;
-    if (efl_fold_archive_timeline(path, &p) != EFL_OK)
+    if (efl_fold_archive(path, &(struct efl_fold_opts){1, 0}, &p) != EFL_OK)
         return 1;
     uint32_t leaves = 0;
     for (uint32_t n = 0; n < p->nnodes; n++)
@@ -213,7 +213,7 @@ int main(int argc, char **argv)
     t0 = now();
     struct efl_profile *p;
     struct efl_buf out = {0};
-    if (efl_fold_archive(path, &p) != EFL_OK)
+    if (efl_fold_archive(path, NULL, &p) != EFL_OK)
         return 1;
     double fold_s = now() - t0;
     t0 = now();

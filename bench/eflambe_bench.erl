@@ -176,7 +176,7 @@ archive_row(Name, MFA) ->
     Archive = filename:join(os:getenv("TMPDIR", "/tmp"), "eflambe-bench.eftrace"),
     {ok, _} = eflambe:apply(MFA, [{return, flamegraph}, {archive, Archive}]),
     Bytes = filelib:file_size(Archive),
-    Folds = [timer:tc(eflambe_tracer, fold, [Archive, brendan_gregg, false]) || _ <- [1, 2, 3]],
+    Folds = [timer:tc(eflambe_tracer, fold, [Archive, brendan_gregg, false, 1024]) || _ <- [1, 2, 3]],
     [{_, {ok, _, #{events := Events}}} | _] = Folds,
     Us = median([T || {T, _} <- Folds]),
     ok = file:delete(Archive),

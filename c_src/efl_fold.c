@@ -38,6 +38,7 @@ struct efl_folder {
     struct efl_profile *p;
     size_t symbols_cap, processes_cap, frames_cap, nodes_cap, windows_cap, timeline_cap;
     int keep_timeline;
+    uint32_t max_depth;
     struct ring_events *rings;
     size_t nrings;
     struct efl_map frame_ids;   /* frame key -> frame index */
@@ -60,10 +61,14 @@ struct efl_folder {
         }                                                                       \
     } while (0)
 
-efl_status efl_folder_new(struct efl_folder **fp)
+efl_status efl_folder_new(struct efl_folder **fp, const struct efl_fold_opts *opts)
 {
     struct efl_folder *f = calloc(1, sizeof *f);
     EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
+    f->keep_timeline = opts && opts->timeline;
+    f->max_depth = opts && opts->max_depth > 0 && opts->max_depth < EFL_FOLD_MAX_DEPTH
+                       ? opts->max_depth
+                       : EFL_FOLD_MAX_DEPTH;
     f->p = calloc(1, sizeof *f->p);
     if (f->p == NULL) {
         free(f);
@@ -71,11 +76,6 @@ efl_status efl_folder_new(struct efl_folder **fp)
     }
     *fp = f;
     return EFL_OK;
-}
-
-void efl_folder_keep_timeline(struct efl_folder *f)
-{
-    f->keep_timeline = 1;
 }
 
 void efl_folder_free(struct efl_folder *f)
@@ -333,7 +333,8 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
     /* Direct self-recursion (tail or not) stays one frame. */
     if (ps->node != ps->proc_node && f->p->nodes[ps->node].frame == frame)
         return EFL_OK;
-    if (f->p->nodes[ps->node].depth >= EFL_FOLD_MAX_DEPTH) {
+    const struct efl_node *nodes = f->p->nodes;
+    if (nodes[ps->node].depth - nodes[ps->proc_node].depth >= f->max_depth) {
         f->p->cut_frames++;
         return EFL_OK;
     }
@@ -522,13 +523,11 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
 }
 
 /* Reads with the file or the memory reader, then folds. */
-static efl_status fold_from(const char *path, const void *data, size_t len, int timeline,
-                            struct efl_profile **out)
+static efl_status fold_from(const char *path, const void *data, size_t len,
+                            const struct efl_fold_opts *opts, struct efl_profile **out)
 {
     struct efl_folder *f;
-    EFL_FORWARD_IF_ERROR(efl_folder_new(&f));
-    if (timeline)
-        efl_folder_keep_timeline(f);
+    EFL_FORWARD_IF_ERROR(efl_folder_new(&f, opts));
     struct efl_archive_visitor v = efl_folder_visitor(f);
     struct efl_archive_summary sum;
     efl_status s = path ? efl_archive_read_file(path, &v, &sum)
@@ -541,19 +540,16 @@ static efl_status fold_from(const char *path, const void *data, size_t len, int 
     return efl_folder_finish(f, out);
 }
 
-efl_status efl_fold_archive(const char *path, struct efl_profile **out)
+efl_status efl_fold_archive(const char *path, const struct efl_fold_opts *opts,
+                            struct efl_profile **out)
 {
-    return fold_from(path, NULL, 0, 0, out);
+    return fold_from(path, NULL, 0, opts, out);
 }
 
-efl_status efl_fold_archive_timeline(const char *path, struct efl_profile **out)
+efl_status efl_fold_archive_mem(const void *data, size_t len, const struct efl_fold_opts *opts,
+                                struct efl_profile **out)
 {
-    return fold_from(path, NULL, 0, 1, out);
-}
-
-efl_status efl_fold_archive_mem(const void *data, size_t len, struct efl_profile **out)
-{
-    return fold_from(NULL, data, len, 1, out);
+    return fold_from(NULL, data, len, opts, out);
 }
 
 /* Frame names go into folded lines: no ';' (the separator), no control

@@ -10,7 +10,8 @@
 #include "efl_buf.h"
 #include "efl_status.h"
 
-/* Deeper stacks are cut: their time goes to the frame at this depth. */
+/* Deeper stacks are cut: their time goes to the frame at this depth (in
+ * functions below the process). The default and the most allowed. */
 #define EFL_FOLD_MAX_DEPTH 1024
 
 enum efl_frame_kind {
@@ -72,26 +73,29 @@ struct efl_profile {
     uint64_t total_ns;
     uint64_t events;
     uint64_t drops;
-    uint64_t cut_frames;  /* pushes refused beyond EFL_FOLD_MAX_DEPTH */
+    uint64_t cut_frames;  /* pushes refused beyond the maximum depth */
     int truncated;        /* the archive stopped before its end record */
     char *meta;           /* the header's "key=value\n" lines */
 };
 
 struct efl_folder;
 
-efl_status efl_folder_new(struct efl_folder **f);
-/* Also record the timeline (needed by time-ordered writers). */
-void efl_folder_keep_timeline(struct efl_folder *f);
+struct efl_fold_opts {
+    int timeline;        /* record the timeline (time-ordered writers need it) */
+    unsigned max_depth;  /* 1..EFL_FOLD_MAX_DEPTH; 0 means the most */
+};
+
+efl_status efl_folder_new(struct efl_folder **f, const struct efl_fold_opts *opts);
 void efl_folder_free(struct efl_folder *f);
 /* A visitor that feeds an archive reader's output to the folder. */
 struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f);
 /* Merges the rings by timestamp, rebuilds the stacks. Frees f. */
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out);
 
-efl_status efl_fold_archive(const char *path, struct efl_profile **out);
-efl_status efl_fold_archive_mem(const void *data, size_t len, struct efl_profile **out);
-/* With the timeline. */
-efl_status efl_fold_archive_timeline(const char *path, struct efl_profile **out);
+efl_status efl_fold_archive(const char *path, const struct efl_fold_opts *opts,
+                            struct efl_profile **out);
+efl_status efl_fold_archive_mem(const void *data, size_t len, const struct efl_fold_opts *opts,
+                                struct efl_profile **out);
 void efl_profile_free(struct efl_profile *p);
 
 /* Appends the frame's display name: mod:fun/arity, <0.85.0>, sleep, gc. */

@@ -26,6 +26,7 @@ static void usage(FILE *to)
             "  --call K         an archive of eflambe:capture holds one profile per\n"
             "                   captured call: fold only the K-th to end (1 = first);\n"
             "                   without it, all calls are folded together\n"
+            "  --max-depth D    cut stacks at D functions below the process (default 1024)\n"
             "  --help           this text\n"
             "\n"
             "A truncated archive (a node that died mid-write) is folded up to its\n"
@@ -69,6 +70,7 @@ int main(int argc, char **argv)
 {
     const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
     long call = 0;
+    unsigned max_depth = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -77,6 +79,15 @@ int main(int argc, char **argv)
             format = argv[++i];
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             output = argv[++i];
+        } else if (strcmp(argv[i], "--max-depth") == 0 && i + 1 < argc) {
+            char *end;
+            long d = strtol(argv[++i], &end, 10);
+            if (*end != 0 || d < 1 || d > EFL_FOLD_MAX_DEPTH) {
+                fprintf(stderr, "eflambe-fold: --max-depth takes 1 to %d, not %s\n",
+                        EFL_FOLD_MAX_DEPTH, argv[i]);
+                return 2;
+            }
+            max_depth = (unsigned)d;
         } else if (strcmp(argv[i], "--call") == 0 && i + 1 < argc) {
             char *end;
             call = strtol(argv[++i], &end, 10);
@@ -106,8 +117,8 @@ int main(int argc, char **argv)
     }
 
     struct efl_profile *p = NULL;
-    efl_status s = writer->needs_timeline ? efl_fold_archive_timeline(archive, &p)
-                                          : efl_fold_archive(archive, &p);
+    struct efl_fold_opts opts = {writer->needs_timeline, max_depth};
+    efl_status s = efl_fold_archive(archive, &opts, &p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),
                 s == EFL_ERR_IO ? ": " : "", s == EFL_ERR_IO ? strerror(errno) : "");

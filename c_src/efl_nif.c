@@ -623,16 +623,20 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
     return EFL_OK;
 }
 
-/* fold(ArchivePath, Format, Split) -> {ok, Data | [Window], Info} | {error, {Atom, Detail}}
+/* fold(ArchivePath, Format, Split, MaxDepth) -> {ok, Data | [Window], Info}
+ *                                            | {error, {Atom, Detail}}
  * Split: false for one flamegraph of everything, true for one per profiled
- * call (a window), in the order the calls began. */
+ * call (a window), in the order the calls began. MaxDepth: stacks are cut
+ * at that many functions below the process. */
 static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
     char format[64];
+    unsigned max_depth;
     char *path = binary_to_cstr(env, argv[0]);
     if (path == NULL || enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
-        (argv[2] != atom_true && argv[2] != atom_false)) {
+        (argv[2] != atom_true && argv[2] != atom_false) || !enif_get_uint(env, argv[3], &max_depth) ||
+        max_depth < 1 || max_depth > EFL_FOLD_MAX_DEPTH) {
         free(path);
         return enif_make_badarg(env);
     }
@@ -644,7 +648,8 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
     ERL_NIF_TERM data = 0;
-    efl_status st = w->needs_timeline ? efl_fold_archive_timeline(path, &p) : efl_fold_archive(path, &p);
+    struct efl_fold_opts opts = {w->needs_timeline, max_depth};
+    efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
     if (st == EFL_OK && argv[2] == atom_true)
         st = fold_windows(env, p, w, &data);
@@ -716,7 +721,7 @@ static ErlNifFunc funcs[] = {
     {"start_session", 1, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"running_session", 0, nif_running_session, 0},
     {"stop_session", 1, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
-    {"fold", 3, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"fold", 4, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };
 

@@ -68,7 +68,9 @@
       | {return, return_kind()}
       | {buffer_size, pos_integer()}
       | {archive, file:filename()}
-      | {open, speedscope | hotspot | atom() | file:filename()}.
+      | {open, speedscope | hotspot | atom() | file:filename()}
+      | {max_depth, 1..1024}
+      | {exclude, [module() | {module(), atom(), arity() | '_'}]}.
 %% `output_directory': where the flamegraph file goes (default: the current
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
 %% 1048576, 32768 events). `archive': keep the run's trace archive at this
@@ -77,7 +79,10 @@
 %% program (`speedscope', the npm package's command, or any program by name
 %% or path), started without a shell; a program that is not installed is an
 %% error before anything is traced. `hotspot' is refused: it reads only
-%% perf.data files.
+%% perf.data files. `max_depth' (default 1024): stacks are cut at that many
+%% functions, the deeper time staying with the last frame. `exclude'
+%% (default []): modules and functions not traced at all (their time goes
+%% to their callers), to cut the volume at the source; not for replay.
 
 -type capture_option() ::
         option()

@@ -74,7 +74,7 @@ run(Target, Runner, Opts) ->
     case eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
             Guard = guard(self(), Session),
-            Outcome = traced(Runner, Session),
+            Outcome = traced(Runner, Session, Opts),
             Delivered = case eflambe_session:finish(Session, false, Opts) of
                             {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
                             {error, _} = Error -> Error
@@ -93,11 +93,11 @@ run(Target, Runner, Opts) ->
 %% pattern marks entry and exit. This module is not call traced, so the
 %% first frame of every stack is the user's function, and a recursive
 %% target costs no meta event per call.
--spec traced(fun(() -> term()), eflambe_session:session()) ->
+-spec traced(fun(() -> term()), eflambe_session:session(), eflambe_options:opts()) ->
           {value, term()} | {raised, atom(), term(), list()}.
-traced(Runner, #{tracer := TracerState, meta := MetaState}) ->
+traced(Runner, #{tracer := TracerState, meta := MetaState}, Opts) ->
     try
-        arm(TracerState, MetaState),
+        arm(TracerState, MetaState, Opts),
         ?MODULE:profiled(Runner)
     of
         Value -> {value, Value}
@@ -112,9 +112,9 @@ traced(Runner, #{tracer := TracerState, meta := MetaState}) ->
 profiled(Runner) ->
     Runner().
 
--spec arm(integer(), integer()) -> ok.
-arm(TracerState, MetaState) ->
-    eflambe_session:arm_local(),
+-spec arm(integer(), integer(), eflambe_options:opts()) -> ok.
+arm(TracerState, MetaState, Opts) ->
+    eflambe_session:arm_local(Opts),
     _ = erlang:trace_pattern({?MODULE, '_', '_'}, false, [local]),
     _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),

@@ -102,7 +102,7 @@ owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
             eflambe_session:register_running(self()),
             CallerRef = monitor(process, Caller),
             Why = try
-                      arm(MFA, Session, maps:get(spawned, Opts)),
+                      arm(MFA, Session, Opts),
                       wait(MFA, N, deadline(Timeout), {Caller, CallerRef, Session})
                   after
                       disarm(MFA),
@@ -123,9 +123,9 @@ owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
 %% With Spawned, the processes a captured call spawns are traced too (they
 %% inherit the flags; the tracer adopts them on their spawn event) and
 %% their stacks go into that call's flamegraph.
--spec arm(mfa(), eflambe_session:session(), boolean()) -> ok.
-arm(MFA, #{tracer := TracerState, meta := MetaState}, Spawned) ->
-    eflambe_session:arm_local(),
+-spec arm(mfa(), eflambe_session:session(), eflambe_options:opts()) -> ok.
+arm(MFA, #{tracer := TracerState, meta := MetaState}, #{spawned := Spawned} = Opts) ->
+    eflambe_session:arm_local(Opts),
     Flags = [call, return_to, arity, running, garbage_collection,
              {{tracer, eflambe_tracer, TracerState}}]
         ++ [F || Spawned, F <- [procs, set_on_spawn]],

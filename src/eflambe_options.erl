@@ -15,6 +15,8 @@
                   buffer_size => pos_integer(),
                   archive => file:filename() | undefined,
                   open => undefined | file:filename(),
+                  max_depth := 1..1024,
+                  exclude => [module() | {module(), atom(), arity() | '_'}],
                   timeout => timeout(),
                   every => pos_integer(),
                   spawned => boolean()}.
@@ -34,7 +36,9 @@ defaults(apply) ->
       return => value,
       buffer_size => ?DEFAULT_BUFFER_BYTES,
       archive => undefined,
-      open => undefined};
+      open => undefined,
+      max_depth => 1024,
+      exclude => []};
 defaults(capture) ->
     (defaults(apply))#{return => filename,
                        timeout => infinity,
@@ -44,7 +48,8 @@ defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
       return => filename,
-      open => undefined}.
+      open => undefined,
+      max_depth => 1024}.
 
 -type mode() :: apply | capture | replay.
 
@@ -97,6 +102,17 @@ check(_, archive, Path) ->
     check_archive_path(Path);
 check(_, open, Program) ->
     check_program(Program);
+check(_, max_depth, D) when is_integer(D), D >= 1, D =< 1024 ->
+    {ok, D};
+check(_, max_depth, D) ->
+    {error, {bad_max_depth, D, {expected_between, 1, 1024}}};
+check(_, exclude, List) when is_list(List) ->
+    case [X || X <- List, not excludable(X)] of
+        [] -> {ok, List};
+        [Bad | _] -> {error, {bad_exclude, Bad, {expected, 'Module | {Module, Function, Arity}'}}}
+    end;
+check(_, exclude, List) ->
+    {error, {bad_exclude, List, {expected, list}}};
 check(capture, timeout, infinity) ->
     {ok, infinity};
 check(capture, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
@@ -111,6 +127,12 @@ check(capture, every, K) when is_integer(K), K >= 1 ->
     {ok, K};
 check(capture, every, K) ->
     {error, {bad_every, K, {expected, positive_integer}}}.
+
+-spec excludable(term()) -> boolean().
+excludable(M) when is_atom(M) -> true;
+excludable({M, F, A}) when is_atom(M), is_atom(F), A =:= '_' -> true;
+excludable({M, F, A}) when is_atom(M), is_atom(F), is_integer(A), A >= 0, A =< 255 -> true;
+excludable(_) -> false.
 
 -spec check_directory(term()) -> {ok, file:filename()} | {error, term()}.
 check_directory(Dir) ->

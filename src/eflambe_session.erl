@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([start/3, finish/3, abort/1, arm_local/0, disarm_local/0, untrace_all/1,
+-export([start/3, finish/3, abort/1, arm_local/1, disarm_local/0, untrace_all/1,
          register_running/1, stop_running/0, thread_count/0]).
 
 -export_type([session/0]).
@@ -51,11 +51,12 @@ start(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts) ->
 %% to be kept.
 -spec finish(session(), boolean(), eflambe_options:opts()) ->
           {ok, binary() | [map()], map()} | {error, term()}.
-finish(#{tracer := TracerState, archive := Archive} = Session, Split, #{output_format := Format}) ->
+finish(#{tracer := TracerState, archive := Archive} = Session, Split,
+       #{output_format := Format, max_depth := MaxDepth}) ->
     Ref = erlang:trace_delivered(all),
     receive {trace_delivered, all, Ref} -> ok end,
     Result = case eflambe_tracer:stop_session(TracerState) of
-                 {ok, _Stats} -> eflambe_tracer:fold(Archive, Format, Split);
+                 {ok, _Stats} -> eflambe_tracer:fold(Archive, Format, Split, MaxDepth);
                  {error, _} = Error -> Error
              end,
     delete_temporary(Session),
@@ -75,11 +76,18 @@ delete_temporary(#{archive := Archive}) ->
     ok.
 
 %% Every function of every module, loaded now or later, gets a local call
-%% trace pattern: the events of traced processes' inner calls.
--spec arm_local() -> ok.
-arm_local() ->
+%% trace pattern: the events of traced processes' inner calls. Excluded
+%% modules and functions get none: their calls are not recorded, and their
+%% time goes to their callers.
+-spec arm_local(eflambe_options:opts()) -> ok.
+arm_local(Opts) ->
     _ = erlang:trace_pattern({'_', '_', '_'}, true, [local]),
     _ = erlang:trace_pattern(on_load, true, [local]),
+    _ = [erlang:trace_pattern(case X of
+                                  {_, _, _} -> X;
+                                  M -> {M, '_', '_'}
+                              end, false, [local])
+         || X <- maps:get(exclude, Opts, [])],
     ok.
 
 -spec disarm_local() -> ok.

@@ -6,11 +6,11 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, fold/3, archive_header/1]).
+-export([start_session/1, running_session/0, stop_session/1, fold/4, archive_header/1]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, fold/3,
+-nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, fold/4,
        archive_header/1]).
 
 -spec init() -> ok | {error, term()}.
@@ -64,10 +64,10 @@ stop_session(_TracerState) ->
 %% Folds an archive into one output format, on a dirty CPU scheduler. With
 %% Split, one flamegraph per profiled call (in the order they began):
 %% #{pid, ended := return_from | exception_from | open, start_us, end_us,
-%% data}.
--spec fold(file:filename_all(), atom(), boolean()) ->
+%% data}. Stacks are cut at MaxDepth (1..1024) functions.
+-spec fold(file:filename_all(), atom(), boolean(), 1..1024) ->
           {ok, binary() | [map()], #{atom() => term()}} | {error, {atom(), term()}}.
-fold(_ArchivePath, _Format, _Split) ->
+fold(_ArchivePath, _Format, _Split, _MaxDepth) ->
     erlang:nif_error(not_loaded).
 
 %% The metadata lines of an archive's header.

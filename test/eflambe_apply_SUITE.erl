@@ -14,7 +14,7 @@ all() ->
      sleep_frame, spawned_process, weights_add_up_to_wall_time, exception_reaches_caller,
      return_filename, return_flamegraph, return_value, fun_targets, bad_options,
      undefined_function, already_running, already_traced, folded_format,
-     caller_killed, nif_reload, weights_property].
+     caller_killed, nif_reload, exclude, max_depth, weights_property].
 
 init_per_testcase(_Case, Config) ->
     Config.
@@ -227,6 +227,24 @@ already_traced(_Config) ->
         erlang:trace(self(), false, [all]),
         Tracer ! stop
     end.
+
+%% Excluded functions are not traced: no frame, their time with the caller.
+exclude(_Config) ->
+    Lines = profile(?W, two, [18], [{exclude, [{?W, fib, 1}, lists]}]),
+    ?assertNot(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:fib/1">>, F) end, Lines)),
+    Slow = weight(has_frame(<<"eflambe_workload:slow/1">>), Lines),
+    Fast = weight(has_frame(<<"eflambe_workload:fast/1">>), Lines),
+    ?assert(Slow > 2 * Fast),
+    ?assertMatch({error, {bad_exclude, "lists", _}}, eflambe:apply({?W, fib, [5]}, [{exclude, ["lists"]}])),
+    ?assertMatch({error, {bad_exclude, lists, _}}, eflambe:apply({?W, fib, [5]}, [{exclude, lists}])).
+
+%% max_depth: no stack deeper than that many functions below the process.
+max_depth(_Config) ->
+    Lines = profile(?W, catcher, [], [{max_depth, 2}]),
+    ?assertEqual(3, lists:max([length(F) || {F, _} <- Lines,
+                                            not lists:member(lists:last(F), [<<"gc">>, <<"sleep">>])])),
+    ?assertMatch({error, {bad_max_depth, 0, _}}, eflambe:apply({?W, fib, [5]}, [{max_depth, 0}])),
+    ?assertMatch({error, {bad_max_depth, 2000, _}}, eflambe:apply({?W, fib, [5]}, [{max_depth, 2000}])).
 
 %% A caller killed mid-call leaves nothing armed, and the next run starts.
 caller_killed(_Config) ->

@@ -15,12 +15,13 @@
 #define GS EFL_EV_GC_START
 #define GE EFL_EV_GC_END
 
-static char *fold(const struct efl_script *s, size_t n, unsigned rings, struct efl_profile **keep)
+static char *fold_with(const struct efl_script *s, size_t n, unsigned rings,
+                       const struct efl_fold_opts *opts, struct efl_profile **keep)
 {
     const char *path = efl_test_tmpfile("fold");
     CHECK_STATUS(efl_test_write_script(path, s, n, rings), EFL_OK);
     struct efl_profile *p = NULL;
-    CHECK_STATUS(efl_fold_archive(path, &p), EFL_OK);
+    CHECK_STATUS(efl_fold_archive(path, opts, &p), EFL_OK);
     unlink(path);
     struct efl_buf out = {0};
     if (p)
@@ -31,6 +32,11 @@ static char *fold(const struct efl_script *s, size_t n, unsigned rings, struct e
     else
         efl_profile_free(p);
     return (char *)out.data;
+}
+
+static char *fold(const struct efl_script *s, size_t n, unsigned rings, struct efl_profile **keep)
+{
+    return fold_with(s, n, rings, NULL, keep);
 }
 
 static void check_fold(const struct efl_script *s, size_t n, const char *want)
@@ -259,11 +265,34 @@ static void depth_cap(void)
     s[N] = (struct efl_script){0, N + 100, 1, R, NULL};
     struct efl_profile *p;
     char *got = fold(s, N + 1, 1, &p);
-    CHECK(p->cut_frames == 51);
+    CHECK(p->cut_frames == 50);
     uint32_t deepest = 0;
     for (uint32_t i = 0; i < p->nnodes; i++)
         deepest = p->nodes[i].depth > deepest ? p->nodes[i].depth : deepest;
-    CHECK(deepest == EFL_FOLD_MAX_DEPTH);
+    /* The process node is at depth 1, its functions below it. */
+    CHECK(deepest == 1 + EFL_FOLD_MAX_DEPTH);
+    efl_profile_free(p);
+    free(got);
+}
+
+/* max_depth: deeper calls are not pushed; their time stays with the frame
+ * at the limit. */
+static void max_depth_option(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:a/0"},
+        {0, 10, 1, C, "m:b/0"},
+        {0, 20, 1, C, "m:c/0"},
+        {0, 30, 1, C, "m:d/0"},
+        {0, 40, 1, R, "m:b/0"},
+        {0, 50, 1, R, NULL},
+    };
+    struct efl_fold_opts opts = {0, 2};
+    struct efl_profile *p;
+    char *got = fold_with(s, sizeof s / sizeof s[0], 1, &opts, &p);
+    CHECK_STR(got, "<0.1.0>;m:a/0 10\n"
+                   "<0.1.0>;m:a/0;m:b/0 40\n");
+    CHECK(p->cut_frames == 2);
     efl_profile_free(p);
     free(got);
 }
@@ -292,6 +321,7 @@ int main(void)
     RUN(root_window_without_frame);
     RUN(spawned_inside_window);
     RUN(depth_cap);
+    RUN(max_depth_option);
     RUN(names_escaped);
     return efl_test_done();
 }
