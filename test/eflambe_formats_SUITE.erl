@@ -131,13 +131,18 @@ real_consumers(Config) ->
                  {F, File}
              end || F <- [brendan_gregg, perf, speedscope, svg]],
     TotalsJson = json_object([{P, integer_to_binary(N)} || {P, N} <- maps:to_list(Totals)]),
+    %% Folded lines (and perf samples) are rounded to the microsecond one by
+    %% one; speedscope's events are exact: half a microsecond per line apart.
+    Tolerance = fun(speedscope) -> integer_to_binary(length(Lines) div 2 + 1);
+                   (_) -> <<"1">>
+                end,
     Manifest = iolist_to_binary(
         ["{\"profiles\": [",
          lists:join(",", [["{\"file\": ", json_string(File), ", \"totals\": ",
                            case F of
                                brendan_gregg -> json_object([{<<"all">>, integer_to_binary(All)}]);
                                _ -> TotalsJson
-                           end, "}"]
+                           end, ", \"tolerance\": ", Tolerance(F), "}"]
                           || {F, File} <- Files, F =/= svg]),
          "], \"svgs\": [{\"file\": ", json_string(proplists:get_value(svg, Files)),
          ", \"search\": \"fib\", \"share\": ", io_lib:format("~.4f", [100 * Fib / All]), "}]}"]),

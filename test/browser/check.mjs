@@ -7,7 +7,7 @@
 //    fills the width, reset, search a regular expression and the matched
 //    share must match, hover shows the frame's details.
 // Usage: node check.mjs MANIFEST.json. The manifest:
-//   {"profiles": [{"file": F, "totals": {"<0.85.0>": us, ...}}],
+//   {"profiles": [{"file": F, "totals": {"<0.85.0>": us, ...}, "tolerance": us}],
 //    "svgs": [{"file": F, "search": REGEX, "share": PERCENT}]}
 // Prints one line per check; exits 1 if any failed.
 import {chromium} from 'playwright-core';
@@ -62,7 +62,7 @@ function exportedTotal(p) {
   return total;
 }
 
-async function checkProfile({file, totals}) {
+async function checkProfile({file, totals, tolerance = 1}) {
   const name = '/' + path.basename(file);
   served.set(name, fs.readFileSync(file));
   const page = await browser.newPage({acceptDownloads: true});
@@ -84,7 +84,7 @@ async function checkProfile({file, totals}) {
     }
     const want = Object.keys(totals).length === 1 && got[path.basename(file)] !== undefined
       ? {[path.basename(file)]: Object.values(totals)[0]} : totals;
-    const bad = Object.keys(want).filter(k => Math.abs((got[k] || 0) - want[k]) > 1 + want[k] * 1e-6);
+    const bad = Object.keys(want).filter(k => Math.abs((got[k] || 0) - want[k]) > tolerance);
     report(bad.length === 0 && errors.length === 0, `speedscope imports ${path.basename(file)}`,
            bad.length || errors.length ? JSON.stringify({want, got, errors}) : `${exported.profiles.length} profile(s)`);
   } catch (e) {
