@@ -33,10 +33,7 @@ profile(M, F, A, Opts) ->
     parse(Folded).
 
 parse(Folded) ->
-    [begin
-         [Stack, Count] = string:split(Line, " ", trailing),
-         {string:split(Stack, ";", all), binary_to_integer(Count)}
-     end || Line <- binary:split(Folded, <<"\n">>, [global, trim_all])].
+    eflambe_test_util:parse(Folded).
 
 weight(Pred, Lines) ->
     lists:sum([W || {Frames, W} <- Lines, Pred(Frames)]).
@@ -252,7 +249,7 @@ caller_killed(_Config) ->
     timer:sleep(200),
     ?assertEqual({traced, local}, erlang:trace_info({?W, fib, 1}, traced)),
     exit(Pid, kill),
-    wait_until(fun() -> eflambe_tracer:running_session() =:= undefined end),
+    eflambe_test_util:wait_until(fun() -> eflambe_tracer:running_session() =:= undefined end),
     ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)),
     ?assertMatch({ok, _}, eflambe:apply({?W, fib, [10]}, [{return, flamegraph}])).
 
@@ -270,17 +267,6 @@ nif_reload(_Config) ->
 
 stacks(Folded) ->
     lists:sort([tl(Frames) || {Frames, _} <- parse(Folded)]).
-
-wait_until(Fun) ->
-    wait_until(Fun, 100).
-
-wait_until(Fun, 0) ->
-    ?assert(Fun());
-wait_until(Fun, N) ->
-    case Fun() of
-        true -> ok;
-        false -> timer:sleep(20), wait_until(Fun, N - 1)
-    end.
 
 %% flamegraph.pl's syntax: "frame;frame COUNT", sorted, unique stacks.
 folded_format(_Config) ->

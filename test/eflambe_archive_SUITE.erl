@@ -26,18 +26,9 @@ corpus_dir() ->
 cli() ->
     filename:join(code:priv_dir(eflambe), "eflambe-fold").
 
-%% Runs the CLI: {ExitStatus, Stdout}.
+%% Runs the CLI: {ExitStatus, Output}.
 run_cli(Args) ->
-    Port = open_port({spawn_executable, cli()}, [{args, Args}, exit_status, binary, stream,
-                                                  stderr_to_stdout]),
-    collect(Port, <<>>).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, D}} -> collect(Port, <<Acc/binary, D/binary>>);
-        {Port, {exit_status, S}} -> {S, Acc}
-    after 30000 -> error(cli_timeout)
-    end.
+    eflambe_test_util:run(cli(), Args).
 
 expected() ->
     {ok, Bin} = file:read_file(filename:join(corpus_dir(), "expected.txt")),

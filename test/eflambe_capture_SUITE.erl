@@ -33,10 +33,7 @@ assert_nothing_armed() ->
     ?assertEqual(undefined, whereis(eflambe_running)).
 
 parse(Folded) ->
-    [begin
-         [Stack, Count] = string:split(Line, " ", trailing),
-         {string:split(Stack, ";", all), binary_to_integer(Count)}
-     end || Line <- binary:split(Folded, <<"\n">>, [global, trim_all])].
+    eflambe_test_util:parse(Folded).
 
 pids(Folded) ->
     lists:usort([hd(Frames) || {Frames, _} <- parse(Folded)]).
@@ -58,15 +55,7 @@ wait_armed(MFA) ->
     wait_until(fun() -> erlang:trace_info(MFA, meta) =/= {meta, false} end).
 
 wait_until(Fun) ->
-    wait_until(Fun, 250).
-
-wait_until(Fun, 0) ->
-    ?assert(Fun());
-wait_until(Fun, N) ->
-    case Fun() of
-        true -> ok;
-        false -> timer:sleep(20), wait_until(Fun, N - 1)
-    end.
+    eflambe_test_util:wait_until(Fun).
 
 %% A process that calls Fun when told to.
 caller(Fun) ->

@@ -52,14 +52,4 @@ mix_project(Config) ->
     ?assertNotEqual(nomatch, binary:match(Out, <<"error: {:error, {:unknown_option, {:colour, :red}}}">>)).
 
 run(Exe, Args, Dir) ->
-    Port = open_port({spawn_executable, Exe},
-                     [{args, Args}, {cd, Dir}, exit_status, binary, stream, stderr_to_stdout,
-                      {env, [{"MIX_ENV", "dev"}]}]),
-    collect(Port, <<>>).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, D}} -> collect(Port, <<Acc/binary, D/binary>>);
-        {Port, {exit_status, S}} -> {S, Acc}
-    after 300000 -> error(timeout)
-    end.
+    eflambe_test_util:run(Exe, Args, [{cd, Dir}, {env, [{"MIX_ENV", "dev"}]}]).

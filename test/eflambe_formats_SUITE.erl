@@ -116,10 +116,7 @@ real_consumers(Config) ->
     Dir = ?config(priv_dir, Config),
     Archive = filename:join(Dir, "real.eftrace"),
     {ok, Folded} = eflambe:apply({?W, parent, [21]}, [{return, flamegraph}, {archive, Archive}]),
-    Lines = [begin
-                 [Stack, N] = string:split(L, " ", trailing),
-                 {string:split(Stack, ";", all), binary_to_integer(N)}
-             end || L <- binary:split(Folded, <<"\n">>, [global, trim_all])],
+    Lines = eflambe_test_util:parse(Folded),
     Totals = lists:foldl(fun({[P | _], N}, M) -> maps:update_with(P, fun(X) -> X + N end, N, M) end,
                          #{}, Lines),
     ?assertEqual(2, map_size(Totals)),
@@ -161,13 +158,4 @@ json_object(Pairs) ->
     ["{", lists:join(", ", [[json_string(K), ": ", V] || {K, V} <- Pairs]), "}"].
 
 run(Exe, Args) ->
-    Port = open_port({spawn_executable, Exe}, [{args, Args}, exit_status, binary, stream,
-                                               stderr_to_stdout]),
-    collect(Port, <<>>).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, D}} -> collect(Port, <<Acc/binary, D/binary>>);
-        {Port, {exit_status, S}} -> {S, Acc}
-    after 300000 -> error(timeout)
-    end.
+    eflambe_test_util:run(Exe, Args).

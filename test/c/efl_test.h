@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "efl_archive.h"
+#include "efl_buf.h"
 
 static int efl_test_failures;
 
@@ -132,6 +133,20 @@ static inline efl_status efl_test_write_script(const char *path, const struct ef
         }
     }
     return efl_archive_writer_close(w, NULL);
+}
+
+/* The whole file (empty if it cannot be read). */
+static inline struct efl_buf efl_test_read_file(const char *path)
+{
+    struct efl_buf b = {0};
+    FILE *f = fopen(path, "rb");
+    char chunk[4096];
+    size_t n;
+    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        efl_buf_append(&b, chunk, n);
+    if (f)
+        fclose(f);
+    return b;
 }
 
 static inline char *efl_test_tmpfile(const char *tag)

@@ -4,7 +4,6 @@
  * regenerates it on purpose); the expected outcome of each file is in
  * test/data/archives/expected.txt. Files named fuzz-* are inputs the fuzzer
  * once found a bug with, kept as they are. */
-#include "efl_buf.h"
 #include "efl_test.h"
 
 static const struct efl_script apply_script[] = {
@@ -72,18 +71,6 @@ static int write_script(const char *path, const char *meta, const struct efl_scr
     return efl_archive_writer_close(w, NULL) != EFL_OK;
 }
 
-static struct efl_buf slurp(const char *path)
-{
-    struct efl_buf b = {0};
-    FILE *f = fopen(path, "rb");
-    char chunk[4096];
-    size_t n;
-    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        efl_buf_append(&b, chunk, n);
-    if (f)
-        fclose(f);
-    return b;
-}
 
 static int spit(const char *dir, const char *name, const void *data, size_t len)
 {
@@ -113,7 +100,7 @@ int main(int argc, char **argv)
         write_script(capture_path, capture_meta, capture_script, 10, 3, NULL))
         return 1;
 
-    struct efl_buf whole = slurp(apply_path);
+    struct efl_buf whole = efl_test_read_file(apply_path);
     int bad = 0;
     /* Cut inside the third frame (of four, then the end record's): the
      * events of the first two survive. */

@@ -1,6 +1,5 @@
 /* The archive codec: round trip, frames, and damaged inputs (truncated at
  * every length, every byte flipped, foreign and empty files). */
-#include "efl_buf.h"
 #include "efl_test.h"
 
 struct collected {
@@ -98,18 +97,6 @@ static void round_trip(void)
     unlink(path);
 }
 
-static struct efl_buf read_all(const char *path)
-{
-    struct efl_buf b = {0};
-    FILE *f = fopen(path, "rb");
-    char chunk[4096];
-    size_t n;
-    while (f && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        efl_buf_append(&b, chunk, n);
-    if (f)
-        fclose(f);
-    return b;
-}
 
 /* A many-frame archive: each event batch is its own frame. */
 static struct efl_buf framed_archive(size_t *frame_ends, size_t *nframes)
@@ -122,12 +109,12 @@ static struct efl_buf framed_archive(size_t *frame_ends, size_t *nframes)
         struct efl_event e = efl_test_event(&script[i]);
         CHECK_STATUS(efl_archive_writer_events(w, 0, &e, 1), EFL_OK);
         CHECK_STATUS(efl_archive_writer_end_frame(w), EFL_OK);
-        struct efl_buf so_far = read_all(path);
+        struct efl_buf so_far = efl_test_read_file(path);
         frame_ends[(*nframes)++] = so_far.len;
         efl_buf_free(&so_far);
     }
     CHECK_STATUS(efl_archive_writer_close(w, NULL), EFL_OK);
-    struct efl_buf b = read_all(path);
+    struct efl_buf b = efl_test_read_file(path);
     unlink(path);
     return b;
 }

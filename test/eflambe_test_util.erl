@@ -1,0 +1,41 @@
+%% Helpers the test suites share.
+-module(eflambe_test_util).
+
+-include_lib("stdlib/include/assert.hrl").
+
+-export([parse/1, wait_until/1, run/2, run/3]).
+
+%% Folded text as [{Frames, Microseconds}].
+parse(Folded) ->
+    [begin
+         [Stack, Count] = string:split(Line, " ", trailing),
+         {string:split(Stack, ";", all), binary_to_integer(Count)}
+     end || Line <- binary:split(Folded, <<"\n">>, [global, trim_all])].
+
+%% Polls Fun for up to 5 seconds.
+wait_until(Fun) ->
+    wait_until(Fun, 250).
+
+wait_until(Fun, 0) ->
+    ?assert(Fun());
+wait_until(Fun, N) ->
+    case Fun() of
+        true -> ok;
+        false -> timer:sleep(20), wait_until(Fun, N - 1)
+    end.
+
+%% Runs a program without a shell: {ExitStatus, Output}.
+run(Exe, Args) ->
+    run(Exe, Args, []).
+
+run(Exe, Args, PortOpts) ->
+    Port = open_port({spawn_executable, Exe},
+                     [{args, Args}, exit_status, binary, stream, stderr_to_stdout | PortOpts]),
+    collect(Port, <<>>).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, <<Acc/binary, D/binary>>);
+        {Port, {exit_status, S}} -> {S, Acc}
+    after 300000 -> error({timeout, Acc})
+    end.
