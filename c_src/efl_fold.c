@@ -283,7 +283,6 @@ static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind
 
 /* ---- folding -------------------------------------------------------- */
 
-
 /* The node on top for a process: its stack, with a gc or sleep frame when
  * it is not running; its process node when nothing is known. */
 static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint32_t *node)

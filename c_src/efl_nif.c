@@ -31,8 +31,8 @@
     X(truncated) X(undefined) X(unknown_format) X(cut_frames)          \
     X(extension) X(true) X(false) X(archive) X(ring_events) X(threads) \
     X(root_pid) X(root_frame) X(budget) X(every) X(notify) X(meta)      \
-    X(eflambe_capture_done) X(windows) X(pid) X(ended) X(start_us)      \
-    X(end_us) X(exception) X(open) X(data) X(spawn) X(spawned)          \
+    X(eflambe_capture_done) X(pid) X(ended) X(start_us) X(end_us)       \
+    X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister)
 
@@ -68,7 +68,7 @@ static int notify;
 /* Capture admission; the storage outlives sessions, like the rings. */
 #define CAPTURE_MAX 65536
 static struct efl_capture_entry capture_entries[2 * CAPTURE_MAX];
-static struct efl_capture capture = {capture_entries, 2 * CAPTURE_MAX, 0, 0, 1, 0, 0, 0};
+static struct efl_capture capture = {.entries = capture_entries, .cap = 2 * CAPTURE_MAX, .every = 1};
 static struct efl_clock clock_;
 static uint64_t lost_no_ring;          /* atomic: events of threads beyond the set */
 
