@@ -23,7 +23,8 @@
 
 static int has_mfa(unsigned kind)
 {
-    return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_SPAWN;
+    return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_SPAWN &&
+           kind != EFL_EV_LOST;
 }
 
 /* ---- writer --------------------------------------------------------- */
@@ -183,8 +184,10 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
     uint64_t prev = ev[0].ts;
     for (size_t i = 0; i < n; i++) {
         const struct efl_event *e = &ev[i];
-        uint32_t pid, mod = 0, fun = 0, child = 0;
-        EFL_FORWARD_IF_ERROR(process_id(w, e->pid, &pid));
+        uint32_t pid = 0, mod = 0, fun = 0, child = 0;
+        /* A loss of several processes' events names none. */
+        if (e->kind != EFL_EV_LOST || e->pid != 0)
+            EFL_FORWARD_IF_ERROR(process_id(w, e->pid, &pid));
         if (e->kind == EFL_EV_SPAWN)
             EFL_FORWARD_IF_ERROR(process_id(w, (uint64_t)e->fun << 32 | e->mod, &child));
         if (has_mfa(e->kind)) {
@@ -204,6 +207,8 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
         efl_buf_put_varint_unchecked(&w->records, pid);
         if (e->kind == EFL_EV_SPAWN)
             efl_buf_put_varint_unchecked(&w->records, child);
+        if (e->kind == EFL_EV_LOST)
+            efl_buf_put_varint_unchecked(&w->records, e->mod);
         if (has_mfa(e->kind)) {
             efl_buf_put_varint_unchecked(&w->records, mod);
             if (mod != 0) {
@@ -376,10 +381,13 @@ static efl_status parse_event(struct reader *r, struct efl_cursor *c, unsigned k
     r->ts += delta;
     e.ts = r->ts;
     e.kind = (uint8_t)kind;
-    EFL_FORWARD_IF_ERROR(read_id(c, r->processes, 0, &e.pid));
-    /* A spawn carries the new process's id where others carry a module. */
+    EFL_FORWARD_IF_ERROR(read_id(c, r->processes, kind == EFL_EV_LOST, &e.pid));
+    /* A spawn carries the new process's id where others carry a module; a
+     * loss, how many events were lost. */
     if (kind == EFL_EV_SPAWN)
         EFL_FORWARD_IF_ERROR(read_id(c, r->processes, 0, &e.mod));
+    if (kind == EFL_EV_LOST)
+        EFL_FORWARD_IF_ERROR(read_id(c, UINT32_MAX, 1, &e.mod));
     if (has_mfa(kind)) {
         EFL_FORWARD_IF_ERROR(read_id(c, r->symbols, 1, &e.mod));
         if (e.mod != 0) {

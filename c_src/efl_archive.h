@@ -52,7 +52,8 @@ efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *byte
 void efl_archive_writer_abort(struct efl_archive_writer *w);
 
 /* A decoded event: pid, mod and fun are archive ids (0 = none); for a
- * spawn, mod is the new process's id. */
+ * spawn, mod is the new process's id; for a loss, mod is how many events
+ * were lost and pid may be 0 (several processes). */
 struct efl_record {
     uint64_t ts;
     uint32_t pid;

@@ -16,6 +16,7 @@ enum efl_event_kind {
     EFL_EV_GC_START,       /* garbage collection starts */
     EFL_EV_GC_END,         /* garbage collection ends */
     EFL_EV_SPAWN,          /* spawned a process: mod and fun hold its pid (low, high) */
+    EFL_EV_LOST,           /* mod events of this process (0: of several) were lost */
     EFL_EV_KIND_END
 };
 

@@ -32,6 +32,7 @@ struct proc_state {
     uint32_t root_depth; /* open profiled calls (meta call minus return) */
     uint8_t seen, out, gc;
     uint8_t scoped;      /* has root events: only time inside them counts */
+    uint32_t resync;     /* after lost events: the [dropped] node its stack hangs on */
 };
 
 struct efl_folder {
@@ -156,8 +157,8 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     e->ts = r->ts;
     e->pid_kind = r->pid << 4 | r->kind;
     e->frame = NO_FRAME;
-    if (r->kind == EFL_EV_SPAWN) {
-        e->frame = r->mod; /* the child's process id */
+    if (r->kind == EFL_EV_SPAWN || r->kind == EFL_EV_LOST) {
+        e->frame = r->mod; /* the child's process id; the events lost */
     } else if (r->mod != 0) {
         struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
         uint32_t frame;
@@ -182,6 +183,7 @@ static efl_status on_meta(void *ctx, const char *line, size_t len)
     return EFL_OK;
 }
 
+/* Drops are counted by the flusher per ring; the LOST events say whose. */
 static efl_status on_drops(void *ctx, uint32_t ring, uint64_t count)
 {
     struct efl_folder *f = ctx;
@@ -214,6 +216,8 @@ static uint64_t frame_key(const struct efl_frame *fr)
         return 1ull << 63 | fr->a;
     case EFL_FRAME_WINDOW:
         return 1ull << 61 | fr->a;
+    case EFL_FRAME_DROPPED:
+        return 1ull << 60 | fr->a;
     default:
         return 1ull << 62 | fr->kind;
     }
@@ -346,12 +350,16 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
  * were lost), the frame becomes the base of its stack. */
 static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
-    for (uint32_t n = ps->node; n != ps->proc_node; n = f->p->nodes[n].parent) {
+    for (uint32_t n = ps->node; n != ps->proc_node && n != ps->resync; n = f->p->nodes[n].parent) {
         if (f->p->nodes[n].frame == frame) {
             ps->node = n;
             return EFL_OK;
         }
     }
+    /* After lost events, the stack below is unknown: what comes back
+     * hangs on the [dropped] frame, and a profiled call goes on. */
+    if (ps->resync)
+        return child(f, ps->resync, frame, &ps->node);
     if (ps->scoped) {
         ps->node = ps->proc_node;
         return EFL_OK;
@@ -397,6 +405,10 @@ static efl_status adopt(struct efl_folder *f, const struct proc_state *parent, u
 
 static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 {
+    if (HELD_KIND(e) == EFL_EV_LOST && HELD_PID(e) == 0) {
+        f->p->drops_unattributed += e->frame;
+        return EFL_OK;
+    }
     struct proc_state *ps = &f->procs[HELD_PID(e)];
     f->p->end_ns = e->ts;
     EFL_FORWARD_IF_ERROR(apply_event(f, ps, e));
@@ -421,8 +433,10 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         f->p->windows[ps->window].end_ns = e->ts;
     switch (kind) {
     case EFL_EV_ROOT_CALL:
-        if (ps->root_depth++ == 0)
+        if (ps->root_depth++ == 0) {
+            ps->resync = 0;
             EFL_FORWARD_IF_ERROR(open_window(f, ps, e));
+        }
         break;
     case EFL_EV_ROOT_RETURN:
     case EFL_EV_ROOT_EXCEPTION:
@@ -455,6 +469,14 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_SPAWN:
         EFL_FORWARD_IF_ERROR(adopt(f, ps, e->frame));
+        break;
+    case EFL_EV_LOST:
+        /* Its stack is no longer known: say so, and start again from a
+         * [dropped N events] frame. */
+        if (ps->node != 0 && ps->proc_node != 0) {
+            EFL_FORWARD_IF_ERROR(child_kind(f, ps->proc_node, EFL_FRAME_DROPPED, e->frame, &ps->resync));
+            ps->node = ps->resync;
+        }
         break;
     default:
         break;
@@ -588,6 +610,8 @@ efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, s
         return efl_buf_puts(out, "sleep");
     case EFL_FRAME_GC:
         return efl_buf_puts(out, "gc");
+    case EFL_FRAME_DROPPED:
+        return efl_buf_printf(out, "[dropped %u events]", fr->a);
     default:
         return EFL_OK;
     }

@@ -19,7 +19,8 @@ enum efl_frame_kind {
     EFL_FRAME_PROCESS,  /* a = process id */
     EFL_FRAME_SLEEP,    /* scheduled out */
     EFL_FRAME_GC,       /* garbage collecting */
-    EFL_FRAME_WINDOW    /* a = window index; groups one profiled call, never shown */
+    EFL_FRAME_WINDOW,   /* a = window index; groups one profiled call, never shown */
+    EFL_FRAME_DROPPED   /* a = events lost: the stack above it is resynchronised */
 };
 
 struct efl_frame {
@@ -72,7 +73,8 @@ struct efl_profile {
     uint64_t end_ns;             /* the last event's time */
     uint64_t total_ns;
     uint64_t events;
-    uint64_t drops;
+    uint64_t drops;       /* events lost to full rings */
+    uint64_t drops_unattributed;  /* of them, lost by several processes at once */
     uint64_t cut_frames;  /* pushes refused beyond the maximum depth */
     int truncated;        /* the archive stopped before its end record */
     char *meta;           /* the header's "key=value\n" lines */

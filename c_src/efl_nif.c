@@ -245,9 +245,13 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
         __atomic_fetch_add(&lost_no_ring, 1, __ATOMIC_RELAXED);
         return;
     }
-    struct efl_event *e = efl_ring_reserve(ring);
-    if (e == NULL)
+    struct efl_event *e = NULL;
+    if (efl_ring_report_losses(ring, ts, id))
+        e = efl_ring_reserve(ring);
+    if (e == NULL) {
+        efl_ring_lose(ring, argv[2]);
         return;
+    }
     e->ts = ts;
     e->pid = argv[2];
     e->mod = e->fun = 0;

@@ -18,6 +18,8 @@ bool efl_ring_init(struct efl_ring *r, size_t min_events)
     ck_ring_init(&r->ring, (unsigned)size);
     r->seen_consumer = 0;
     r->dropped = 0;
+    r->unreported = 0;
+    r->unreported_pid = 0;
     return true;
 }
 

@@ -26,6 +26,10 @@ struct efl_ring {
     /* Written by the producer only, read by the consumer: events lost
      * because the ring was full. */
     uint64_t dropped;
+    /* Producer only: losses not yet reported in the ring, and whose (a raw
+     * pid; 0 when several processes lost events). */
+    uint32_t unreported;
+    uint64_t unreported_pid;
 };
 
 /* Size in slots is rounded up to a power of two (at least 2); the ring holds
@@ -58,6 +62,39 @@ static inline struct efl_event *efl_ring_reserve(struct efl_ring *r)
 static inline void efl_ring_commit(struct efl_ring *r)
 {
     ck_ring_enqueue_commit_spsc(&r->ring);
+}
+
+/* Producer only: counts an event of `pid` that could not be written. */
+static inline void efl_ring_lose(struct efl_ring *r, uint64_t pid)
+{
+    if (r->unreported == 0)
+        r->unreported_pid = pid;
+    else if (r->unreported_pid != pid)
+        r->unreported_pid = 0;
+    if (r->unreported < UINT32_MAX)
+        r->unreported++;
+}
+
+/* Producer only, before writing an event: if events were lost since the
+ * last one, writes a LOST marker first (when it fits), so the folder knows
+ * which process's stack to resynchronise. Returns false if events are still
+ * unreported (the ring is still full). */
+static inline bool efl_ring_report_losses(struct efl_ring *r, uint64_t ts, uint32_t session)
+{
+    if (r->unreported == 0)
+        return true;
+    struct efl_event *e = efl_ring_reserve(r);
+    if (e == NULL)
+        return false;
+    memset(e, 0, sizeof *e);
+    e->ts = ts;
+    e->pid = r->unreported_pid;
+    e->mod = r->unreported;
+    e->kind = EFL_EV_LOST;
+    e->session = session;
+    efl_ring_commit(r);
+    r->unreported = 0;
+    return true;
 }
 
 /* Producer only: reserve, copy, commit. */

@@ -38,7 +38,7 @@ static uint32_t hash(const char *s, size_t len)
     return h;
 }
 
-/* flamegraph.pl's warm palette; sleep blue, gc green. */
+/* flamegraph.pl's warm palette; sleep blue, gc green, lost events grey. */
 static void colour(const struct efl_frame *fr, const char *name, size_t len, char out[32])
 {
     uint32_t h = hash(name, len);
@@ -47,6 +47,8 @@ static void colour(const struct efl_frame *fr, const char *name, size_t len, cha
         snprintf(out, 32, "rgb(%u,%u,%u)", 80 + a % 40, 150 + b % 40, 220 + c % 30);
     else if (fr->kind == EFL_FRAME_GC)
         snprintf(out, 32, "rgb(%u,%u,%u)", 90 + a % 40, 190 + b % 40, 90 + c % 40);
+    else if (fr->kind == EFL_FRAME_DROPPED)
+        snprintf(out, 32, "rgb(%u,%u,%u)", 120 + a % 20, 120 + a % 20, 120 + a % 20);
     else if (fr->kind == EFL_FRAME_PROCESS)
         snprintf(out, 32, "rgb(%u,%u,%u)", 190 + a % 30, 190 + b % 30, 190 + c % 30);
     else

@@ -297,6 +297,26 @@ static void max_depth_option(void)
     free(got);
 }
 
+/* Events of a process were lost: its stack is unknown from there on, so
+ * what follows hangs on a [dropped N events] frame instead of being
+ * stacked on a stale stack. */
+static void lost_events_resync(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:a/0"},
+        {0, 10, 1, C, "m:b/0"},
+        {0, 20, 1, EFL_EV_LOST, "5"},
+        {0, 30, 1, C, "m:c/0"},
+        {0, 40, 1, R, "m:a/0"},
+        {0, 50, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;[dropped 5 events] 10\n"
+                  "<0.1.0>;[dropped 5 events];m:a/0 10\n"
+                  "<0.1.0>;[dropped 5 events];m:c/0 10\n"
+                  "<0.1.0>;m:a/0 10\n"
+                  "<0.1.0>;m:a/0;m:b/0 10\n");
+}
+
 /* Frame names never break a folded line. */
 static void names_escaped(void)
 {
@@ -322,6 +342,7 @@ int main(void)
     RUN(spawned_inside_window);
     RUN(depth_cap);
     RUN(max_depth_option);
+    RUN(lost_events_resync);
     RUN(names_escaped);
     return efl_test_done();
 }

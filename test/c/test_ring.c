@@ -36,6 +36,38 @@ static void capacity_and_drops(void)
     efl_ring_destroy(&r);
 }
 
+/* Lost events are reported in the ring, with whose they were, before the
+ * next event that fits. */
+static void losses_reported(void)
+{
+    struct efl_ring r;
+    CHECK(efl_ring_init(&r, 3));
+    struct efl_event e = {.kind = EFL_EV_CALL, .session = 9}, out[8];
+    for (unsigned i = 0; i < 3; i++)
+        CHECK(efl_ring_push(&r, &e));
+    /* Full: two events of process 77 lost. */
+    for (unsigned i = 0; i < 2; i++) {
+        CHECK(!efl_ring_report_losses(&r, 5, 9) || efl_ring_reserve(&r) == NULL);
+        efl_ring_lose(&r, 77);
+    }
+    CHECK(efl_ring_drain(&r, out, 8) == 3);
+    CHECK(efl_ring_report_losses(&r, 6, 9));
+    CHECK(efl_ring_push(&r, &e));
+    CHECK(efl_ring_drain(&r, out, 8) == 2);
+    CHECK(out[0].kind == EFL_EV_LOST && out[0].pid == 77 && out[0].mod == 2 && out[0].session == 9);
+    CHECK(out[1].kind == EFL_EV_CALL);
+    /* Losses of two processes name none. */
+    for (unsigned i = 0; i < 3; i++)
+        CHECK(efl_ring_push(&r, &e));
+    efl_ring_lose(&r, 77);
+    efl_ring_lose(&r, 78);
+    CHECK(efl_ring_drain(&r, out, 8) == 3);
+    CHECK(efl_ring_report_losses(&r, 7, 9));
+    CHECK(efl_ring_drain(&r, out, 8) == 1);
+    CHECK(out[0].kind == EFL_EV_LOST && out[0].pid == 0 && out[0].mod == 2);
+    efl_ring_destroy(&r);
+}
+
 #define VALIDATE_EVENTS 4000000u
 
 struct run {
@@ -101,6 +133,7 @@ static void two_threads(void)
 int main(void)
 {
     RUN(capacity_and_drops);
+    RUN(losses_reported);
     RUN(two_threads);
     return efl_test_done();
 }
