@@ -237,6 +237,31 @@ efl_status efl_archive_writer_drops(struct efl_archive_writer *w, uint32_t ring,
     return after_record(w, before);
 }
 
+const char *efl_stop_reason_name(unsigned reason)
+{
+    switch (reason) {
+    case EFL_STOP_MAX_EVENTS: return "max_events";
+    case EFL_STOP_MAX_BYTES: return "max_bytes";
+    case EFL_STOP_TIMEOUT: return "timeout";
+    case EFL_STOP_STOPPED: return "stopped";
+    default: return "none";
+    }
+}
+
+efl_status efl_archive_writer_stopped(struct efl_archive_writer *w, unsigned reason)
+{
+    size_t before = w->records.len;
+    EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 10));
+    w->records.data[w->records.len++] = EFL_REC_STOPPED;
+    efl_buf_put_varint_unchecked(&w->records, reason);
+    return after_record(w, before);
+}
+
+uint64_t efl_archive_writer_bytes(const struct efl_archive_writer *w)
+{
+    return w->bytes_written;
+}
+
 size_t efl_archive_writer_frame_bytes(const struct efl_archive_writer *w)
 {
     return w->frame_bytes;
@@ -429,6 +454,11 @@ static efl_status parse_frame(struct reader *r, const unsigned char *data, size_
             r->sum->drops += b;
             if (r->v->drops)
                 EFL_FORWARD_IF_ERROR(r->v->drops(r->v->ctx, (uint32_t)a, b));
+            break;
+        case EFL_REC_STOPPED:
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));
+            EFL_RETURN_ERROR_IF(a == EFL_STOP_NONE || a > EFL_STOP_STOPPED, EFL_ERR_CORRUPT);
+            r->sum->stopped = (unsigned)a;
             break;
         case EFL_REC_END:
             EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));

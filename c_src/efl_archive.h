@@ -21,6 +21,7 @@ enum efl_record_tag {
     EFL_REC_RING = 0x03,
     EFL_REC_DROPS = 0x04,
     EFL_REC_END = 0x05,
+    EFL_REC_STOPPED = 0x06,
     EFL_REC_EVENT = 0x10
 };
 
@@ -48,6 +49,21 @@ size_t efl_archive_writer_frame_bytes(const struct efl_archive_writer *w);
 efl_status efl_archive_writer_end_frame(struct efl_archive_writer *w);
 /* Writes the end record and closes the file. Frees w whatever the result. */
 efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *bytes_written);
+/* Why a run stopped before its end; part of the archive format. */
+enum efl_stop_reason {
+    EFL_STOP_NONE = 0,
+    EFL_STOP_MAX_EVENTS = 1,
+    EFL_STOP_MAX_BYTES = 2,
+    EFL_STOP_TIMEOUT = 3,
+    EFL_STOP_STOPPED = 4  /* eflambe:stop() */
+};
+const char *efl_stop_reason_name(unsigned reason);
+
+/* Records that recording stopped early, and why. */
+efl_status efl_archive_writer_stopped(struct efl_archive_writer *w, unsigned reason);
+/* Archive bytes written so far (the frame being built not counted). */
+uint64_t efl_archive_writer_bytes(const struct efl_archive_writer *w);
+
 /* Closes without the end record (an aborted run). Frees w. */
 void efl_archive_writer_abort(struct efl_archive_writer *w);
 
@@ -82,6 +98,7 @@ struct efl_archive_summary {
     int ended;                /* the end record was read */
     int truncated;            /* the file stops before the end record */
     uint64_t declared_events; /* from the end record */
+    unsigned stopped;         /* enum efl_stop_reason */
 };
 
 /* Reads everything up to the last complete frame. A file cut off mid-write

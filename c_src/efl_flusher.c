@@ -22,6 +22,8 @@ struct efl_flusher {
     struct efl_event *batch;
     struct efl_archive_writer *writer;
     struct efl_flush_stats stats;
+    struct efl_flush_limits limits;
+    unsigned stop_reason;  /* atomic: set by efl_flusher_note_stop or a limit */
     ErlNifTid tid;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -57,6 +59,9 @@ static size_t drain_ring(struct efl_flusher *f, size_t i)
     do {
         n = efl_ring_drain(&f->rings[i], f->batch, DRAIN_BATCH);
         size_t kept = own_events(f, n);
+        /* Past a limit, events that were already on their way are dropped. */
+        if (f->stats.stopped != EFL_STOP_NONE)
+            kept = 0;
         total += kept;
         if (kept > 0 && f->stats.status == EFL_OK)
             f->stats.status = efl_archive_writer_events(f->writer, (uint32_t)i, f->batch, kept);
@@ -72,6 +77,31 @@ static size_t drain_ring(struct efl_flusher *f, size_t i)
     return total;
 }
 
+static void check_limits(struct efl_flusher *f)
+{
+    if (f->stats.stopped != EFL_STOP_NONE || f->writer == NULL)
+        return;
+    unsigned reason = EFL_STOP_NONE;
+    if (f->limits.max_events && f->stats.events >= f->limits.max_events)
+        reason = EFL_STOP_MAX_EVENTS;
+    else if (f->limits.max_bytes && efl_archive_writer_bytes(f->writer) +
+                                            efl_archive_writer_frame_bytes(f->writer) >=
+                                        f->limits.max_bytes)
+        reason = EFL_STOP_MAX_BYTES;
+    if (reason == EFL_STOP_NONE)
+        return;
+    f->stats.stopped = reason;
+    __atomic_store_n(&f->stop_reason, reason, __ATOMIC_RELAXED);
+    if (f->limits.on_limit)
+        f->limits.on_limit(f->limits.ctx, reason);
+}
+
+void efl_flusher_note_stop(struct efl_flusher *f, unsigned reason)
+{
+    unsigned none = EFL_STOP_NONE;
+    __atomic_compare_exchange_n(&f->stop_reason, &none, reason, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 static void *run(void *arg)
 {
     struct efl_flusher *f = arg;
@@ -85,6 +115,7 @@ static void *run(void *arg)
         for (size_t i = 0; i < f->nrings; i++)
             drained += drain_ring(f, i);
         f->stats.events += drained;
+        check_limits(f);
 
         int64_t now = now_ns();
         if (now - frame_start >= FRAME_INTERVAL_NS) {
@@ -110,6 +141,9 @@ static void *run(void *arg)
             pthread_mutex_unlock(&f->lock);
         }
     }
+    f->stats.stopped = __atomic_load_n(&f->stop_reason, __ATOMIC_RELAXED);
+    if (f->stats.status == EFL_OK && f->stats.stopped != EFL_STOP_NONE)
+        f->stats.status = efl_archive_writer_stopped(f->writer, f->stats.stopped);
     if (f->stats.status == EFL_OK) {
         f->stats.status = efl_archive_writer_close(f->writer, &f->stats.bytes);
     } else {
@@ -130,6 +164,7 @@ static void flusher_free(struct efl_flusher *f)
 
 efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, size_t nrings,
                              uint32_t session, const struct efl_clock *clock,
+                             const struct efl_flush_limits *limits,
                              struct efl_archive_writer *writer)
 {
     struct efl_flusher *f = calloc(1, sizeof *f);
@@ -138,6 +173,8 @@ efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, si
     f->nrings = nrings;
     f->session = session;
     f->clock = *clock;
+    if (limits)
+        f->limits = *limits;
     f->writer = writer;
     f->seen_drops = calloc(nrings, sizeof *f->seen_drops);
     f->batch = malloc(DRAIN_BATCH * sizeof *f->batch);

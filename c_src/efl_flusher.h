@@ -12,11 +12,21 @@
 
 struct efl_flusher;
 
+/* Limits on a run: 0 means none. When one is reached the flusher calls
+ * on_limit once (on its own thread) and discards what comes after. */
+struct efl_flush_limits {
+    uint64_t max_events;
+    uint64_t max_bytes;
+    void (*on_limit)(void *ctx, unsigned reason);
+    void *ctx;
+};
+
 struct efl_flush_stats {
     uint64_t events;   /* events written to the archive */
     uint64_t drops;    /* events lost to full rings */
     uint64_t bytes;    /* archive size */
     efl_status status; /* first failure of the writer, if any */
+    unsigned stopped;  /* enum efl_stop_reason */
 };
 
 /* Starts the thread, which archives the events of `session` and discards
@@ -26,7 +36,12 @@ struct efl_flush_stats {
  * outlive efl_flusher_stop. */
 efl_status efl_flusher_start(struct efl_flusher **f, struct efl_ring *rings, size_t nrings,
                              uint32_t session, const struct efl_clock *clock,
+                             const struct efl_flush_limits *limits,
                              struct efl_archive_writer *writer);
+
+/* Recording stopped early for a reason found outside the flusher (a
+ * timeout, eflambe:stop()): noted in the archive when it is closed. */
+void efl_flusher_note_stop(struct efl_flusher *f, unsigned reason);
 
 /* The caller guarantees no producer will push again. Sets the shutdown flag
  * under the mutex, signals, joins: the thread first drains every ring

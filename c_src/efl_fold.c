@@ -558,6 +558,7 @@ static efl_status fold_from(const char *path, const void *data, size_t len,
         return s;
     }
     f->p->truncated = sum.truncated;
+    f->p->stopped = sum.stopped;
     return efl_folder_finish(f, out);
 }
 

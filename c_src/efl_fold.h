@@ -77,6 +77,7 @@ struct efl_profile {
     uint64_t drops_unattributed;  /* of them, lost by several processes at once */
     uint64_t cut_frames;  /* pushes refused beyond the maximum depth */
     int truncated;        /* the archive stopped before its end record */
+    unsigned stopped;     /* enum efl_stop_reason: recording ended early */
     char *meta;           /* the header's "key=value\n" lines */
 };
 

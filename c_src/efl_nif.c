@@ -34,7 +34,8 @@
     X(eflambe_capture_done) X(pid) X(ended) X(start_us) X(end_us)       \
     X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
-    X(register) X(unregister)
+    X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
+    X(stopped) X(timeout)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -84,6 +85,7 @@ struct session {
     unsigned id;
     struct efl_flusher *flusher;
     ErlNifEnv *name_env;  /* for the flusher's atom lookups */
+    ErlNifEnv *msg_env;   /* for the flusher's limit message */
 };
 
 static ErlNifMutex *session_lock;      /* serialises start and stop */
@@ -312,6 +314,22 @@ static size_t name_pid(void *ctx, uint64_t raw, char *buf, size_t cap)
 
 /* ---- session -------------------------------------------------------- */
 
+/* On the flusher thread, once, when a run reaches max_events or
+ * max_bytes: recording stops at once everywhere (the callbacks answer
+ * `remove` from now on), and the run's owner is told to disarm. */
+static void on_limit(void *ctx, unsigned reason)
+{
+    struct session *s = ctx;
+    unsigned id = s->id;
+    __atomic_compare_exchange_n(&active, &id, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    if (!notify)
+        return;
+    ERL_NIF_TERM msg = enif_make_tuple2(s->msg_env, atom_eflambe_limit,
+                                        enif_make_atom(s->msg_env, efl_stop_reason_name(reason)));
+    enif_send(NULL, &notify_pid, s->msg_env, msg);
+    enif_clear_env(s->msg_env);
+}
+
 static ERL_NIF_TERM error_tuple(ErlNifEnv *env, efl_status s, ERL_NIF_TERM detail)
 {
     return enif_make_tuple2(env, atom_error,
@@ -344,8 +362,12 @@ static void free_set(struct ring_set *set)
 static efl_status ensure_rings(size_t count, size_t events)
 {
     struct ring_set *cur = ring_set;
-    if (cur != NULL && cur->count >= count && cur->events == events)
+    if (cur != NULL && cur->count >= count && cur->events == events) {
+        /* Losses the last session never got to report are not this one's. */
+        for (size_t i = 0; i < cur->count; i++)
+            cur->rings[i].unreported = 0;
         return EFL_OK;
+    }
     struct ring_set *set = calloc(1, sizeof *set);
     EFL_RETURN_ERROR_IF(set == NULL, EFL_ERR_NOMEM);
     set->events = events;
@@ -375,6 +397,7 @@ struct start_args {
     unsigned budget, every;
     int have_notify;
     ErlNifPid notify;
+    uint64_t max_events, max_bytes;
 };
 
 static int map_get(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM key, ERL_NIF_TERM *value)
@@ -420,6 +443,17 @@ static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
             return 0;
         a->have_notify = 1;
     }
+    ErlNifUInt64 n;
+    if (map_get(env, map, atom_max_events, &v)) {
+        if (!enif_get_uint64(env, v, &n))
+            return 0;
+        a->max_events = n;
+    }
+    if (map_get(env, map, atom_max_bytes, &v)) {
+        if (!enif_get_uint64(env, v, &n))
+            return 0;
+        a->max_bytes = n;
+    }
     return 1;
 }
 
@@ -432,7 +466,9 @@ static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
  * root_pid (apply): meta events are kept for that process only.
  * root_frame: the meta-traced function is shown as the root frame.
  * budget (capture): how many calls of the meta-traced function to admit,
- * one in `every`; `notify` gets eflambe_capture_done as each one ends. */
+ * one in `every`; `notify` gets eflambe_capture_done as each one ends.
+ * max_events, max_bytes: limits of the run; `notify` gets
+ * {eflambe_limit, max_events | max_bytes} when one is reached. */
 static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -450,7 +486,8 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     }
     struct session *s = calloc(1, sizeof *s);
     efl_status st = s ? EFL_OK : EFL_ERR_NOMEM;
-    if (st == EFL_OK && (s->name_env = enif_alloc_env()) == NULL)
+    if (st == EFL_OK && ((s->name_env = enif_alloc_env()) == NULL ||
+                         (s->msg_env = enif_alloc_env()) == NULL))
         st = EFL_ERR_NOMEM;
     if (st == EFL_OK)
         st = ensure_rings(a.threads, a.ring_events);
@@ -459,27 +496,32 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     struct efl_namer namer = {s, name_atom, name_pid};
     if (st == EFL_OK)
         st = efl_archive_writer_open(&writer, a.archive, a.meta, &namer);
+    struct efl_flush_limits limits = {a.max_events, a.max_bytes, on_limit, s};
+    if (s)
+        s->id = id;
+    /* The callbacks may see these as soon as the flusher runs. */
+    notify = a.have_notify;
+    notify_pid = a.notify;
     if (st == EFL_OK &&
         (st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, &clock_,
-                                writer)) != EFL_OK)
+                                &limits, writer)) != EFL_OK)
         efl_archive_writer_abort(writer);
     if (st != EFL_OK) {
         if (s && s->name_env)
             enif_free_env(s->name_env);
+        if (s && s->msg_env)
+            enif_free_env(s->msg_env);
         free(s);
         result = error_tuple(env, st, enif_make_string(env, a.archive, ERL_NIF_LATIN1));
         goto out;
     }
     last_id = id;
-    s->id = id;
     session = s;
     root_pid = a.root_pid;
     root_frame = a.root_frame;
     capturing = a.capture;
     if (capturing)
         efl_capture_start(&capture, id, a.budget, a.every);
-    notify = a.have_notify;
-    notify_pid = a.notify;
     efl_clock_rebase(&clock_);
     __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
     /* Publishes all of the above to the callbacks. */
@@ -502,6 +544,7 @@ static void end_session(struct efl_flush_stats *st, uint64_t *lost)
     for (size_t i = 0; i < ring_set->count; i++)
         efl_ring_release_pages(&ring_set->rings[i]);
     enif_free_env(session->name_env);
+    enif_free_env(session->msg_env);
     free(session);
     session = NULL;
 }
@@ -538,12 +581,37 @@ static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
     enif_mutex_unlock(session_lock);
     if (st.status != EFL_OK)
         return error_tuple(env, st.status, atom_undefined);
-    ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_bytes};
+    ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_bytes, atom_stopped};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, st.events), enif_make_uint64(env, st.drops + lost),
-                           enif_make_uint64(env, st.bytes)};
+                           enif_make_uint64(env, st.bytes),
+                           enif_make_atom(env, efl_stop_reason_name(st.stopped))};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 3, &map);
+    enif_make_map_from_arrays(env, keys, vals, 4, &map);
     return enif_make_tuple2(env, atom_ok, map);
+}
+
+/* halt_session(TracerState, timeout | stopped) -> ok | {error, not_running}
+ * Stops recording now (the session stays open until stop_session) and
+ * notes why in the archive. */
+static ERL_NIF_TERM nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id;
+    int meta;
+    unsigned reason = argv[1] == atom_timeout ? EFL_STOP_TIMEOUT
+                      : argv[1] == atom_stopped ? EFL_STOP_STOPPED
+                                                : EFL_STOP_NONE;
+    if (!decode_state(argv[0], &id, &meta) || meta || reason == EFL_STOP_NONE)
+        return enif_make_badarg(env);
+    ERL_NIF_TERM result = enif_make_tuple2(env, atom_error, atom_not_running);
+    enif_mutex_lock(session_lock);
+    if (session != NULL && session->id == id) {
+        __atomic_compare_exchange_n(&active, &id, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+        efl_flusher_note_stop(session->flusher, reason);
+        result = atom_ok;
+    }
+    enif_mutex_unlock(session_lock);
+    return result;
 }
 
 static ERL_NIF_TERM make_binary(ErlNifEnv *env, const struct efl_buf *b)
@@ -586,14 +654,15 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
     ERL_NIF_TERM meta_bin;
     memcpy(enif_make_new_binary(env, strlen(meta), &meta_bin), meta, strlen(meta));
     ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
-                           atom_cut_frames, atom_extension, atom_meta};
+                           atom_cut_frames, atom_extension, atom_meta, atom_stopped};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
                            enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
                            p->truncated ? atom_true : atom_false,
                            enif_make_uint64(env, p->cut_frames),
-                           enif_make_string(env, w->extension, ERL_NIF_LATIN1), meta_bin};
+                           enif_make_string(env, w->extension, ERL_NIF_LATIN1), meta_bin,
+                           enif_make_atom(env, efl_stop_reason_name(p->stopped))};
     ERL_NIF_TERM info;
-    enif_make_map_from_arrays(env, keys, vals, 7, &info);
+    enif_make_map_from_arrays(env, keys, vals, 8, &info);
     return info;
 }
 
@@ -725,6 +794,7 @@ static ErlNifFunc funcs[] = {
     {"start_session", 1, nif_start_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"running_session", 0, nif_running_session, 0},
     {"stop_session", 1, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"halt_session", 2, nif_halt_session, 0},
     {"fold", 4, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };

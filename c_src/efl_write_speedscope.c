@@ -102,8 +102,11 @@ efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, stru
     struct speedscope w = {.out = out, .p = p};
     struct efl_buf name = {0};
     efl_status s = efl_buf_puts(out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
-                                     "\"exporter\":\"eflambe\",\"name\":\"eflambe\","
-                                     "\"activeProfileIndex\":0,\"shared\":{\"frames\":[");
+                                     "\"exporter\":\"eflambe\",\"name\":\"eflambe");
+    if (s == EFL_OK)
+        s = efl_append_caveats(p, out);
+    if (s == EFL_OK)
+        s = efl_buf_puts(out, "\",\"activeProfileIndex\":0,\"shared\":{\"frames\":[");
     /* Frame indexes are the profile's own frame ids. */
     for (uint32_t i = 0; s == EFL_OK && i < p->nframes; i++) {
         name.len = 0;

@@ -159,6 +159,7 @@ static efl_status header(struct svg *w, int height)
         EFL_FORWARD_IF_ERROR(efl_buf_puts(o, " of "));
         EFL_FORWARD_IF_ERROR(efl_xml_escape(o, target, len));
     }
+    EFL_FORWARD_IF_ERROR(efl_append_caveats(w->p, o));
     return efl_buf_printf(o, "</text>\n"
         "<text class=\"reset\" x=\"%d\" y=\"24\" style=\"visibility:hidden\">Reset Zoom</text>\n"
         "<text class=\"search\" x=\"%d\" y=\"24\">Search</text>\n"

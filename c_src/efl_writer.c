@@ -247,3 +247,25 @@ efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len)
     }
     return EFL_OK;
 }
+
+efl_status efl_append_caveats(const struct efl_profile *p, struct efl_buf *out)
+{
+    if (p->stopped == EFL_STOP_NONE && p->drops == 0 && !p->truncated)
+        return EFL_OK;
+    EFL_FORWARD_IF_ERROR(efl_buf_puts(out, " (partial:"));
+    const char *sep = " ";
+    if (p->stopped != EFL_STOP_NONE) {
+        static const char *why[] = {"", "max_events reached", "max_bytes reached", "timeout",
+                                    "eflambe:stop()"};
+        EFL_FORWARD_IF_ERROR(efl_buf_printf(out, "%srecording stopped: %s", sep,
+                                            p->stopped <= EFL_STOP_STOPPED ? why[p->stopped] : "?"));
+        sep = "; ";
+    }
+    if (p->truncated) {
+        EFL_FORWARD_IF_ERROR(efl_buf_printf(out, "%sarchive truncated", sep));
+        sep = "; ";
+    }
+    if (p->drops > 0)
+        EFL_FORWARD_IF_ERROR(efl_buf_printf(out, "%s%llu events lost", sep, (unsigned long long)p->drops));
+    return efl_buf_puts(out, ")");
+}

@@ -45,6 +45,11 @@ efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_
 efl_status efl_json_escape(struct efl_buf *out, const char *s, size_t len);
 efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len);
 
+/* Appends what a reader must know about an incomplete profile, for titles:
+ * " (partial: recording stopped: max_events reached; 12 events lost)", or
+ * nothing. No characters that need escaping. */
+efl_status efl_append_caveats(const struct efl_profile *p, struct efl_buf *out);
+
 /* Is node the process node of a profiled call that ended with an exception? */
 int efl_ended_by_exception(const struct efl_profile *p, uint32_t node);
 

@@ -70,7 +70,10 @@
       | {archive, file:filename()}
       | {open, speedscope | hotspot | atom() | file:filename()}
       | {max_depth, 1..1024}
-      | {exclude, [module() | {module(), atom(), arity() | '_'}]}.
+      | {exclude, [module() | {module(), atom(), arity() | '_'}]}
+      | {max_events, pos_integer()}
+      | {max_bytes, pos_integer()}
+      | {timeout, timeout()}.
 %% `output_directory': where the flamegraph file goes (default: the current
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
 %% 1048576, 32768 events). `archive': keep the run's trace archive at this
@@ -83,13 +86,18 @@
 %% functions, the deeper time staying with the last frame. `exclude'
 %% (default []): modules and functions not traced at all (their time goes
 %% to their callers), to cut the volume at the source; not for replay.
+%% `max_events' (default 100000000) and `max_bytes' (archive size, default
+%% 1073741824): recording stops when either is reached. `timeout' (default
+%% `infinity'): for apply, recording stops after that many milliseconds
+%% (the call goes on); for capture, how long to wait for the calls. A
+%% profile cut short says so: a warning is logged, SVG and speedscope
+%% titles say "partial", and lost events appear as [dropped N events]
+%% frames.
 
 -type capture_option() ::
         option()
-      | {timeout, timeout()}
       | {every, pos_integer()}
       | {spawned, boolean()}.
-%% `timeout' (default `infinity'): milliseconds to wait for the calls.
 %% `every' (default 1): capture one call in K. `spawned' (default false):
 %% also trace the processes a captured call spawns, in its flamegraph.
 %% `return' is `filename' (default) or `flamegraph'.

@@ -70,10 +70,11 @@ fun_target(Fun) ->
 -spec run(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
 run(Target, Runner, Opts) ->
-    Params = #{target => Target, root_pid => self(), root_frame => false},
+    Guard = guard(self(), maps:get(timeout, Opts)),
+    Params = #{target => Target, root_pid => self(), root_frame => false, notify => Guard},
     case eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
-            Guard = guard(self(), Session),
+            Guard ! {session, Session},
             Outcome = traced(Runner, Session, Opts),
             Delivered = case eflambe_session:finish(Session, false, Opts) of
                             {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
@@ -86,6 +87,7 @@ run(Target, Runner, Opts) ->
                 {{value, _}, Delivered} -> Delivered
             end;
         {error, _} = Error ->
+            Guard ! done,
             Error
     end.
 
@@ -129,34 +131,60 @@ disarm_node() ->
     eflambe_session:disarm_local().
 
 %% The caller runs the profiled code, so it cannot watch itself: a guard
-%% process answers eflambe:stop() (tracing stops, the call goes on), and if
-%% the caller dies mid-call it disarms the node, for that session only.
-%% While the session runs no other can start, so disarming is safe.
--spec guard(pid(), eflambe_session:session()) -> pid().
-guard(Caller, #{tracer := TracerState} = Session) ->
+%% process does. It ends tracing (the call goes on) on eflambe:stop(), on
+%% the timeout, or when the tracer reports a limit reached (max_events,
+%% max_bytes); if the caller dies mid-call it disarms the node and ends the
+%% session, that session only. While the session runs no other can start,
+%% so disarming is safe.
+-spec guard(pid(), timeout()) -> pid().
+guard(Caller, Timeout) ->
     spawn(fun() ->
-                  eflambe_session:register_running(self()),
                   Ref = monitor(process, Caller),
-                  guard_loop(Caller, Ref, TracerState, Session)
+                  receive
+                      {session, Session} ->
+                          eflambe_session:register_running(self()),
+                          guard_loop(Caller, Ref, Session, deadline(Timeout));
+                      done ->
+                          ok
+                  end
           end).
 
--spec guard_loop(pid(), reference(), integer(), eflambe_session:session()) -> ok.
-guard_loop(Caller, Ref, TracerState, Session) ->
+-spec deadline(timeout()) -> integer() | infinity.
+deadline(infinity) -> infinity;
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+
+-spec guard_loop(pid(), reference(), eflambe_session:session(), integer() | infinity) -> ok.
+guard_loop(Caller, Ref, #{tracer := TracerState} = Session, Deadline) ->
+    Wait = case Deadline of
+               infinity -> infinity;
+               _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
+           end,
     receive
         done ->
             ok;
         {eflambe_stop, From, StopRef} ->
-            disarm_node(),
-            eflambe_session:untrace_all(Session),
+            eflambe_session:halt(Session, stopped),
+            stop_tracing(Session),
             From ! {StopRef, stopped},
-            guard_loop(Caller, Ref, TracerState, Session);
+            guard_loop(Caller, Ref, Session, infinity);
+        {eflambe_limit, _Reason} ->
+            stop_tracing(Session),
+            guard_loop(Caller, Ref, Session, infinity);
         {'DOWN', Ref, process, Caller, _} ->
             case eflambe_tracer:running_session() of
                 TracerState ->
-                    disarm_node(),
-                    eflambe_session:untrace_all(Session),
+                    stop_tracing(Session),
                     eflambe_session:abort(Session);
                 _ ->
                     ok
             end
+    after Wait ->
+            eflambe_session:halt(Session, timeout),
+            stop_tracing(Session),
+            guard_loop(Caller, Ref, Session, infinity)
     end.
+
+-spec stop_tracing(eflambe_session:session()) -> ok.
+stop_tracing(Session) ->
+    disarm_node(),
+    eflambe_session:untrace_all(Session).

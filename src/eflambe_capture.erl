@@ -142,7 +142,8 @@ disarm(MFA) ->
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
--type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}.
+-type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}
+             | {limit, max_events | max_bytes}.
 
 -spec wait(mfa(), non_neg_integer(), integer() | infinity,
            {pid(), reference(), eflambe_session:session()}) -> why().
@@ -159,6 +160,8 @@ wait(MFA, Left, Deadline, {Caller, CallerRef, #{meta := MetaState}} = Owner) ->
         {eflambe_stop, From, StopRef} ->
             From ! {StopRef, stopped},
             stopped;
+        {eflambe_limit, Reason} ->
+            {limit, Reason};
         {'DOWN', CallerRef, process, Caller, _} ->
             caller_down
     after Ms ->

@@ -16,6 +16,8 @@
                   archive => file:filename() | undefined,
                   open => undefined | file:filename(),
                   max_depth := 1..1024,
+                  max_events => pos_integer(),
+                  max_bytes => pos_integer(),
                   exclude => [module() | {module(), atom(), arity() | '_'}],
                   timeout => timeout(),
                   every => pos_integer(),
@@ -23,6 +25,9 @@
 
 -define(EVENT_BYTES, 32).
 -define(DEFAULT_BUFFER_BYTES, 1048576).
+%% A run stops recording beyond these (see eflambe's option() type).
+-define(DEFAULT_MAX_EVENTS, 100000000).
+-define(DEFAULT_MAX_BYTES, 1073741824).
 
 -spec output_formats() -> [eflambe:output_format()].
 output_formats() ->
@@ -38,10 +43,12 @@ defaults(apply) ->
       archive => undefined,
       open => undefined,
       max_depth => 1024,
-      exclude => []};
+      exclude => [],
+      max_events => ?DEFAULT_MAX_EVENTS,
+      max_bytes => ?DEFAULT_MAX_BYTES,
+      timeout => infinity};
 defaults(capture) ->
     (defaults(apply))#{return => filename,
-                       timeout => infinity,
                        every => 1,
                        spawned => false};
 defaults(replay) ->
@@ -113,12 +120,16 @@ check(_, exclude, List) when is_list(List) ->
     end;
 check(_, exclude, List) ->
     {error, {bad_exclude, List, {expected, list}}};
-check(capture, timeout, infinity) ->
+check(_, timeout, infinity) ->
     {ok, infinity};
-check(capture, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
+check(_, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
     {ok, Ms};
-check(capture, timeout, Ms) ->
+check(_, timeout, Ms) ->
     {error, {bad_timeout, Ms, {expected, 'infinity | milliseconds'}}};
+check(_, Limit, N) when (Limit =:= max_events orelse Limit =:= max_bytes), is_integer(N), N >= 1 ->
+    {ok, N};
+check(_, Limit, N) when Limit =:= max_events; Limit =:= max_bytes ->
+    {error, {list_to_atom("bad_" ++ atom_to_list(Limit)), N, {expected, positive_integer}}};
 check(capture, spawned, B) when is_boolean(B) ->
     {ok, B};
 check(capture, spawned, B) ->

@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([start/3, finish/3, abort/1, arm_local/1, disarm_local/0, untrace_all/1,
+-export([start/3, finish/3, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
          register_running/1, stop_running/0]).
 
 -export_type([session/0]).
@@ -32,6 +32,8 @@ start(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts) ->
             Args = Params#{archive => Archive,
                            ring_events => BufferBytes div ?EVENT_BYTES,
                            threads => thread_count(),
+                           max_events => maps:get(max_events, Opts),
+                           max_bytes => maps:get(max_bytes, Opts),
                            meta => metadata(Mode, Params, Opts)},
             case eflambe_tracer:start_session(Args) of
                 {ok, TracerState, MetaState} ->
@@ -56,11 +58,34 @@ finish(#{tracer := TracerState, archive := Archive} = Session, Split,
     Ref = erlang:trace_delivered(all),
     receive {trace_delivered, all, Ref} -> ok end,
     Result = case eflambe_tracer:stop_session(TracerState) of
-                 {ok, _Stats} -> eflambe_tracer:fold(Archive, Format, Split, MaxDepth);
-                 {error, _} = Error -> Error
+                 {ok, Stats} ->
+                     warn_if_partial(Stats),
+                     eflambe_tracer:fold(Archive, Format, Split, MaxDepth);
+                 {error, _} = Error ->
+                     Error
              end,
     delete_temporary(Session),
     Result.
+
+%% Stops recording now, for a reason decided here (timeout, stop); the
+%% session stays open until finish/3, and the archive says why it ended.
+-spec halt(session(), timeout | stopped) -> ok.
+halt(#{tracer := TracerState}, Reason) ->
+    _ = eflambe_tracer:halt_session(TracerState, Reason),
+    ok.
+
+%% A profile that is not whole says so where the user looks first; the
+%% outputs say it too (titles, [dropped N events] frames).
+-spec warn_if_partial(map()) -> ok.
+warn_if_partial(#{stopped := none, dropped := 0}) ->
+    ok;
+warn_if_partial(#{stopped := Stopped, dropped := Dropped, events := Events}) ->
+    logger:warning("eflambe: partial profile: ~ts~b events recorded, ~b lost to full buffers "
+                   "(raise buffer_size, or exclude busy modules)",
+                   [case Stopped of
+                        none -> "";
+                        _ -> io_lib:format("recording stopped at ~p; ", [Stopped])
+                    end, Events, Dropped]).
 
 %% Ends a session whose results nobody wants (a kept archive stays).
 -spec abort(session()) -> ok.

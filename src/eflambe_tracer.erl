@@ -6,11 +6,12 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, fold/4, archive_header/1]).
+-export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
+         archive_header/1]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, fold/4,
+-nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
        archive_header/1]).
 
 -spec init() -> ok | {error, term()}.
@@ -42,7 +43,8 @@ trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
                       threads := pos_integer(), meta := iodata(),
                       root_pid => pid() | undefined, root_frame => boolean(),
                       budget => pos_integer() | undefined, every => pos_integer(),
-                      notify => pid() | undefined, atom() => term()}) ->
+                      notify => pid() | undefined, max_events => pos_integer(),
+                      max_bytes => pos_integer(), atom() => term()}) ->
           {ok, integer(), integer()} | {error, already_running | {atom(), term()}}.
 start_session(_Params) ->
     erlang:nif_error(not_loaded).
@@ -56,9 +58,16 @@ running_session() ->
 %% session is the one TracerState names.
 -spec stop_session(integer()) ->
           {ok, #{events := non_neg_integer(), dropped := non_neg_integer(),
-                 bytes := non_neg_integer()}}
+                 bytes := non_neg_integer(),
+                 stopped := none | max_events | max_bytes | timeout | stopped}}
           | {error, not_running | {atom(), term()}}.
 stop_session(_TracerState) ->
+    erlang:nif_error(not_loaded).
+
+%% Stops recording now, and notes why in the archive; stop_session/1 still
+%% ends the session.
+-spec halt_session(integer(), timeout | stopped) -> ok | {error, not_running}.
+halt_session(_TracerState, _Reason) ->
     erlang:nif_error(not_loaded).
 
 %% Folds an archive into one output format, on a dirty CPU scheduler. With

@@ -14,7 +14,8 @@ all() ->
      sleep_frame, spawned_process, weights_add_up_to_wall_time, exception_reaches_caller,
      return_filename, return_flamegraph, return_value, fun_targets, bad_options,
      undefined_function, already_running, already_traced, folded_format,
-     caller_killed, nif_reload, exclude, max_depth, weights_property].
+     caller_killed, nif_reload, exclude, max_depth, max_events, max_bytes, timeout,
+     stop_during_apply, lost_events, weights_property].
 
 init_per_testcase(_Case, Config) ->
     Config.
@@ -242,6 +243,62 @@ max_depth(_Config) ->
                                             not lists:member(lists:last(F), [<<"gc">>, <<"sleep">>])])),
     ?assertMatch({error, {bad_max_depth, 0, _}}, eflambe:apply({?W, fib, [5]}, [{max_depth, 0}])),
     ?assertMatch({error, {bad_max_depth, 2000, _}}, eflambe:apply({?W, fib, [5]}, [{max_depth, 2000}])).
+
+%% The SVG's title: where a partial profile says why.
+svg_title(Svg) ->
+    {match, [Title]} = re:run(Svg, <<"<text class=\"title\"[^>]*>([^<]*)<">>,
+                              [{capture, all_but_first, binary}]),
+    Title.
+
+%% A limit stops recording mid-call: the call goes on and returns its
+%% value, the profile says it is partial, nothing stays armed.
+max_events(_Config) ->
+    {ok, Svg} = eflambe:apply({?W, two, [20]}, [{max_events, 5000}, {output_format, svg},
+                                                 {return, flamegraph}]),
+    ?assertMatch({match, _}, re:run(svg_title(Svg), <<"partial: recording stopped: max_events reached">>)),
+    ?assertEqual({ok, ?W:two(12)}, eflambe:apply({?W, two, [12]}, [{max_events, 100}])),
+    ?assertMatch({error, {bad_max_events, 0, _}}, eflambe:apply({?W, two, [5]}, [{max_events, 0}])).
+
+max_bytes(_Config) ->
+    {ok, Svg} = eflambe:apply({?W, two, [20]}, [{max_bytes, 4000}, {output_format, svg},
+                                                 {return, flamegraph}]),
+    ?assertMatch({match, _}, re:run(svg_title(Svg), <<"max_bytes reached">>)),
+    ?assertMatch({error, {bad_max_bytes, x, _}}, eflambe:apply({?W, two, [5]}, [{max_bytes, x}])).
+
+%% timeout: recording stops, the call goes on (and is not shortened).
+timeout(_Config) ->
+    T0 = erlang:monotonic_time(millisecond),
+    {ok, Svg} = eflambe:apply({?W, sleeper, [400]}, [{timeout, 100}, {output_format, svg},
+                                                      {return, flamegraph}]),
+    ?assert(erlang:monotonic_time(millisecond) - T0 >= 400),
+    ?assertMatch({match, _}, re:run(svg_title(Svg), <<"recording stopped: timeout">>)),
+    ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)).
+
+stop_during_apply(_Config) ->
+    Self = self(),
+    spawn(fun() ->
+                  eflambe_test_util:wait_until(fun() -> whereis(eflambe_running) =/= undefined end),
+                  Self ! {stopped, eflambe:stop()}
+          end),
+    {ok, Svg} = eflambe:apply({?W, sleeper, [300]}, [{output_format, svg}, {return, flamegraph}]),
+    receive {stopped, R} -> ?assertEqual(ok, R) end,
+    ?assertMatch({match, _}, re:run(svg_title(Svg), <<"recording stopped: eflambe:stop\(\)">>)).
+
+%% A buffer too small for the call: events are lost and counted, each
+%% affected stack restarts from a [dropped N events] frame, and the time
+%% still adds up to the call's.
+lost_events(_Config) ->
+    {ok, Folded} = eflambe:apply({?W, timed, [20]}, [{return, flamegraph}, {buffer_size, 2048}]),
+    Lines = parse(Folded),
+    ?assert(lists:any(fun({[_, Frame | _], _}) -> binary:match(Frame, <<"[dropped ">>) =/= nomatch;
+                         (_) -> false
+                      end, Lines)),
+    Total = lists:sum([N || {_, N} <- Lines]),
+    Wall = get(wall_us),
+    ?assert(Total =< Wall * 1.03 + 200 andalso Total >= Wall * 0.9),
+    {ok, Svg} = eflambe:apply({?W, two, [20]}, [{return, flamegraph}, {buffer_size, 2048},
+                                                {output_format, svg}]),
+    ?assertMatch({match, _}, re:run(svg_title(Svg), <<"[0-9]+ events lost">>)).
 
 %% A caller killed mid-call leaves nothing armed, and the next run starts.
 caller_killed(_Config) ->

@@ -13,7 +13,7 @@ all() ->
     [two_of_three_callers, recursion_counts_once, exception_marked, killed_mid_call,
      timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
      already_running, bad_input, tracer_in_use, caller_dies, every_k, target_reloaded,
-     results_as_files, spawned_processes].
+     results_as_files, spawned_processes, limit_ends_capture].
 
 end_per_testcase(_Case, _Config) ->
     assert_nothing_armed().
@@ -247,3 +247,11 @@ spawned_processes(_Config) ->
     {ok, [R2]} = Wait2(),
     ?assertEqual([list_to_binary(pid_to_list(C2))], pids(R2)),
     ?assertMatch({error, {bad_spawned, yes, _}}, eflambe:capture({?W, parent, 1}, 1, [{spawned, yes}])).
+
+%% A limit reached during a capture ends it, disarmed; the calls that had
+%% ended are given, or the reason.
+limit_ends_capture(_Config) ->
+    Wait = async_capture({?W, two, 1}, 3, [{return, flamegraph}, {max_events, 2000}]),
+    C = caller(fun() -> ?W:two(20) end),
+    C ! go,
+    ?assertEqual({error, {limit, max_events}}, Wait()).
