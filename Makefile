@@ -14,8 +14,14 @@ bench: all
 	_build/bench/bench_archive
 	_build/bench/bench_archive --writers
 
+# The stress runs of bench/eflambe_stress.erl (a few minutes).
+stress: all
+	$(MAKE) -C bench
+	erl -noshell -pa _build/default/lib/eflambe/ebin -pa _build/bench \
+	    -eval 'eflambe_stress:main(), halt().'
+
 clean:
 	rebar3 clean
 	rm -rf _build
 
-.PHONY: all test bench clean
+.PHONY: all test bench stress clean
