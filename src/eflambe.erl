@@ -97,9 +97,13 @@
 -type capture_option() ::
         option()
       | {every, pos_integer()}
-      | {spawned, boolean()}.
+      | {spawned, boolean()}
+      | {node, node()}.
 %% `every' (default 1): capture one call in K. `spawned' (default false):
 %% also trace the processes a captured call spawns, in its flamegraph.
+%% `node' (default: this node): run the capture on that node of the
+%% cluster (eflambe must be loadable there); the flamegraphs come back and
+%% are written here; `archive' is a path on that node.
 %% `return' is `filename' (default) or `flamegraph'.
 
 %% @equiv apply(FunSpec, [])

@@ -22,6 +22,8 @@ capture(MFA, N, Options) ->
     case check_count(N) of
         ok ->
             case eflambe_options:parse(capture, Options) of
+                {ok, #{node := Node} = Opts} when Node =/= node() ->
+                    eflambe_remote:capture(Node, MFA, N, Opts);
                 {ok, Opts} ->
                     case check_target(MFA) of
                         ok -> run(MFA, N, Opts);

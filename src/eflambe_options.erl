@@ -21,7 +21,8 @@
                   exclude => [module() | {module(), atom(), arity() | '_'}],
                   timeout => timeout(),
                   every => pos_integer(),
-                  spawned => boolean()}.
+                  spawned => boolean(),
+                  node => node()}.
 
 -define(EVENT_BYTES, 32).
 -define(DEFAULT_BUFFER_BYTES, 1048576).
@@ -50,7 +51,8 @@ defaults(apply) ->
 defaults(capture) ->
     (defaults(apply))#{return => filename,
                        every => 1,
-                       spawned => false};
+                       spawned => false,
+                       node => node()};
 defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
@@ -130,6 +132,10 @@ check(_, Limit, N) when (Limit =:= max_events orelse Limit =:= max_bytes), is_in
     {ok, N};
 check(_, Limit, N) when Limit =:= max_events; Limit =:= max_bytes ->
     {error, {list_to_atom("bad_" ++ atom_to_list(Limit)), N, {expected, positive_integer}}};
+check(capture, node, Node) when is_atom(Node) ->
+    {ok, Node};
+check(capture, node, Node) ->
+    {error, {bad_node, Node}};
 check(capture, spawned, B) when is_boolean(B) ->
     {ok, B};
 check(capture, spawned, B) ->

@@ -2,7 +2,7 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3]).
+-export([write/3, write_calls/3, write_all/3]).
 
 %% {return, flamegraph} writes no file unless a directory was asked for,
 %% or a program is to open it.
@@ -50,7 +50,13 @@ open(File, Program) ->
 write_calls(Windows, Info, Opts) ->
     Ended = lists:keysort(1, [{End, Data} || #{ended := E, end_us := End, data := Data} <- Windows,
                                              E =/= open]),
-    write_all([Data || {_, Data} <- Ended], Info, Opts, []).
+    write_all([Data || {_, Data} <- Ended], Info, Opts).
+
+%% One result per flamegraph, in order.
+-spec write_all([binary()], map(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+write_all(Datas, Info, Opts) ->
+    write_all(Datas, Info, Opts, []).
 
 -spec write_all([binary()], map(), eflambe_options:opts(), list()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.

@@ -1,0 +1,72 @@
+%% @private
+%% {node, Node}: a capture run on another node of the cluster. The run's
+%% process there is spawned and monitored from here and itself monitors
+%% the caller, so either side going away ends the other's part; the
+%% flamegraphs come back as data and are written here, per the caller's
+%% own options. The archive, if kept, stays on that node.
+-module(eflambe_remote).
+
+-export([capture/4]).
+%% Runs on the remote node.
+-export([run/5]).
+
+-spec capture(node(), term(), term(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+capture(Node, MFA, N, Opts) ->
+    case net_adm:ping(Node) of
+        pang ->
+            {error, {nodedown, Node}};
+        pong ->
+            case erpc:call(Node, code, ensure_loaded, [eflambe_tracer], 10000) of
+                {module, eflambe_tracer} -> call(Node, MFA, N, Opts);
+                {error, Why} -> {error, {not_loaded_on_node, Node, Why}}
+            end
+    end.
+
+-spec call(node(), term(), term(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+call(Node, MFA, N, Opts) ->
+    Ref = make_ref(),
+    %% Over there the flamegraphs are returned as data, not written.
+    Remote = [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
+              | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, remote_options()),
+                           V =/= undefined]],
+    {Pid, MRef} = spawn_monitor(Node, ?MODULE, run, [self(), Ref, MFA, N, Remote]),
+    receive
+        {Ref, {ok, Results}} ->
+            demonitor(MRef, [flush]),
+            eflambe_output:write_all(Results, #{extension => extension(Opts)}, Opts);
+        {Ref, {error, _} = Error} ->
+            demonitor(MRef, [flush]),
+            Error;
+        {'DOWN', MRef, process, Pid, Reason} ->
+            {error, {remote_capture_failed, Node, Reason}}
+    end.
+
+%% The capture options that mean the same on the other node.
+-spec remote_options() -> [atom()].
+remote_options() ->
+    [buffer_size, archive, timeout, every, spawned, max_depth, exclude, max_events, max_bytes].
+
+-spec extension(eflambe_options:opts()) -> string().
+extension(#{output_format := brendan_gregg}) -> ".folded";
+extension(#{output_format := perf}) -> ".perf.txt";
+extension(#{output_format := speedscope}) -> ".speedscope.json";
+extension(#{output_format := svg}) -> ".svg".
+
+%% On the remote node: the capture, watched by the caller's monitor.
+-spec run(pid(), reference(), term(), term(), list()) -> ok.
+run(Caller, Ref, MFA, N, Options) ->
+    CallerRef = monitor(process, Caller),
+    Self = self(),
+    Worker = spawn_link(fun() -> Self ! {done, eflambe:capture(MFA, N, Options)} end),
+    receive
+        {done, Result} ->
+            Caller ! {Ref, Result},
+            ok;
+        {'DOWN', CallerRef, process, Caller, _} ->
+            %% The capture's owner watches Worker, which dies with us.
+            unlink(Worker),
+            exit(Worker, kill),
+            ok
+    end.

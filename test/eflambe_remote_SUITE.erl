@@ -1,0 +1,84 @@
+%% {node, Node}: a capture on another node of a cluster of local nodes
+%% started by the suite (peer, short names; not linked to init_per_suite,
+%% whose process ends before the cases run).
+-module(eflambe_remote_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(W, eflambe_workload).
+
+all() ->
+    [capture_on_peer, results_as_local_files, nodedown, eflambe_missing, caller_dies].
+
+init_per_suite(Config) ->
+    _ = os:cmd("epmd -daemon"),
+    case net_kernel:start([list_to_atom("eflambe_ct_" ++ os:getpid()), shortnames]) of
+        {ok, _} -> ok;
+        {error, {already_started, _}} -> ok
+    end,
+    Paths = lists:append([["-pa", filename:dirname(code:which(M))]
+                          || M <- [eflambe, eflambe_workload]]),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(), args => Paths}),
+    {ok, Bare, BareNode} = peer:start(#{name => peer:random_name()}),
+    [{peer, Peer}, {node, Node}, {bare, Bare}, {bare_node, BareNode} | Config].
+
+end_per_suite(Config) ->
+    peer:stop(?config(peer, Config)),
+    peer:stop(?config(bare, Config)),
+    ok.
+
+end_per_testcase(_Case, Config) ->
+    Node = ?config(node, Config),
+    eflambe_test_util:wait_until(
+      fun() -> erpc:call(Node, eflambe_tracer, running_session, []) =:= undefined end),
+    ?assertEqual({traced, false}, erpc:call(Node, erlang, trace_info, [{?W, two, 1}, traced])),
+    ?assertEqual({meta, false}, erpc:call(Node, erlang, trace_info, [{?W, two, 1}, meta])).
+
+%% Calls of the target on that node, 300 ms from now.
+call_later(Node, N) ->
+    erpc:call(Node, erlang, spawn, [fun() ->
+                                            timer:sleep(300),
+                                            [spawn(?W, two, [12 + I]) || I <- lists:seq(1, N)]
+                                    end]).
+
+capture_on_peer(Config) ->
+    Node = ?config(node, Config),
+    call_later(Node, 2),
+    {ok, [A, B]} = eflambe:capture({?W, two, 1}, 2, [{node, Node}, {return, flamegraph},
+                                                     {timeout, 20000}]),
+    [?assertMatch([{[_, <<"eflambe_workload:two/1">> | _], _} | _], eflambe_test_util:parse(R))
+     || R <- [A, B]].
+
+results_as_local_files(Config) ->
+    Node = ?config(node, Config),
+    Dir = ?config(priv_dir, Config),
+    call_later(Node, 1),
+    {ok, [File]} = eflambe:capture({?W, two, 1}, 1, [{node, Node}, {output_directory, Dir},
+                                                     {output_format, svg}, {timeout, 20000}]),
+    ?assertEqual(Dir, filename:dirname(File) ++ "/"),
+    ?assertEqual(".svg", filename:extension(File)),
+    {ok, Svg} = file:read_file(File),
+    ?assertMatch({match, _}, re:run(Svg, <<"Flame graph of eflambe_workload:two/1">>)).
+
+nodedown(_Config) ->
+    {ok, Host} = inet:gethostname(),
+    Nope = list_to_atom("nobody_here@" ++ Host),
+    ?assertEqual({error, {nodedown, Nope}}, eflambe:capture({?W, two, 1}, 1, [{node, Nope}])),
+    ?assertMatch({error, {bad_node, "x"}}, eflambe:capture({?W, two, 1}, 1, [{node, "x"}])).
+
+eflambe_missing(Config) ->
+    Bare = ?config(bare_node, Config),
+    ?assertMatch({error, {not_loaded_on_node, Bare, _}},
+                 eflambe:capture({?W, two, 1}, 1, [{node, Bare}])).
+
+%% The caller of a remote capture dies: the run over there ends, disarmed
+%% (end_per_testcase checks).
+caller_dies(Config) ->
+    Node = ?config(node, Config),
+    Pid = spawn(fun() -> eflambe:capture({?W, two, 1}, 1, [{node, Node}]) end),
+    eflambe_test_util:wait_until(
+      fun() -> erpc:call(Node, erlang, trace_info, [{?W, two, 1}, meta]) =/= {meta, false} end),
+    exit(Pid, kill).
