@@ -248,6 +248,15 @@ const char *efl_stop_reason_name(unsigned reason)
     }
 }
 
+efl_status efl_archive_writer_pass(struct efl_archive_writer *w, uint64_t ts)
+{
+    size_t before = w->records.len;
+    EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 10));
+    w->records.data[w->records.len++] = EFL_REC_PASS;
+    efl_buf_put_varint_unchecked(&w->records, ts);
+    return after_record(w, before);
+}
+
 efl_status efl_archive_writer_stopped(struct efl_archive_writer *w, unsigned reason)
 {
     size_t before = w->records.len;
@@ -454,6 +463,11 @@ static efl_status parse_frame(struct reader *r, const unsigned char *data, size_
             r->sum->drops += b;
             if (r->v->drops)
                 EFL_FORWARD_IF_ERROR(r->v->drops(r->v->ctx, (uint32_t)a, b));
+            break;
+        case EFL_REC_PASS:
+            EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));
+            if (r->v->pass)
+                EFL_FORWARD_IF_ERROR(r->v->pass(r->v->ctx, a));
             break;
         case EFL_REC_STOPPED:
             EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));

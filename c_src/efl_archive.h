@@ -22,6 +22,7 @@ enum efl_record_tag {
     EFL_REC_DROPS = 0x04,
     EFL_REC_END = 0x05,
     EFL_REC_STOPPED = 0x06,
+    EFL_REC_PASS = 0x07,
     EFL_REC_EVENT = 0x10
 };
 
@@ -59,6 +60,10 @@ enum efl_stop_reason {
 };
 const char *efl_stop_reason_name(unsigned reason);
 
+/* The flusher began a drain pass at ts (ns): every event recorded before
+ * it follows in this pass or the next (readers merge up to there). */
+efl_status efl_archive_writer_pass(struct efl_archive_writer *w, uint64_t ts);
+
 /* Records that recording stopped early, and why. */
 efl_status efl_archive_writer_stopped(struct efl_archive_writer *w, unsigned reason);
 /* Archive bytes written so far (the frame being built not counted). */
@@ -88,6 +93,7 @@ struct efl_archive_visitor {
     efl_status (*process)(void *ctx, uint32_t id, const char *s, size_t len);
     efl_status (*event)(void *ctx, uint32_t ring, const struct efl_record *r);
     efl_status (*drops)(void *ctx, uint32_t ring, uint64_t count);
+    efl_status (*pass)(void *ctx, uint64_t ts);
 };
 
 struct efl_archive_summary {

@@ -111,10 +111,15 @@ static void *run(void *arg)
         int stopping = f->shutdown;
         pthread_mutex_unlock(&f->lock);
 
+        /* Anything recorded before this instant is drained by this pass or,
+         * if its producer was just about to commit, by the next one. */
+        uint64_t pass_start = efl_clock_to_ns(&f->clock, efl_clock_read(&f->clock));
         size_t drained = 0;
         for (size_t i = 0; i < f->nrings; i++)
             drained += drain_ring(f, i);
         f->stats.events += drained;
+        if (drained > 0 && f->stats.status == EFL_OK)
+            f->stats.status = efl_archive_writer_pass(f->writer, pass_start);
         check_limits(f);
 
         int64_t now = now_ns();

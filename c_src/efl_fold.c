@@ -42,6 +42,9 @@ struct efl_folder {
     uint32_t max_depth;
     struct ring_events *rings;
     size_t nrings;
+    size_t procs_cap;
+    uint64_t passes[2];         /* start times of the last two drain passes */
+    unsigned npasses;
     struct efl_map frame_ids;   /* frame key -> frame index */
     struct efl_map node_ids;    /* (parent << 32 | frame) -> node index */
     /* In front of the maps: each node's last child (a loop calls the same
@@ -71,10 +74,16 @@ efl_status efl_folder_new(struct efl_folder **fp, const struct efl_fold_opts *op
                        ? opts->max_depth
                        : EFL_FOLD_MAX_DEPTH;
     f->p = calloc(1, sizeof *f->p);
-    if (f->p == NULL) {
-        free(f);
+    /* The root node. */
+    f->nodes_cap = 1024;
+    if (f->p)
+        f->p->nodes = calloc(f->nodes_cap, sizeof *f->p->nodes);
+    f->last_child = calloc(f->nodes_cap, sizeof *f->last_child);
+    if (f->p == NULL || f->p->nodes == NULL || f->last_child == NULL) {
+        efl_folder_free(f);
         return EFL_ERR_NOMEM;
     }
+    f->p->nnodes = 1;
     *fp = f;
     return EFL_OK;
 }
@@ -136,7 +145,16 @@ static efl_status on_symbol(void *ctx, uint32_t id, const char *s, size_t len)
 static efl_status on_process(void *ctx, uint32_t id, const char *s, size_t len)
 {
     struct efl_folder *f = ctx;
-    return add_name(&f->p->processes, &f->p->nprocesses, &f->processes_cap, id, s, len);
+    EFL_FORWARD_IF_ERROR(add_name(&f->p->processes, &f->p->nprocesses, &f->processes_cap, id, s, len));
+    if (id >= f->procs_cap) {
+        size_t cap = f->procs_cap ? f->procs_cap * 2 : 64;
+        struct proc_state *procs = realloc(f->procs, cap * sizeof *procs);
+        EFL_RETURN_ERROR_IF(procs == NULL, EFL_ERR_NOMEM);
+        memset(procs + f->procs_cap, 0, (cap - f->procs_cap) * sizeof *procs);
+        f->procs = procs;
+        f->procs_cap = cap;
+    }
+    return EFL_OK;
 }
 
 static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id);
@@ -183,6 +201,22 @@ static efl_status on_meta(void *ctx, const char *line, size_t len)
     return EFL_OK;
 }
 
+static efl_status fold_ready(struct efl_folder *f, uint64_t limit);
+
+/* A drain pass began at ts: what was recorded before the pass before it is
+ * all here (a producer's commit may lag its clock reading by up to a pass),
+ * so it can be folded, and the memory it held reused. */
+static efl_status on_pass(void *ctx, uint64_t ts)
+{
+    struct efl_folder *f = ctx;
+    uint64_t watermark = f->passes[0];
+    int ready = f->npasses >= 2;
+    f->passes[0] = f->passes[1];
+    f->passes[1] = ts;
+    f->npasses++;
+    return ready ? fold_ready(f, watermark) : EFL_OK;
+}
+
 /* Drops are counted by the flusher per ring; the LOST events say whose. */
 static efl_status on_drops(void *ctx, uint32_t ring, uint64_t count)
 {
@@ -201,6 +235,7 @@ struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f)
         .process = on_process,
         .event = on_event,
         .drops = on_drops,
+        .pass = on_pass,
     };
     return v;
 }
@@ -485,9 +520,9 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
 }
 
 /* Each ring is in time order (one thread, a monotonic clock); the rings are
- * merged by always taking the oldest head. Ties go to the lower ring so the
- * result does not depend on anything but the archive. */
-static efl_status merge_and_fold(struct efl_folder *f)
+ * merged by always taking the oldest head, up to `limit`. Ties go to the
+ * lower ring so the result does not depend on anything but the archive. */
+static efl_status merge_and_fold(struct efl_folder *f, uint64_t limit)
 {
     for (;;) {
         struct ring_events *best = NULL;
@@ -496,47 +531,50 @@ static efl_status merge_and_fold(struct efl_folder *f)
             if (re->pos < re->n && (best == NULL || re->ev[re->pos].ts < best->ev[best->pos].ts))
                 best = re;
         }
-        if (best == NULL)
+        if (best == NULL || best->ev[best->pos].ts >= limit)
             return EFL_OK;
         /* Take the whole run that stays older than every other head. */
-        uint64_t limit = UINT64_MAX;
+        uint64_t until = limit;
         for (size_t i = 0; i < f->nrings; i++) {
             struct ring_events *re = &f->rings[i];
-            if (re != best && re->pos < re->n && re->ev[re->pos].ts < limit)
-                limit = re->ev[re->pos].ts;
+            if (re != best && re->pos < re->n && re->ev[re->pos].ts < until)
+                until = re->ev[re->pos].ts;
         }
         do {
             EFL_FORWARD_IF_ERROR(fold_event(f, &best->ev[best->pos]));
             best->pos++;
-        } while (best->pos < best->n && best->ev[best->pos].ts < limit);
+        } while (best->pos < best->n && best->ev[best->pos].ts < until);
     }
+}
+
+/* Folds the held events older than limit, then drops them. A process with
+ * a root call among the held events counts only inside its profiled calls
+ * (events of it before the call are then left out). */
+static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
+{
+    for (size_t i = 0; i < f->nrings; i++) {
+        struct ring_events *re = &f->rings[i];
+        for (size_t j = re->pos; j < re->n; j++)
+            if (HELD_KIND(&re->ev[j]) == EFL_EV_ROOT_CALL)
+                f->procs[HELD_PID(&re->ev[j])].scoped = 1;
+    }
+    EFL_FORWARD_IF_ERROR(merge_and_fold(f, limit));
+    for (size_t i = 0; i < f->nrings; i++) {
+        struct ring_events *re = &f->rings[i];
+        if (re->pos > 0 && re->pos * 2 >= re->n) {
+            memmove(re->ev, re->ev + re->pos, (re->n - re->pos) * sizeof *re->ev);
+            re->n -= re->pos;
+            re->pos = 0;
+        }
+    }
+    return EFL_OK;
 }
 
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
 {
-    struct efl_profile *p = f->p;
-    efl_status s = EFL_OK;
-    f->procs = calloc((size_t)p->nprocesses + 1, sizeof *f->procs);
-    if (f->procs == NULL)
-        s = EFL_ERR_NOMEM;
-    /* The root node. */
-    if (s == EFL_OK && f->nodes_cap == 0) {
-        f->nodes_cap = 1024;
-        p->nodes = calloc(f->nodes_cap, sizeof *p->nodes);
-        f->last_child = calloc(f->nodes_cap, sizeof *f->last_child);
-        if (p->nodes == NULL || f->last_child == NULL)
-            s = EFL_ERR_NOMEM;
-        else
-            p->nnodes = 1;
-    }
-    for (size_t i = 0; s == EFL_OK && i < f->nrings; i++)
-        for (size_t j = 0; j < f->rings[i].n; j++)
-            if (HELD_KIND(&f->rings[i].ev[j]) == EFL_EV_ROOT_CALL)
-                f->procs[HELD_PID(&f->rings[i].ev[j])].scoped = 1;
-    if (s == EFL_OK)
-        s = merge_and_fold(f);
+    efl_status s = fold_ready(f, UINT64_MAX);
     if (s == EFL_OK) {
-        *out = p;
+        *out = f->p;
         f->p = NULL;
     }
     efl_folder_free(f);

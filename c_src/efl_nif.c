@@ -62,6 +62,7 @@ static struct ring_set *ring_set;      /* atomic: read after `active` */
 static struct ring_set *retired_sets;
 static uint64_t root_pid;              /* apply: meta events are kept for this pid only */
 static int root_frame;                 /* the meta call's function is a frame */
+static int root_started;               /* apply: the root pid's call has begun */
 static int capturing;                  /* capture: admission by budget, not root_pid */
 static ErlNifPid notify_pid;           /* told of each captured call that ends */
 static int notify;
@@ -89,6 +90,7 @@ struct session {
 };
 
 static ErlNifMutex *session_lock;      /* serialises start and stop */
+static ErlNifResourceType *output_type; /* a writer's output, lent to a binary */
 static struct session *session;
 static unsigned last_id;
 
@@ -282,6 +284,14 @@ static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     unsigned kind = event_kind(argv[0], meta);
     if (kind == 0 || (kind == EFL_EV_SPAWN && !RAW_IS_LOCAL_PID(argv[3])))
         return atom_ok;
+    /* apply: the caller's own events before its profiled call (eflambe
+     * arming) are nobody's business; only the callers' own thread writes
+     * and reads root_started. */
+    if (!capturing && argv[2] == (ERL_NIF_TERM)root_pid && !root_started) {
+        if (kind != EFL_EV_ROOT_CALL)
+            return atom_ok;
+        root_started = 1;
+    }
     record(id, kind, env, argv);
     if (kind == EFL_EV_SPAWN && capturing)
         efl_capture_adopt(&capture, argv[3]);
@@ -519,6 +529,7 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     session = s;
     root_pid = a.root_pid;
     root_frame = a.root_frame;
+    root_started = 0;
     capturing = a.capture;
     if (capturing)
         efl_capture_start(&capture, id, a.budget, a.every);
@@ -623,6 +634,31 @@ static ERL_NIF_TERM make_binary(ErlNifEnv *env, const struct efl_buf *b)
     return t;
 }
 
+/* A writer's output, handed to Erlang without a copy: the binary points
+ * into the buffer, which the resource frees when the binary is gone. */
+struct output {
+    struct efl_buf buf;
+};
+
+static void output_free(ErlNifEnv *env, void *obj)
+{
+    (void)env;
+    efl_buf_free(&((struct output *)obj)->buf);
+}
+
+static ERL_NIF_TERM take_binary(ErlNifEnv *env, struct efl_buf *b)
+{
+    struct output *o = enif_alloc_resource(output_type, sizeof *o);
+    if (o == NULL)
+        return make_binary(env, b);
+    o->buf = *b;
+    *b = (struct efl_buf){0};
+    ERL_NIF_TERM bin = enif_make_resource_binary(env, o, o->buf.data ? o->buf.data : (void *)"",
+                                                 o->buf.len);
+    enif_release_resource(o);
+    return bin;
+}
+
 static efl_status collect_meta(void *ctx, const char *line, size_t len)
 {
     EFL_FORWARD_IF_ERROR(efl_buf_append(ctx, line, len));
@@ -687,7 +723,7 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
             : win->ended == EFL_EV_ROOT_EXCEPTION ? atom_exception_from
                                                   : atom_open,
             enif_make_uint64(env, win->start_ns / 1000), enif_make_uint64(env, win->end_ns / 1000),
-            make_binary(env, &out)};
+            take_binary(env, &out)};
         efl_buf_free(&out);
         ERL_NIF_TERM map;
         enif_make_map_from_arrays(env, keys, vals, 5, &map);
@@ -727,7 +763,7 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (st == EFL_OK && argv[2] == atom_true)
         st = fold_windows(env, p, w, &data);
     else if (st == EFL_OK && (st = w->write(p, 0, &out)) == EFL_OK)
-        data = make_binary(env, &out);
+        data = take_binary(env, &out);
     ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple3(env, atom_ok, data, fold_info(env, p, w))
                                        : error_tuple(env, st, argv[0]);
     efl_profile_free(p);
@@ -748,6 +784,10 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 #undef ATOM_INIT
     if (!raw_checks_hold(env))
         return 2;
+    output_type = enif_open_resource_type(env, NULL, "eflambe_output", output_free,
+                                          ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+    if (output_type == NULL)
+        return 3;
     if (session_lock == NULL) {
         if ((session_lock = enif_mutex_create("eflambe_session")) == NULL)
             return 1;
