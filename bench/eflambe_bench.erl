@@ -4,7 +4,7 @@
 %% Rounds are interleaved and the median of each variant is reported.
 -module(eflambe_bench).
 
--export([main/1, fib/1, timed_fib/1, never_called/0, archive_sizes/1]).
+-export([main/1, fib/1, timed_fib/1, never_called/0, archive_sizes/1, sampling_cost/0]).
 
 -define(ROUNDS, 7).
 -define(FLAGS, [call, return_to, arity, running, garbage_collection]).
@@ -13,7 +13,8 @@ main(Args) ->
     N = case Args of [A | _] -> list_to_integer(A); [] -> 27 end,
     overhead(N),
     capture_cost(N + 3),
-    archive_sizes(N).
+    archive_sizes(N),
+    sampling_cost().
 
 overhead(N) ->
     io:format("eflambe overhead benchmark: fib(~b), ~b rounds, median of each; "
@@ -182,3 +183,39 @@ archive_row(Name, MFA) ->
     ok = file:delete(Archive),
     io:format("~-28s ~10b ~12b ~12.2f ~16.1f~n",
               [Name, Events, Bytes, Bytes / Events, Events / Us]).
+
+%% What sampling costs a CPU-bound node: one worker per scheduler runs
+%% fib(20) in a loop for 2 s, counted; without sampling, and sampled at
+%% the default rate and at 1,000 Hz. Rounds interleaved, medians compared.
+sampling_cost() ->
+    Schedulers = erlang:system_info(schedulers),
+    io:format("~nCost of sampling: ~b workers busy for 2 s, 3 rounds, median iterations~n",
+              [Schedulers]),
+    Variants = [none, 97, 1000],
+    Rounds = [[{V, sampled_run(V, Schedulers)} || V <- Variants] || _ <- [1, 2, 3]],
+    Median = maps:from_list([{V, median([I || R <- Rounds, {V2, I} <- R, V2 =:= V])}
+                             || V <- Variants]),
+    Base = maps:get(none, Median),
+    io:format("~-16s ~12s ~12s~n", ["sampling", "iterations", "loss"]),
+    [io:format("~-16s ~12b ~11.2f%~n",
+               [case V of none -> "none"; _ -> integer_to_list(V) ++ " Hz" end,
+                maps:get(V, Median), 100 * (1 - maps:get(V, Median) / Base)])
+     || V <- Variants],
+    io:format("~ngoal: under 1% at the default rate (97 Hz), under 5% at 1,000 Hz~n").
+
+sampled_run(Hz, Workers) ->
+    Self = self(),
+    Pids = [spawn(fun() -> Self ! {count, self(), spin(erlang:monotonic_time(millisecond) + 2000, 0)} end)
+            || _ <- lists:seq(1, Workers)],
+    case Hz of
+        none -> ok;
+        _ -> {ok, _} = eflambe:sample([{hz, Hz}, {duration, 2000}, {return, flamegraph}])
+    end,
+    lists:sum([receive {count, P, N} -> N end || P <- Pids]).
+
+spin(Until, N) ->
+    _ = fib(20),
+    case erlang:monotonic_time(millisecond) >= Until of
+        true -> N + 1;
+        false -> spin(Until, N + 1)
+    end.

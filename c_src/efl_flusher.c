@@ -8,8 +8,12 @@
 #include "efl_flusher.h"
 
 #define DRAIN_BATCH 4096
-/* Drain often enough that a busy scheduler rarely fills its ring... */
-#define IDLE_WAIT_NS 1000000L
+/* While there is nothing to drain, the wait doubles from 0.25 ms up to
+ * 4 ms: few wake-ups of an idle flusher (each one takes a CPU from a busy
+ * scheduler), yet a default ring (32767 events) outlasts 4 ms of a burst at
+ * 4 million events a second. Anything drained resets it. */
+#define IDLE_WAIT_MIN_NS 250000L
+#define IDLE_WAIT_MAX_NS 4000000L
 /* ...but end a zstd frame only now and then: small frames compress badly. */
 #define FRAME_INTERVAL_NS 250000000LL
 
@@ -106,6 +110,7 @@ static void *run(void *arg)
 {
     struct efl_flusher *f = arg;
     int64_t frame_start = now_ns();
+    long idle_wait = IDLE_WAIT_MIN_NS;
     for (;;) {
         pthread_mutex_lock(&f->lock);
         int stopping = f->shutdown;
@@ -132,10 +137,14 @@ static void *run(void *arg)
          * nothing after it means every ring is empty for good. */
         if (stopping && drained == 0)
             break;
+        if (drained > 0)
+            idle_wait = IDLE_WAIT_MIN_NS;
         if (drained == 0) {
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += IDLE_WAIT_NS;
+            until.tv_nsec += idle_wait;
+            if (idle_wait < IDLE_WAIT_MAX_NS)
+                idle_wait *= 2;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;

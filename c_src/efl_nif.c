@@ -272,6 +272,93 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
     efl_ring_commit(ring);
 }
 
+/* ---- sampling ------------------------------------------------------- */
+
+/* Writes one event of process pid with an MFA (mod 0: none) at ts. */
+static int write_event(struct efl_ring *ring, unsigned id, uint64_t ts, ERL_NIF_TERM pid,
+                       unsigned kind, uint32_t mod, uint32_t fun, unsigned arity)
+{
+    struct efl_event *e = NULL;
+    if (efl_ring_report_losses(ring, ts, id))
+        e = efl_ring_reserve(ring);
+    if (e == NULL) {
+        efl_ring_lose(ring, pid);
+        return 0;
+    }
+    *e = (struct efl_event){.ts = ts, .pid = pid, .mod = mod, .fun = fun, .kind = (uint8_t)kind,
+                            .arity = (uint8_t)(arity > 255 ? 255 : arity), .session = id};
+    efl_ring_commit(ring);
+    return 1;
+}
+
+/* The frames of a stack trace, leaf first: [{M, F, Arity | Args, Location}]. */
+static int stack_frame(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *mod, uint32_t *fun, unsigned *arity)
+{
+    const ERL_NIF_TERM *f;
+    int n;
+    if (!enif_get_tuple(env, t, &n, &f) || n != 4)
+        return 0;
+    *mod = raw_atom(f[0]);
+    *fun = raw_atom(f[1]);
+    if (!enif_get_uint(env, f[2], arity) && !enif_get_list_length(env, f[2], arity))
+        return 0;
+    return *mod != 0 && *fun != 0;
+}
+
+#define SAMPLE_DEPTH_MAX 256
+
+/* record_samples(TracerState, [{Pid, StackTrace}], PeriodNs) -> ok
+ *
+ * One tick of the sampler: each process had that stack for the period
+ * that just ended. Written as plain events, so the folder needs nothing
+ * new: at the period's start a reset (return to nothing) and the calls from
+ * the root to the leaf, at its end a return to nothing. All starts come
+ * before all ends, so the ring stays in time order. */
+static ERL_NIF_TERM nif_record_samples(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id;
+    int meta;
+    ErlNifUInt64 period_ns;
+    if (!decode_state(argv[0], &id, &meta) || meta || !enif_is_list(env, argv[1]) ||
+        !enif_get_uint64(env, argv[2], &period_ns))
+        return enif_make_badarg(env);
+    if (id != __atomic_load_n(&active, __ATOMIC_ACQUIRE))
+        return enif_make_tuple2(env, atom_error, atom_not_running);
+    struct efl_ring *ring = my_ring();
+    if (ring == NULL)
+        return atom_ok;
+    uint64_t end = efl_clock_read(&clock_);
+    uint64_t ticks = clock_.use_tsc ? (uint64_t)(((unsigned __int128)period_ns << 32) / clock_.mult)
+                                    : period_ns;
+    uint64_t start = end > ticks ? end - ticks : 0;
+    for (int pass = 0; pass < 2; pass++) {
+        ERL_NIF_TERM list = argv[1], head;
+        while (enif_get_list_cell(env, list, &head, &list)) {
+            const ERL_NIF_TERM *sample;
+            int n;
+            if (!enif_get_tuple(env, head, &n, &sample) || n != 2 || !RAW_IS_LOCAL_PID(sample[0]))
+                continue;
+            if (pass == 1) {
+                write_event(ring, id, end, sample[0], EFL_EV_RETURN_TO, 0, 0, 0);
+                continue;
+            }
+            ERL_NIF_TERM frames[SAMPLE_DEPTH_MAX], frame, rest = sample[1];
+            unsigned depth = 0;
+            while (depth < SAMPLE_DEPTH_MAX && enif_get_list_cell(env, rest, &frame, &rest))
+                frames[depth++] = frame;
+            write_event(ring, id, start, sample[0], EFL_EV_RETURN_TO, 0, 0, 0);
+            for (unsigned i = depth; i-- > 0;) {
+                uint32_t mod, fun;
+                unsigned arity;
+                if (stack_frame(env, frames[i], &mod, &fun, &arity))
+                    write_event(ring, id, start, sample[0], EFL_EV_CALL, mod, fun, arity);
+            }
+        }
+    }
+    return atom_ok;
+}
+
 /* trace(TraceTag, TracerState, Tracee, TraceTerm, Opts) */
 static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -835,6 +922,7 @@ static ErlNifFunc funcs[] = {
     {"running_session", 0, nif_running_session, 0},
     {"stop_session", 1, nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"halt_session", 2, nif_halt_session, 0},
+    {"record_samples", 3, nif_record_samples, 0},
     {"fold", 4, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };

@@ -41,11 +41,12 @@
 %% tracer is refused, so an existing trace is never broken.
 -module(eflambe).
 
--export([apply/1, apply/2, capture/1, capture/2, capture/3, stop/0, replay/2]).
+-export([apply/1, apply/2, capture/1, capture/2, capture/3, sample/1, stop/0, replay/2]).
 
 -compile({no_auto_import, [apply/2]}).
 
--export_type([fun_spec/0, option/0, capture_option/0, output_format/0, return_kind/0]).
+-export_type([fun_spec/0, option/0, capture_option/0, sample_option/0, output_format/0,
+              return_kind/0]).
 
 -type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]}.
 
@@ -106,6 +107,21 @@
 %% are written here; `archive' is a path on that node.
 %% `return' is `filename' (default) or `flamegraph'.
 
+-type sample_option() ::
+        {hz, 1..1000}
+      | {duration, pos_integer()}
+      | {pids, all | [pid()]}
+      | {node, node()}
+      | {output_format, output_format()}
+      | {output_directory, file:filename()}
+      | {return, flamegraph | filename}
+      | {open, atom() | file:filename()}
+      | {archive, file:filename()}
+      | {buffer_size, pos_integer()}
+      | {max_depth, 1..1024}
+      | {max_events, pos_integer()}
+      | {max_bytes, pos_integer()}.
+
 %% @equiv apply(FunSpec, [])
 -spec apply(fun_spec()) -> {ok, term()} | {error, term()}.
 apply(FunSpec) ->
@@ -139,6 +155,17 @@ capture(MFA, N) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 capture(MFA, N, Options) ->
     eflambe_capture:capture(MFA, N, Options).
+
+%% @doc Profiles the node by sampling, without call tracing: `{hz, Hz}'
+%% times a second (default 97, at most 1000) for `{duration, Ms}' (default
+%% 10000), the stack of each process that is running or runnable (of
+%% `{pids, [Pid]}' only, or `all', the default) is taken; each sample
+%% weighs one period. One flamegraph, in any output format, `replay'-able;
+%% `{node, Node}' samples another node. Costs what process_info costs for
+%% each process at each tick: see the benchmark in README.adoc.
+-spec sample([sample_option()]) -> {ok, binary() | file:filename()} | {error, term()}.
+sample(Options) ->
+    eflambe_sample:sample(Options).
 
 %% @doc Folds a trace archive kept with `{archive, Path}' into any output
 %% format, on this node or another: `{ok, Result}' for an archive of apply,

@@ -10,6 +10,9 @@
 -include_lib("kernel/include/file.hrl").
 
 -type opts() :: #{output_format := eflambe:output_format(),
+                  hz => 1..1000,
+                  duration => pos_integer(),
+                  pids => all | [pid()],
                   output_directory := file:filename() | undefined,
                   return := eflambe:return_kind(),
                   buffer_size => pos_integer(),
@@ -53,6 +56,12 @@ defaults(capture) ->
                        every => 1,
                        spawned => false,
                        node => node()};
+defaults(sample) ->
+    (maps:without([exclude, timeout], defaults(apply)))#{return => filename,
+                                                        hz => 97,
+                                                        duration => 10000,
+                                                        pids => all,
+                                                        node => node()};
 defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
@@ -60,7 +69,7 @@ defaults(replay) ->
       open => undefined,
       max_depth => 1024}.
 
--type mode() :: apply | capture | replay.
+-type mode() :: apply | capture | sample | replay.
 
 %% Options come as a proplist (Erlang) or keyword list (Elixir).
 -spec parse(mode(), term()) -> {ok, opts()} | {error, term()}.
@@ -132,10 +141,27 @@ check(_, Limit, N) when (Limit =:= max_events orelse Limit =:= max_bytes), is_in
     {ok, N};
 check(_, Limit, N) when Limit =:= max_events; Limit =:= max_bytes ->
     {error, {list_to_atom("bad_" ++ atom_to_list(Limit)), N, {expected, positive_integer}}};
-check(capture, node, Node) when is_atom(Node) ->
+check(_, node, Node) when is_atom(Node) ->
     {ok, Node};
-check(capture, node, Node) ->
+check(_, node, Node) ->
     {error, {bad_node, Node}};
+check(sample, hz, Hz) when is_integer(Hz), Hz >= 1, Hz =< 1000 ->
+    {ok, Hz};
+check(sample, hz, Hz) ->
+    {error, {bad_hz, Hz, {expected_between, 1, 1000}}};
+check(sample, duration, Ms) when is_integer(Ms), Ms >= 1 ->
+    {ok, Ms};
+check(sample, duration, Ms) ->
+    {error, {bad_duration, Ms, {expected, milliseconds}}};
+check(sample, pids, all) ->
+    {ok, all};
+check(sample, pids, Pids) when is_list(Pids) ->
+    case lists:all(fun(P) -> is_pid(P) andalso node(P) =:= node() end, Pids) of
+        true -> {ok, Pids};
+        false -> {error, {bad_pids, Pids, {expected, 'all | [local pid()]'}}}
+    end;
+check(sample, pids, Pids) ->
+    {error, {bad_pids, Pids, {expected, 'all | [local pid()]'}}};
 check(capture, spawned, B) when is_boolean(B) ->
     {ok, B};
 check(capture, spawned, B) ->

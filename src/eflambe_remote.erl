@@ -6,19 +6,45 @@
 %% own options. The archive, if kept, stays on that node.
 -module(eflambe_remote).
 
--export([capture/4]).
+-export([capture/4, sample/2]).
 %% Runs on the remote node.
--export([run/5]).
+-export([run/5, run_sample/3]).
 
 -spec capture(node(), term(), term(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 capture(Node, MFA, N, Opts) ->
+    when_reachable(Node, fun() -> call(Node, MFA, N, Opts) end).
+
+%% eflambe:sample on that node: one flamegraph back.
+-spec sample(node(), eflambe_options:opts()) -> {ok, binary() | file:filename()} | {error, term()}.
+sample(Node, Opts) ->
+    when_reachable(Node, fun() ->
+        Ref = make_ref(),
+        Remote = [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
+                  | [{K, V} || {K, V} <- maps:to_list(Opts),
+                               lists:member(K, [hz, duration, pids | remote_options()]),
+                               V =/= undefined]],
+        {Pid, MRef} = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
+        receive
+            {Ref, {ok, Data}} ->
+                demonitor(MRef, [flush]),
+                eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
+            {Ref, {error, _} = Error} ->
+                demonitor(MRef, [flush]),
+                Error;
+            {'DOWN', MRef, process, Pid, Reason} ->
+                {error, {remote_sample_failed, Node, Reason}}
+        end
+    end).
+
+-spec when_reachable(node(), fun(() -> Result)) -> Result | {error, term()}.
+when_reachable(Node, Fun) ->
     case net_adm:ping(Node) of
         pang ->
             {error, {nodedown, Node}};
         pong ->
             case erpc:call(Node, code, ensure_loaded, [eflambe_tracer], 10000) of
-                {module, eflambe_tracer} -> call(Node, MFA, N, Opts);
+                {module, eflambe_tracer} -> Fun();
                 {error, Why} -> {error, {not_loaded_on_node, Node, Why}}
             end
     end.
@@ -57,9 +83,17 @@ extension(#{output_format := svg}) -> ".svg".
 %% On the remote node: the capture, watched by the caller's monitor.
 -spec run(pid(), reference(), term(), term(), list()) -> ok.
 run(Caller, Ref, MFA, N, Options) ->
+    watched(Caller, Ref, fun() -> eflambe:capture(MFA, N, Options) end).
+
+-spec run_sample(pid(), reference(), list()) -> ok.
+run_sample(Caller, Ref, Options) ->
+    watched(Caller, Ref, fun() -> eflambe:sample(Options) end).
+
+-spec watched(pid(), reference(), fun(() -> term())) -> ok.
+watched(Caller, Ref, Fun) ->
     CallerRef = monitor(process, Caller),
     Self = self(),
-    Worker = spawn_link(fun() -> Self ! {done, eflambe:capture(MFA, N, Options)} end),
+    Worker = spawn_link(fun() -> Self ! {done, Fun()} end),
     receive
         {done, Result} ->
             Caller ! {Ref, Result},

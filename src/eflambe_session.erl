@@ -171,13 +171,16 @@ temp_archive() ->
 %% "key=value" lines kept in the archive header.
 -spec metadata(atom(), map(), eflambe_options:opts()) -> iodata().
 metadata(Mode, Params, Opts) ->
-    {M, F, A} = maps:get(target, Params),
+    Target = case maps:get(target, Params) of
+                 {M, F, A} -> io_lib:format("~p:~p/~p", [M, F, A]);
+                 {Node, Hz} -> io_lib:format("~s at ~b Hz", [Node, Hz])
+             end,
     Lines = [{node, node()},
              {otp_release, erlang:system_info(otp_release)},
              {erts_version, erlang:system_info(version)},
              {start_time, calendar:system_time_to_rfc3339(erlang:system_time(second))},
              {mode, Mode},
-             {target, io_lib:format("~p:~p/~p", [M, F, A])},
+             {target, Target},
              {output_format, maps:get(output_format, Opts)}],
     [[atom_to_list(K), $=, value_text(V), $\n] || {K, V} <- Lines].
 

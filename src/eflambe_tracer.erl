@@ -7,12 +7,12 @@
 
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
-         archive_header/1]).
+         archive_header/1, record_samples/3]).
 
 -on_load(init/0).
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
-       archive_header/1]).
+       archive_header/1, record_samples/3]).
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -82,4 +82,10 @@ fold(_ArchivePath, _Format, _Split, _MaxDepth) ->
 %% The metadata lines of an archive's header.
 -spec archive_header(file:filename_all()) -> {ok, binary()} | {error, {atom(), term()}}.
 archive_header(_ArchivePath) ->
+    erlang:nif_error(not_loaded).
+
+%% One tick of sampling: each {Pid, StackTrace} (process_info's
+%% current_stacktrace) had that stack for the last PeriodNs nanoseconds.
+-spec record_samples(integer(), [{pid(), list()}], pos_integer()) -> ok | {error, not_running}.
+record_samples(_TracerState, _Samples, _PeriodNs) ->
     erlang:nif_error(not_loaded).

@@ -11,7 +11,8 @@
 -define(W, eflambe_workload).
 
 all() ->
-    [capture_on_peer, results_as_local_files, nodedown, eflambe_missing, caller_dies].
+    [capture_on_peer, results_as_local_files, nodedown, eflambe_missing, caller_dies,
+     sample_on_peer].
 
 init_per_suite(Config) ->
     _ = os:cmd("epmd -daemon"),
@@ -82,3 +83,12 @@ caller_dies(Config) ->
     eflambe_test_util:wait_until(
       fun() -> erpc:call(Node, erlang, trace_info, [{?W, two, 1}, meta]) =/= {meta, false} end),
     exit(Pid, kill).
+
+%% eflambe:sample of another node: its busy process, sampled there.
+sample_on_peer(Config) ->
+    Node = ?config(node, Config),
+    Busy = erpc:call(Node, erlang, spawn, [fun Loop() -> _ = ?W:two(15), Loop() end]),
+    {ok, Folded} = eflambe:sample([{node, Node}, {duration, 300}, {return, flamegraph}]),
+    erpc:call(Node, erlang, exit, [Busy, kill]),
+    Lines = eflambe_test_util:parse(Folded),
+    ?assert(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:two/1">>, F) end, Lines)).
