@@ -21,6 +21,7 @@ _Static_assert(EFL_EV_KIND_END <= 16, "event kinds must fit in 4 bits");
 struct ring_events {
     struct held_event *ev;
     size_t n, cap, pos;
+    size_t scanned;     /* events before this were looked at for root calls */
 };
 
 struct proc_state {
@@ -554,9 +555,10 @@ static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
 {
     for (size_t i = 0; i < f->nrings; i++) {
         struct ring_events *re = &f->rings[i];
-        for (size_t j = re->pos; j < re->n; j++)
+        for (size_t j = re->scanned; j < re->n; j++)
             if (HELD_KIND(&re->ev[j]) == EFL_EV_ROOT_CALL)
                 f->procs[HELD_PID(&re->ev[j])].scoped = 1;
+        re->scanned = re->n;
     }
     EFL_FORWARD_IF_ERROR(merge_and_fold(f, limit));
     for (size_t i = 0; i < f->nrings; i++) {
@@ -564,6 +566,7 @@ static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
         if (re->pos > 0 && re->pos * 2 >= re->n) {
             memmove(re->ev, re->ev + re->pos, (re->n - re->pos) * sizeof *re->ev);
             re->n -= re->pos;
+            re->scanned -= re->pos;
             re->pos = 0;
         }
     }
