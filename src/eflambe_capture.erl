@@ -84,19 +84,11 @@ check_no_tracing(MFA) ->
 -spec run(mfa(), pos_integer(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 run(MFA, N, Opts) ->
-    Caller = self(),
-    Ref = make_ref(),
-    {Pid, MRef} = spawn_monitor(fun() -> owner(Caller, Ref, MFA, N, Opts) end),
-    receive
-        {Ref, Result} ->
-            demonitor(MRef, [flush]),
-            Result;
-        {'DOWN', MRef, process, Pid, Reason} ->
-            {error, {capture_failed, Reason}}
-    end.
+    eflambe_session:owned(fun(Caller) -> owner(Caller, MFA, N, Opts) end, capture_failed).
 
--spec owner(pid(), reference(), mfa(), pos_integer(), eflambe_options:opts()) -> ok.
-owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
+-spec owner(pid(), mfa(), pos_integer(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+owner(Caller, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
     Params = #{target => MFA, root_frame => true, budget => N, every => Every,
                notify => self()},
     case eflambe_session:start(capture, Params, Opts) of
@@ -112,14 +104,13 @@ owner(Caller, Ref, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
                   end,
             case Why of
                 caller_down ->
-                    eflambe_session:abort(Session);
+                    eflambe_session:abort(Session),
+                    {error, caller_down};
                 _ ->
-                    Caller ! {Ref, results(Session, Why, Opts)},
-                    ok
+                    results(Session, Why, Opts)
             end;
         {error, _} = Error ->
-            Caller ! {Ref, Error},
-            ok
+            Error
     end.
 
 %% With Spawned, the processes a captured call spawns are traced too (they

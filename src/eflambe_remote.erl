@@ -24,18 +24,23 @@ sample(Node, Opts) ->
                   | [{K, V} || {K, V} <- maps:to_list(Opts),
                                lists:member(K, [hz, duration, pids | remote_options()]),
                                V =/= undefined]],
-        {Pid, MRef} = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
-        receive
-            {Ref, {ok, Data}} ->
-                demonitor(MRef, [flush]),
-                eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
-            {Ref, {error, _} = Error} ->
-                demonitor(MRef, [flush]),
-                Error;
-            {'DOWN', MRef, process, Pid, Reason} ->
-                {error, {remote_sample_failed, Node, Reason}}
+        Started = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
+        case await(Started, Ref, Node, remote_sample_failed) of
+            {ok, Data} -> eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
+            Error -> Error
         end
     end).
+
+%% What the process started over there sends back, or why it died.
+-spec await({pid(), reference()}, reference(), node(), atom()) -> {ok, term()} | {error, term()}.
+await({Pid, MRef}, Ref, Node, FailTag) ->
+    receive
+        {Ref, Result} ->
+            demonitor(MRef, [flush]),
+            Result;
+        {'DOWN', MRef, process, Pid, Reason} ->
+            {error, {FailTag, Node, Reason}}
+    end.
 
 -spec when_reachable(node(), fun(() -> Result)) -> Result | {error, term()}.
 when_reachable(Node, Fun) ->
@@ -57,16 +62,10 @@ call(Node, MFA, N, Opts) ->
     Remote = [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
               | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, remote_options()),
                            V =/= undefined]],
-    {Pid, MRef} = spawn_monitor(Node, ?MODULE, run, [self(), Ref, MFA, N, Remote]),
-    receive
-        {Ref, {ok, Results}} ->
-            demonitor(MRef, [flush]),
-            eflambe_output:write_all(Results, #{extension => extension(Opts)}, Opts);
-        {Ref, {error, _} = Error} ->
-            demonitor(MRef, [flush]),
-            Error;
-        {'DOWN', MRef, process, Pid, Reason} ->
-            {error, {remote_capture_failed, Node, Reason}}
+    Started = spawn_monitor(Node, ?MODULE, run, [self(), Ref, MFA, N, Remote]),
+    case await(Started, Ref, Node, remote_capture_failed) of
+        {ok, Results} -> eflambe_output:write_all(Results, #{extension => extension(Opts)}, Opts);
+        Error -> Error
     end.
 
 %% The capture options that mean the same on the other node.

@@ -26,16 +26,7 @@ sample(Options) ->
 
 -spec run(eflambe_options:opts()) -> {ok, binary() | file:filename()} | {error, term()}.
 run(Opts) ->
-    Caller = self(),
-    Ref = make_ref(),
-    {Pid, MRef} = spawn_monitor(fun() -> Caller ! {Ref, owner(Caller, Opts)} end),
-    receive
-        {Ref, Result} ->
-            demonitor(MRef, [flush]),
-            Result;
-        {'DOWN', MRef, process, Pid, Reason} ->
-            {error, {sample_failed, Reason}}
-    end.
+    eflambe_session:owned(fun(Caller) -> owner(Caller, Opts) end, sample_failed).
 
 -spec owner(pid(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
 owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->

@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([start/3, finish/3, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
+-export([owned/2, start/3, finish/3, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
          register_running/1, stop_running/0]).
 
 -export_type([session/0]).
@@ -17,6 +17,22 @@
 -define(SPARE_THREADS, 8).
 %% The name of whatever process answers eflambe:stop() for the running run.
 -define(RUNNING, eflambe_running).
+
+%% Runs Fun(Caller) in a process of its own, the run's owner (which
+%% eflambe:stop() reaches and which watches Caller), and waits for what it
+%% returns; if it dies, {error, {FailTag, Reason}}.
+-spec owned(fun((pid()) -> Result), atom()) -> Result | {error, {atom(), term()}}.
+owned(Fun, FailTag) ->
+    Caller = self(),
+    Ref = make_ref(),
+    {Pid, MRef} = spawn_monitor(fun() -> Caller ! {Ref, Fun(Caller)} end),
+    receive
+        {Ref, Result} ->
+            demonitor(MRef, [flush]),
+            Result;
+        {'DOWN', MRef, process, Pid, Reason} ->
+            {error, {FailTag, Reason}}
+    end.
 
 %% Starts the NIF session. Params are start_session's own (root_pid,
 %% root_frame, budget, every, notify); the rest comes from Opts.
