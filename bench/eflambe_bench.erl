@@ -189,10 +189,10 @@ archive_row(Name, MFA) ->
 %% the default rate and at 1,000 Hz. Rounds interleaved, medians compared.
 sampling_cost() ->
     Schedulers = erlang:system_info(schedulers),
-    io:format("~nCost of sampling: ~b workers busy for 2 s, 3 rounds, median iterations~n",
+    io:format("~nCost of sampling: ~b workers busy for 2 s, 5 rounds, median iterations~n",
               [Schedulers]),
     Variants = [none, 97, 1000],
-    Rounds = [[{V, sampled_run(V, Schedulers)} || V <- Variants] || _ <- [1, 2, 3]],
+    Rounds = [[{V, sampled_run(V, Schedulers)} || V <- Variants] || _ <- lists:seq(1, 5)],
     Median = maps:from_list([{V, median([I || R <- Rounds, {V2, I} <- R, V2 =:= V])}
                              || V <- Variants]),
     Base = maps:get(none, Median),

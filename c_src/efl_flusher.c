@@ -11,7 +11,8 @@
 /* While there is nothing to drain, the wait doubles from 0.25 ms up to
  * 4 ms: few wake-ups of an idle flusher (each one takes a CPU from a busy
  * scheduler), yet a default ring (32767 events) outlasts 4 ms of a burst at
- * 4 million events a second. Anything drained resets it. */
+ * 4 million events a second. Anything drained resets it. A session whose
+ * events come slowly (sampling) may allow a longer wait. */
 #define IDLE_WAIT_MIN_NS 250000L
 #define IDLE_WAIT_MAX_NS 4000000L
 /* ...but end a zstd frame only now and then: small frames compress badly. */
@@ -143,8 +144,9 @@ static void *run(void *arg)
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
             until.tv_nsec += idle_wait;
-            if (idle_wait < IDLE_WAIT_MAX_NS)
-                idle_wait *= 2;
+            long max = f->limits.idle_wait_max_ns > 0 ? f->limits.idle_wait_max_ns : IDLE_WAIT_MAX_NS;
+            if (idle_wait < max)
+                idle_wait = idle_wait * 2 < max ? idle_wait * 2 : max;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;

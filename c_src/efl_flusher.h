@@ -17,6 +17,7 @@ struct efl_flusher;
 struct efl_flush_limits {
     uint64_t max_events;
     uint64_t max_bytes;
+    long idle_wait_max_ns;  /* longest wait while idle; 0: the default (4 ms) */
     void (*on_limit)(void *ctx, unsigned reason);
     void *ctx;
 };

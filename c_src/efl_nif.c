@@ -35,7 +35,7 @@
     X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
-    X(stopped) X(timeout)
+    X(stopped) X(timeout) X(flusher_idle_ms)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -495,6 +495,7 @@ struct start_args {
     int have_notify;
     ErlNifPid notify;
     uint64_t max_events, max_bytes;
+    unsigned flusher_idle_ms;
 };
 
 static int map_get(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM key, ERL_NIF_TERM *value)
@@ -551,6 +552,9 @@ static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
             return 0;
         a->max_bytes = n;
     }
+    if (map_get(env, map, atom_flusher_idle_ms, &v) &&
+        (!enif_get_uint(env, v, &a->flusher_idle_ms) || a->flusher_idle_ms > 1000))
+        return 0;
     return 1;
 }
 
@@ -565,7 +569,9 @@ static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
  * budget (capture): how many calls of the meta-traced function to admit,
  * one in `every`; `notify` gets eflambe_capture_done as each one ends.
  * max_events, max_bytes: limits of the run; `notify` gets
- * {eflambe_limit, max_events | max_bytes} when one is reached. */
+ * {eflambe_limit, max_events | max_bytes} when one is reached.
+ * flusher_idle_ms: how long the flusher may sleep while idle (events that
+ * come slowly, as samples do). */
 static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -593,7 +599,8 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     struct efl_namer namer = {s, name_atom, name_pid};
     if (st == EFL_OK)
         st = efl_archive_writer_open(&writer, a.archive, a.meta, &namer);
-    struct efl_flush_limits limits = {a.max_events, a.max_bytes, on_limit, s};
+    struct efl_flush_limits limits = {a.max_events, a.max_bytes, (long)a.flusher_idle_ms * 1000000L,
+                                      on_limit, s};
     if (s)
         s->id = id;
     /* The callbacks may see these as soon as the flusher runs. */

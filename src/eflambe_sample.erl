@@ -30,8 +30,9 @@ run(Opts) ->
 
 -spec owner(pid(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
 owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->
-    Params = #{target => {node(), Hz}},
-    case eflambe_session:start(sample, Params#{notify => self()}, Opts) of
+    %% Samples come a tick at a time: the flusher need not wake up often.
+    Params = #{target => {node(), Hz}, notify => self(), flusher_idle_ms => 50},
+    case eflambe_session:start(sample, Params, Opts) of
         {ok, #{tracer := TracerState} = Session} ->
             eflambe_session:register_running(self()),
             CallerRef = monitor(process, Caller),
