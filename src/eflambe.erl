@@ -4,10 +4,14 @@
 %% on, for that process and every process it spawns during the call, and
 %% turns the trace into a flamegraph. `capture/1,2,3' profiles the next N
 %% calls of a function made by any process on the node, each from the
-%% function's entry: no code change, no recompile, no mocking. The tracer is a NIF: each trace event
-%% is a 32-byte record written into a per-scheduler ring, a C thread
-%% compresses the rings into a zstd trace archive, and a C folder rebuilds
-%% the stacks from the archive once the call has returned.
+%% function's entry: no code change, no recompile, no mocking. `sample/1'
+%% profiles the whole node by sampling stacks, without call tracing.
+%% `replay/2' folds a kept trace archive again, into any format.
+%%
+%% The tracer is a NIF: each trace event is a 32-byte record written into
+%% the calling scheduler thread's own ring, a C thread compresses the rings
+%% into a zstd trace archive, and a C folder rebuilds the stacks from the
+%% archive as it is written.
 %%
 %% == Example ==
 %% ```
@@ -19,26 +23,31 @@
 %% 4> eflambe:capture({my_server, handle_call, 3}, 2, [{timeout, 60000}]).
 %% {ok,["/home/me/eflambe-20261123T110312-88.folded",
 %%      "/home/me/eflambe-20261123T110312-89.folded"]}
+%% 5> eflambe:sample([{duration, 5000}, {output_format, svg}]).
+%% {ok,"/home/me/eflambe-20261123T120512-7.svg"}
 %% '''
 %% A folded line reads `<0.85.0>;my_mod:work/1;my_mod:inner/2 1234': the
 %% process, the stack from the profiled function down, and the
 %% microseconds that stack was on top. `sleep' on top is time the process
 %% was scheduled out (waiting in a receive, say), `gc' time spent collecting
-%% its garbage. The weights of one call add up to its wall time.
+%% its garbage, `[dropped N events]' where events were lost. The weights of
+%% one call add up to its wall time.
 %%
 %% == Safety ==
-%% While a run is armed every function of every loaded module carries a
-%% local call-trace pattern: untraced processes on the node pay a few
+%% While a trace run is armed every function of every loaded module carries
+%% a local call-trace pattern: untraced processes on the node pay a few
 %% nanoseconds per call, traced ones about 0.3 microseconds per call. When
-%% the run ends (the call returns or raises, the N calls are captured, the
-%% timeout passes, stop/0, the caller dies) eflambe removes every trace
-%% pattern and flag it set, and with them any local call patterns you set
-%% yourself (with dbg, say). A capture refuses to start while another
-%% tracer is in use on the node. The tracer never blocks a scheduler: when a ring is
-%% full, events are dropped and counted. Memory is bounded by the ring
-%% size (`buffer_size', per scheduler thread) whatever the call does. Only
-%% one profiling run at a time on a node. A caller that already has a
-%% tracer is refused, so an existing trace is never broken.
+%% the run ends (the call returns or raises, the N calls are captured, a
+%% limit or the timeout is reached, stop/0, the caller dies) eflambe
+%% removes every trace pattern and flag it set, and with them any local
+%% call patterns you set yourself (with dbg, say). A capture refuses to
+%% start while another tracer is in use on the node; a caller that already
+%% has a tracer is refused by apply, so an existing trace is never broken.
+%% The tracer never blocks a scheduler: when a ring is full, events are
+%% dropped and counted. Every run is bounded (`max_events', `max_bytes',
+%% `timeout'), and memory by the ring size (`buffer_size', per scheduler
+%% thread) whatever the call does. Only one profiling run at a time on a
+%% node.
 -module(eflambe).
 
 -export([apply/1, apply/2, capture/1, capture/2, capture/3, sample/1, stop/0, replay/2]).
