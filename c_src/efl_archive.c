@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,15 +490,18 @@ static efl_status parse_frame(struct reader *r, const unsigned char *data, size_
     return EFL_OK;
 }
 
-/* Decodes frame after frame; records of a frame are parsed only once the
- * frame is complete, so a cut-off tail is ignored as a whole. */
-static efl_status read_frames(struct reader *r, struct source *src, ZSTD_DCtx *d,
-                              struct efl_buf *in_buf, struct efl_buf *frame)
+/* Decodes frame after frame and hands each complete one to on_frame, so a
+ * cut-off tail is ignored as a whole. `frame` is on_frame's to swap for
+ * an empty buffer. */
+typedef efl_status (*frame_fn)(void *ctx, struct efl_buf *frame);
+
+static efl_status decode_frames(struct source *src, ZSTD_DCtx *d, struct efl_buf *in_buf,
+                                struct efl_buf *frame, frame_fn on_frame, void *ctx)
 {
     for (;;) {
         size_t got = source_read(src, in_buf->data, in_buf->cap);
         if (got == 0)
-            break;
+            return EFL_OK;
         ZSTD_inBuffer in = {in_buf->data, got, 0};
         while (in.pos < in.size) {
             if (frame->cap - frame->len < ZSTD_DStreamOutSize()) {
@@ -509,14 +513,128 @@ static efl_status read_frames(struct reader *r, struct source *src, ZSTD_DCtx *d
             EFL_RETURN_ERROR_IF(ZSTD_isError(ret), EFL_ERR_CORRUPT);
             frame->len = out.pos;
             if (ret == 0) {
-                EFL_FORWARD_IF_ERROR(parse_frame(r, frame->data, frame->len));
-                r->sum->frames++;
+                EFL_FORWARD_IF_ERROR(on_frame(ctx, frame));
                 frame->len = 0;
             }
         }
     }
-    r->sum->truncated = !r->sum->ended;
+}
+
+static efl_status parse_whole_frame(void *ctx, struct efl_buf *frame)
+{
+    struct reader *r = ctx;
+    EFL_FORWARD_IF_ERROR(parse_frame(r, frame->data, frame->len));
+    r->sum->frames++;
     return EFL_OK;
+}
+
+/* ---- decoding on a second thread (files) ---------------------------
+ * A helper thread reads and decompresses while the caller parses and
+ * folds. Frames pass through a few slots, buffers swapped, not copied. */
+
+#define SLOTS 4
+
+struct pipeline {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct efl_buf slot[SLOTS];
+    int full[SLOTS];
+    unsigned head, tail;   /* next slot to take / to fill */
+    int done;              /* the decoder finished, with `status` */
+    efl_status status;
+    int cancel;            /* the parser failed: the decoder stops */
+    struct source *src;
+    ZSTD_DCtx *d;
+    struct efl_buf *in_buf;
+};
+
+static efl_status hand_over(void *ctx, struct efl_buf *frame)
+{
+    struct pipeline *pl = ctx;
+    pthread_mutex_lock(&pl->lock);
+    while (pl->full[pl->tail] && !pl->cancel)
+        pthread_cond_wait(&pl->changed, &pl->lock);
+    efl_status s = pl->cancel ? EFL_ERR_ARG : EFL_OK;
+    if (s == EFL_OK) {
+        struct efl_buf spare = pl->slot[pl->tail];
+        pl->slot[pl->tail] = *frame;
+        spare.len = 0;
+        *frame = spare;
+        pl->full[pl->tail] = 1;
+        pl->tail = (pl->tail + 1) % SLOTS;
+        pthread_cond_broadcast(&pl->changed);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return s;
+}
+
+static void *decoder(void *arg)
+{
+    struct pipeline *pl = arg;
+    struct efl_buf frame = {0};
+    efl_status s = decode_frames(pl->src, pl->d, pl->in_buf, &frame, hand_over, pl);
+    efl_buf_free(&frame);
+    pthread_mutex_lock(&pl->lock);
+    pl->done = 1;
+    pl->status = s;
+    pthread_cond_broadcast(&pl->changed);
+    pthread_mutex_unlock(&pl->lock);
+    return NULL;
+}
+
+/* The caller's side: parses frames in order; then the decoder's status,
+ * so an error after good frames comes after they were parsed, as when
+ * reading on one thread. */
+static efl_status parse_from(struct pipeline *pl, struct reader *r)
+{
+    efl_status s = EFL_OK;
+    pthread_mutex_lock(&pl->lock);
+    for (;;) {
+        while (!pl->full[pl->head] && !pl->done)
+            pthread_cond_wait(&pl->changed, &pl->lock);
+        if (!pl->full[pl->head]) {
+            s = pl->status;
+            break;
+        }
+        struct efl_buf *frame = &pl->slot[pl->head];
+        pthread_mutex_unlock(&pl->lock);
+        s = parse_whole_frame(r, frame);
+        pthread_mutex_lock(&pl->lock);
+        if (s != EFL_OK) {
+            pl->cancel = 1;
+            pthread_cond_broadcast(&pl->changed);
+            break;
+        }
+        pl->full[pl->head] = 0;
+        pl->head = (pl->head + 1) % SLOTS;
+        pthread_cond_broadcast(&pl->changed);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return s;
+}
+
+static efl_status read_frames_threaded(struct reader *r, struct source *src, ZSTD_DCtx *d,
+                                       struct efl_buf *in_buf)
+{
+    struct pipeline pl = {.src = src, .d = d, .in_buf = in_buf};
+    pthread_mutex_init(&pl.lock, NULL);
+    pthread_cond_init(&pl.changed, NULL);
+    pthread_t tid;
+    efl_status s;
+    if (pthread_create(&tid, NULL, decoder, &pl) != 0) {
+        /* No thread: decode here. */
+        struct efl_buf frame = {0};
+        s = decode_frames(src, d, in_buf, &frame, parse_whole_frame, r);
+        efl_buf_free(&frame);
+    } else {
+        s = parse_from(&pl, r);
+        pthread_join(tid, NULL);
+    }
+    for (int i = 0; i < SLOTS; i++)
+        efl_buf_free(&pl.slot[i]);
+    pthread_mutex_destroy(&pl.lock);
+    pthread_cond_destroy(&pl.changed);
+    return s;
 }
 
 static efl_status read_source(struct source *src, const struct efl_archive_visitor *v,
@@ -533,8 +651,12 @@ static efl_status read_source(struct source *src, const struct efl_archive_visit
         s = EFL_ERR_ZSTD;
     else if (efl_buf_reserve(&in_buf, ZSTD_DStreamInSize()) != EFL_OK)
         s = EFL_ERR_NOMEM;
+    else if (src->file != NULL)
+        s = read_frames_threaded(&r, src, d, &in_buf);
     else
-        s = read_frames(&r, src, d, &in_buf, &frame);
+        s = decode_frames(src, d, &in_buf, &frame, parse_whole_frame, &r);
+    if (s == EFL_OK)
+        sum->truncated = !sum->ended;
     efl_buf_free(&in_buf);
     efl_buf_free(&frame);
     ZSTD_freeDCtx(d);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: C unit tests (plain, then under AddressSanitizer and
-# UBSan), a bounded run of the archive reader's fuzzer, and the Erlang
+# UBSan, and the threaded archive reader under ThreadSanitizer), a bounded run of the archive reader's fuzzer, and the Erlang
 # suites (Common Test, with PropEr properties), whose output formats are
 # checked in speedscope's importer and headless Chromium (test/browser,
 # installed from the npm registry).
@@ -17,6 +17,7 @@ if [ "${EFLAMBE_BLESS:-}" = 1 ]; then
 fi
 make -C c_src test
 make -C c_src test-asan
+make -C c_src test-tsan
 make -C c_src fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 rebar3 ct
