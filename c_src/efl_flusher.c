@@ -8,6 +8,11 @@
 #include "efl_flusher.h"
 
 #define DRAIN_BATCH 4096
+/* Timestamps are kept to 16 ns. The clock resolves fractions of a
+ * nanosecond, but below ~16 ns its bits are noise: an event costs ~130 ns
+ * and outputs are in microseconds. Noise does not compress; dropping it
+ * takes archives from 1.1-2.0 to 0.8-1.3 bytes per event. */
+#define TS_GRAIN_MASK (~(uint64_t)15)
 /* While there is nothing to drain, the wait doubles from 0.25 ms up to
  * 4 ms: few wake-ups of an idle flusher (each one takes a CPU from a busy
  * scheduler), yet a default ring (32767 events) outlasts 4 ms of a burst at
@@ -42,14 +47,15 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Keeps this session's events, in order, with their time in nanoseconds. */
+/* Keeps this session's events, in order, with their time in nanoseconds
+ * (to the grain above). */
 static size_t own_events(struct efl_flusher *f, size_t n)
 {
     size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         if (f->batch[i].session == f->session) {
             f->batch[kept] = f->batch[i];
-            f->batch[kept].ts = efl_clock_to_ns(&f->clock, f->batch[i].ts);
+            f->batch[kept].ts = efl_clock_to_ns(&f->clock, f->batch[i].ts) & TS_GRAIN_MASK;
             kept++;
         }
     }
