@@ -155,13 +155,14 @@ check(sample, duration, Ms) ->
     {error, {bad_duration, Ms, {expected, milliseconds}}};
 check(sample, pids, all) ->
     {ok, all};
+%% Pids of the node sampled (which {node, Node} may make another one).
 check(sample, pids, Pids) when is_list(Pids) ->
-    case lists:all(fun(P) -> is_pid(P) andalso node(P) =:= node() end, Pids) of
+    case lists:all(fun erlang:is_pid/1, Pids) of
         true -> {ok, Pids};
-        false -> {error, {bad_pids, Pids, {expected, 'all | [local pid()]'}}}
+        false -> {error, {bad_pids, Pids, {expected, 'all | [pid()]'}}}
     end;
 check(sample, pids, Pids) ->
-    {error, {bad_pids, Pids, {expected, 'all | [local pid()]'}}};
+    {error, {bad_pids, Pids, {expected, 'all | [pid()]'}}};
 check(capture, spawned, B) when is_boolean(B) ->
     {ok, B};
 check(capture, spawned, B) ->

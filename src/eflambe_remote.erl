@@ -1,5 +1,6 @@
 %% @private
-%% {node, Node}: a capture run on another node of the cluster. The run's
+%% {node, Node}: a capture or a sample run on another node of the cluster.
+%% The run's
 %% process there is spawned and monitored from here and itself monitors
 %% the caller, so either side going away ends the other's part; the
 %% flamegraphs come back as data and are written here, per the caller's
@@ -20,10 +21,7 @@ capture(Node, MFA, N, Opts) ->
 sample(Node, Opts) ->
     when_reachable(Node, fun() ->
         Ref = make_ref(),
-        Remote = [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
-                  | [{K, V} || {K, V} <- maps:to_list(Opts),
-                               lists:member(K, [hz, duration, pids | remote_options()]),
-                               V =/= undefined]],
+        Remote = remote_options(Opts, [hz, duration, pids]),
         Started = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
         case await(Started, Ref, Node, remote_sample_failed) of
             {ok, Data} -> eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
@@ -58,20 +56,21 @@ when_reachable(Node, Fun) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 call(Node, MFA, N, Opts) ->
     Ref = make_ref(),
-    %% Over there the flamegraphs are returned as data, not written.
-    Remote = [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
-              | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, remote_options()),
-                           V =/= undefined]],
+    Remote = remote_options(Opts, []),
     Started = spawn_monitor(Node, ?MODULE, run, [self(), Ref, MFA, N, Remote]),
     case await(Started, Ref, Node, remote_capture_failed) of
         {ok, Results} -> eflambe_output:write_all(Results, #{extension => extension(Opts)}, Opts);
         Error -> Error
     end.
 
-%% The capture options that mean the same on the other node.
--spec remote_options() -> [atom()].
-remote_options() ->
-    [buffer_size, archive, timeout, every, spawned, max_depth, exclude, max_events, max_bytes].
+%% The options as the run over there takes them: the flamegraphs come back
+%% as data (written here), with the options that mean the same over there.
+-spec remote_options(eflambe_options:opts(), [atom()]) -> list().
+remote_options(Opts, Extra) ->
+    Same = [buffer_size, archive, timeout, every, spawned, max_depth, exclude, max_events,
+            max_bytes | Extra],
+    [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
+     | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined]].
 
 -spec extension(eflambe_options:opts()) -> string().
 extension(#{output_format := brendan_gregg}) -> ".folded";

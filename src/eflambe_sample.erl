@@ -33,14 +33,14 @@ owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->
     %% Samples come a tick at a time: the flusher need not wake up often.
     Params = #{target => {node(), Hz}, notify => self(), flusher_idle_ms => 50},
     case eflambe_session:start(sample, Params, Opts) of
-        {ok, #{tracer := TracerState} = Session} ->
+        {ok, Session} ->
             eflambe_session:register_running(self()),
             CallerRef = monitor(process, Caller),
             Depth = erlang:system_flag(backtrace_depth, ?BACKTRACE_DEPTH),
             Period = 1000000000 div Hz,
             Start = erlang:monotonic_time(nanosecond),
             Why = try
-                      loop(TracerState, Opts, Period, Start, 1, Start + Duration * 1000000,
+                      loop(Session, Opts, Period, Start, 1, Start + Duration * 1000000,
                            {Caller, CallerRef})
                   after
                       erlang:system_flag(backtrace_depth, Depth)
@@ -61,15 +61,17 @@ owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->
 
 %% Tick K is due at Start + K * Period: no drift, and a late tick is not
 %% made up for twice.
--spec loop(integer(), eflambe_options:opts(), pos_integer(), integer(), pos_integer(), integer(),
-           {pid(), reference()}) -> done | stopped | caller_down | {limit, atom()}.
-loop(TracerState, Opts, Period, Start, K, End, {Caller, CallerRef} = Watch) ->
+-spec loop(eflambe_session:session(), eflambe_options:opts(), pos_integer(), integer(),
+           pos_integer(), integer(), {pid(), reference()}) ->
+          done | stopped | caller_down | {limit, atom()}.
+loop(#{tracer := TracerState} = Session, Opts, Period, Start, K, End,
+     {Caller, CallerRef} = Watch) ->
     Due = Start + K * Period,
     Now = erlang:monotonic_time(nanosecond),
     Wait = max(0, (Due - Now) div 1000000),
     receive
         {eflambe_stop, From, StopRef} ->
-            eflambe_session:halt(#{tracer => TracerState}, stopped),
+            eflambe_session:halt(Session, stopped),
             From ! {StopRef, stopped},
             stopped;
         {eflambe_limit, Reason} ->
@@ -81,7 +83,7 @@ loop(TracerState, Opts, Period, Start, K, End, {Caller, CallerRef} = Watch) ->
             _ = eflambe_tracer:record_samples(TracerState, samples(Opts), Period),
             case Tick >= End of
                 true -> done;
-                false -> loop(TracerState, Opts, Period, Start,
+                false -> loop(Session, Opts, Period, Start,
                               max(K + 1, (Tick - Start) div Period + 1), End, Watch)
             end
     end.
@@ -92,6 +94,7 @@ loop(TracerState, Opts, Period, Start, K, End, {Caller, CallerRef} = Watch) ->
 samples(#{pids := Pids}) ->
     Self = self(),
     [{P, Stack} || P <- case Pids of all -> erlang:processes(); _ -> Pids end, P =/= Self,
+                   node(P) =:= node(),
                    on_cpu(erlang:process_info(P, status)),
                    {current_stacktrace, Stack} <- [erlang:process_info(P, current_stacktrace)]].
 
