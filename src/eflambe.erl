@@ -108,12 +108,14 @@
         option()
       | {every, pos_integer()}
       | {spawned, boolean()}
-      | {node, node()}.
+      | {node, node()}
+      | {fetch_archive, file:filename()}.
 %% `every' (default 1): capture one call in K. `spawned' (default false):
 %% also trace the processes a captured call spawns, in its flamegraph.
 %% `node' (default: this node): run the capture on that node of the
 %% cluster (eflambe must be loadable there); the flamegraphs come back and
-%% are written here; `archive' is a path on that node.
+%% are written here; `archive' is a path on that node, and
+%% `{fetch_archive, Path}' copies the archive back here.
 %% `return' is `filename' (default) or `flamegraph'.
 
 -type sample_option() ::
@@ -121,6 +123,7 @@
       | {duration, pos_integer()}
       | {pids, all | [pid()]}
       | {node, node()}
+      | {fetch_archive, file:filename()}
       | {output_format, output_format()}
       | {output_directory, file:filename()}
       | {return, flamegraph | filename}

@@ -24,6 +24,8 @@ capture(MFA, N, Options) ->
             case eflambe_options:parse(capture, Options) of
                 {ok, #{node := Node} = Opts} when Node =/= node() ->
                     eflambe_remote:capture(Node, MFA, N, Opts);
+                {ok, #{fetch_archive := Path}} when Path =/= undefined ->
+                    {error, {fetch_archive, Path, "only with {node, Node}; here, use archive"}};
                 {ok, Opts} ->
                     case check_target(MFA) of
                         ok -> run(MFA, N, Opts);

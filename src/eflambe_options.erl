@@ -17,6 +17,7 @@
                   return := eflambe:return_kind(),
                   buffer_size => pos_integer(),
                   archive => file:filename() | undefined,
+                  fetch_archive => file:filename() | undefined,
                   open => undefined | file:filename(),
                   max_depth := 1..1024,
                   max_events => pos_integer(),
@@ -55,13 +56,15 @@ defaults(capture) ->
     (defaults(apply))#{return => filename,
                        every => 1,
                        spawned => false,
-                       node => node()};
+                       node => node(),
+                       fetch_archive => undefined};
 defaults(sample) ->
     (maps:without([exclude, timeout], defaults(apply)))#{return => filename,
                                                         hz => 97,
                                                         duration => 10000,
                                                         pids => all,
-                                                        node => node()};
+                                                        node => node(),
+                                                        fetch_archive => undefined};
 defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
@@ -117,6 +120,8 @@ check(_, buffer_size, Bytes) when is_integer(Bytes), Bytes >= 64 * ?EVENT_BYTES,
 check(_, buffer_size, Bytes) ->
     {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * ?EVENT_BYTES, 1 bsl 30}}};
 check(_, archive, Path) ->
+    check_archive_path(Path);
+check(_, fetch_archive, Path) ->
     check_archive_path(Path);
 check(_, open, Program) ->
     check_program(Program);

@@ -4,7 +4,8 @@
 %% process there is spawned and monitored from here and itself monitors
 %% the caller, so either side going away ends the other's part; the
 %% flamegraphs come back as data and are written here, per the caller's
-%% own options. The archive, if kept, stays on that node.
+%% own options. The archive is kept on that node with {archive, Path}, and
+%% copied back here with {fetch_archive, Path}.
 -module(eflambe_remote).
 
 -export([capture/4, sample/2]).
@@ -14,20 +15,25 @@
 -spec capture(node(), term(), term(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 capture(Node, MFA, N, Opts) ->
-    when_reachable(Node, fun() -> call(Node, MFA, N, Opts) end).
+    when_reachable(Node, fun() ->
+        with_archive(Node, Opts, fun(O) -> call(Node, MFA, N, O) end)
+    end).
 
 %% eflambe:sample on that node: one flamegraph back.
 -spec sample(node(), eflambe_options:opts()) -> {ok, binary() | file:filename()} | {error, term()}.
 sample(Node, Opts) ->
-    when_reachable(Node, fun() ->
-        Ref = make_ref(),
-        Remote = remote_options(Opts, [hz, duration, pids]),
-        Started = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
-        case await(Started, Ref, Node, remote_sample_failed) of
-            {ok, Data} -> eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
-            Error -> Error
-        end
-    end).
+    when_reachable(Node, fun() -> with_archive(Node, Opts, fun(O) -> sample_there(Node, O) end) end).
+
+-spec sample_there(node(), eflambe_options:opts()) ->
+          {ok, binary() | file:filename()} | {error, term()}.
+sample_there(Node, Opts) ->
+    Ref = make_ref(),
+    Remote = remote_options(Opts, [hz, duration, pids]),
+    Started = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
+    case await(Started, Ref, Node, remote_sample_failed) of
+        {ok, Data} -> eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
+        Error -> Error
+    end.
 
 %% What the process started over there sends back, or why it died.
 -spec await({pid(), reference()}, reference(), node(), atom()) -> {ok, term()} | {error, term()}.
@@ -50,6 +56,28 @@ when_reachable(Node, Fun) ->
                 {module, eflambe_tracer} -> Fun();
                 {error, Why} -> {error, {not_loaded_on_node, Node, Why}}
             end
+    end.
+
+%% With {fetch_archive, Path} the run over there keeps its archive (at
+%% `archive', or at a temporary path there) and it is copied here after.
+-spec with_archive(node(), eflambe_options:opts(), fun((eflambe_options:opts()) -> Result)) ->
+          Result | {error, term()}.
+with_archive(_Node, #{fetch_archive := undefined} = Opts, Run) ->
+    Run(Opts);
+with_archive(Node, #{fetch_archive := Local, archive := Kept} = Opts, Run) ->
+    There = case Kept of
+                undefined -> erpc:call(Node, eflambe_session, temp_archive, []);
+                _ -> Kept
+            end,
+    Result = Run(Opts#{archive := There}),
+    Copied = case erpc:call(Node, file, read_file, [There]) of
+                 {ok, Bin} -> file:write_file(Local, Bin);
+                 {error, Why} -> {error, Why}
+             end,
+    _ = Kept =:= undefined andalso erpc:call(Node, file, delete, [There]),
+    case {Result, Copied} of
+        {{ok, _}, {error, Reason}} -> {error, {fetch_archive, Local, Reason}};
+        _ -> Result
     end.
 
 -spec call(node(), term(), term(), eflambe_options:opts()) ->

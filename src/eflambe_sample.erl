@@ -18,6 +18,8 @@ sample(Options) ->
     case eflambe_options:parse(sample, Options) of
         {ok, #{node := Node} = Opts} when Node =/= node() ->
             eflambe_remote:sample(Node, Opts);
+        {ok, #{fetch_archive := Path}} when Path =/= undefined ->
+            {error, {fetch_archive, Path, "only with {node, Node}; here, use archive"}};
         {ok, Opts} ->
             run(Opts);
         {error, _} = Error ->

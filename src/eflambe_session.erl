@@ -5,7 +5,7 @@
 -module(eflambe_session).
 
 -export([owned/2, start/3, finish/3, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
-         register_running/1, stop_running/0]).
+         register_running/1, stop_running/0, temp_archive/0]).
 
 -export_type([session/0]).
 

@@ -12,7 +12,7 @@
 
 all() ->
     [capture_on_peer, results_as_local_files, nodedown, eflambe_missing, caller_dies,
-     sample_on_peer].
+     sample_on_peer, archive_on_either_side].
 
 %% Short names need the host name to resolve; where it does not, long
 %% names on 127.0.0.1 do.
@@ -98,3 +98,24 @@ sample_on_peer(Config) ->
     erpc:call(Node, erlang, exit, [Busy, kill]),
     Lines = eflambe_test_util:parse(Folded),
     ?assert(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:two/1">>, F) end, Lines)).
+
+%% The archive kept over there ({archive, Path}: a path on that node), and
+%% copied back here ({fetch_archive, Path}); replaying the copy here gives
+%% what the run gave.
+archive_on_either_side(Config) ->
+    Node = ?config(node, Config),
+    Dir = ?config(priv_dir, Config),
+    There = filename:join(Dir, "there.eftrace"),
+    Here = filename:join(Dir, "here.eftrace"),
+    call_later(Node, 1),
+    {ok, [Live]} = eflambe:capture({?W, two, 1}, 1, [{node, Node}, {return, flamegraph},
+                                                     {archive, There}, {fetch_archive, Here},
+                                                     {timeout, 20000}]),
+    ?assert(erpc:call(Node, filelib, is_regular, [There])),
+    ?assertEqual({ok, [Live]}, eflambe:replay(Here, [{return, flamegraph}])),
+    Fetched = filename:join(Dir, "sample.eftrace"),
+    {ok, Sampled} = eflambe:sample([{node, Node}, {duration, 200}, {return, flamegraph},
+                                    {fetch_archive, Fetched}]),
+    ?assertEqual({ok, Sampled}, eflambe:replay(Fetched, [{return, flamegraph}])),
+    ?assertMatch({error, {fetch_archive, _, _}},
+                 eflambe:capture({?W, two, 1}, 1, [{fetch_archive, Here}])).
