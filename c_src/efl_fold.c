@@ -509,6 +509,8 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     case EFL_EV_LOST:
         /* Its stack is no longer known: say so, and start again from a
          * [dropped N events] frame. */
+        if (ps->scoped && ps->root_depth > 0)
+            f->p->windows[ps->window].lossy = 1;
         if (ps->node != 0 && ps->proc_node != 0) {
             EFL_FORWARD_IF_ERROR(child_kind(f, ps->proc_node, EFL_FRAME_DROPPED, e->frame, &ps->resync));
             ps->node = ps->resync;
@@ -576,6 +578,12 @@ static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
 {
     efl_status s = fold_ready(f, UINT64_MAX);
+    /* A profiled call still open at the end whose events were lost most
+     * likely ended among them: the tracer counts an end even when its
+     * event is lost. */
+    for (uint32_t i = 0; s == EFL_OK && i < f->p->nwindows; i++)
+        if (f->p->windows[i].ended == 0 && f->p->windows[i].lossy)
+            f->p->windows[i].ended = EFL_EV_LOST;
     if (s == EFL_OK) {
         *out = f->p;
         f->p = NULL;

@@ -45,7 +45,9 @@ struct efl_window {
     uint32_t node;        /* its window node */
     uint32_t pid;         /* process id */
     uint64_t start_ns, end_ns;
-    uint8_t ended;        /* EFL_EV_ROOT_RETURN, EFL_EV_ROOT_EXCEPTION, or 0: still open */
+    uint8_t ended;        /* EFL_EV_ROOT_RETURN, EFL_EV_ROOT_EXCEPTION, EFL_EV_LOST (its end
+                           * was among lost events), or 0: still open */
+    uint8_t lossy;        /* events of it were lost */
 };
 
 /* A change of what a process is running, for time-ordered output: from

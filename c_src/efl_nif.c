@@ -35,7 +35,7 @@
     X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
-    X(stopped) X(timeout) X(flusher_idle_ms)
+    X(stopped) X(timeout) X(flusher_idle_ms) X(lost)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -815,6 +815,7 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
             enif_make_string(env, pid, ERL_NIF_LATIN1),
             win->ended == EFL_EV_ROOT_RETURN      ? atom_return_from
             : win->ended == EFL_EV_ROOT_EXCEPTION ? atom_exception_from
+            : win->ended == EFL_EV_LOST           ? atom_lost
                                                   : atom_open,
             enif_make_uint64(env, win->start_ns / 1000), enif_make_uint64(env, win->end_ns / 1000),
             take_binary(env, &out)};

@@ -72,7 +72,7 @@ halt_session(_TracerState, _Reason) ->
 
 %% Folds an archive into one output format, on a dirty CPU scheduler. With
 %% Split, one flamegraph per profiled call (in the order they began):
-%% #{pid, ended := return_from | exception_from | open, start_us, end_us,
+%% #{pid, ended := return_from | exception_from | lost | open, start_us, end_us,
 %% data}. Stacks are cut at MaxDepth (1..1024) functions.
 -spec fold(file:filename_all(), atom(), boolean(), 1..1024) ->
           {ok, binary() | [map()], #{atom() => term()}} | {error, {atom(), term()}}.

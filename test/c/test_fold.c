@@ -317,6 +317,26 @@ static void lost_events_resync(void)
                   "<0.1.0>;m:a/0;m:b/0 10\n");
 }
 
+/* A profiled call whose end was among lost events still counts as ended
+ * (the tracer counted it); one open without losses does not. */
+static void window_end_lost(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, RC, "m:t/0"},
+        {0, 10, 1, C, "m:u/0"},
+        {0, 20, 1, EFL_EV_LOST, "3"},
+        {0, 30, 2, RC, "m:t/0"},
+        {0, 40, 2, C, "m:u/0"},
+    };
+    struct efl_profile *p;
+    char *got = fold(s, sizeof s / sizeof s[0], 1, &p);
+    CHECK(p->nwindows == 2);
+    CHECK(p->windows[0].ended == EFL_EV_LOST);
+    CHECK(p->windows[1].ended == 0);
+    efl_profile_free(p);
+    free(got);
+}
+
 /* Frame names never break a folded line. */
 static void names_escaped(void)
 {
@@ -343,6 +363,7 @@ int main(void)
     RUN(depth_cap);
     RUN(max_depth_option);
     RUN(lost_events_resync);
+    RUN(window_end_lost);
     RUN(names_escaped);
     return efl_test_done();
 }
