@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Profiles the Erlang compiler compiling a module, with eflambe, and writes
-# the flamegraph. Usage: scripts/profile-compiler.sh [MODULE.erl] [OUTPUT_DIR]
+# the flamegraph twice: folded stacks, and an interactive SVG for a browser.
+# Usage: scripts/profile-compiler.sh [MODULE.erl] [OUTPUT_DIR]
 # (defaults: src/eflambe_session.erl, the current directory).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,9 +13,12 @@ out_dir=$(realpath "${2:-.}")
 
 erl -noshell -pa "$here/_build/default/lib/eflambe/ebin" -eval '
     [Source, Dir] = init:get_plain_arguments(),
-    Opts = [{return, filename}, {output_directory, Dir}],
+    Archive = filename:join(Dir, ".eflambe-profile-compiler.eftrace"),
+    Opts = [{return, filename}, {output_directory, Dir}, {archive, Archive}],
     case eflambe:apply({compile, file, [Source, [binary, return_errors]]}, Opts) of
         {ok, File} ->
+            {ok, Svg} = eflambe:replay(Archive, [{output_format, svg}, {output_directory, Dir}]),
+            ok = file:delete(Archive),
             {ok, Bin} = file:read_file(File),
             Lines = [begin
                          [Stack, N] = string:split(L, " ", trailing),
@@ -34,8 +38,8 @@ erl -noshell -pa "$here/_build/default/lib/eflambe/ebin" -eval '
             io:format("Functions with the most time on top of the stack, running:~n"),
             [io:format("  ~6.1f ms  ~s~n", [N / 1000, F])
              || {F, N} <- lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(OnCpu))), 8)],
-            io:format("Flamegraph (folded stacks): ~s~n", [File]),
-            io:format("Draw it with flamegraph.pl or inferno-flamegraph, or open it in speedscope.~n"),
+            io:format("Flamegraph, folded stacks: ~s~n", [File]),
+            io:format("Flamegraph, interactive SVG (open it in a web browser): ~s~n", [Svg]),
             halt(0);
         Error ->
             io:format(standard_error, "eflambe failed: ~p~n", [Error]),
