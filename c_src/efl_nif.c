@@ -603,6 +603,8 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
                                       on_limit, s};
     if (s)
         s->id = id;
+    /* The flusher takes its copy of the clock: a fresh base first. */
+    efl_clock_rebase(&clock_);
     /* The callbacks may see these as soon as the flusher runs. */
     notify = a.have_notify;
     notify_pid = a.notify;
@@ -627,7 +629,6 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
     capturing = a.capture;
     if (capturing)
         efl_capture_start(&capture, id, a.budget, a.every);
-    efl_clock_rebase(&clock_);
     __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
     /* Publishes all of the above to the callbacks. */
     __atomic_store_n(&active, s->id, __ATOMIC_SEQ_CST);
