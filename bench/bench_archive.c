@@ -78,19 +78,29 @@ static void next_event(struct walker *w, uint64_t pid, uint64_t ts, struct efl_e
     }
 }
 
+/* Folds an archive and writes it as folded text, timing each step. */
+static int time_fold(const char *path, struct efl_profile **p, struct efl_buf *out, double *fold_s,
+                     double *write_s)
+{
+    double t0 = now();
+    if (efl_fold_archive(path, NULL, p) != EFL_OK)
+        return 1;
+    *fold_s = now() - t0;
+    t0 = now();
+    if (efl_write_folded(*p, 0, out) != EFL_OK)
+        return 1;
+    *write_s = now() - t0;
+    return 0;
+}
+
 /* --fold ARCHIVE: times the folder and the folded writer on a real archive. */
 static int fold_only(const char *path)
 {
-    double t0 = now();
     struct efl_profile *p;
     struct efl_buf out = {0};
-    if (efl_fold_archive(path, NULL, &p) != EFL_OK)
+    double fold_s, write_s;
+    if (time_fold(path, &p, &out, &fold_s, &write_s))
         return 1;
-    double fold_s = now() - t0;
-    t0 = now();
-    if (efl_write_folded(p, 0, &out) != EFL_OK)
-        return 1;
-    double write_s = now() - t0;
     printf("%s: %llu events, %u distinct stacks\n", path, (unsigned long long)p->events, p->nnodes);
     printf("folder (archive to stacks): %6.1f M events/s\n", p->events / fold_s / 1e6);
     printf("folded writer:              %6.3f s\n", write_s);
@@ -210,16 +220,11 @@ int main(int argc, char **argv)
         return 1;
     double write_s = now() - t0 - gen;
 
-    t0 = now();
     struct efl_profile *p;
     struct efl_buf out = {0};
-    if (efl_fold_archive(path, NULL, &p) != EFL_OK)
+    double fold_s, write_folded_s;
+    if (time_fold(path, &p, &out, &fold_s, &write_folded_s))
         return 1;
-    double fold_s = now() - t0;
-    t0 = now();
-    if (efl_write_folded(p, 0, &out) != EFL_OK)
-        return 1;
-    double write_folded_s = now() - t0;
 
     printf("archive benchmark: %u synthetic events (4 threads, %d processes, %d functions;\n"
            "a stress input: one new distinct stack every few events)\n", EVENTS, PROCS, FUNCS);
