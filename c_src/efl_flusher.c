@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -17,7 +18,7 @@
  * 4 ms: few wake-ups of an idle flusher (each one takes a CPU from a busy
  * scheduler), yet a default ring (32767 events) outlasts 4 ms of a burst at
  * 4 million events a second. Anything drained resets it. A session whose
- * events come slowly (sampling) may allow a longer wait. */
+ * events come slowly (sampling) may allow a longer wait (next_wait). */
 #define IDLE_WAIT_MIN_NS 250000L
 #define IDLE_WAIT_MAX_NS 4000000L
 /* ...but end a zstd frame only now and then: small frames compress badly. */
@@ -113,11 +114,35 @@ void efl_flusher_note_stop(struct efl_flusher *f, unsigned reason)
     __atomic_compare_exchange_n(&f->stop_reason, &none, reason, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
+/* The wait before the next pass (0: at once), after one that drained
+ * `drained` events gathered over `interval_ns`. Nothing drained: the wait
+ * doubles up to the longest. Events drained: the next pass comes at once
+ * (small passes keep the archive quick to fold), except in a session that
+ * set its own longest wait (a sampler's, whose events come a tick at a
+ * time) while they come slowly: a ring would take more than four such
+ * waits to fill at this rate, taken as all in one ring. Then the flusher
+ * sleeps the longest instead of waking up several times a tick. */
+static long next_wait(const struct efl_flusher *f, long wait, size_t drained,
+                      int64_t interval_ns)
+{
+    long max = f->limits.idle_wait_max_ns > 0 ? f->limits.idle_wait_max_ns : IDLE_WAIT_MAX_NS;
+    if (drained == 0)
+        return wait < IDLE_WAIT_MIN_NS ? IDLE_WAIT_MIN_NS : wait * 2 < max ? wait * 2 : max;
+    if (f->limits.idle_wait_max_ns <= 0)
+        return 0;
+    unsigned capacity = UINT_MAX;
+    for (size_t i = 0; i < f->nrings; i++)
+        capacity = f->rings[i].ring.mask < capacity ? f->rings[i].ring.mask : capacity;
+    double fill_ns = (double)capacity * (double)interval_ns / (double)drained;
+    return fill_ns > 4.0 * (double)max ? max : 0;
+}
+
 static void *run(void *arg)
 {
     struct efl_flusher *f = arg;
     int64_t frame_start = now_ns();
-    long idle_wait = IDLE_WAIT_MIN_NS;
+    long wait = 0;
+    int64_t last_pass = efl_clock_to_ns(&f->clock, efl_clock_read(&f->clock));
     for (;;) {
         pthread_mutex_lock(&f->lock);
         int stopping = f->shutdown;
@@ -144,15 +169,12 @@ static void *run(void *arg)
          * nothing after it means every ring is empty for good. */
         if (stopping && drained == 0)
             break;
-        if (drained > 0)
-            idle_wait = IDLE_WAIT_MIN_NS;
-        if (drained == 0) {
+        wait = next_wait(f, wait, drained, (int64_t)pass_start - last_pass);
+        last_pass = (int64_t)pass_start;
+        if (wait > 0) {
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += idle_wait;
-            long max = f->limits.idle_wait_max_ns > 0 ? f->limits.idle_wait_max_ns : IDLE_WAIT_MAX_NS;
-            if (idle_wait < max)
-                idle_wait = idle_wait * 2 < max ? idle_wait * 2 : max;
+            until.tv_nsec += wait;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;

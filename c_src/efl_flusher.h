@@ -17,7 +17,9 @@ struct efl_flusher;
 struct efl_flush_limits {
     uint64_t max_events;
     uint64_t max_bytes;
-    long idle_wait_max_ns;  /* longest wait while idle; 0: the default (4 ms) */
+    /* Longest wait while idle; 0: the default (4 ms). When set, also the
+     * wait after a pass while events trickle in (a sampler's ticks). */
+    long idle_wait_max_ns;
     void (*on_limit)(void *ctx, unsigned reason);
     void *ctx;
 };
