@@ -13,6 +13,13 @@
 %% traces meanwhile), put back after.
 -define(BACKTRACE_DEPTH, 64).
 
+%% Processes checked between two reads of the run queues' task count.
+-define(RECOUNT_EVERY, 256).
+
+%% The processes the sampler checks: all (to be listed), or a list (of all,
+%% or of the ones asked for) whose first NBusy were busy last tick.
+-type known() :: all | {all | pids, NBusy :: non_neg_integer(), [pid()]}.
+
 -spec sample(term()) -> {ok, binary() | file:filename()} | {error, term()}.
 sample(Options) ->
     case eflambe_options:parse(sample, Options) of
@@ -31,7 +38,7 @@ run(Opts) ->
     eflambe_session:owned(fun(Caller) -> owner(Caller, Opts) end, sample_failed).
 
 -spec owner(pid(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
-owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->
+owner(Caller, #{hz := Hz, duration := Duration, pids := Pids} = Opts) ->
     %% Samples come a tick at a time: the flusher need not wake up often.
     Params = #{target => {node(), Hz}, notify => self(), flusher_idle_ms => 50},
     case eflambe_session:start(sample, Params, Opts) of
@@ -42,7 +49,7 @@ owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->
             Period = 1000000000 div Hz,
             Start = erlang:monotonic_time(nanosecond),
             Why = try
-                      loop(Session, Opts, Period, Start, 1, Start + Duration * 1000000,
+                      loop(Session, known(Pids), Period, Start, 1, Start + Duration * 1000000,
                            {Caller, CallerRef})
                   after
                       erlang:system_flag(backtrace_depth, Depth)
@@ -62,11 +69,11 @@ owner(Caller, #{hz := Hz, duration := Duration} = Opts) ->
     end.
 
 %% Tick K is due at Start + K * Period: no drift, and a late tick is not
-%% made up for twice.
--spec loop(eflambe_session:session(), eflambe_options:opts(), pos_integer(), integer(),
+%% made up for twice. Known is the list of processes the sampler checks.
+-spec loop(eflambe_session:session(), known(), pos_integer(), integer(),
            pos_integer(), integer(), {pid(), reference()}) ->
           done | stopped | caller_down | {limit, atom()}.
-loop(#{tracer := TracerState} = Session, Opts, Period, Start, K, End,
+loop(#{tracer := TracerState} = Session, Known, Period, Start, K, End,
      {Caller, CallerRef} = Watch) ->
     Due = Start + K * Period,
     Now = erlang:monotonic_time(nanosecond),
@@ -82,26 +89,123 @@ loop(#{tracer := TracerState} = Session, Opts, Period, Start, K, End,
             caller_down
     after Wait ->
             Tick = erlang:monotonic_time(nanosecond),
-            _ = eflambe_tracer:record_samples(TracerState, samples(Opts), Period),
+            {Samples, Known1} = samples(Known),
+            _ = eflambe_tracer:record_samples(TracerState, Samples, Period),
             case Tick >= End of
                 true -> done;
-                false -> loop(Session, Opts, Period, Start,
+                false -> loop(Session, Known1, Period, Start,
                               max(K + 1, (Tick - Start) div Period + 1), End, Watch)
             end
     end.
 
-%% The processes on a CPU now, or waiting for one. The status is cheap to
-%% read; a stack trace is built only for those.
--spec samples(eflambe_options:opts()) -> [{pid(), list()}].
-samples(#{pids := Pids}) ->
-    Self = self(),
-    [{P, Stack} || P <- case Pids of all -> erlang:processes(); _ -> Pids end, P =/= Self,
-                   node(P) =:= node(),
-                   on_cpu(erlang:process_info(P, status)),
-                   {current_stacktrace, Stack} <- [erlang:process_info(P, current_stacktrace)]].
+%% The processes to check: all, or the ones asked for that live here.
+-spec known(all | [pid()]) -> known().
+known(all) -> all;
+known(Pids) -> {pids, 0, [P || P <- Pids, node(P) =:= node()]}.
 
--spec on_cpu(term()) -> boolean().
-on_cpu({status, running}) -> true;
-on_cpu({status, runnable}) -> true;
-on_cpu({status, garbage_collecting}) -> true;
+%% The stacks of the processes on a CPU now, or waiting for one, and the
+%% processes to check next tick.
+%%
+%% The processes busy last tick are asked first. Then the run queues say
+%% how many tasks are active, and the others are checked only until that
+%% many are found: idle processes cost nothing while the busy ones are
+%% known. A process just woken up (the sampler itself) may be counted twice
+%% for a moment: the count is read again now and then, the lowest kept.
+%%
+%% erlang:processes() scans the whole process table (about 200 us with the
+%% default 262,144 slots, however few processes live): the sampler keeps the
+%% list, drops the processes it finds dead, and takes the list again only
+%% when it checked them all without finding every active task (a port may
+%% be one) and some process is new (the process count is higher).
+-spec samples(known()) -> {[{pid(), list()}], known()}.
+samples(all) ->
+    {Samples, Busy, Idle, _} = scan(erlang:processes(), all, [], [], []),
+    {Samples, {all, length(Busy), lists:reverse(Busy, Idle)}};
+samples({Which, NBusy, Known}) ->
+    {Again, Others} = lists:split(NBusy, Known),
+    Before = active_tasks(),
+    {Samples0, Busy0, Idle0} = recheck(Again, [], [], []),
+    Left = case Which of
+               pids -> all;
+               all -> min(Before, active_tasks()) - length(Samples0)
+           end,
+    {Samples, Busy, Idle, Unfound} = scan(Others, Left, Samples0, Busy0, Idle0),
+    Alive = lists:reverse(Busy, Idle),
+    case Unfound andalso Which =:= all andalso
+        erlang:system_info(process_count) > length(Alive) of
+        false ->
+            {Samples, {Which, length(Busy), Alive}};
+        true ->
+            Sampled = [P || {P, _} <- Samples],
+            {More, MoreBusy, MoreIdle, _} =
+                scan([P || P <- erlang:processes(), not lists:member(P, Sampled)],
+                     all, [], [], []),
+            {More ++ Samples, {all, length(Sampled) + length(MoreBusy),
+                               Sampled ++ lists:reverse(MoreBusy, MoreIdle)}}
+    end.
+
+%% Processes busy last tick: one request for the status and the stack
+%% saves a round trip to a process that is likely still running.
+-spec recheck([pid()], [{pid(), list()}], [pid()], [pid()]) ->
+          {[{pid(), list()}], [pid()], [pid()]}.
+recheck([], Samples, Busy, Idle) ->
+    {Samples, Busy, Idle};
+recheck([P | Ps], Samples, Busy, Idle) ->
+    case erlang:process_info(P, [status, current_stacktrace]) of
+        [{status, Status}, {current_stacktrace, Stack}] ->
+            case on_cpu(Status) of
+                true -> recheck(Ps, [{P, Stack} | Samples], [P | Busy], Idle);
+                false -> recheck(Ps, Samples, Busy, [P | Idle])
+            end;
+        undefined ->
+            recheck(Ps, Samples, Busy, Idle)
+    end.
+
+%% Tasks on the run queues or running, but for the sampler itself.
+-spec active_tasks() -> integer().
+active_tasks() ->
+    erlang:statistics(total_active_tasks_all) - 1.
+
+%% The other processes, until Left more busy ones are found (all: every
+%% process is checked). The status is cheap to read when a process is not
+%% running; a stack trace is asked for only when it is busy. Processes
+%% found dead are left out. Also says whether busy ones are left unfound.
+-spec scan([pid()], all | integer(), [{pid(), list()}], [pid()], [pid()]) ->
+          {[{pid(), list()}], [pid()], [pid()], boolean()}.
+scan(Ps, Left, Samples, Busy, Idle) ->
+    scan(Ps, Left, ?RECOUNT_EVERY, Samples, Busy, Idle).
+
+-spec scan([pid()], all | integer(), non_neg_integer(), [{pid(), list()}], [pid()], [pid()]) ->
+          {[{pid(), list()}], [pid()], [pid()], boolean()}.
+scan([], Left, _, Samples, Busy, Idle) ->
+    {Samples, Busy, Idle, Left =:= all orelse Left > 0};
+scan(Ps, Left, _, Samples, Busy, Idle) when is_integer(Left), Left =< 0 ->
+    {Samples, Busy, Idle ++ Ps, false};
+scan(Ps, Left, 0, Samples, Busy, Idle) when is_integer(Left) ->
+    scan(Ps, min(Left, active_tasks() - length(Samples)), ?RECOUNT_EVERY, Samples, Busy, Idle);
+scan([P | Ps], Left, N, Samples, Busy, Idle) when P =:= self() ->
+    scan(Ps, Left, N, Samples, Busy, [P | Idle]);
+scan([P | Ps], Left, N, Samples, Busy, Idle) ->
+    case erlang:process_info(P, status) of
+        {status, Status} ->
+            case on_cpu(Status) andalso erlang:process_info(P, current_stacktrace) of
+                false ->
+                    scan(Ps, Left, N - 1, Samples, Busy, [P | Idle]);
+                {current_stacktrace, Stack} ->
+                    scan(Ps, found(Left), N - 1, [{P, Stack} | Samples], [P | Busy], Idle);
+                undefined ->
+                    scan(Ps, Left, N - 1, Samples, Busy, Idle)
+            end;
+        undefined ->
+            scan(Ps, Left, N - 1, Samples, Busy, Idle)
+    end.
+
+-spec found(all | integer()) -> all | integer().
+found(all) -> all;
+found(Left) -> Left - 1.
+
+-spec on_cpu(atom()) -> boolean().
+on_cpu(running) -> true;
+on_cpu(runnable) -> true;
+on_cpu(garbage_collecting) -> true;
 on_cpu(_) -> false.

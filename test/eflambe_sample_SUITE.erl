@@ -9,7 +9,7 @@
 -define(W, eflambe_workload).
 
 all() ->
-    [busy_and_idle, only_some_pids, svg_title_and_replay, stop_early, bad_options].
+    [busy_and_idle, new_processes, only_some_pids, svg_title_and_replay, stop_early, bad_options].
 
 busy() ->
     spawn(fun Loop() -> _ = ?W:two(15), Loop() end).
@@ -36,6 +36,40 @@ busy_and_idle(_Config) ->
     ?assertNot(maps:is_key(name(Idle), Totals)),
     Lines = eflambe_test_util:parse(Folded),
     ?assert(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:slow/1">>, F) end, Lines)).
+
+%% The sampler keeps its list of processes between ticks: processes born
+%% after the run started, each busy 20 ms and gone, are sampled all the same.
+new_processes(_Config) ->
+    Self = self(),
+    spawn(fun() ->
+                  eflambe_test_util:wait_until(fun() -> whereis(eflambe_running) =/= undefined end),
+                  timer:sleep(100),
+                  Self ! {born, short_lived(erlang:monotonic_time(millisecond) + 500, [])}
+          end),
+    {ok, Folded} = eflambe:sample([{duration, 800}, {hz, 200}, {return, flamegraph}]),
+    Born = receive {born, Pids} -> Pids end,
+    Totals = totals(Folded),
+    Sampled = lists:sum([maps:get(name(P), Totals, 0) || P <- Born]),
+    ct:pal("~b processes, ~b us sampled", [length(Born), Sampled]),
+    %% 500 ms of work, one process at a time.
+    ?assert(Sampled > 250000).
+
+short_lived(Until, Born) ->
+    case erlang:monotonic_time(millisecond) >= Until of
+        true ->
+            Born;
+        false ->
+            {P, Ref} = spawn_monitor(fun() -> busy_for(erlang:monotonic_time(millisecond) + 20) end),
+            receive {'DOWN', Ref, process, P, _} -> ok end,
+            short_lived(Until, [P | Born])
+    end.
+
+busy_for(Until) ->
+    _ = ?W:two(12),
+    case erlang:monotonic_time(millisecond) >= Until of
+        true -> ok;
+        false -> busy_for(Until)
+    end.
 
 only_some_pids(_Config) ->
     [A, B] = [busy(), busy()],
