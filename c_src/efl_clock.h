@@ -1,7 +1,9 @@
 /* The tracer's clock: nanoseconds on CLOCK_MONOTONIC's time line. Where the
- * kernel itself trusts the TSC (clocksource "tsc": invariant and in sync
- * across cores), the TSC is read directly and scaled, which costs half of
- * a vDSO clock_gettime; elsewhere clock_gettime is used. */
+ * TSC is trusted, by the kernel (clocksource "tsc": invariant and in sync
+ * across cores) or by the hypervisor (CPU flags constant_tsc, nonstop_tsc
+ * and tsc_reliable, as under kvm-clock), it is read directly and scaled,
+ * which costs half of a vDSO clock_gettime or less; elsewhere
+ * clock_gettime is used. */
 #ifndef EFL_CLOCK_H
 #define EFL_CLOCK_H
 
