@@ -181,8 +181,8 @@ scan([], Left, _, Samples, Busy, Idle) ->
     {Samples, Busy, Idle, Left =:= all orelse Left > 0};
 scan(Ps, Left, _, Samples, Busy, Idle) when is_integer(Left), Left =< 0 ->
     {Samples, Busy, Idle ++ Ps, false};
-scan(Ps, Left, 0, Samples, Busy, Idle) when is_integer(Left) ->
-    scan(Ps, min(Left, active_tasks() - length(Samples)), ?RECOUNT_EVERY, Samples, Busy, Idle);
+scan(Ps, Left, 0, Samples, Busy, Idle) ->
+    scan(Ps, recount(Left, Samples), ?RECOUNT_EVERY, Samples, Busy, Idle);
 scan([P | Ps], Left, N, Samples, Busy, Idle) when P =:= self() ->
     scan(Ps, Left, N, Samples, Busy, [P | Idle]);
 scan([P | Ps], Left, N, Samples, Busy, Idle) ->
@@ -199,6 +199,10 @@ scan([P | Ps], Left, N, Samples, Busy, Idle) ->
         undefined ->
             scan(Ps, Left, N - 1, Samples, Busy, Idle)
     end.
+
+-spec recount(all | integer(), [{pid(), list()}]) -> all | integer().
+recount(all, _) -> all;
+recount(Left, Samples) -> min(Left, active_tasks() - length(Samples)).
 
 -spec found(all | integer()) -> all | integer().
 found(all) -> all;
