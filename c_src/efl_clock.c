@@ -3,6 +3,7 @@
 
 #include "efl_clock.h"
 
+#if defined(__x86_64__)
 static int kernel_uses_tsc(void)
 {
     char name[64] = "";
@@ -18,7 +19,8 @@ static int has_flag(const char *flags, const char *flag)
 {
     size_t n = strlen(flag);
     for (const char *p = strstr(flags, flag); p != NULL; p = strstr(p + 1, flag))
-        if (p[-1] == ' ' && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+        if (p > flags && (p[-1] == ' ' || p[-1] == '\t') &&
+            (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
             return 1;
     return 0;
 }
@@ -29,7 +31,7 @@ static int has_flag(const char *flags, const char *flag)
  * the kernel skips its own synchronisation checks). */
 static int cpu_declares_reliable_tsc(void)
 {
-    static char line[8192];
+    char line[8192];
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f == NULL)
         return 0;
@@ -45,7 +47,6 @@ static int cpu_declares_reliable_tsc(void)
     return ok;
 }
 
-#if defined(__x86_64__)
 /* A (TSC, monotonic ns) pair read as close together as possible. */
 static void sample(int64_t *tsc, int64_t *ns)
 {
