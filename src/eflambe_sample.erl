@@ -119,8 +119,7 @@ known(Pids) -> {pids, 0, [P || P <- Pids, node(P) =:= node()]}.
 %% be one) and some process is new (the process count is higher).
 -spec samples(known()) -> {[{pid(), list()}], known()}.
 samples(all) ->
-    {Samples, Busy, Idle, _} = scan(erlang:processes(), all, [], [], []),
-    {Samples, {all, length(Busy), lists:reverse(Busy, Idle)}};
+    relist([]);
 samples({Which, NBusy, Known}) ->
     {Again, Others} = lists:split(NBusy, Known),
     Before = active_tasks(),
@@ -136,13 +135,17 @@ samples({Which, NBusy, Known}) ->
         false ->
             {Samples, {Which, length(Busy), Alive}};
         true ->
-            Sampled = [P || {P, _} <- Samples],
-            {More, MoreBusy, MoreIdle, _} =
-                scan([P || P <- erlang:processes(), not lists:member(P, Sampled)],
-                     all, [], [], []),
-            {More ++ Samples, {all, length(Sampled) + length(MoreBusy),
-                               Sampled ++ lists:reverse(MoreBusy, MoreIdle)}}
+            relist(Samples)
     end.
+
+%% Lists every process and checks them all, but for those already sampled
+%% this tick.
+-spec relist([{pid(), list()}]) -> {[{pid(), list()}], known()}.
+relist(Samples) ->
+    Sampled = [P || {P, _} <- Samples],
+    {More, Busy, Idle, _} =
+        scan([P || P <- erlang:processes(), not lists:member(P, Sampled)], all, [], [], []),
+    {More ++ Samples, {all, length(Sampled) + length(Busy), Sampled ++ lists:reverse(Busy, Idle)}}.
 
 %% Processes busy last tick: one request for the status and the stack
 %% saves a round trip to a process that is likely still running.
