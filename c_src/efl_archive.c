@@ -1,5 +1,8 @@
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +15,14 @@
 #define HEADER_MAGIC 0x184D2A5Eu   /* a zstd skippable frame */
 #define HEADER_TAG "EFLAMBE"       /* 8 bytes with its NUL */
 #define HEADER_MAX (1u << 20)
+/* The site table, appended after the END record: a skippable frame holding
+ * a zstd frame of the table, then a locator giving its offset (so a reader
+ * finds it before streaming the events). */
+#define SITES_MAGIC 0x184D2A5Fu
+#define SITES_TAG "EFLSITES"
+#define LOCATOR_TAG "EFLSITE@"
+#define LOCATOR_BYTES 24
+#define SITES_MAX (64u << 20)
 #define ZSTD_LEVEL 3
 /* Frame size bounds what a reader holds in memory at once. */
 #define FRAME_RECORD_BYTES (1u << 20)
@@ -41,6 +52,11 @@ struct efl_archive_writer {
     uint32_t symbols, processes;
     uint64_t events, drops, bytes_written;
     struct efl_namer namer;
+    /* The modules events named (raw atoms), for the site table. */
+    uint8_t *is_module;       /* by symbol id */
+    size_t is_module_cap;
+    uint32_t *modules;
+    size_t nmodules, modules_cap;
 };
 
 static void put_le32(unsigned char *p, uint32_t v)
@@ -144,6 +160,38 @@ static efl_status process_id(struct efl_archive_writer *w, uint64_t raw, uint32_
     return put_named(w, EFL_REC_PROCESS, *id, name, len < sizeof name ? len : sizeof name);
 }
 
+static efl_status note_module(struct efl_archive_writer *w, uint32_t id, uint32_t raw)
+{
+    if (id >= w->is_module_cap) {
+        size_t cap = w->is_module_cap ? w->is_module_cap * 2 : 1024;
+        while (cap <= id)
+            cap *= 2;
+        uint8_t *m = realloc(w->is_module, cap);
+        EFL_RETURN_ERROR_IF(m == NULL, EFL_ERR_NOMEM);
+        memset(m + w->is_module_cap, 0, cap - w->is_module_cap);
+        w->is_module = m;
+        w->is_module_cap = cap;
+    }
+    if (w->nmodules == w->modules_cap) {
+        size_t cap = w->modules_cap ? w->modules_cap * 2 : 64;
+        uint32_t *m = realloc(w->modules, cap * sizeof *m);
+        EFL_RETURN_ERROR_IF(m == NULL, EFL_ERR_NOMEM);
+        w->modules = m;
+        w->modules_cap = cap;
+    }
+    w->is_module[id] = 1;
+    w->modules[w->nmodules++] = raw;
+    return EFL_OK;
+}
+
+void efl_archive_writer_take_modules(struct efl_archive_writer *w, uint32_t **raw, size_t *n)
+{
+    *raw = w->modules;
+    *n = w->nmodules;
+    w->modules = NULL;
+    w->nmodules = w->modules_cap = 0;
+}
+
 efl_status efl_archive_writer_open(struct efl_archive_writer **wp, const char *path,
                                    const char *meta, const struct efl_namer *namer)
 {
@@ -195,6 +243,8 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
             EFL_FORWARD_IF_ERROR(symbol_id(w, e->mod, &mod));
             if (mod != 0)
                 EFL_FORWARD_IF_ERROR(symbol_id(w, e->fun, &fun));
+            if (mod != 0 && (mod >= w->is_module_cap || !w->is_module[mod]))
+                EFL_FORWARD_IF_ERROR(note_module(w, mod, e->mod));
         }
         /* One thread's clock never goes back; guard anyway so a delta is
          * never negative. */
@@ -293,6 +343,8 @@ static void writer_free(struct efl_archive_writer *w)
     efl_buf_free(&w->out);
     efl_map_free(&w->atoms);
     efl_map_free(&w->pids);
+    free(w->is_module);
+    free(w->modules);
     free(w);
 }
 
@@ -322,6 +374,47 @@ void efl_archive_writer_abort(struct efl_archive_writer *w)
     writer_free(w);
 }
 
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+efl_status efl_archive_append_sites(const char *path, const void *table, size_t len)
+{
+    EFL_RETURN_ERROR_IF(len > SITES_MAX, EFL_ERR_LIMIT);
+    size_t bound = ZSTD_compressBound(len);
+    unsigned char *frame = malloc(8 + 8 + bound + LOCATOR_BYTES);
+    EFL_RETURN_ERROR_IF(frame == NULL, EFL_ERR_NOMEM);
+    size_t z = ZSTD_compress(frame + 16, bound, table, len, 3);
+    if (ZSTD_isError(z)) {
+        free(frame);
+        return EFL_ERR_ZSTD;
+    }
+    put_le32(frame, SITES_MAGIC);
+    put_le32(frame + 4, (uint32_t)(8 + z));
+    memcpy(frame + 8, SITES_TAG, 8);
+    unsigned char *loc = frame + 16 + z;
+    efl_status s = EFL_OK;
+    int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        s = EFL_ERR_IO;
+    } else {
+        put_le32(loc, SITES_MAGIC);
+        put_le32(loc + 4, 16);
+        memcpy(loc + 8, LOCATOR_TAG, 8);
+        put_le64(loc + 16, (uint64_t)st.st_size);
+        size_t total = 16 + z + LOCATOR_BYTES;
+        if (write(fd, frame, total) != (ssize_t)total)
+            s = EFL_ERR_IO;
+    }
+    if (fd >= 0 && close(fd) != 0 && s == EFL_OK)
+        s = EFL_ERR_IO;
+    free(frame);
+    return s;
+}
+
 /* ---- reader --------------------------------------------------------- */
 
 struct source {
@@ -329,6 +422,31 @@ struct source {
     const unsigned char *mem;
     size_t len, pos;
 };
+
+/* Reads n bytes at offset (files: then back to the start). */
+static int source_read_at(struct source *src, uint64_t offset, void *buf, size_t n)
+{
+    if (src->file) {
+        int ok = fseeko(src->file, (off_t)offset, SEEK_SET) == 0 && fread(buf, 1, n, src->file) == n;
+        return fseeko(src->file, 0, SEEK_SET) == 0 && ok;
+    }
+    if (offset > src->len || n > src->len - offset)
+        return 0;
+    memcpy(buf, src->mem + offset, n);
+    return 1;
+}
+
+static efl_status source_size(struct source *src, uint64_t *size)
+{
+    if (src->file) {
+        struct stat st;
+        EFL_RETURN_ERROR_IF(fstat(fileno(src->file), &st) != 0, EFL_ERR_IO);
+        *size = (uint64_t)st.st_size;
+    } else {
+        *size = src->len;
+    }
+    return EFL_OK;
+}
 
 static size_t source_read(struct source *src, void *buf, size_t n)
 {
@@ -379,6 +497,54 @@ static efl_status read_header(struct reader *r, struct source *src)
         p = nl ? nl + 1 : end;
     }
     free(payload);
+    return s;
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    return get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* The site table, if the archive ends with its locator. */
+static efl_status read_sites(struct reader *r, struct source *src)
+{
+    uint64_t size;
+    unsigned char loc[LOCATOR_BYTES], head[16];
+    EFL_FORWARD_IF_ERROR(source_size(src, &size));
+    if (size < LOCATOR_BYTES || !source_read_at(src, size - LOCATOR_BYTES, loc, sizeof loc) ||
+        get_le32(loc) != SITES_MAGIC || get_le32(loc + 4) != 16 ||
+        memcmp(loc + 8, LOCATOR_TAG, 8) != 0)
+        return EFL_OK;
+    uint64_t offset = get_le64(loc + 16);
+    EFL_RETURN_ERROR_IF(offset > size - LOCATOR_BYTES || size - LOCATOR_BYTES - offset < 16,
+                        EFL_ERR_CORRUPT);
+    EFL_RETURN_ERROR_IF(!source_read_at(src, offset, head, sizeof head), EFL_ERR_IO);
+    uint64_t framed = get_le32(head + 4);
+    EFL_RETURN_ERROR_IF(get_le32(head) != SITES_MAGIC || memcmp(head + 8, SITES_TAG, 8) != 0 ||
+                            framed < 8 || framed != size - LOCATOR_BYTES - offset - 8,
+                        EFL_ERR_CORRUPT);
+    EFL_RETURN_ERROR_IF(framed - 8 > SITES_MAX, EFL_ERR_LIMIT);
+    size_t zlen = (size_t)(framed - 8);
+    unsigned char *z = malloc(zlen ? zlen : 1);
+    EFL_RETURN_ERROR_IF(z == NULL, EFL_ERR_NOMEM);
+    efl_status s = source_read_at(src, offset + 16, z, zlen) ? EFL_OK : EFL_ERR_IO;
+    unsigned long long plain = s == EFL_OK ? ZSTD_getFrameContentSize(z, zlen) : 0;
+    if (s == EFL_OK && (plain == ZSTD_CONTENTSIZE_ERROR || plain == ZSTD_CONTENTSIZE_UNKNOWN))
+        s = EFL_ERR_CORRUPT;
+    else if (s == EFL_OK && plain > SITES_MAX)
+        s = EFL_ERR_LIMIT;
+    unsigned char *table = s == EFL_OK ? malloc(plain ? (size_t)plain : 1) : NULL;
+    if (s == EFL_OK && table == NULL)
+        s = EFL_ERR_NOMEM;
+    if (s == EFL_OK) {
+        size_t got = ZSTD_decompress(table, (size_t)plain, z, zlen);
+        if (ZSTD_isError(got) || got != plain)
+            s = EFL_ERR_CORRUPT;
+    }
+    if (s == EFL_OK && r->v->sites)
+        s = r->v->sites(r->v->ctx, table, (size_t)plain);
+    free(table);
+    free(z);
     return s;
 }
 
@@ -642,6 +808,8 @@ static efl_status read_source(struct source *src, const struct efl_archive_visit
 {
     memset(sum, 0, sizeof *sum);
     struct reader r = {.v = v, .sum = sum};
+    /* The site table sits at the end; the folder needs it first. */
+    EFL_FORWARD_IF_ERROR(read_sites(&r, src));
     EFL_FORWARD_IF_ERROR(read_header(&r, src));
     ZSTD_DCtx *d = ZSTD_createDCtx();
     EFL_RETURN_ERROR_IF(d == NULL, EFL_ERR_NOMEM);

@@ -12,7 +12,7 @@
 #include "efl_status.h"
 
 #define EFL_ARCHIVE_MAJOR 1
-#define EFL_ARCHIVE_MINOR 0
+#define EFL_ARCHIVE_MINOR 1
 
 /* Record tags. Event records are EFL_REC_EVENT + kind. */
 enum efl_record_tag {
@@ -48,6 +48,9 @@ efl_status efl_archive_writer_drops(struct efl_archive_writer *w, uint32_t ring,
 size_t efl_archive_writer_frame_bytes(const struct efl_archive_writer *w);
 /* Ends the current zstd frame so a reader can use everything written so far. */
 efl_status efl_archive_writer_end_frame(struct efl_archive_writer *w);
+/* Hands over the modules (raw atoms) the events named so far, in the order
+ * first seen: the caller frees the array. */
+void efl_archive_writer_take_modules(struct efl_archive_writer *w, uint32_t **raw, size_t *n);
 /* Writes the end record and closes the file. Frees w whatever the result. */
 efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *bytes_written);
 /* Why a run stopped before its end; part of the archive format. */
@@ -68,6 +71,10 @@ efl_status efl_archive_writer_pass(struct efl_archive_writer *w, uint64_t ts);
 efl_status efl_archive_writer_stopped(struct efl_archive_writer *w, unsigned reason);
 /* Archive bytes written so far (the frame being built not counted). */
 uint64_t efl_archive_writer_bytes(const struct efl_archive_writer *w);
+
+/* Appends the site table (efl_sites' serialized form) to a closed archive,
+ * after its END record, where older readers skip it. */
+efl_status efl_archive_append_sites(const char *path, const void *table, size_t len);
 
 /* Closes without the end record (an aborted run). Frees w. */
 void efl_archive_writer_abort(struct efl_archive_writer *w);
@@ -94,6 +101,8 @@ struct efl_archive_visitor {
     efl_status (*event)(void *ctx, uint32_t ring, const struct efl_record *r);
     efl_status (*drops)(void *ctx, uint32_t ring, uint64_t count);
     efl_status (*pass)(void *ctx, uint64_t ts);
+    /* The site table (efl_sites' serialized form), before anything else. */
+    efl_status (*sites)(void *ctx, const void *data, size_t len);
 };
 
 struct efl_archive_summary {

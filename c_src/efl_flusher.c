@@ -188,6 +188,7 @@ static void *run(void *arg)
     f->stats.stopped = __atomic_load_n(&f->stop_reason, __ATOMIC_RELAXED);
     if (f->stats.status == EFL_OK && f->stats.stopped != EFL_STOP_NONE)
         f->stats.status = efl_archive_writer_stopped(f->writer, f->stats.stopped);
+    efl_archive_writer_take_modules(f->writer, &f->stats.modules, &f->stats.nmodules);
     if (f->stats.status == EFL_OK) {
         f->stats.status = efl_archive_writer_close(f->writer, &f->stats.bytes);
     } else {

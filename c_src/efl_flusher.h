@@ -30,6 +30,8 @@ struct efl_flush_stats {
     uint64_t bytes;    /* archive size */
     efl_status status; /* first failure of the writer, if any */
     unsigned stopped;  /* enum efl_stop_reason */
+    uint32_t *modules; /* raw atoms of the modules events named; the caller frees */
+    size_t nmodules;
 };
 
 /* Starts the thread, which archives the events of `session` and discards

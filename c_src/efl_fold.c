@@ -3,6 +3,7 @@
 
 #include "efl_fold.h"
 #include "efl_map.h"
+#include "efl_sites.h"
 
 /* An event as the folder keeps it until the rings are merged: 16 bytes,
  * its function already interned as a frame. */
@@ -24,8 +25,20 @@ struct ring_events {
     size_t scanned;     /* events before this were looked at for root calls */
 };
 
+/* One frame of a process's real stack. Its tree node is the stack up to
+ * here; frames past the depth cap share the node of the frame at the cap. */
+struct stack_entry {
+    uint32_t node;
+    uint32_t frame;    /* frame index, or NO_ENTRY_FRAME for a base */
+    uint32_t merged;   /* self-calls folded into this frame (collapsed, or
+                        * of unknown kind): returns to come inside it */
+    uint8_t guessed;   /* pushed as a body call without the table's word */
+};
+
+#define NO_ENTRY_FRAME UINT32_MAX
+
 struct proc_state {
-    uint32_t node;       /* current stack; 0 before the process is seen */
+    uint32_t node;       /* current stack (the top entry's node); 0 before the process is seen */
     uint32_t shown;      /* timeline: the node last recorded as on top */
     uint32_t proc_node;  /* the process's own node, its stacks' base */
     uint32_t window;     /* index of its open window, if scoped */
@@ -34,6 +47,9 @@ struct proc_state {
     uint8_t seen, out, gc;
     uint8_t scoped;      /* has root events: only time inside them counts */
     uint32_t resync;     /* after lost events: the [dropped] node its stack hangs on */
+    struct stack_entry *stack; /* [0]: the base (process or [dropped] node) */
+    uint32_t depth, cap; /* entries in use, allocated */
+    uint64_t overflow;   /* frames past STACK_MAX, only counted */
 };
 
 struct efl_folder {
@@ -53,7 +69,22 @@ struct efl_folder {
     struct last_child { uint32_t frame, node; } *last_child;
     struct frame_cached { uint64_t key; uint32_t frame; } frame_cache[4096];
     struct proc_state *procs;
+    /* Telling body calls from tail calls: the archive's site table, each
+     * symbol's name id in it, and each frame's function id in it. */
+    struct efl_sites *sites;
+    uint32_t *symbol_site, symbol_site_cap;
+    uint32_t *frame_site, frame_site_cap;
+    uint32_t undefined_function; /* frame of error_handler:undefined_function/3, + 1 */
+    int collapse;                /* {recursion, collapse} */
+    int sampled;                 /* a sampling run: each call event is a real frame */
+    uint64_t stack_entries;      /* in use by all processes, bounded */
 };
+
+/* A real stack deeper than this (per process), or all stacks together
+ * holding more entries, is only counted past it: memory stays bounded
+ * whatever an archive says. Real Erlang stacks rarely pass 100,000. */
+#define STACK_MAX (1u << 20)
+#define STACK_ENTRIES_MAX (1u << 24)
 
 #define GROW(arr, count, cap)                                                   \
     do {                                                                        \
@@ -71,6 +102,7 @@ efl_status efl_folder_new(struct efl_folder **fp, const struct efl_fold_opts *op
     struct efl_folder *f = calloc(1, sizeof *f);
     EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
     f->keep_timeline = opts && opts->timeline;
+    f->collapse = opts && opts->collapse_recursion;
     f->max_depth = opts && opts->max_depth > 0 && opts->max_depth < EFL_FOLD_MAX_DEPTH
                        ? opts->max_depth
                        : EFL_FOLD_MAX_DEPTH;
@@ -96,7 +128,12 @@ void efl_folder_free(struct efl_folder *f)
     for (size_t i = 0; i < f->nrings; i++)
         free(f->rings[i].ev);
     free(f->rings);
+    for (size_t i = 0; i < f->procs_cap; i++)
+        free(f->procs[i].stack);
     free(f->procs);
+    efl_sites_free(f->sites);
+    free(f->symbol_site);
+    free(f->frame_site);
     free(f->last_child);
     efl_map_free(&f->frame_ids);
     efl_map_free(&f->node_ids);
@@ -140,7 +177,30 @@ static efl_status add_name(char ***arr, uint32_t *count, size_t *cap, uint32_t i
 static efl_status on_symbol(void *ctx, uint32_t id, const char *s, size_t len)
 {
     struct efl_folder *f = ctx;
-    return add_name(&f->p->symbols, &f->p->nsymbols, &f->symbols_cap, id, s, len);
+    EFL_FORWARD_IF_ERROR(add_name(&f->p->symbols, &f->p->nsymbols, &f->symbols_cap, id, s, len));
+    if (f->sites == NULL)
+        return EFL_OK;
+    if (id >= f->symbol_site_cap) {
+        uint32_t cap = f->symbol_site_cap ? f->symbol_site_cap * 2 : 1024;
+        while (cap <= id)
+            cap *= 2;
+        uint32_t *ss = realloc(f->symbol_site, cap * sizeof *ss);
+        EFL_RETURN_ERROR_IF(ss == NULL, EFL_ERR_NOMEM);
+        f->symbol_site = ss;
+        f->symbol_site_cap = cap;
+    }
+    f->symbol_site[id] = efl_sites_name(f->sites, s, len);
+    return EFL_OK;
+}
+
+/* The archive's site table, read before any event. */
+static efl_status on_sites(void *ctx, const void *data, size_t len)
+{
+    struct efl_folder *f = ctx;
+    EFL_RETURN_ERROR_IF(f->sites != NULL || f->p->nsymbols != 0, EFL_ERR_CORRUPT);
+    EFL_FORWARD_IF_ERROR(efl_sites_decode(data, len, &f->sites));
+    f->p->have_sites = 1;
+    return EFL_OK;
 }
 
 static efl_status on_process(void *ctx, uint32_t id, const char *s, size_t len)
@@ -192,6 +252,8 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
 static efl_status on_meta(void *ctx, const char *line, size_t len)
 {
     struct efl_folder *f = ctx;
+    if (len == 11 && memcmp(line, "mode=sample", 11) == 0)
+        f->sampled = 1;
     size_t have = f->p->meta ? strlen(f->p->meta) : 0;
     char *meta = realloc(f->p->meta, have + len + 2);
     EFL_RETURN_ERROR_IF(meta == NULL, EFL_ERR_NOMEM);
@@ -237,6 +299,7 @@ struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f)
         .event = on_event,
         .drops = on_drops,
         .pass = on_pass,
+        .sites = on_sites,
     };
     return v;
 }
@@ -259,6 +322,28 @@ static uint64_t frame_key(const struct efl_frame *fr)
     }
 }
 
+/* A new MFA frame: its function id in the site table, and whether it is
+ * error_handler:undefined_function/3. */
+static efl_status note_frame_site(struct efl_folder *f, uint32_t frame)
+{
+    const struct efl_frame *fr = &f->p->frames[frame];
+    const char *mod = f->p->symbols[fr->a], *fun = f->p->symbols[fr->b];
+    if (fr->arity == 3 && strcmp(mod, "error_handler") == 0 && strcmp(fun, "undefined_function") == 0)
+        f->undefined_function = frame + 1;
+    if (f->sites == NULL)
+        return EFL_OK;
+    if (frame >= f->frame_site_cap) {
+        uint32_t cap = f->frame_site_cap ? f->frame_site_cap * 2 : 1024;
+        uint32_t *fs = realloc(f->frame_site, cap * sizeof *fs);
+        EFL_RETURN_ERROR_IF(fs == NULL, EFL_ERR_NOMEM);
+        f->frame_site = fs;
+        f->frame_site_cap = cap;
+    }
+    f->frame_site[frame] = efl_sites_function(f->sites, f->symbol_site[fr->a],
+                                              f->symbol_site[fr->b], fr->arity);
+    return EFL_OK;
+}
+
 static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id)
 {
     uint64_t key = frame_key(fr);
@@ -275,6 +360,8 @@ static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr,
         *id = p->nframes++;
         p->frames[*id] = *fr;
         EFL_FORWARD_IF_ERROR(efl_map_put(&f->frame_ids, key, *id));
+        if (fr->kind == EFL_FRAME_MFA)
+            EFL_FORWARD_IF_ERROR(note_frame_site(f, *id));
     }
     *c = (struct frame_cached){key, *id};
     return EFL_OK;
@@ -367,40 +454,174 @@ static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t t
     return EFL_OK;
 }
 
-static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+/* ---- the real stack of a process -----------------------------------
+ * A body call pushes a frame; a tail call replaces the caller's frame;
+ * return_to pops one frame, to the function it names. The trace shows body
+ * and tail calls alike: the site table (the modules' code) tells which. */
+
+static struct stack_entry *top_entry(struct proc_state *ps)
 {
-    /* Direct self-recursion (tail or not) stays one frame. */
-    if (ps->node != ps->proc_node && f->p->nodes[ps->node].frame == frame)
-        return EFL_OK;
-    const struct efl_node *nodes = f->p->nodes;
-    if (nodes[ps->node].depth - nodes[ps->proc_node].depth >= f->max_depth) {
+    return &ps->stack[ps->depth - 1];
+}
+
+/* Empties the stack down to a base node (the process, or a [dropped] node). */
+static efl_status reset_stack(struct efl_folder *f, struct proc_state *ps, uint32_t base)
+{
+    if (ps->cap == 0) {
+        ps->stack = malloc(16 * sizeof *ps->stack);
+        EFL_RETURN_ERROR_IF(ps->stack == NULL, EFL_ERR_NOMEM);
+        ps->cap = 16;
+    }
+    f->stack_entries -= ps->depth;
+    ps->depth = 1;
+    f->stack_entries++;
+    ps->overflow = 0;
+    ps->stack[0] = (struct stack_entry){base, NO_ENTRY_FRAME, 0, 0};
+    ps->node = base;
+    return EFL_OK;
+}
+
+/* The lowest entry a return may pop to: the [dropped] base after lost
+ * events, the process base otherwise. */
+static uint32_t floor_index(const struct proc_state *ps)
+{
+    return ps->resync != 0 && ps->depth > 1 && ps->stack[1].node == ps->resync ? 1 : 0;
+}
+
+static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame, int guessed)
+{
+    if (ps->depth >= STACK_MAX || f->stack_entries >= STACK_ENTRIES_MAX) {
+        ps->overflow++;
         f->p->cut_frames++;
         return EFL_OK;
     }
-    return child(f, ps->node, frame, &ps->node);
+    if (ps->depth == ps->cap) {
+        struct stack_entry *st = realloc(ps->stack, 2 * (size_t)ps->cap * sizeof *st);
+        EFL_RETURN_ERROR_IF(st == NULL, EFL_ERR_NOMEM);
+        ps->stack = st;
+        ps->cap *= 2;
+    }
+    uint32_t node = ps->node;
+    const struct efl_node *nodes = f->p->nodes;
+    if (nodes[node].depth - nodes[ps->proc_node].depth >= f->max_depth)
+        f->p->cut_frames++; /* past the cap: shares the node at the cap */
+    else
+        EFL_FORWARD_IF_ERROR(child(f, node, frame, &node));
+    ps->stack[ps->depth++] = (struct stack_entry){node, frame, 0, (uint8_t)guessed};
+    f->stack_entries++;
+    ps->node = node;
+    return EFL_OK;
 }
 
-/* return_to: pop down to the frame. If it is not on the stack, the process
- * returned below where its stack began: for a profiled process, out of the
- * profiled call; for another (tracing began in the middle of it, or events
- * were lost), the frame becomes the base of its stack. */
-static efl_status pop_to(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+/* The top frame becomes `frame` (a tail call, or the frame a return lands
+ * in when the stack below was not known). */
+static efl_status replace_top(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
-    for (uint32_t n = ps->node; n != ps->proc_node && n != ps->resync; n = f->p->nodes[n].parent) {
-        if (f->p->nodes[n].frame == frame) {
-            ps->node = n;
+    struct stack_entry *top = top_entry(ps);
+    const struct stack_entry *below = top - 1;
+    if (top->node != below->node)
+        EFL_FORWARD_IF_ERROR(child(f, below->node, frame, &top->node));
+    *top = (struct stack_entry){top->node, frame, 0, 0};
+    ps->node = top->node;
+    return EFL_OK;
+}
+
+static int is_undefined_function(const struct efl_folder *f, uint32_t frame)
+{
+    return f->undefined_function == frame + 1;
+}
+
+/* How the function of entry `caller` called `frame`: a set of
+ * EFL_CALL_BODY and EFL_CALL_TAIL, 0 when nothing says. */
+static unsigned call_kind(const struct efl_folder *f, const struct stack_entry *caller, uint32_t frame)
+{
+    if (f->sites == NULL || caller->frame == NO_ENTRY_FRAME)
+        return 0;
+    uint32_t callee = f->frame_site[frame], site = f->frame_site[caller->frame];
+    if (is_undefined_function(f, frame))
+        return efl_sites_kind(f->sites, site, 0, 1);
+    return efl_sites_kind(f->sites, site, callee, 0);
+}
+
+static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+{
+    f->p->calls++;
+    if (ps->overflow > 0)
+        return EFL_OK; /* past STACK_MAX a tail call changes nothing seen */
+    struct stack_entry *top = top_entry(ps);
+    if (ps->depth == 1 || ps->depth == floor_index(ps) + 1)
+        return push(f, ps, frame, 0);
+    unsigned kind = f->sampled ? EFL_CALL_BODY : call_kind(f, top, frame);
+    if (kind == 0 || kind == (EFL_CALL_BODY | EFL_CALL_TAIL))
+        f->p->guessed_calls++;
+    /* Collapsing recursion is a view of the stacks, not a guess: it folds
+     * body self-calls too. */
+    if (top->frame == frame && (kind != EFL_CALL_BODY || f->collapse)) {
+        /* Self-recursion: a tail call changes nothing; a call that may be
+         * either (a list comprehension with a filter) or is collapsed
+         * stays one frame, and its returns are counted inside it. */
+        if (kind != EFL_CALL_TAIL)
+            top->merged++;
+        return EFL_OK;
+    }
+    if (kind == EFL_CALL_TAIL) {
+        /* error_handler:undefined_function/3 loaded the module, and now
+         * calls the function in its caller's place: the caller's call site
+         * of that function says whether the caller's frame stays. */
+        if (is_undefined_function(f, top->frame) && top->guessed && ps->depth >= 3 &&
+            ps->depth - 2 > floor_index(ps) && call_kind(f, top - 1, frame) == EFL_CALL_TAIL) {
+            f->stack_entries--;
+            ps->depth--;
+            ps->node = top_entry(ps)->node;
+        }
+        return replace_top(f, ps, frame);
+    }
+    return push(f, ps, frame, kind != EFL_CALL_BODY);
+}
+
+/* return_to: the top frame returned into `frame`. Exact stacks pop one
+ * frame and find `frame` below; otherwise (frames of guessed kind that were
+ * tail calls, a caught exception, excluded functions) pop down to the
+ * nearest `frame`. If it is not on the stack, the process returned below
+ * where its stack began: for a profiled process, out of the profiled call;
+ * for another (tracing began in the middle of it, or events were lost),
+ * the frame becomes the base of its stack. */
+static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+{
+    if (ps->overflow > 0) {
+        ps->overflow--;
+        return EFL_OK;
+    }
+    uint32_t floor = floor_index(ps);
+    if (ps->depth > floor + 1) {
+        struct stack_entry *top = top_entry(ps);
+        if (top->merged > 0 && top->frame == frame) {
+            top->merged--;
             return EFL_OK;
         }
+        for (uint32_t i = ps->depth - 1; i > floor; i--) {
+            if (ps->stack[i - 1].frame == frame) {
+                f->stack_entries -= ps->depth - i;
+                ps->depth = i;
+                ps->node = top_entry(ps)->node;
+                return EFL_OK;
+            }
+        }
+        /* A return into a deeper call of the top function, whose frames
+         * were not seen: it stays on top. */
+        if (top->frame == frame)
+            return EFL_OK;
     }
     /* After lost events, the stack below is unknown: what comes back
      * hangs on the [dropped] frame, and a profiled call goes on. */
-    if (ps->resync)
-        return child(f, ps->resync, frame, &ps->node);
-    if (ps->scoped) {
-        ps->node = ps->proc_node;
-        return EFL_OK;
+    if (floor == 1) {
+        f->stack_entries -= ps->depth - 2;
+        ps->depth = 2;
+        ps->node = ps->stack[1].node;
+        return push(f, ps, frame, 0);
     }
-    return child(f, ps->proc_node, frame, &ps->node);
+    EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
+    return ps->scoped ? EFL_OK : push(f, ps, frame, 0);
 }
 
 /* A profiled call begins: a window of its own, the process's stacks under it. */
@@ -415,10 +636,10 @@ static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
     EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_WINDOW, w, &win->node));
     EFL_FORWARD_IF_ERROR(child_kind(f, win->node, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
     ps->window = w;
-    ps->node = ps->proc_node;
+    EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
     ps->out = ps->gc = 0;
     if (e->frame != NO_FRAME)
-        EFL_FORWARD_IF_ERROR(child(f, ps->proc_node, e->frame - 1, &ps->node));
+        EFL_FORWARD_IF_ERROR(push(f, ps, e->frame - 1, 0));
     return EFL_OK;
 }
 
@@ -435,8 +656,7 @@ static efl_status adopt(struct efl_folder *f, const struct proc_state *parent, u
         return EFL_OK;
     uint32_t window = f->p->windows[parent->window].node;
     EFL_FORWARD_IF_ERROR(child_kind(f, window, EFL_FRAME_PROCESS, child_pid, &child->proc_node));
-    child->node = child->proc_node;
-    return EFL_OK;
+    return reset_stack(f, child, child->proc_node);
 }
 
 static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
@@ -458,7 +678,7 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     unsigned kind = HELD_KIND(e);
     if (ps->proc_node == 0 && !ps->scoped) {
         EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
-        ps->node = ps->proc_node;
+        EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
     }
     /* A profiled process counts only inside the profiled call. */
     if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL)
@@ -477,19 +697,19 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     case EFL_EV_ROOT_RETURN:
     case EFL_EV_ROOT_EXCEPTION:
         if (ps->root_depth > 0 && --ps->root_depth == 0) {
-            ps->node = ps->proc_node;
+            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
             f->p->windows[ps->window].ended = (uint8_t)kind;
         }
         break;
     case EFL_EV_CALL:
         if (e->frame != NO_FRAME)
-            EFL_FORWARD_IF_ERROR(push(f, ps, e->frame - 1));
+            EFL_FORWARD_IF_ERROR(on_call(f, ps, e->frame - 1));
         break;
     case EFL_EV_RETURN_TO:
         if (e->frame == NO_FRAME)
-            ps->node = ps->proc_node;
+            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
         else
-            EFL_FORWARD_IF_ERROR(pop_to(f, ps, e->frame - 1));
+            EFL_FORWARD_IF_ERROR(on_return(f, ps, e->frame - 1));
         break;
     case EFL_EV_IN:
         ps->out = 0;
@@ -513,6 +733,10 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
             f->p->windows[ps->window].lossy = 1;
         if (ps->node != 0 && ps->proc_node != 0) {
             EFL_FORWARD_IF_ERROR(child_kind(f, ps->proc_node, EFL_FRAME_DROPPED, e->frame, &ps->resync));
+            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
+            ps->stack[1] = (struct stack_entry){ps->resync, NO_ENTRY_FRAME, 0, 0};
+            ps->depth = 2;
+            f->stack_entries++;
             ps->node = ps->resync;
         }
         break;

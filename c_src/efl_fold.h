@@ -77,7 +77,10 @@ struct efl_profile {
     uint64_t events;
     uint64_t drops;       /* events lost to full rings */
     uint64_t drops_unattributed;  /* of them, lost by several processes at once */
-    uint64_t cut_frames;  /* pushes refused beyond the maximum depth */
+    uint64_t cut_frames;  /* frames past the maximum depth (drawn at the cap) */
+    uint64_t calls;       /* call events */
+    uint64_t guessed_calls; /* of them, told body or tail without the site table's word */
+    int have_sites;       /* the archive had a site table */
     int truncated;        /* the archive stopped before its end record */
     unsigned stopped;     /* enum efl_stop_reason: recording ended early */
     char *meta;           /* the header's "key=value\n" lines */
@@ -88,6 +91,7 @@ struct efl_folder;
 struct efl_fold_opts {
     int timeline;        /* record the timeline (time-ordered writers need it) */
     unsigned max_depth;  /* 1..EFL_FOLD_MAX_DEPTH; 0 means the most */
+    int collapse_recursion; /* a function calling itself stays one frame */
 };
 
 efl_status efl_folder_new(struct efl_folder **f, const struct efl_fold_opts *opts);

@@ -27,6 +27,7 @@ static void usage(FILE *to)
             "                   captured call: fold only the K-th to end (1 = first);\n"
             "                   without it, all calls are folded together\n"
             "  --max-depth D    cut stacks at D functions below the process (default 1024)\n"
+            "  --collapse-recursion  draw a function that calls itself as one frame\n"
             "  --help           this text\n"
             "\n"
             "A truncated archive (a node that died mid-write) is folded up to its\n"
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
     const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
     long call = 0;
     unsigned max_depth = 0;
+    int collapse = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -79,6 +81,8 @@ int main(int argc, char **argv)
             format = argv[++i];
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             output = argv[++i];
+        } else if (strcmp(argv[i], "--collapse-recursion") == 0) {
+            collapse = 1;
         } else if (strcmp(argv[i], "--max-depth") == 0 && i + 1 < argc) {
             char *end;
             long d = strtol(argv[++i], &end, 10);
@@ -117,7 +121,7 @@ int main(int argc, char **argv)
     }
 
     struct efl_profile *p = NULL;
-    struct efl_fold_opts opts = {writer->needs_timeline, max_depth};
+    struct efl_fold_opts opts = {writer->needs_timeline, max_depth, collapse};
     efl_status s = efl_fold_archive(archive, &opts, &p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),

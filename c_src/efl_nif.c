@@ -20,6 +20,7 @@
 #include "efl_flusher.h"
 #include "efl_fold.h"
 #include "efl_ring.h"
+#include "efl_sites.h"
 #include "efl_writer.h"
 
 #define ATOMS(X)                                                        \
@@ -35,7 +36,8 @@
     X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
-    X(stopped) X(timeout) X(flusher_idle_ms) X(lost)
+    X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
+    X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) X(pairs)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -685,14 +687,19 @@ static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
     }
     end_session(&st, &lost);
     enif_mutex_unlock(session_lock);
+    /* Atoms are immediates, valid in any environment. */
+    ERL_NIF_TERM modules = enif_make_list(env, 0);
+    for (size_t i = st.nmodules; i-- > 0;)
+        modules = enif_make_list_cell(env, (ERL_NIF_TERM)st.modules[i], modules);
+    free(st.modules);
     if (st.status != EFL_OK)
         return error_tuple(env, st.status, atom_undefined);
-    ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_bytes, atom_stopped};
+    ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_bytes, atom_stopped, atom_modules};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, st.events), enif_make_uint64(env, st.drops + lost),
                            enif_make_uint64(env, st.bytes),
-                           enif_make_atom(env, efl_stop_reason_name(st.stopped))};
+                           enif_make_atom(env, efl_stop_reason_name(st.stopped)), modules};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 4, &map);
+    enif_make_map_from_arrays(env, keys, vals, 5, &map);
     return enif_make_tuple2(env, atom_ok, map);
 }
 
@@ -785,15 +792,18 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
     ERL_NIF_TERM meta_bin;
     memcpy(enif_make_new_binary(env, strlen(meta), &meta_bin), meta, strlen(meta));
     ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
-                           atom_cut_frames, atom_extension, atom_meta, atom_stopped};
+                           atom_cut_frames, atom_extension, atom_meta, atom_stopped,
+                           atom_calls, atom_guessed_calls, atom_site_table};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
                            enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
                            p->truncated ? atom_true : atom_false,
                            enif_make_uint64(env, p->cut_frames),
                            enif_make_string(env, w->extension, ERL_NIF_LATIN1), meta_bin,
-                           enif_make_atom(env, efl_stop_reason_name(p->stopped))};
+                           enif_make_atom(env, efl_stop_reason_name(p->stopped)),
+                           enif_make_uint64(env, p->calls), enif_make_uint64(env, p->guessed_calls),
+                           p->have_sites ? atom_true : atom_false};
     ERL_NIF_TERM info;
-    enif_make_map_from_arrays(env, keys, vals, 8, &info);
+    enif_make_map_from_arrays(env, keys, vals, 11, &info);
     return info;
 }
 
@@ -828,19 +838,24 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
     return EFL_OK;
 }
 
-/* fold(ArchivePath, Format, Split, MaxDepth) -> {ok, Data | [Window], Info}
- *                                            | {error, {Atom, Detail}}
+/* fold(ArchivePath, Format, Split, #{max_depth, recursion}) -> {ok, Data | [Window], Info}
+ *                                                             | {error, {Atom, Detail}}
  * Split: false for one flamegraph of everything, true for one per profiled
- * call (a window), in the order the calls began. MaxDepth: stacks are cut
- * at that many functions below the process. */
+ * call (a window), in the order the calls began. max_depth: stacks are cut
+ * at that many functions below the process; recursion: exact | collapse. */
 static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
     char format[64];
     unsigned max_depth;
+    ERL_NIF_TERM depth_term, recursion;
     char *path = binary_to_cstr(env, argv[0]);
     if (path == NULL || enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
-        (argv[2] != atom_true && argv[2] != atom_false) || !enif_get_uint(env, argv[3], &max_depth) ||
+        (argv[2] != atom_true && argv[2] != atom_false) ||
+        !enif_get_map_value(env, argv[3], atom_max_depth, &depth_term) ||
+        !enif_get_uint(env, depth_term, &max_depth) ||
+        !enif_get_map_value(env, argv[3], atom_recursion, &recursion) ||
+        (recursion != atom_exact && recursion != atom_collapse) ||
         max_depth < 1 || max_depth > EFL_FOLD_MAX_DEPTH) {
         free(path);
         return enif_make_badarg(env);
@@ -853,7 +868,7 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
     ERL_NIF_TERM data = 0;
-    struct efl_fold_opts opts = {w->needs_timeline, max_depth};
+    struct efl_fold_opts opts = {w->needs_timeline, max_depth, recursion == atom_collapse};
     efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
     if (st == EFL_OK && argv[2] == atom_true)
@@ -865,6 +880,77 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     efl_profile_free(p);
     efl_buf_free(&out);
     return result;
+}
+
+/* add_call_sites(ArchivePath, [{Module, Beam}], [{M, F, A}]) -> {ok, #{modules, pairs}}
+ *                                                        | {error, {Atom, Detail}}
+ * Reads the call sites of each module's code and appends them to a closed
+ * archive as its site table; the third list names the BIFs among the
+ * functions they call. A module whose code cannot be read is left out
+ * (its calls are then told apart by the trace alone). */
+static ERL_NIF_TERM nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = binary_to_cstr(env, argv[0]);
+    struct efl_sites *t = NULL;
+    if (path == NULL || !enif_is_list(env, argv[1]) || !enif_is_list(env, argv[2]) ||
+        efl_sites_new(&t) != EFL_OK) {
+        free(path);
+        return enif_make_badarg(env);
+    }
+    efl_status st = EFL_OK;
+    unsigned read = 0;
+    ERL_NIF_TERM head, tail = argv[1];
+    while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
+        const ERL_NIF_TERM *pair;
+        int arity;
+        ErlNifBinary beam;
+        if (!enif_get_tuple(env, head, &arity, &pair) || arity != 2 ||
+            !enif_inspect_binary(env, pair[1], &beam)) {
+            st = EFL_ERR_ARG;
+            break;
+        }
+        efl_status m = efl_sites_add_module(t, beam.data, beam.size);
+        if (m == EFL_OK)
+            read++;
+        else if (m != EFL_ERR_ARG)
+            st = m;
+    }
+    tail = argv[2];
+    while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
+        const ERL_NIF_TERM *mfa;
+        int arity;
+        unsigned a;
+        char mod[1024], fun[1024];
+        int ml, fl;
+        if (!enif_get_tuple(env, head, &arity, &mfa) || arity != 3 ||
+            (ml = enif_get_atom(env, mfa[0], mod, sizeof mod, ERL_NIF_LATIN1)) <= 0 ||
+            (fl = enif_get_atom(env, mfa[1], fun, sizeof fun, ERL_NIF_LATIN1)) <= 0 ||
+            !enif_get_uint(env, mfa[2], &a)) {
+            st = EFL_ERR_ARG;
+            break;
+        }
+        st = efl_sites_add_bif(t, (struct efl_name){mod, (size_t)ml - 1},
+                               (struct efl_name){fun, (size_t)fl - 1}, a);
+    }
+    struct efl_buf table = {0};
+    size_t pairs = efl_sites_pairs(t);
+    if (st == EFL_OK)
+        st = efl_sites_encode(t, &table);
+    if (st == EFL_OK)
+        st = efl_archive_append_sites(path, table.data, table.len);
+    efl_buf_free(&table);
+    efl_sites_free(t);
+    free(path);
+    if (st == EFL_ERR_ARG)
+        return enif_make_badarg(env);
+    if (st != EFL_OK)
+        return error_tuple(env, st, argv[0]);
+    ERL_NIF_TERM keys[] = {atom_modules, atom_pairs};
+    ERL_NIF_TERM vals[] = {enif_make_uint(env, read), enif_make_uint64(env, pairs)};
+    ERL_NIF_TERM info;
+    enif_make_map_from_arrays(env, keys, vals, 2, &info);
+    return enif_make_tuple2(env, atom_ok, info);
 }
 
 /* Every version of the module that loaded this file shares its static
@@ -910,6 +996,7 @@ static void unload(ErlNifEnv *env, void *priv)
         struct efl_flush_stats st;
         uint64_t lost;
         end_session(&st, &lost);
+        free(st.modules);
     }
     /* No callback of this library can run any more. */
     if (ring_set != NULL)
@@ -934,6 +1021,7 @@ static ErlNifFunc funcs[] = {
     {"record_samples", 3, nif_record_samples, 0},
     {"fold", 4, nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"add_call_sites", 3, nif_add_call_sites, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(eflambe_tracer, funcs, load, NULL, upgrade, unload)

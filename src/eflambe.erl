@@ -80,6 +80,7 @@
       | {archive, file:filename()}
       | {open, speedscope | hotspot | atom() | file:filename()}
       | {max_depth, 1..1024}
+      | {recursion, exact | collapse}
       | {exclude, [module() | {module(), atom(), arity() | '_'}]}
       | {max_events, pos_integer()}
       | {max_bytes, pos_integer()}
@@ -93,7 +94,10 @@
 %% or path), started without a shell; a program that is not installed is an
 %% error before anything is traced. `hotspot' is refused: it reads only
 %% perf.data files. `max_depth' (default 1024): stacks are cut at that many
-%% functions, the deeper time staying with the last frame. `exclude'
+%% functions, the deeper time staying with the last frame. `recursion'
+%% (default `exact'): every frame of a recursion is drawn, as deep as it
+%% really was; `collapse' draws a function that calls itself as one frame.
+%% `exclude'
 %% (default []): modules and functions not traced at all (their time goes
 %% to their callers), to cut the volume at the source; not for replay.
 %% `max_events' (default 100000000) and `max_bytes' (archive size, default
@@ -131,6 +135,7 @@
       | {archive, file:filename()}
       | {buffer_size, pos_integer()}
       | {max_depth, 1..1024}
+      | {recursion, exact | collapse}
       | {max_events, pos_integer()}
       | {max_bytes, pos_integer()}.
 

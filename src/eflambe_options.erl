@@ -20,6 +20,7 @@
                   fetch_archive => file:filename() | undefined,
                   open => undefined | file:filename(),
                   max_depth := 1..1024,
+                  recursion := exact | collapse,
                   max_events => pos_integer(),
                   max_bytes => pos_integer(),
                   exclude => [module() | {module(), atom(), arity() | '_'}],
@@ -48,6 +49,7 @@ defaults(apply) ->
       archive => undefined,
       open => undefined,
       max_depth => 1024,
+      recursion => exact,
       exclude => [],
       max_events => ?DEFAULT_MAX_EVENTS,
       max_bytes => ?DEFAULT_MAX_BYTES,
@@ -70,7 +72,8 @@ defaults(replay) ->
       output_directory => undefined,
       return => filename,
       open => undefined,
-      max_depth => 1024}.
+      max_depth => 1024,
+      recursion => exact}.
 
 -type mode() :: apply | capture | sample | replay.
 
@@ -129,6 +132,10 @@ check(_, max_depth, D) when is_integer(D), D >= 1, D =< 1024 ->
     {ok, D};
 check(_, max_depth, D) ->
     {error, {bad_max_depth, D, {expected_between, 1, 1024}}};
+check(_, recursion, R) when R =:= exact; R =:= collapse ->
+    {ok, R};
+check(_, recursion, R) ->
+    {error, {bad_recursion, R, {expected_one_of, [exact, collapse]}}};
 check(_, exclude, List) when is_list(List) ->
     case [X || X <- List, not excludable(X)] of
         [] -> {ok, List};

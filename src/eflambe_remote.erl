@@ -95,7 +95,7 @@ call(Node, MFA, N, Opts) ->
 %% as data (written here), with the options that mean the same over there.
 -spec remote_options(eflambe_options:opts(), [atom()]) -> list().
 remote_options(Opts, Extra) ->
-    Same = [buffer_size, archive, timeout, every, spawned, max_depth, exclude, max_events,
+    Same = [buffer_size, archive, timeout, every, spawned, max_depth, recursion, exclude, max_events,
             max_bytes | Extra],
     [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
      | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined]].

@@ -35,12 +35,12 @@ archive_path(Path) ->
 %% result. An archive of capture holds one per captured call: a list, in
 %% the order the calls ended, as capture returned them.
 -spec replay_file(file:filename(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
-replay_file(File, #{output_format := Format, max_depth := MaxDepth} = Opts) ->
+replay_file(File, #{output_format := Format} = Opts) ->
     {module, eflambe_tracer} = code:ensure_loaded(eflambe_tracer),
     case eflambe_tracer:archive_header(File) of
         {ok, Meta} ->
             Split = lists:member(<<"mode=capture">>, binary:split(Meta, <<"\n">>, [global])),
-            case eflambe_tracer:fold(File, Format, Split, MaxDepth) of
+            case eflambe_tracer:fold(File, Format, Split, eflambe_session:fold_options(Opts)) of
                 {ok, Data, Info} ->
                     warn_if_damaged(File, Info),
                     case Split of

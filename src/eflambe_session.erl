@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([owned/2, start/3, finish/3, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
+-export([owned/2, start/3, finish/3, fold_options/1, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
          register_running/1, stop_running/0, temp_archive/0]).
 
 -export_type([session/0]).
@@ -70,18 +70,25 @@ start(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts) ->
 -spec finish(session(), boolean(), eflambe_options:opts()) ->
           {ok, binary() | [map()], map()} | {error, term()}.
 finish(#{tracer := TracerState, archive := Archive} = Session, Split,
-       #{output_format := Format, max_depth := MaxDepth}) ->
+       #{output_format := Format} = Opts) ->
     Ref = erlang:trace_delivered(all),
     receive {trace_delivered, all, Ref} -> ok end,
     Result = case eflambe_tracer:stop_session(TracerState) of
-                 {ok, Stats} ->
+                 {ok, #{modules := Modules} = Stats} ->
                      warn_if_partial(Stats),
-                     eflambe_tracer:fold(Archive, Format, Split, MaxDepth);
+                     %% Sampled stacks are real stacks already.
+                     _ = maps:is_key(hz, Opts) orelse eflambe_call_sites:add(Archive, Modules),
+                     eflambe_tracer:fold(Archive, Format, Split, fold_options(Opts));
                  {error, _} = Error ->
                      Error
              end,
     delete_temporary(Session),
     Result.
+
+%% What the folder takes from the options (replay's too).
+-spec fold_options(eflambe_options:opts()) -> #{max_depth := 1..1024, recursion := exact | collapse}.
+fold_options(#{max_depth := MaxDepth, recursion := Recursion}) ->
+    #{max_depth => MaxDepth, recursion => Recursion}.
 
 %% Stops recording now, for a reason decided here (timeout, stop); the
 %% session stays open until finish/3, and the archive says why it ended.

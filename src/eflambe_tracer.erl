@@ -7,12 +7,12 @@
 
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
-         archive_header/1, record_samples/3]).
+         archive_header/1, record_samples/3, add_call_sites/3]).
 
 -on_load(init/0).
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
-       archive_header/1, record_samples/3]).
+       archive_header/1, record_samples/3, add_call_sites/3]).
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -55,10 +55,10 @@ running_session() ->
     erlang:nif_error(not_loaded).
 
 %% Stops recording, drains the rings and closes the archive, if the running
-%% session is the one TracerState names.
+%% session is the one TracerState names. `modules': those the events named.
 -spec stop_session(integer()) ->
           {ok, #{events := non_neg_integer(), dropped := non_neg_integer(),
-                 bytes := non_neg_integer(),
+                 bytes := non_neg_integer(), modules := [module()],
                  stopped := none | max_events | max_bytes | timeout | stopped}}
           | {error, not_running | {atom(), term()}}.
 stop_session(_TracerState) ->
@@ -73,10 +73,20 @@ halt_session(_TracerState, _Reason) ->
 %% Folds an archive into one output format, on a dirty CPU scheduler. With
 %% Split, one flamegraph per profiled call (in the order they began):
 %% #{pid, ended := return_from | exception_from | lost | open, start_us, end_us,
-%% data}. Stacks are cut at MaxDepth (1..1024) functions.
--spec fold(file:filename_all(), atom(), boolean(), 1..1024) ->
+%% data}. Stacks are cut at max_depth (1..1024) functions; with recursion
+%% collapse, a function calling itself stays one frame.
+-spec fold(file:filename_all(), atom(), boolean(),
+           #{max_depth := 1..1024, recursion := exact | collapse}) ->
           {ok, binary() | [map()], #{atom() => term()}} | {error, {atom(), term()}}.
-fold(_ArchivePath, _Format, _Split, _MaxDepth) ->
+fold(_ArchivePath, _Format, _Split, _FoldOpts) ->
+    erlang:nif_error(not_loaded).
+
+%% Appends the site table of the modules (their object code) to a closed
+%% archive; Bifs are the BIFs among the functions they call.
+-spec add_call_sites(file:filename_all(), [{module(), binary()}], [mfa()]) ->
+          {ok, #{modules := non_neg_integer(), pairs := non_neg_integer()}}
+          | {error, {atom(), term()}}.
+add_call_sites(_ArchivePath, _Beams, _Bifs) ->
     erlang:nif_error(not_loaded).
 
 %% The metadata lines of an archive's header.

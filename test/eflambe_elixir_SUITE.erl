@@ -29,7 +29,7 @@ mix_project(Config) ->
         "  def fib(0), do: 0\n"
         "  def fib(1), do: 1\n"
         "  def fib(n), do: fib(n - 1) + fib(n - 2)\n"
-        "  def work(n), do: Enum.map(1..3, fn _ -> fib(n) end)\n"
+        "  def work(n), do: Enum.map(1..3, fn _ -> fib(n) end) |> Enum.sum()\n"
         "end\n"),
     {0, Compiled} = run(Mix, ["compile"], Dir),
     ct:pal("~s", [Compiled]),

@@ -287,7 +287,7 @@ static void max_depth_option(void)
         {0, 40, 1, R, "m:b/0"},
         {0, 50, 1, R, NULL},
     };
-    struct efl_fold_opts opts = {0, 2};
+    struct efl_fold_opts opts = {0, 2, 0};
     struct efl_profile *p;
     char *got = fold_with(s, sizeof s / sizeof s[0], 1, &opts, &p);
     CHECK_STR(got, "<0.1.0>;m:a/0 10\n"
