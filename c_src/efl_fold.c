@@ -37,6 +37,22 @@ struct stack_entry {
 
 #define NO_ENTRY_FRAME UINT32_MAX
 
+/* A call that may have been a tail call: entry `index` was pushed over its
+ * caller's entry. The return that pops it tells: landing on the caller
+ * means a body call; landing lower means it had replaced the caller, and
+ * the time credited meanwhile moves to stacks without the caller's node. */
+struct speculation {
+    uint32_t index;
+    uint32_t caller_node;   /* the node a tail call would take out */
+    size_t log_start;
+    size_t timeline_start;
+};
+
+struct credit {
+    uint32_t node;
+    uint64_t ns;
+};
+
 struct proc_state {
     uint32_t node;       /* current stack (the top entry's node); 0 before the process is seen */
     uint32_t shown;      /* timeline: the node last recorded as on top */
@@ -50,6 +66,12 @@ struct proc_state {
     struct stack_entry *stack; /* [0]: the base (process or [dropped] node) */
     uint32_t depth, cap; /* entries in use, allocated */
     uint64_t overflow;   /* frames past STACK_MAX, only counted */
+    /* Calls of unknown kind, drawn as body calls until their return says
+     * (innermost last), and the time credited since the first began. */
+    struct speculation *spec;
+    uint32_t nspec, spec_cap;
+    struct credit *log;
+    size_t nlog, log_cap;
 };
 
 struct efl_folder {
@@ -78,6 +100,7 @@ struct efl_folder {
     int collapse;                /* {recursion, collapse} */
     int sampled;                 /* a sampling run: each call event is a real frame */
     uint64_t stack_entries;      /* in use by all processes, bounded */
+    uint64_t credits;            /* held by all speculations, bounded */
 };
 
 /* A real stack deeper than this (per process), or all stacks together
@@ -85,6 +108,9 @@ struct efl_folder {
  * whatever an archive says. Real Erlang stacks rarely pass 100,000. */
 #define STACK_MAX (1u << 20)
 #define STACK_ENTRIES_MAX (1u << 24)
+/* Credits held for calls of unknown kind, all processes together: past
+ * this, the oldest guesses stand as body calls. */
+#define CREDITS_MAX (1u << 22)
 
 #define GROW(arr, count, cap)                                                   \
     do {                                                                        \
@@ -128,8 +154,11 @@ void efl_folder_free(struct efl_folder *f)
     for (size_t i = 0; i < f->nrings; i++)
         free(f->rings[i].ev);
     free(f->rings);
-    for (size_t i = 0; i < f->procs_cap; i++)
+    for (size_t i = 0; i < f->procs_cap; i++) {
         free(f->procs[i].stack);
+        free(f->procs[i].spec);
+        free(f->procs[i].log);
+    }
     free(f->procs);
     efl_sites_free(f->sites);
     free(f->symbol_site);
@@ -438,6 +467,8 @@ static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint6
     return EFL_OK;
 }
 
+static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint32_t node, uint64_t ns);
+
 /* Credits the time since the process's previous event to the stack that was
  * on top during it, with a gc or sleep frame when it was not running. */
 static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
@@ -447,10 +478,116 @@ static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t t
         EFL_FORWARD_IF_ERROR(on_top(f, ps, &node));
         f->p->nodes[node].self_ns += ts - ps->last_ts;
         f->p->total_ns += ts - ps->last_ts;
+        if (ps->nspec > 0)
+            EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ts - ps->last_ts));
     }
     if (ts > ps->last_ts || !ps->seen)
         ps->last_ts = ts;
     ps->seen = 1;
+    return EFL_OK;
+}
+
+/* ---- calls of unknown kind ------------------------------------------ */
+
+static void settle_all(struct efl_folder *f, struct proc_state *ps)
+{
+    ps->nspec = 0;
+    f->credits -= ps->nlog;
+    ps->nlog = 0;
+}
+
+static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint32_t node, uint64_t ns)
+{
+    if (ps->nlog > ps->spec[ps->nspec - 1].log_start && ps->log[ps->nlog - 1].node == node) {
+        ps->log[ps->nlog - 1].ns += ns;
+        return EFL_OK;
+    }
+    if (f->credits >= CREDITS_MAX) {
+        /* Too much held: the guesses stand. */
+        settle_all(f, ps);
+        return EFL_OK;
+    }
+    GROW(ps->log, ps->nlog, ps->log_cap);
+    ps->log[ps->nlog++] = (struct credit){node, ns};
+    f->credits++;
+    return EFL_OK;
+}
+
+static efl_status speculate(struct efl_folder *f, struct proc_state *ps)
+{
+    GROW(ps->spec, ps->nspec, ps->spec_cap);
+    ps->spec[ps->nspec++] = (struct speculation){ps->depth - 1, ps->stack[ps->depth - 2].node,
+                                                 ps->nlog, f->p->ntimeline};
+    return EFL_OK;
+}
+
+/* The node of the same stack as n without `out` (one of its ancestors); n
+ * itself when out is not among them. */
+static efl_status without(struct efl_folder *f, struct efl_map *memo, uint32_t n, uint32_t out,
+                          uint32_t *result)
+{
+    const struct efl_node *nodes = f->p->nodes;
+    if (nodes[n].depth <= nodes[out].depth) {
+        *result = n;
+        return EFL_OK;
+    }
+    uint32_t known = efl_map_get(memo, n);
+    if (known != EFL_MAP_NONE) {
+        *result = known;
+        return EFL_OK;
+    }
+    uint32_t parent = nodes[n].parent, frame = nodes[n].frame;
+    if (parent == out) {
+        *result = nodes[out].parent;
+    } else {
+        EFL_FORWARD_IF_ERROR(without(f, memo, parent, out, result));
+        if (*result == parent) {
+            *result = n; /* not under out */
+            return efl_map_put(memo, n, n);
+        }
+    }
+    EFL_FORWARD_IF_ERROR(child(f, *result, frame, result));
+    return efl_map_put(memo, n, *result);
+}
+
+/* The guessed call was a tail call: what was credited since it began, and
+ * the process's timeline since then, go to stacks without its caller. */
+static efl_status retract(struct efl_folder *f, struct proc_state *ps, const struct speculation *s)
+{
+    struct efl_map memo = {0};
+    efl_status st = EFL_OK;
+    for (size_t i = s->log_start; st == EFL_OK && i < ps->nlog; i++) {
+        uint32_t m;
+        st = without(f, &memo, ps->log[i].node, s->caller_node, &m);
+        if (st == EFL_OK && m != ps->log[i].node) {
+            f->p->nodes[ps->log[i].node].self_ns -= ps->log[i].ns;
+            f->p->nodes[m].self_ns += ps->log[i].ns;
+            ps->log[i].node = m;
+        }
+    }
+    struct efl_profile *p = f->p;
+    for (size_t i = s->timeline_start; st == EFL_OK && i < p->ntimeline; i++)
+        if (p->timeline[i].proc == ps->proc_node)
+            st = without(f, &memo, p->timeline[i].node, s->caller_node, &p->timeline[i].node);
+    if (st == EFL_OK && ps->shown != 0)
+        st = without(f, &memo, ps->shown, s->caller_node, &ps->shown);
+    efl_map_free(&memo);
+    return st;
+}
+
+/* The stack shrank to `top` (an index): the guesses it popped are
+ * settled, innermost first. */
+static efl_status settle_popped(struct efl_folder *f, struct proc_state *ps, uint32_t top)
+{
+    while (ps->nspec > 0 && ps->spec[ps->nspec - 1].index > top) {
+        const struct speculation *s = &ps->spec[--ps->nspec];
+        if (top != s->index - 1) {
+            f->p->tail_resolved++;
+            EFL_FORWARD_IF_ERROR(retract(f, ps, s));
+        }
+    }
+    if (ps->nspec == 0)
+        settle_all(f, ps);
     return EFL_OK;
 }
 
@@ -472,6 +609,7 @@ static efl_status reset_stack(struct efl_folder *f, struct proc_state *ps, uint3
         EFL_RETURN_ERROR_IF(ps->stack == NULL, EFL_ERR_NOMEM);
         ps->cap = 16;
     }
+    settle_all(f, ps);
     f->stack_entries -= ps->depth;
     ps->depth = 1;
     f->stack_entries++;
@@ -565,18 +703,21 @@ static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t 
         return EFL_OK;
     }
     if (kind == EFL_CALL_TAIL) {
-        /* error_handler:undefined_function/3 loaded the module, and now
-         * calls the function in its caller's place: the caller's call site
-         * of that function says whether the caller's frame stays. */
-        if (is_undefined_function(f, top->frame) && top->guessed && ps->depth >= 3 &&
-            ps->depth - 2 > floor_index(ps) && call_kind(f, top - 1, frame) == EFL_CALL_TAIL) {
-            f->stack_entries--;
-            ps->depth--;
-            ps->node = top_entry(ps)->node;
+        /* The top frame holds self-calls of unknown kind: the tail call
+         * replaces the last of them, if it was a body call. */
+        if (top->merged > 0) {
+            top->merged--;
+            return push(f, ps, frame, 1);
         }
         return replace_top(f, ps, frame);
     }
-    return push(f, ps, frame, kind != EFL_CALL_BODY);
+    uint32_t before = ps->depth;
+    EFL_FORWARD_IF_ERROR(push(f, ps, frame, kind != EFL_CALL_BODY));
+    /* Not known to be a body call: drawn as one until its return tells. */
+    if (kind != EFL_CALL_BODY && ps->depth > before && ps->depth >= 3 &&
+        ps->depth - 2 > floor_index(ps) && f->sites != NULL)
+        EFL_FORWARD_IF_ERROR(speculate(f, ps));
+    return EFL_OK;
 }
 
 /* return_to: the top frame returned into `frame`. Exact stacks pop one
@@ -588,6 +729,7 @@ static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t 
  * the frame becomes the base of its stack. */
 static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
+    f->p->returns++;
     if (ps->overflow > 0) {
         ps->overflow--;
         return EFL_OK;
@@ -601,20 +743,29 @@ static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_
         }
         for (uint32_t i = ps->depth - 1; i > floor; i--) {
             if (ps->stack[i - 1].frame == frame) {
+                /* Each frame popped beyond the top needs a call of
+                 * unknown kind that was a tail call to explain it. */
+                uint32_t guessed = 0;
+                for (uint32_t j = i; j < ps->depth; j++)
+                    guessed += ps->stack[j].guessed;
+                if (guessed < ps->depth - 1 - i)
+                    f->p->repaired_returns++;
                 f->stack_entries -= ps->depth - i;
                 ps->depth = i;
                 ps->node = top_entry(ps)->node;
-                return EFL_OK;
+                return settle_popped(f, ps, i - 1);
             }
         }
         /* A return into a deeper call of the top function, whose frames
          * were not seen: it stays on top. */
+        f->p->repaired_returns++;
         if (top->frame == frame)
             return EFL_OK;
     }
     /* After lost events, the stack below is unknown: what comes back
      * hangs on the [dropped] frame, and a profiled call goes on. */
     if (floor == 1) {
+        settle_all(f, ps);
         f->stack_entries -= ps->depth - 2;
         ps->depth = 2;
         ps->node = ps->stack[1].node;

@@ -80,6 +80,9 @@ struct efl_profile {
     uint64_t cut_frames;  /* frames past the maximum depth (drawn at the cap) */
     uint64_t calls;       /* call events */
     uint64_t guessed_calls; /* of them, told body or tail without the site table's word */
+    uint64_t returns;       /* return_to events */
+    uint64_t repaired_returns; /* of them, not landing one frame down: a guess was wrong */
+    uint64_t tail_resolved; /* of them, drawn as body calls until their return showed a tail call */
     int have_sites;       /* the archive had a site table */
     int truncated;        /* the archive stopped before its end record */
     unsigned stopped;     /* enum efl_stop_reason: recording ended early */

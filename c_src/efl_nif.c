@@ -37,7 +37,7 @@
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
     X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
-    X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) X(pairs)
+    X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) X(pairs) X(tail_resolved) X(returns) X(repaired_returns)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -793,7 +793,8 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
     memcpy(enif_make_new_binary(env, strlen(meta), &meta_bin), meta, strlen(meta));
     ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
                            atom_cut_frames, atom_extension, atom_meta, atom_stopped,
-                           atom_calls, atom_guessed_calls, atom_site_table};
+                           atom_calls, atom_guessed_calls, atom_site_table, atom_tail_resolved, atom_returns,
+                           atom_repaired_returns};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
                            enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
                            p->truncated ? atom_true : atom_false,
@@ -801,9 +802,11 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
                            enif_make_string(env, w->extension, ERL_NIF_LATIN1), meta_bin,
                            enif_make_atom(env, efl_stop_reason_name(p->stopped)),
                            enif_make_uint64(env, p->calls), enif_make_uint64(env, p->guessed_calls),
-                           p->have_sites ? atom_true : atom_false};
+                           p->have_sites ? atom_true : atom_false,
+                           enif_make_uint64(env, p->tail_resolved), enif_make_uint64(env, p->returns),
+                           enif_make_uint64(env, p->repaired_returns)};
     ERL_NIF_TERM info;
-    enif_make_map_from_arrays(env, keys, vals, 11, &info);
+    enif_make_map_from_arrays(env, keys, vals, 14, &info);
     return info;
 }
 

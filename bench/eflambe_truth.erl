@@ -1,0 +1,226 @@
+%% Are eflambe's stacks the real stacks? Each workload runs twice: untraced,
+%% while another process samples the real stacks with
+%% process_info(Pid, current_stacktrace) every millisecond; and under
+%% eflambe:apply. The two are compared on what a flamegraph shows:
+%%   depth     the deepest stack, and the mean depth weighted by time;
+%%   caller    for each function on top of a stack, how its time splits
+%%             among its callers: 100% when both split it the same way;
+%%   3 callers the same for the top frame and its three nearest callers.
+%% Agreements are weighted by each function's share of the running time;
+%% only running time counts (waiting shows as `sleep' in eflambe, and a
+%% sampled process that waits is skipped). BIFs, which the real stacks do
+%% not show, are taken off eflambe's stacks first. The VM's stack traces
+%% keep one frame of a run of calls from the same call site (direct body
+%% recursion) and at most 64 frames: both sides are compared with
+%% recursion collapsed, and real depths stop at 64.
+-module(eflambe_truth).
+
+-export([main/0, main/1, compare/1, worst/1, sort_job/0, xml_job/0, compile_job/0]).
+
+-define(SAMPLE_MS, 1).
+-define(SAMPLE_FOR_MS, 10000).
+
+main() ->
+    main([sort, xmerl, compile]).
+
+main(Jobs) ->
+    io:format("Stacks against the real stacks (process_info current_stacktrace, "
+              "sampled every ~b ms for ~b ms, untraced)~n~n", [?SAMPLE_MS, ?SAMPLE_FOR_MS]),
+    io:format("~-10s ~8s ~5s ~5s ~6s ~6s ~6s ~6s ~15s ~15s~n",
+              ["", "", "max", "", "mean", "", ">=64", "", "caller", "3 callers"]),
+    io:format("~-10s ~8s ~5s ~5s ~6s ~6s ~6s ~6s ~7s ~7s ~7s ~7s~n",
+              ["workload", "samples", "real", "efl", "real", "efl", "real", "efl",
+               "efl", "real", "efl", "real"]),
+    [print(Job, compare(Job)) || Job <- Jobs],
+    io:format("~ncaller, 3 callers: how alike eflambe's split of each function's time among its\n"
+              "callers is to half of the samples (\"efl\"), and the other half's (\"real\": what\n"
+              "sampling noise alone leaves); 100% is identical.~n"),
+    ok.
+
+print(Job, #{samples := N, real_max := RM, efl_max := EM, real_mean := RMean,
+             efl_mean := EMean, real_deep := RD, efl_deep := ED, caller := {C1, B1},
+             callers3 := {C3, B3}}) ->
+    io:format("~-10s ~8b ~5b ~5b ~6.1f ~6.1f ~5.1f% ~5.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f%~n",
+              [Job, N, RM, EM, RMean, EMean, 100 * RD, 100 * ED, 100 * C1, 100 * B1, 100 * C3,
+               100 * B3]).
+
+%% ---- workloads ---------------------------------------------------------
+
+job(sort) -> fun ?MODULE:sort_job/0;
+job(xmerl) -> fun ?MODULE:xml_job/0;
+job(compile) -> fun ?MODULE:compile_job/0.
+
+%% 50,000 integers sorted, under lists:map and maps:fold as application
+%% code would call them.
+sort_job() ->
+    rand:seed(exsss, {1, 2, 3}),
+    Lists = maps:from_list([{K, [rand:uniform(1000000) || _ <- lists:seq(1, 25000)]} || K <- [a, b]]),
+    maps:fold(fun(_, L, Acc) -> Acc + lists:sum(sorted(L)) end, 0, Lists).
+
+sorted(L) ->
+    lists:map(fun(X) -> X + 1 end, lists:sort(L)).
+
+%% An XML document 8 levels deep, scanned by xmerl.
+xml_job() ->
+    {Doc, _} = xmerl_scan:string(xml(8)),
+    element(1, Doc).
+
+xml(0) ->
+    "<leaf a=\"1\" b=\"two\">text &amp; more</leaf>";
+xml(N) ->
+    Inner = lists:append(lists:duplicate(3, xml(N - 1))),
+    lists:flatten(["<n", integer_to_list(N), " depth=\"", integer_to_list(N), "\">", Inner,
+                   "</n", integer_to_list(N), ">"]).
+
+compile_job() ->
+    {ok, _, _} = compile:file(source(), [binary, return_errors]),
+    ok.
+
+source() ->
+    filename:join(filename:dirname(filename:dirname(code:which(eflambe))), "src/eflambe_session.erl").
+
+%% ---- comparison --------------------------------------------------------
+
+compare(Job) ->
+    Fun = job(Job),
+    _ = Fun(),  % load the modules the job uses, in both runs
+    Real = sampled(Fun),
+    {ok, Folded} = eflambe:apply({Fun, []}, [{return, flamegraph}, {recursion, collapse}]),
+    Efl = folded(Folded),
+    {A, B} = halves(Real, [], []),
+    #{samples => length(Real),
+      real_max => lists:max([length(S) || {S, _} <- Real]),
+      efl_max => lists:max([length(S) || {S, _} <- Efl]),
+      real_mean => mean_depth(Real), efl_mean => mean_depth(Efl),
+      real_deep => deep_share(Real), efl_deep => deep_share(Efl),
+      caller => {agreement(A, Efl, 2), agreement(A, B, 2)},
+      callers3 => {agreement(A, Efl, 4), agreement(A, B, 4)}}.
+
+halves([X, Y | Rest], A, B) -> halves(Rest, [X | A], [Y | B]);
+halves(_, A, B) -> {A, B}.
+
+%% The share of time at depth 64 or more (where the VM's traces stop).
+deep_share(Stacks) ->
+    lists:sum([W || {S, W} <- Stacks, length(S) >= 64]) / lists:sum([W || {_, W} <- Stacks]).
+
+%% Real stacks, root first, of the job's processes while they run.
+sampled(Fun) ->
+    Old = erlang:system_flag(backtrace_depth, 10000),
+    Before = processes(),
+    Sampler = self(),
+    Worker = spawn(fun() -> repeat(Fun, erlang:monotonic_time(millisecond) + ?SAMPLE_FOR_MS) end),
+    Ref = monitor(process, Worker),
+    Samples = sample_loop(Ref, Before ++ [Sampler], []),
+    _ = erlang:system_flag(backtrace_depth, Old),
+    [{S, 1} || S <- Samples].
+
+repeat(Fun, Until) ->
+    _ = Fun(),
+    case erlang:monotonic_time(millisecond) < Until of
+        true -> repeat(Fun, Until);
+        false -> ok
+    end.
+
+sample_loop(Ref, Skip, Acc) ->
+    receive
+        {'DOWN', Ref, process, _, _} -> Acc
+    after ?SAMPLE_MS ->
+            New = [Stack || P <- processes() -- Skip,
+                            [{status, Status}, {current_stacktrace, ST}]
+                                <- [erlang:process_info(P, [status, current_stacktrace])],
+                            Status =:= running orelse Status =:= runnable,
+                            Stack <- [real_stack(ST)], Stack =/= []],
+            sample_loop(Ref, Skip, New ++ Acc)
+    end.
+
+%% From the job's function down: the frames of repeat/2 and of the process
+%% start are not the job's.
+real_stack(ST) ->
+    Frames = collapse([name(M, F, A) || {M, F, A, _} <- lists:reverse(ST)]),
+    lists:dropwhile(fun(N) -> binary:match(N, [<<"eflambe_truth:repeat">>, <<"proc_lib:">>]) =/= nomatch
+                                  orelse N =:= <<"erlang:apply/2">> end, Frames).
+
+collapse([F, F | Rest]) -> collapse([F | Rest]);
+collapse([F | Rest]) -> [F | collapse(Rest)];
+collapse([]) -> [].
+
+name(M, F, A) when is_list(A) -> name(M, F, length(A));
+name(M, F, A) -> iolist_to_binary(io_lib:format("~ts:~ts/~b", [M, F, A])).
+
+%% eflambe's stacks without the process frame, the time it waited, and the
+%% BIFs on top.
+folded(Bin) ->
+    Lines = [begin
+                 [Stack, N] = string:split(L, " ", trailing),
+                 {tl(binary:split(Stack, <<";">>, [global])), binary_to_integer(N)}
+             end || L <- binary:split(Bin, <<"\n">>, [global, trim_all])],
+    [{S, W} || {Frames, W} <- Lines, lists:last(Frames) =/= <<"sleep">>,
+               S <- [strip_bifs(Frames -- [<<"gc">>])], S =/= [], W > 0].
+
+strip_bifs(Frames) ->
+    lists:reverse(lists:dropwhile(fun is_bif/1, lists:reverse(Frames))).
+
+is_bif(Name) ->
+    [MF, A] = string:split(Name, "/", trailing),
+    [M, F] = string:split(MF, ":"),
+    try
+        erlang:is_builtin(binary_to_atom(M), binary_to_atom(F), binary_to_integer(A))
+    catch
+        error:_ -> false
+    end.
+
+mean_depth(Stacks) ->
+    Total = lists:sum([W || {_, W} <- Stacks]),
+    lists:sum([length(S) * W || {S, W} <- Stacks]) / Total.
+
+%% 1 - the weighted total variation distance between the two sides'
+%% distributions of the last K frames, per top function.
+agreement(Real, Efl, K) ->
+    R = suffixes(Real, K),
+    E = suffixes(Efl, K),
+    Leaves = lists:usort(maps:keys(R) ++ maps:keys(E)),
+    RTotal = total(R),
+    ETotal = total(E),
+    lists:sum([begin
+                   RD = maps:get(Leaf, R, #{}),
+                   ED = maps:get(Leaf, E, #{}),
+                   Share = (sum(RD) / RTotal + sum(ED) / ETotal) / 2,
+                   Share * (1 - tvd(RD, ED))
+               end || Leaf <- Leaves]).
+
+suffixes(Stacks, K) ->
+    lists:foldl(fun({S, W}, Acc) ->
+                        Leaf = lists:last(S),
+                        Suffix = lists:nthtail(max(0, length(S) - K), S),
+                        maps:update_with(Leaf, fun(D) -> maps:update_with(Suffix, fun(X) -> X + W end, W, D) end,
+                                         #{Suffix => W}, Acc)
+                end, #{}, Stacks).
+
+total(M) -> lists:sum([sum(D) || D <- maps:values(M)]).
+sum(D) -> lists:sum(maps:values(D)).
+
+tvd(A, B) ->
+    SA = max(1, sum(A)),
+    SB = max(1, sum(B)),
+    case sum(A) =:= 0 orelse sum(B) =:= 0 of
+        true -> 1.0;
+        false -> lists:sum([abs(maps:get(K, A, 0) / SA - maps:get(K, B, 0) / SB)
+                            || K <- lists:usort(maps:keys(A) ++ maps:keys(B))]) / 2
+    end.
+
+%% Debug: the functions whose callers disagree most.
+worst(Job) ->
+    Fun = job(Job),
+    _ = Fun(),
+    Real = sampled(Fun),
+    {ok, Folded} = eflambe:apply({Fun, []}, [{return, flamegraph}, {recursion, collapse}]),
+    Efl = folded(Folded),
+    R = suffixes(Real, 2), E = suffixes(Efl, 2),
+    RT = total(R), ET = total(E),
+    L = lists:reverse(lists:sort([{(sum(maps:get(Leaf, R, #{})) / RT + sum(maps:get(Leaf, E, #{})) / ET) / 2 * tvd(maps:get(Leaf, R, #{}), maps:get(Leaf, E, #{})), Leaf}
+                                  || Leaf <- lists:usort(maps:keys(R) ++ maps:keys(E))])),
+    [begin
+         io:format("~.3f ~s~n  real: ~p~n  efl:  ~p~n", [Loss, Leaf, top(maps:get(Leaf, R, #{})), top(maps:get(Leaf, E, #{}))])
+     end || {Loss, Leaf} <- lists:sublist(L, 8)],
+    ok.
+top(D) -> lists:sublist(lists:reverse(lists:keysort(2, [{hd(K), V} || {K, V} <- maps:to_list(D)])), 4).
