@@ -487,6 +487,18 @@ static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t t
     return EFL_OK;
 }
 
+static struct stack_entry *top_entry(struct proc_state *ps)
+{
+    return &ps->stack[ps->depth - 1];
+}
+
+/* The lowest entry a return may pop to: the [dropped] base after lost
+ * events, the process base otherwise. */
+static uint32_t floor_index(const struct proc_state *ps)
+{
+    return ps->resync != 0 && ps->depth > 1 && ps->stack[1].node == ps->resync ? 1 : 0;
+}
+
 /* ---- calls of unknown kind ------------------------------------------ */
 
 static void settle_all(struct efl_folder *f, struct proc_state *ps)
@@ -584,6 +596,19 @@ static efl_status settle_popped(struct efl_folder *f, struct proc_state *ps, uin
         if (top != s->index - 1) {
             f->p->tail_resolved++;
             EFL_FORWARD_IF_ERROR(retract(f, ps, s));
+        } else if (top >= 2 && top - 1 > floor_index(ps) &&
+                   ps->stack[top].frame == ps->stack[top - 1].frame) {
+            /* Landed on the caller, but the caller's caller is the same
+             * function: the return cannot tell. Drawn as a tail call, the
+             * caller folded into the frame below as one more call of it
+             * (as recursion of unknown kind is): a repeat of that
+             * function may be missing, never a wrong caller. */
+            EFL_FORWARD_IF_ERROR(retract(f, ps, s));
+            f->stack_entries--;
+            ps->depth--;
+            ps->node = top_entry(ps)->node;
+            top_entry(ps)->merged++;
+            top--;
         }
     }
     if (ps->nspec == 0)
@@ -595,11 +620,6 @@ static efl_status settle_popped(struct efl_folder *f, struct proc_state *ps, uin
  * A body call pushes a frame; a tail call replaces the caller's frame;
  * return_to pops one frame, to the function it names. The trace shows body
  * and tail calls alike: the site table (the modules' code) tells which. */
-
-static struct stack_entry *top_entry(struct proc_state *ps)
-{
-    return &ps->stack[ps->depth - 1];
-}
 
 /* Empties the stack down to a base node (the process, or a [dropped] node). */
 static efl_status reset_stack(struct efl_folder *f, struct proc_state *ps, uint32_t base)
@@ -617,13 +637,6 @@ static efl_status reset_stack(struct efl_folder *f, struct proc_state *ps, uint3
     ps->stack[0] = (struct stack_entry){base, NO_ENTRY_FRAME, 0, 0};
     ps->node = base;
     return EFL_OK;
-}
-
-/* The lowest entry a return may pop to: the [dropped] base after lost
- * events, the process base otherwise. */
-static uint32_t floor_index(const struct proc_state *ps)
-{
-    return ps->resync != 0 && ps->depth > 1 && ps->stack[1].node == ps->resync ? 1 : 0;
 }
 
 static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame, int guessed)
@@ -762,10 +775,12 @@ static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_
         if (top->frame == frame)
             return EFL_OK;
     }
+    /* Returned below every frame: each call of unknown kind with a caller
+     * under it was a tail call (a body call returns to its caller). */
+    EFL_FORWARD_IF_ERROR(settle_popped(f, ps, floor));
     /* After lost events, the stack below is unknown: what comes back
      * hangs on the [dropped] frame, and a profiled call goes on. */
     if (floor == 1) {
-        settle_all(f, ps);
         f->stack_entries -= ps->depth - 2;
         ps->depth = 2;
         ps->node = ps->stack[1].node;
