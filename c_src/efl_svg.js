@@ -96,4 +96,11 @@
     if (e.key === 'Escape') zoom(null);
   });
   layout();
+  // Opened on its own, a graph taller than the window would open on its
+  // empty top: scroll to the root, at the bottom. (Inlined in a page, the
+  // page decides.)
+  var doc = svg.ownerDocument;
+  if (doc && doc.documentElement === svg && window.scrollTo) {
+    window.scrollTo(0, svg.getBoundingClientRect().height);
+  }
 })(this.ownerSVGElement);

@@ -142,7 +142,8 @@ real_consumers(Config) ->
                            end, ", \"tolerance\": ", Tolerance(F), "}"]
                           || {F, File} <- Files, F =/= svg]),
          "], \"svgs\": [{\"file\": ", json_string(proplists:get_value(svg, Files)),
-         ", \"search\": \"fib\", \"share\": ", io_lib:format("~.4f", [100 * Fib / All]), "}]}"]),
+         ", \"search\": \"fib\", \"share\": ", io_lib:format("~.4f", [100 * Fib / All]), "}, ",
+         deep_svg(Dir), "]}"]),
     ManifestFile = filename:join(Dir, "manifest.json"),
     ok = file:write_file(ManifestFile, Manifest),
     {Status, Out} = run(os:find_executable("node"), [filename:join(browser_dir(), "check.mjs"),
@@ -150,6 +151,21 @@ real_consumers(Config) ->
     ct:pal("~s", [Out]),
     ?assertEqual(0, Status),
     ?assertEqual(nomatch, binary:match(Out, <<"FAIL">>)).
+
+%% A graph 300 frames deep (about 5,000 pixels), whose root must still be
+%% on the first screen when opened on its own.
+deep_svg(Dir) ->
+    Archive = filename:join(Dir, "deep.eftrace"),
+    {ok, Folded} = eflambe:apply({eflambe_shapes, nest, [300]}, [{return, flamegraph}, {archive, Archive}]),
+    {ok, Svg} = eflambe:replay(Archive, [{output_format, svg}, {output_directory, Dir}]),
+    Lines = eflambe_test_util:parse(Folded),
+    All = lists:sum([N || {_, N} <- Lines]),
+    Burn = lists:sum([N || {Frames, N} <- Lines, lists:member(<<"eflambe_shapes:burn/1">>, Frames)]),
+    %% Each folded line is rounded to the microsecond: 300 lines of a few
+    %% microseconds each move the share by up to half a microsecond each.
+    ["{\"file\": ", json_string(Svg), ", \"search\": \"burn\", \"share\": ",
+     io_lib:format("~.4f", [100 * Burn / All]), ", \"tolerance\": ",
+     io_lib:format("~.4f", [0.02 + 100 * length(Lines) / All]), "}"].
 
 json_string(S) ->
     [$", string:replace(unicode:characters_to_binary(S), "\"", "\\\"", all), $"].
