@@ -872,6 +872,9 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
             EFL_FORWARD_IF_ERROR(on_call(f, ps, e->frame - 1));
         break;
     case EFL_EV_RETURN_TO:
+        /* Into untraced code: below every frame. */
+        if (e->frame == NO_FRAME && ps->depth > 0)
+            EFL_FORWARD_IF_ERROR(settle_popped(f, ps, floor_index(ps)));
         if (e->frame == NO_FRAME)
             EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
         else

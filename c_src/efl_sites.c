@@ -204,6 +204,16 @@ efl_status efl_sites_add_module(struct efl_sites *t, const void *beam, size_t le
     return efl_beam_read(beam, len, &v);
 }
 
+efl_status efl_sites_add_call(struct efl_sites *t, struct efl_name caller_mod,
+                              struct efl_name caller_fun, unsigned caller_arity,
+                              struct efl_name mod, struct efl_name fun, unsigned arity,
+                              unsigned kind, int dynamic)
+{
+    struct module_ctx m = {t, caller_mod};
+    struct efl_beam_call c = {caller_fun, caller_arity, mod, fun, arity, kind, dynamic};
+    return on_call(&m, &c);
+}
+
 efl_status efl_sites_add_bif(struct efl_sites *t, struct efl_name mod, struct efl_name fun,
                              unsigned arity)
 {

@@ -31,6 +31,12 @@ efl_status efl_sites_add_module(struct efl_sites *t, const void *beam, size_t le
 efl_status efl_sites_add_bif(struct efl_sites *t, struct efl_name mod, struct efl_name fun,
                              unsigned arity);
 
+/* Adds one call site by name (the tests' way to state a table). */
+efl_status efl_sites_add_call(struct efl_sites *t, struct efl_name caller_mod,
+                              struct efl_name caller_fun, unsigned caller_arity,
+                              struct efl_name mod, struct efl_name fun, unsigned arity,
+                              unsigned kind, int dynamic);
+
 /* The serialized table (doc/archive-format.adoc, "Site table"). */
 efl_status efl_sites_encode(const struct efl_sites *t, struct efl_buf *out);
 /* Reads a serialized table; bounded by its length and the limits of the

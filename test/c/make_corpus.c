@@ -1,9 +1,12 @@
 /* Writes the archive corpus of test/data/archives: valid archives made
- * from fixed event scripts (so they never change), and damaged ones made
- * from them. Run by `make -C c_src corpus` (EFLAMBE_BLESS=1 scripts/test.sh
- * regenerates it on purpose); the expected outcome of each file is in
+ * from fixed event scripts, and damaged ones made from them. Run by `make -C
+ * c_src corpus` (EFLAMBE_BLESS=1 scripts/test.sh); a file that exists is
+ * never rewritten, so archives written by an older version stay as they
+ * were (version 1.0: apply, capture and what is cut from them; 1.1:
+ * sites). The expected outcome of each file is in
  * test/data/archives/expected.txt. Files named fuzz-* are inputs the fuzzer
  * once found a bug with, kept as they are. */
+#include "efl_sites.h"
 #include "efl_test.h"
 
 static const struct efl_script apply_script[] = {
@@ -37,6 +40,57 @@ static const struct efl_script capture_script[] = {
     {0, 60, 3, EFL_EV_RETURN_TO, "srv:handle/2"},
     {0, 70, 3, EFL_EV_ROOT_RETURN, "srv:handle/2"},
 };
+
+/* Version 1.1: a tail-call chain and a call of unknown kind, with the site
+ * table that tells them apart. */
+static const struct efl_script sites_script[] = {
+    {0, 100, 1, EFL_EV_ROOT_CALL, NULL},
+    {0, 102, 1, EFL_EV_CALL, "app:main/1"},
+    {0, 110, 1, EFL_EV_CALL, "app:parse/2"},
+    {0, 120, 1, EFL_EV_CALL, "app:token/1"},
+    {0, 150, 1, EFL_EV_RETURN_TO, "app:main/1"},
+    {0, 160, 1, EFL_EV_CALL, "app:emit/1"},
+    {0, 170, 1, EFL_EV_CALL, "lists:reverse/2"},
+    {0, 180, 1, EFL_EV_RETURN_TO, "app:emit/1"},
+    {0, 190, 1, EFL_EV_RETURN_TO, "shell:eval/3"},
+    {0, 191, 1, EFL_EV_ROOT_RETURN, NULL},
+};
+
+static struct efl_name name(const char *s)
+{
+    return (struct efl_name){s, strlen(s)};
+}
+
+/* main/1 body-calls parse/2, which tail-calls token/1; main/1 calls emit/1
+ * both ways (a tail call here: it returns past main/1); reverse/2 is a BIF. */
+static int append_sites(const char *path)
+{
+    struct efl_sites *t;
+    struct efl_buf table = {0};
+    int bad = efl_sites_new(&t) != EFL_OK;
+    bad = bad || efl_sites_add_call(t, name("app"), name("main"), 1, name("app"), name("parse"), 2,
+                                    EFL_CALL_BODY, 0) != EFL_OK;
+    bad = bad || efl_sites_add_call(t, name("app"), name("parse"), 2, name("app"), name("token"), 1,
+                                    EFL_CALL_TAIL, 0) != EFL_OK;
+    bad = bad || efl_sites_add_call(t, name("app"), name("main"), 1, name("app"), name("emit"), 1,
+                                    EFL_CALL_BODY | EFL_CALL_TAIL, 0) != EFL_OK;
+    bad = bad || efl_sites_add_call(t, name("app"), name("emit"), 1, name("lists"), name("reverse"), 2,
+                                    EFL_CALL_TAIL, 0) != EFL_OK;
+    bad = bad || efl_sites_add_bif(t, name("lists"), name("reverse"), 2) != EFL_OK;
+    bad = bad || efl_sites_encode(t, &table) != EFL_OK;
+    bad = bad || efl_archive_append_sites(path, table.data, table.len) != EFL_OK;
+    efl_buf_free(&table);
+    efl_sites_free(t);
+    return bad;
+}
+
+static int exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
 
 static long file_size(const char *path)
 {
@@ -76,6 +130,8 @@ static int spit(const char *dir, const char *name, const void *data, size_t len)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (exists(path))
+        return 0;
     FILE *f = fopen(path, "wb");
     int ok = f && fwrite(data, 1, len, f) == len;
     if (f)
@@ -95,16 +151,30 @@ int main(int argc, char **argv)
     snprintf(capture_path, sizeof capture_path, "%s/capture.eftrace", dir);
     const char *apply_meta = "node=corpus@host\nmode=apply\ntarget=app:main/1\n";
     const char *capture_meta = "node=corpus@host\nmode=capture\ntarget=srv:handle/2\n";
-    long frame_ends[8];
-    if (write_script(apply_path, apply_meta, apply_script, 16, 4, frame_ends) ||
-        write_script(capture_path, capture_meta, capture_script, 10, 3, NULL))
+    long frame_ends[8] = {0};
+    if (!exists(apply_path) && write_script(apply_path, apply_meta, apply_script, 16, 4, frame_ends))
+        return 1;
+    if (!exists(capture_path) && write_script(capture_path, capture_meta, capture_script, 10, 3, NULL))
+        return 1;
+    char sites_path[1024];
+    snprintf(sites_path, sizeof sites_path, "%s/sites.eftrace", dir);
+    const char *sites_meta = "node=corpus@host\nmode=apply\ntarget=app:main/1\n";
+    if (!exists(sites_path) && (write_script(sites_path, sites_meta, sites_script, 10, 4, NULL) ||
+                                append_sites(sites_path)))
         return 1;
 
-    struct efl_buf whole = efl_test_read_file(apply_path);
     int bad = 0;
+    /* The site table's locator pointing past its table. */
+    struct efl_buf sites = efl_test_read_file(sites_path);
+    sites.data[sites.len - 8] ^= 0x40;
+    bad |= spit(dir, "sites_damaged.eftrace", sites.data, sites.len);
+    efl_buf_free(&sites);
+
+    struct efl_buf whole = efl_test_read_file(apply_path);
     /* Cut inside the third frame (of four, then the end record's): the
      * events of the first two survive. */
-    bad |= spit(dir, "truncated.eftrace", whole.data, (size_t)frame_ends[1] + 5);
+    if (frame_ends[1] > 0) /* only known when apply.eftrace was written now */
+        bad |= spit(dir, "truncated.eftrace", whole.data, (size_t)frame_ends[1] + 5);
     /* Cut right after the header: no frame at all. */
     size_t header = 8 + (size_t)(whole.data[4] | whole.data[5] << 8);
     bad |= spit(dir, "header_only.eftrace", whole.data, header);

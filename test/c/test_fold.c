@@ -2,6 +2,7 @@
  * Each case runs with the events on one ring and spread over three: the
  * output must not change. */
 #include "efl_fold.h"
+#include "efl_sites.h"
 #include "efl_writer.h"
 #include "efl_test.h"
 
@@ -63,7 +64,8 @@ static void nesting(void)
                   "<0.1.0>;m:a/0;m:b/1 20\n");
 }
 
-/* A tail call has no return_to: returning to an outer caller pops it. */
+/* Without a site table a call is drawn as a body call, and a return to an
+ * outer caller pops the frames tail calls left. */
 static void tail_calls(void)
 {
     static const struct efl_script s[] = {
@@ -337,6 +339,228 @@ static void window_end_lost(void)
     free(got);
 }
 
+/* ---- with a site table ----------------------------------------------- */
+
+/* A call site of the table: caller, callee ("m:f/a"; NULL: a fun or apply)
+ * and kinds; kind 0 marks the callee as a BIF. */
+struct site {
+    const char *caller, *callee;
+    unsigned kind;
+};
+
+static struct efl_name part(const char *s, size_t len)
+{
+    return (struct efl_name){s, len};
+}
+
+/* "m:f/a" as name parts. */
+static void mfa(const char *s, struct efl_name *m, struct efl_name *f, unsigned *a)
+{
+    const char *colon = strchr(s, ':'), *slash = strrchr(s, '/');
+    *m = part(s, (size_t)(colon - s));
+    *f = part(colon + 1, (size_t)(slash - colon - 1));
+    *a = (unsigned)atoi(slash + 1);
+}
+
+static char *fold_sites(const struct efl_script *s, size_t n, unsigned rings,
+                        const struct site *sites, size_t nsites, struct efl_profile **keep)
+{
+    const char *path = efl_test_tmpfile("fold-sites");
+    CHECK_STATUS(efl_test_write_script(path, s, n, rings), EFL_OK);
+    struct efl_sites *t;
+    CHECK_STATUS(efl_sites_new(&t), EFL_OK);
+    for (size_t i = 0; i < nsites; i++) {
+        struct efl_name cm, cf, m = {"", 0}, f = {"", 0};
+        unsigned ca, a = 0;
+        if (sites[i].kind == 0) {
+            mfa(sites[i].callee, &m, &f, &a);
+            CHECK_STATUS(efl_sites_add_bif(t, m, f, a), EFL_OK);
+            continue;
+        }
+        mfa(sites[i].caller, &cm, &cf, &ca);
+        if (sites[i].callee)
+            mfa(sites[i].callee, &m, &f, &a);
+        CHECK_STATUS(efl_sites_add_call(t, cm, cf, ca, m, f, a, sites[i].kind, sites[i].callee == NULL),
+                     EFL_OK);
+    }
+    struct efl_buf table = {0};
+    CHECK_STATUS(efl_sites_encode(t, &table), EFL_OK);
+    CHECK_STATUS(efl_archive_append_sites(path, table.data, table.len), EFL_OK);
+    efl_buf_free(&table);
+    efl_sites_free(t);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, NULL, &p), EFL_OK);
+    unlink(path);
+    struct efl_buf out = {0};
+    if (p)
+        CHECK_STATUS(efl_write_folded(p, 0, &out), EFL_OK);
+    efl_buf_append(&out, "", 1);
+    if (keep)
+        *keep = p;
+    else
+        efl_profile_free(p);
+    return (char *)out.data;
+}
+
+static void check_sites(const struct efl_script *s, size_t n, const struct site *sites,
+                        size_t nsites, const char *want)
+{
+    for (unsigned rings = 1; rings <= 3; rings += 2) {
+        char *got = fold_sites(s, n, rings, sites, nsites, NULL);
+        CHECK_STR(got, want);
+        free(got);
+    }
+}
+
+#define CHECK_SITES(script, sites, want)                                              \
+    check_sites(script, sizeof script / sizeof script[0], sites, sizeof sites / sizeof sites[0], \
+                want)
+
+#define BODY EFL_CALL_BODY
+#define TAIL EFL_CALL_TAIL
+#define BOTH (EFL_CALL_BODY | EFL_CALL_TAIL)
+
+/* A tail call replaces its caller's frame. */
+static void tail_call_replaces(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "m:a/0"},
+        {0, 20, 1, C, "m:b/0"},
+        {0, 30, 1, C, "m:c/0"},
+        {0, 40, 1, R, "m:main/0"},
+        {0, 45, 1, R, NULL},
+    };
+    static const struct site t[] = {
+        {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", TAIL}, {"m:b/0", "m:c/0", TAIL}};
+    CHECK_SITES(s, t, "<0.1.0>;m:main/0 15\n"
+                      "<0.1.0>;m:main/0;m:a/0 10\n"
+                      "<0.1.0>;m:main/0;m:b/0 10\n"
+                      "<0.1.0>;m:main/0;m:c/0 10\n");
+}
+
+/* A call its caller makes both ways is drawn as a body call until its
+ * return: landing below the caller moves its time from under the caller. */
+static void unknown_kind_was_tail(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "m:a/0"},
+        {0, 20, 1, C, "m:b/0"},
+        {0, 30, 1, C, "m:x/0"},
+        {0, 40, 1, R, "m:b/0"},
+        {0, 50, 1, R, "m:main/0"},
+        {0, 60, 1, R, NULL},
+    };
+    static const struct site t[] = {
+        {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", BOTH}, {"m:b/0", "m:x/0", BODY}};
+    CHECK_SITES(s, t, "<0.1.0>;m:main/0 20\n"
+                      "<0.1.0>;m:main/0;m:a/0 10\n"
+                      "<0.1.0>;m:main/0;m:b/0 20\n"
+                      "<0.1.0>;m:main/0;m:b/0;m:x/0 10\n");
+    struct efl_profile *p;
+    free(fold_sites(s, sizeof s / sizeof s[0], 1, t, 3, &p));
+    CHECK(p->guessed_calls == 1 && p->tail_resolved == 1 && p->repaired_returns == 0);
+    efl_profile_free(p);
+}
+
+static void unknown_kind_was_body(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "m:a/0"},
+        {0, 20, 1, C, "m:b/0"},
+        {0, 30, 1, C, "m:x/0"},
+        {0, 40, 1, R, "m:b/0"},
+        {0, 50, 1, R, "m:a/0"},
+        {0, 60, 1, R, "m:main/0"},
+        {0, 70, 1, R, NULL},
+    };
+    static const struct site t[] = {
+        {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", BOTH}, {"m:b/0", "m:x/0", BODY}};
+    CHECK_SITES(s, t, "<0.1.0>;m:main/0 20\n"
+                      "<0.1.0>;m:main/0;m:a/0 20\n"
+                      "<0.1.0>;m:main/0;m:a/0;m:b/0 20\n"
+                      "<0.1.0>;m:main/0;m:a/0;m:b/0;m:x/0 10\n");
+}
+
+/* The VM runs a BIF as a body call, even from a tail position. */
+static void bif_is_body(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "erlang:length/1"},
+        {0, 20, 1, R, "m:main/0"},
+        {0, 30, 1, R, NULL},
+    };
+    static const struct site t[] = {{"m:main/0", "erlang:length/1", TAIL},
+                                    {NULL, "erlang:length/1", 0}};
+    CHECK_SITES(s, t, "<0.1.0>;m:main/0 20\n"
+                      "<0.1.0>;m:main/0;erlang:length/1 10\n");
+}
+
+/* A module's first call: error_handler:undefined_function/3 takes the
+ * caller's call site (here a tail call), loads the module, then calls the
+ * function in its own place. */
+static void first_call_of_a_module(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "error_handler:undefined_function/3"},
+        {0, 20, 1, C, "code:load/1"},
+        {0, 30, 1, R, "error_handler:undefined_function/3"},
+        {0, 40, 1, C, "other:f/0"},
+        {0, 50, 1, R, NULL},
+    };
+    static const struct site t[] = {
+        {"m:main/0", "other:f/0", TAIL},
+        {"error_handler:undefined_function/3", "code:load/1", BODY},
+        {"error_handler:undefined_function/3", NULL, TAIL}};
+    CHECK_SITES(s, t, "<0.1.0>;error_handler:undefined_function/3 20\n"
+                      "<0.1.0>;error_handler:undefined_function/3;code:load/1 10\n"
+                      "<0.1.0>;m:main/0 10\n"
+                      "<0.1.0>;other:f/0 10\n");
+}
+
+/* Body recursion keeps its depth; tail recursion stays one frame. */
+static void recursion_with_table(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:nest/1"},
+        {0, 10, 1, C, "m:nest/1"},
+        {0, 20, 1, C, "m:nest/1"},
+        {0, 30, 1, C, "m:loop/1"},
+        {0, 40, 1, C, "m:loop/1"},
+        {0, 50, 1, R, "m:nest/1"},
+        {0, 60, 1, R, "m:nest/1"},
+        {0, 70, 1, R, NULL},
+    };
+    static const struct site t[] = {
+        {"m:nest/1", "m:nest/1", BODY}, {"m:nest/1", "m:loop/1", BODY}, {"m:loop/1", "m:loop/1", TAIL}};
+    CHECK_SITES(s, t, "<0.1.0>;m:nest/1 10\n"
+                      "<0.1.0>;m:nest/1;m:nest/1 20\n"
+                      "<0.1.0>;m:nest/1;m:nest/1;m:nest/1 20\n"
+                      "<0.1.0>;m:nest/1;m:nest/1;m:nest/1;m:loop/1 20\n");
+}
+
+/* A damaged site table is damage: the archive is refused. */
+static void damaged_site_table(void)
+{
+    static const struct efl_script s[] = {{0, 0, 1, C, "m:a/0"}, {0, 10, 1, R, NULL}};
+    const char *path = efl_test_tmpfile("fold-bad-sites");
+    CHECK_STATUS(efl_test_write_script(path, s, 2, 0), EFL_OK);
+    static const unsigned char table[] = {9, 9, 9};
+    CHECK_STATUS(efl_archive_append_sites(path, table, sizeof table), EFL_OK);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, NULL, &p), EFL_ERR_CORRUPT);
+    /* The locator pointing anywhere else is damage too. */
+    struct efl_buf bytes = efl_test_read_file(path);
+    bytes.data[bytes.len - 8] ^= 0x40;
+    CHECK_STATUS(efl_fold_archive_mem(bytes.data, bytes.len, NULL, &p), EFL_ERR_CORRUPT);
+    efl_buf_free(&bytes);
+    unlink(path);
+}
+
 /* Frame names never break a folded line. */
 static void names_escaped(void)
 {
@@ -365,5 +589,12 @@ int main(void)
     RUN(lost_events_resync);
     RUN(window_end_lost);
     RUN(names_escaped);
+    RUN(tail_call_replaces);
+    RUN(unknown_kind_was_tail);
+    RUN(unknown_kind_was_body);
+    RUN(bif_is_body);
+    RUN(first_call_of_a_module);
+    RUN(recursion_with_table);
+    RUN(damaged_site_table);
     return efl_test_done();
 }
