@@ -4,7 +4,7 @@
 %% Rounds are interleaved and the median of each variant is reported.
 -module(eflambe_bench).
 
--export([main/1, overhead/1, capture_cost/1, archive_sizes/1, sampling_cost/0,
+-export([main/1, overhead/1, capture_cost/1, archive_sizes/1, against_eprof/0, sampling_cost/0,
          fib/1, timed_fib/1, never_called/0]).
 
 -define(ROUNDS, 7).
@@ -15,6 +15,7 @@ main(Args) ->
     overhead(N),
     capture_cost(N + 3),
     archive_sizes(N),
+    against_eprof(),
     sampling_cost().
 
 overhead(N) ->
@@ -178,12 +179,71 @@ archive_row(Name, MFA) ->
     Archive = filename:join(os:getenv("TMPDIR", "/tmp"), "eflambe-bench.eftrace"),
     {ok, _} = eflambe:apply(MFA, [{return, flamegraph}, {archive, Archive}]),
     Bytes = filelib:file_size(Archive),
-    Folds = [timer:tc(eflambe_tracer, fold, [Archive, brendan_gregg, false, 1024]) || _ <- [1, 2, 3]],
+    FoldOpts = #{max_depth => 1024, recursion => exact},
+    Folds = [timer:tc(eflambe_tracer, fold, [Archive, brendan_gregg, false, FoldOpts]) || _ <- [1, 2, 3]],
     [{_, {ok, _, #{events := Events}}} | _] = Folds,
     Us = median([T || {T, _} <- Folds]),
     ok = file:delete(Archive),
     io:format("~-28s ~10b ~12b ~12.2f ~16.1f~n",
               [Name, Events, Bytes, Bytes / Events, Events / Us]).
+
+%% The whole job, side by side with OTP's eprof (which gives time per
+%% function, no stacks): eflambe:apply writing a folded file, and
+%% eprof:profile + eprof:analyze writing its report, on the same workloads
+%% (bench/eflambe_truth.erl), in alternating order, 5 rounds, medians. Each
+%% workload runs once untraced first, so both find its modules loaded.
+against_eprof() ->
+    Dir = filename:join(os:getenv("TMPDIR", "/tmp"), "eflambe-bench-eprof"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    io:format("~nThe whole job against eprof's (profile + analyse), 5 rounds, median ms~n"),
+    io:format("~-12s ~10s ~10s ~10s ~12s ~12s~n",
+              ["workload", "untraced", "eprof", "eflambe", "eflambe/eprof", "folded MB"]),
+    [eprof_row(Name, Job, Dir) || {Name, Job} <- [{sort, fun eflambe_truth:sort_job/0},
+                                                  {xmerl, fun eflambe_truth:xml_job/0},
+                                                  {compile, fun eflambe_truth:compile_job/0}]],
+    io:format("goal: eflambe / eprof <= 0.8~n"),
+    ok.
+
+eprof_row(Name, Job, Dir) ->
+    _ = Job(),
+    Rounds = [begin
+                  {U, _} = timer:tc(Job),
+                  {E, _} = timer:tc(fun() -> eprof_run(Job, Dir) end),
+                  {F, {ok, File}} = timer:tc(eflambe, apply, [{Job, []}, [{return, filename},
+                                                                         {output_directory, Dir}]]),
+                  Size = filelib:file_size(File),
+                  ok = file:delete(File),
+                  {U, E, F, Size}
+              end || _ <- lists:seq(1, 5)],
+    U = median([X || {X, _, _, _} <- Rounds]),
+    E = median([X || {_, X, _, _} <- Rounds]),
+    F = median([X || {_, _, X, _} <- Rounds]),
+    Size = median([X || {_, _, _, X} <- Rounds]),
+    io:format("~-12s ~10.1f ~10.1f ~10.1f ~12.2f ~12.1f~n",
+              [Name, U / 1000, E / 1000, F / 1000, F / E, Size / 1048576]).
+
+%% eprof's report goes to its log file; what it prints goes nowhere.
+eprof_run(Job, Dir) ->
+    {ok, _} = eprof:start(),
+    Leader = group_leader(),
+    Sink = spawn(fun sink/0),
+    group_leader(Sink, whereis(eprof)),
+    try
+        {ok, _} = eprof:profile([], Job),
+        ok = eprof:log(filename:join(Dir, "eprof.txt")),
+        _ = eprof:analyze(total),
+        ok
+    after
+        stopped = eprof:stop(),
+        group_leader(Leader, self()),
+        exit(Sink, kill)
+    end.
+
+sink() ->
+    receive
+        {io_request, From, Ref, _} -> From ! {io_reply, Ref, ok}, sink();
+        _ -> sink()
+    end.
 
 %% What sampling costs a CPU-bound node: one worker per scheduler runs
 %% fib(20) in a loop for 1 s, counted, beside the same run unsampled (in

@@ -74,6 +74,11 @@ struct proc_state {
     size_t nlog, log_cap;
 };
 
+/* Frames are looked up once per event: a direct-mapped cache in front of
+ * the map, indexed by a multiplicative hash of the frame key. */
+#define FRAME_CACHE_BITS 12
+#define FRAME_CACHE (1u << FRAME_CACHE_BITS)
+
 struct efl_folder {
     struct efl_profile *p;
     size_t symbols_cap, processes_cap, frames_cap, nodes_cap, windows_cap, timeline_cap;
@@ -89,7 +94,12 @@ struct efl_folder {
     /* In front of the maps: each node's last child (a loop calls the same
      * function again and again), and a direct-mapped cache of frames. */
     struct last_child { uint32_t frame, node; } *last_child;
-    struct frame_cached { uint64_t key; uint32_t frame; } frame_cache[4096];
+    struct frame_cached { uint64_t key; uint32_t frame; } frame_cache[FRAME_CACHE];
+    /* The same in front of the node map ((parent, frame) -> node) and of
+     * the site table ((caller frame, callee frame) -> kind). Keys are
+     * stored plus one: 0 marks an empty entry. */
+    struct pair_cached { uint64_t key; uint32_t val; } child_cache[FRAME_CACHE],
+        kind_cache[FRAME_CACHE];
     struct proc_state *procs;
     /* Telling body calls from tail calls: the archive's site table, each
      * symbol's name id in it, and each frame's function id in it. */
@@ -376,7 +386,7 @@ static efl_status note_frame_site(struct efl_folder *f, uint32_t frame)
 static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id)
 {
     uint64_t key = frame_key(fr);
-    struct frame_cached *c = &f->frame_cache[(key ^ key >> 20 ^ key >> 40) & 4095];
+    struct frame_cached *c = &f->frame_cache[(key * 0x9E3779B97F4A7C15ull) >> (64 - FRAME_CACHE_BITS)];
     /* Key 0 is the MFA of symbol 0, which no frame has: an empty entry. */
     if (c->key == key && key != 0) {
         *id = c->frame;
@@ -396,6 +406,11 @@ static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr,
     return EFL_OK;
 }
 
+static struct pair_cached *pair_slot(struct pair_cached *cache, uint64_t key)
+{
+    return &cache[((key + 1) * 0x9E3779B97F4A7C15ull) >> (64 - FRAME_CACHE_BITS)];
+}
+
 static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, uint32_t *id)
 {
     struct last_child *last = &f->last_child[parent];
@@ -404,6 +419,12 @@ static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, u
         return EFL_OK;
     }
     uint64_t key = (uint64_t)parent << 32 | frame;
+    struct pair_cached *c = pair_slot(f->child_cache, key);
+    if (c->key == key + 1) {
+        *id = c->val;
+        *last = (struct last_child){frame, *id};
+        return EFL_OK;
+    }
     *id = efl_map_get(&f->node_ids, key);
     if (*id == EFL_MAP_NONE) {
         struct efl_profile *p = f->p;
@@ -424,6 +445,7 @@ static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, u
         EFL_FORWARD_IF_ERROR(efl_map_put(&f->node_ids, key, *id));
         last = &f->last_child[parent];
     }
+    *c = (struct pair_cached){key + 1, *id};
     *last = (struct last_child){frame, *id};
     return EFL_OK;
 }
@@ -684,14 +706,19 @@ static int is_undefined_function(const struct efl_folder *f, uint32_t frame)
 
 /* How the function of entry `caller` called `frame`: a set of
  * EFL_CALL_BODY and EFL_CALL_TAIL, 0 when nothing says. */
-static unsigned call_kind(const struct efl_folder *f, const struct stack_entry *caller, uint32_t frame)
+static unsigned call_kind(struct efl_folder *f, const struct stack_entry *caller, uint32_t frame)
 {
     if (f->sites == NULL || caller->frame == NO_ENTRY_FRAME)
         return 0;
+    uint64_t key = (uint64_t)caller->frame << 32 | frame;
+    struct pair_cached *c = pair_slot(f->kind_cache, key);
+    if (c->key == key + 1)
+        return c->val;
     uint32_t callee = f->frame_site[frame], site = f->frame_site[caller->frame];
-    if (is_undefined_function(f, frame))
-        return efl_sites_kind(f->sites, site, 0, 1);
-    return efl_sites_kind(f->sites, site, callee, 0);
+    unsigned kind = is_undefined_function(f, frame) ? efl_sites_kind(f->sites, site, 0, 1)
+                                                    : efl_sites_kind(f->sites, site, callee, 0);
+    *c = (struct pair_cached){key + 1, kind};
+    return kind;
 }
 
 static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t frame)

@@ -11,10 +11,8 @@ static size_t slot_of(uint64_t key, size_t cap)
 
 void efl_map_free(struct efl_map *m)
 {
-    free(m->keys);
-    free(m->vals);
-    m->keys = NULL;
-    m->vals = NULL;
+    free(m->slots);
+    m->slots = NULL;
     m->cap = m->count = 0;
 }
 
@@ -23,41 +21,34 @@ uint32_t efl_map_get(const struct efl_map *m, uint64_t key)
     if (m->cap == 0)
         return EFL_MAP_NONE;
     for (size_t i = slot_of(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
-        if (m->vals[i] == EFL_MAP_NONE)
+        const struct efl_map_slot *s = &m->slots[i];
+        if (s->val == EFL_MAP_NONE)
             return EFL_MAP_NONE;
-        if (m->keys[i] == key)
-            return m->vals[i];
+        if (s->key == key)
+            return s->val;
     }
 }
 
-static void insert(uint64_t *keys, uint32_t *vals, size_t cap, uint64_t key, uint32_t val)
+static void insert(struct efl_map_slot *slots, size_t cap, uint64_t key, uint32_t val)
 {
     size_t i = slot_of(key, cap);
-    while (vals[i] != EFL_MAP_NONE && keys[i] != key)
+    while (slots[i].val != EFL_MAP_NONE && slots[i].key != key)
         i = (i + 1) & (cap - 1);
-    keys[i] = key;
-    vals[i] = val;
+    slots[i] = (struct efl_map_slot){key, val};
 }
 
 static efl_status grow(struct efl_map *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
-    uint64_t *keys = malloc(cap * sizeof *keys);
-    uint32_t *vals = malloc(cap * sizeof *vals);
-    if (keys == NULL || vals == NULL) {
-        free(keys);
-        free(vals);
-        return EFL_ERR_NOMEM;
-    }
+    struct efl_map_slot *slots = malloc(cap * sizeof *slots);
+    EFL_RETURN_ERROR_IF(slots == NULL, EFL_ERR_NOMEM);
     for (size_t i = 0; i < cap; i++)
-        vals[i] = EFL_MAP_NONE;
+        slots[i].val = EFL_MAP_NONE;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->vals[i] != EFL_MAP_NONE)
-            insert(keys, vals, cap, m->keys[i], m->vals[i]);
-    free(m->keys);
-    free(m->vals);
-    m->keys = keys;
-    m->vals = vals;
+        if (m->slots[i].val != EFL_MAP_NONE)
+            insert(slots, cap, m->slots[i].key, m->slots[i].val);
+    free(m->slots);
+    m->slots = slots;
     m->cap = cap;
     return EFL_OK;
 }
@@ -67,7 +58,7 @@ efl_status efl_map_put(struct efl_map *m, uint64_t key, uint32_t val)
     if ((m->count + 1) * 2 > m->cap)
         EFL_FORWARD_IF_ERROR(grow(m));
     size_t before = efl_map_get(m, key) == EFL_MAP_NONE;
-    insert(m->keys, m->vals, m->cap, key, val);
+    insert(m->slots, m->cap, key, val);
     m->count += before;
     return EFL_OK;
 }

@@ -10,9 +10,14 @@
 
 #define EFL_MAP_NONE UINT32_MAX
 
+/* Key and value side by side: a lookup touches one cache line. */
+struct efl_map_slot {
+    uint64_t key;
+    uint32_t val;     /* EFL_MAP_NONE marks an empty slot */
+};
+
 struct efl_map {
-    uint64_t *keys;
-    uint32_t *vals;   /* EFL_MAP_NONE marks an empty slot */
+    struct efl_map_slot *slots;
     size_t cap;       /* power of two */
     size_t count;
 };

@@ -274,15 +274,16 @@ efl_status efl_sites_encode(const struct efl_sites *t, struct efl_buf *out)
     }
     uint32_t current = 0;
     for (size_t i = 0; i < t->pairs.cap; i++) {
-        if (t->pairs.vals[i] == EFL_MAP_NONE)
+        const struct efl_map_slot *slot = &t->pairs.slots[i];
+        if (slot->val == EFL_MAP_NONE)
             continue;
-        uint32_t caller = (uint32_t)(t->pairs.keys[i] >> 32);
-        const struct function *callee = &t->fns[(uint32_t)t->pairs.keys[i]];
+        uint32_t caller = (uint32_t)(slot->key >> 32);
+        const struct function *callee = &t->fns[(uint32_t)slot->key];
         if (caller != current) {
             EFL_FORWARD_IF_ERROR(put_function(out, REC_FUNCTION, &t->fns[caller]));
             current = caller;
         }
-        uint64_t v[] = {t->pairs.vals[i], callee->mod, callee->fun, callee->arity};
+        uint64_t v[] = {slot->val, callee->mod, callee->fun, callee->arity};
         EFL_FORWARD_IF_ERROR(put_record(out, REC_CALL, 4, v));
     }
     for (uint32_t i = 1; i <= t->nfns; i++) {
