@@ -17,7 +17,7 @@
 -spec add(file:filename(), [module()]) -> ok.
 add(Archive, Modules) ->
     Beams = lists:filtermap(fun loaded_code/1, Modules),
-    case eflambe_tracer:add_call_sites(Archive, Beams, bifs(Beams)) of
+    case eflambe_tracer:add_call_sites(Archive, Beams, bifs(Modules)) of
         {ok, _Counts} ->
             ok;
         {error, Reason} ->
@@ -58,16 +58,14 @@ same_code(Module, Beam) ->
         _:_ -> false
     end.
 
-%% The BIFs the modules import: the VM runs a BIF as a body call (it
-%% returns to its caller) even from a tail position.
--spec bifs([{module(), binary()}]) -> [mfa()].
-bifs(Beams) ->
-    Imports = lists:usort(lists:append([imports(Beam) || {_, Beam} <- Beams])),
-    [MFA || {M, F, A} = MFA <- Imports, erlang:is_builtin(M, F, A)].
+%% The BIFs of the traced modules (a BIF that ran is a function of one of
+%% them): the VM runs a BIF as a body call (it returns to its caller) even
+%% from a tail position.
+-spec bifs([module()]) -> [mfa()].
+bifs(Modules) ->
+    [{M, F, A} || M <- Modules, erlang:module_loaded(M),
+                  {F, A} <- exports(M), erlang:is_builtin(M, F, A)].
 
--spec imports(binary()) -> [mfa()].
-imports(Beam) ->
-    case beam_lib:chunks(Beam, [imports]) of
-        {ok, {_, [{imports, Imports}]}} -> Imports;
-        {error, _, _} -> []
-    end.
+-spec exports(module()) -> [{atom(), arity()}].
+exports(Module) ->
+    try Module:module_info(exports) catch error:_ -> [] end.
