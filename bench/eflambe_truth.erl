@@ -15,7 +15,7 @@
 %% recursion collapsed, and real depths stop at 64.
 -module(eflambe_truth).
 
--export([main/0, main/1, compare/1, worst/1, sort_job/0, xml_job/0, compile_job/0]).
+-export([main/0, main/1, compare/1, worst/1, unseen_pairs/1, sort_job/0, xml_job/0, compile_job/0]).
 
 -define(SAMPLE_MS, 1).
 -define(SAMPLE_FOR_MS, 10000).
@@ -26,23 +26,26 @@ main() ->
 main(Jobs) ->
     io:format("Stacks against the real stacks (process_info current_stacktrace, "
               "sampled every ~b ms for ~b ms, untraced)~n~n", [?SAMPLE_MS, ?SAMPLE_FOR_MS]),
-    io:format("~-10s ~8s ~5s ~5s ~6s ~6s ~6s ~6s ~15s ~15s~n",
-              ["", "", "max", "", "mean", "", ">=64", "", "caller", "3 callers"]),
-    io:format("~-10s ~8s ~5s ~5s ~6s ~6s ~6s ~6s ~7s ~7s ~7s ~7s~n",
+    io:format("~-10s ~8s ~5s ~5s ~6s ~6s ~6s ~6s ~15s ~15s ~15s~n",
+              ["", "", "max", "", "mean", "", ">=64", "", "caller", "3 callers", "unseen caller"]),
+    io:format("~-10s ~8s ~5s ~5s ~6s ~6s ~6s ~6s ~7s ~7s ~7s ~7s ~7s ~7s~n",
               ["workload", "samples", "real", "efl", "real", "efl", "real", "efl",
-               "efl", "real", "efl", "real"]),
+               "efl", "real", "efl", "real", "efl", "real"]),
     [print(Job, compare(Job)) || Job <- Jobs],
     io:format("~ncaller, 3 callers: how alike eflambe's split of each function's time among its\n"
               "callers is to half of the samples (\"efl\"), and the other half's (\"real\": what\n"
-              "sampling noise alone leaves); 100% is identical.~n"),
+              "sampling noise alone leaves); 100% is identical. unseen caller: the share of the\n"
+              "time on a function under a caller that half of the samples never saw it under.\n"
+              "The samples land where a process yields (by reductions, not time), and tracing\n"
+              "slows calls: both move weights, not stacks.~n"),
     ok.
 
 print(Job, #{samples := N, real_max := RM, efl_max := EM, real_mean := RMean,
              efl_mean := EMean, real_deep := RD, efl_deep := ED, caller := {C1, B1},
-             callers3 := {C3, B3}}) ->
-    io:format("~-10s ~8b ~5b ~5b ~6.1f ~6.1f ~5.1f% ~5.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f%~n",
+             callers3 := {C3, B3}, unseen := {U1, U2}}) ->
+    io:format("~-10s ~8b ~5b ~5b ~6.1f ~6.1f ~5.1f% ~5.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f%~n",
               [Job, N, RM, EM, RMean, EMean, 100 * RD, 100 * ED, 100 * C1, 100 * B1, 100 * C3,
-               100 * B3]).
+               100 * B3, 100 * U1, 100 * U2]).
 
 %% ---- workloads ---------------------------------------------------------
 
@@ -94,6 +97,7 @@ compare(Job) ->
       real_mean => mean_depth(Real), efl_mean => mean_depth(Efl),
       real_deep => deep_share(Real), efl_deep => deep_share(Efl),
       caller => {agreement(A, Efl, 2), agreement(A, B, 2)},
+      unseen => {unseen(A, Efl), unseen(A, B)},
       callers3 => {agreement(A, Efl, 4), agreement(A, B, 4)}}.
 
 halves([X, Y | Rest], A, B) -> halves(Rest, [X | A], [Y | B]);
@@ -173,6 +177,15 @@ mean_depth(Stacks) ->
     Total = lists:sum([W || {_, W} <- Stacks]),
     lists:sum([length(S) * W || {S, W} <- Stacks]) / Total.
 
+%% The share of the time on a top function under a caller the samples never
+%% saw it under: a stack the real run does not have, or one too rare to be
+%% sampled (what the other half of the samples shows).
+unseen(Real, Other) ->
+    Seen = maps:from_list([{lists:nthtail(max(0, length(S) - 2), S), true} || {S, _} <- Real]),
+    Total = lists:sum([W || {_, W} <- Other]),
+    lists:sum([W || {S, W} <- Other, not maps:is_key(lists:nthtail(max(0, length(S) - 2), S), Seen)])
+        / Total.
+
 %% 1 - the weighted total variation distance between the two sides'
 %% distributions of the last K frames, per top function.
 agreement(Real, Efl, K) ->
@@ -224,3 +237,22 @@ worst(Job) ->
      end || {Loss, Leaf} <- lists:sublist(L, 8)],
     ok.
 top(D) -> lists:sublist(lists:reverse(lists:keysort(2, [{hd(K), V} || {K, V} <- maps:to_list(D)])), 4).
+
+%% Debug: eflambe's heaviest (caller, function) pairs the samples never saw.
+unseen_pairs(Job) ->
+    Fun = job(Job),
+    _ = Fun(),
+    Real = sampled(Fun),
+    {ok, Folded} = eflambe:apply({Fun, []}, [{return, flamegraph}, {recursion, collapse}]),
+    Efl = folded(Folded),
+    Seen = maps:from_list([{lists:nthtail(max(0, length(S) - 2), S), true} || {S, _} <- Real]),
+    Pairs = lists:foldl(fun({S, W}, M) ->
+                                P = lists:nthtail(max(0, length(S) - 2), S),
+                                case maps:is_key(P, Seen) of
+                                    true -> M;
+                                    false -> maps:update_with(P, fun(X) -> X + W end, W, M)
+                                end
+                        end, #{}, Efl),
+    [io:format("~8b ~p~n", [W, P]) || {P, W} <- lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(Pairs))), 15)],
+    io:format("real sample: ~p~n", [element(1, hd(Real))]),
+    ok.

@@ -44,6 +44,7 @@ struct stack_entry {
 struct speculation {
     uint32_t index;
     uint32_t caller_node;   /* the node a tail call would take out */
+    uint32_t caller_frame, callee_frame;
     size_t log_start;
     size_t timeline_start;
 };
@@ -111,6 +112,9 @@ struct efl_folder {
     int sampled;                 /* a sampling run: each call event is a real frame */
     uint64_t stack_entries;      /* in use by all processes, bounded */
     uint64_t credits;            /* held by all speculations, bounded */
+    /* What the returns of calls of unknown kind showed, per (caller frame,
+     * callee frame): tail calls in the high 16 bits, body calls low. */
+    struct efl_map outcomes;
 };
 
 /* A real stack deeper than this (per process), or all stacks together
@@ -171,6 +175,7 @@ void efl_folder_free(struct efl_folder *f)
     }
     free(f->procs);
     efl_sites_free(f->sites);
+    efl_map_free(&f->outcomes);
     free(f->symbol_site);
     free(f->frame_site);
     free(f->last_child);
@@ -551,7 +556,9 @@ static efl_status speculate(struct efl_folder *f, struct proc_state *ps)
 {
     GROW(ps->spec, ps->nspec, ps->spec_cap);
     ps->spec[ps->nspec++] = (struct speculation){ps->depth - 1, ps->stack[ps->depth - 2].node,
-                                                 ps->nlog, f->p->ntimeline};
+                                                 ps->stack[ps->depth - 2].frame,
+                                                 ps->stack[ps->depth - 1].frame, ps->nlog,
+                                                 f->p->ntimeline};
     return EFL_OK;
 }
 
@@ -611,26 +618,53 @@ static efl_status retract(struct efl_folder *f, struct proc_state *ps, const str
 
 /* The stack shrank to `top` (an index): the guesses it popped are
  * settled, innermost first. */
+static efl_status learn(struct efl_folder *f, const struct speculation *s, int tail)
+{
+    uint64_t key = (uint64_t)s->caller_frame << 32 | s->callee_frame;
+    uint32_t seen = efl_map_get(&f->outcomes, key);
+    if (seen == EFL_MAP_NONE)
+        seen = 0;
+    uint32_t tails = seen >> 16, bodies = seen & 0xFFFF;
+    if (tails < 0x7FFF && bodies < 0xFFFF) {
+        tails += (uint32_t)tail;
+        bodies += (uint32_t)!tail;
+    }
+    return efl_map_put(&f->outcomes, key, tails << 16 | bodies);
+}
+
+/* Did calls of this pair that could be told apart turn out tail calls
+ * more often than body calls? */
+static int mostly_tail(const struct efl_folder *f, const struct speculation *s)
+{
+    uint32_t seen = efl_map_get(&f->outcomes, (uint64_t)s->caller_frame << 32 | s->callee_frame);
+    return seen != EFL_MAP_NONE && seen >> 16 > (seen & 0xFFFF);
+}
+
+/* The stack shrank to `top` (an index): the guesses it popped are
+ * settled, innermost first. Landing below the caller: a tail call, its
+ * time moved from under the caller. Landing on the caller: a body call,
+ * unless the caller's caller is the same function (then the return cannot
+ * tell): what the pair's other calls showed decides, and a tail call takes
+ * the caller's frame off too. */
 static efl_status settle_popped(struct efl_folder *f, struct proc_state *ps, uint32_t top)
 {
     while (ps->nspec > 0 && ps->spec[ps->nspec - 1].index > top) {
-        const struct speculation *s = &ps->spec[--ps->nspec];
-        if (top != s->index - 1) {
-            f->p->tail_resolved++;
-            EFL_FORWARD_IF_ERROR(retract(f, ps, s));
-        } else if (top >= 2 && top - 1 > floor_index(ps) &&
-                   ps->stack[top].frame == ps->stack[top - 1].frame) {
-            /* Landed on the caller, but the caller's caller is the same
-             * function: the return cannot tell. Drawn as a tail call, the
-             * caller folded into the frame below as one more call of it
-             * (as recursion of unknown kind is): a repeat of that
-             * function may be missing, never a wrong caller. */
-            EFL_FORWARD_IF_ERROR(retract(f, ps, s));
+        struct speculation s = ps->spec[--ps->nspec];
+        int tail = top != s.index - 1;
+        int undecided = !tail && top >= 1 && top - 1 > floor_index(ps) &&
+                        ps->stack[top].frame == ps->stack[top - 1].frame;
+        if (!undecided) {
+            EFL_FORWARD_IF_ERROR(learn(f, &s, tail));
+        } else if (mostly_tail(f, &s)) {
+            tail = 1;
             f->stack_entries--;
             ps->depth--;
             ps->node = top_entry(ps)->node;
-            top_entry(ps)->merged++;
             top--;
+        }
+        if (tail) {
+            f->p->tail_resolved++;
+            EFL_FORWARD_IF_ERROR(retract(f, ps, &s));
         }
     }
     if (ps->nspec == 0)

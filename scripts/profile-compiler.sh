@@ -13,6 +13,12 @@ out_dir=$(realpath "${2:-.}")
 
 erl -noshell -pa "$here/_build/default/lib/eflambe/ebin" -eval '
     [Source, Dir] = init:get_plain_arguments(),
+    {ok, Cwd} = file:get_cwd(),
+    Relative = fun(F) -> case string:prefix(F, Cwd ++ "/") of
+                             nomatch -> F;
+                             Rest -> "./" ++ Rest
+                         end
+               end,
     Archive = filename:join(Dir, ".eflambe-profile-compiler.eftrace"),
     Opts = [{return, filename}, {output_directory, Dir}, {archive, Archive}],
     case eflambe:apply({compile, file, [Source, [binary, return_errors]]}, Opts) of
@@ -33,13 +39,26 @@ erl -noshell -pa "$here/_build/default/lib/eflambe/ebin" -eval '
                                             F -> maps:update_with(F, fun(X) -> X + N end, N, M)
                                         end
                                 end, #{}, Lines),
-            io:format("Compiled ~s under eflambe: ~.1f ms wall time, ~b processes, ~b stacks.~n",
-                      [Source, Wall / 1000, Procs, length(Lines)]),
+            Deepest = lists:max([length(Frames) - 1 || {_, Frames} <- Lines]),
+            %% Time under the error handler that is not loading a module:
+            %% none, when a function reached through it is drawn in its place.
+            Loading = [<<"code_server:call/1">>, <<"code:ensure_loaded/1">>,
+                       <<"error_handler:ensure_loaded/1">>],
+            Handler = <<"error_handler:undefined_function/3">>,
+            NotLoading = lists:sum([N || {N, Frames} <- Lines, lists:member(Handler, Frames),
+                                         not lists:any(fun(F) -> lists:member(F, Loading) end,
+                                                       Frames)]),
+            io:format("Compiled ~ts under eflambe: ~.1f ms wall time, ~b processes, ~b stacks, "
+                      "the deepest ~b functions; ~.2f% of the time under ~s outside loading.~n",
+                      [filename:basename(Source), Wall / 1000, Procs, length(Lines), Deepest,
+                       100 * NotLoading / max(1, lists:sum([N || {N, _} <- Lines])), Handler]),
             io:format("Functions with the most time on top of the stack, running:~n"),
             [io:format("  ~6.1f ms  ~s~n", [N / 1000, F])
              || {F, N} <- lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(OnCpu))), 8)],
-            io:format("Flamegraph, folded stacks: ~s~n", [File]),
-            io:format("Flamegraph, interactive SVG (open it in a web browser): ~s~n", [Svg]),
+            io:format("Flamegraph, folded stacks (~.1f MB): ~s~n",
+                      [filelib:file_size(File) / 1048576, Relative(File)]),
+            io:format("Flamegraph, interactive SVG (~.1f MB; open it in a web browser): ~s~n",
+                      [filelib:file_size(Svg) / 1048576, Relative(Svg)]),
             halt(0);
         Error ->
             io:format(standard_error, "eflambe failed: ~p~n", [Error]),
