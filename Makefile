@@ -14,6 +14,13 @@ bench: all
 	_build/bench/bench_archive
 	_build/bench/bench_archive --writers
 
+# Stacks against the real stacks of the same code running untraced
+# (bench/eflambe_truth.erl, about a minute).
+truth: all
+	$(MAKE) -C bench
+	erl -noshell -pa _build/default/lib/eflambe/ebin -pa _build/bench \
+	    -eval 'eflambe_truth:main(), halt().'
+
 # The stress runs of bench/eflambe_stress.erl (a few minutes).
 stress: all
 	$(MAKE) -C bench
@@ -24,4 +31,4 @@ clean:
 	rebar3 clean
 	rm -rf _build
 
-.PHONY: all test bench stress clean
+.PHONY: all test bench truth stress clean

@@ -15,13 +15,16 @@
 %% recursion collapsed, and real depths stop at 64.
 -module(eflambe_truth).
 
--export([main/0, main/1, compare/1, worst/1, unseen_pairs/1, sort_job/0, xml_job/0, compile_job/0]).
+-export([main/0, main/1, compare/1, with_perf/1, repeat_for/2, perf_stacks/2, folded/1, sort_job/0, xml_job/0,
+         compile_job/0]).
 
 -define(SAMPLE_MS, 1).
 -define(SAMPLE_FOR_MS, 10000).
 
 main() ->
-    main([sort, xmerl, compile]).
+    main([sort, xmerl, compile]),
+    [with_perf(Job) || Job <- [sort, xmerl, compile]],
+    ok.
 
 main(Jobs) ->
     io:format("Stacks against the real stacks (process_info current_stacktrace, "
@@ -46,6 +49,91 @@ print(Job, #{samples := N, real_max := RM, efl_max := EM, real_mean := RMean,
     io:format("~-10s ~8b ~5b ~5b ~6.1f ~6.1f ~5.1f% ~5.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f% ~6.1f%~n",
               [Job, N, RM, EM, RMean, EMean, 100 * RD, 100 * ED, 100 * C1, 100 * B1, 100 * C3,
                100 * B3, 100 * U1, 100 * U2]).
+
+%% ---- with perf -------------------------------------------------------------
+%% perf samples real time and, with the JIT's frame pointers (erl +JPperf
+%% true), walks the real Erlang stack: no yield points, no dedup (perf keeps
+%% the 127 frames nearest the top). The job runs untraced in a node of its
+%% own under `perf record'.
+
+with_perf(Job) ->
+    case os:find_executable("perf") of
+        false ->
+            io:format("~nperf not found: no comparison with perf samples~n");
+        Perf ->
+            Data = filename:join(os:getenv("TMPDIR", "/tmp"), "eflambe-truth.perf"),
+            Erl = filename:join([code:root_dir(), "bin", "erl"]),
+            Paths = lists:append([["-pa", filename:dirname(code:which(M))]
+                                  || M <- [eflambe, ?MODULE]]),
+            Eval = io_lib:format("eflambe_truth:repeat_for(~s, 15000), halt().", [Job]),
+            %% perf keeps 127 frames of a stack unless told otherwise; the
+            %% compiler's are deeper.
+            MaxStack = "/proc/sys/kernel/perf_event_max_stack",
+            Old = case file:read_file(MaxStack) of {ok, V} -> string:trim(V); _ -> undefined end,
+            _ = file:write_file(MaxStack, "1024"),
+            {0, _} = run(Perf, ["record", "-F", "1999", "-g", "-o", Data, Erl, "+JPperf", "true",
+                                "-noshell" | Paths] ++ ["-eval", lists:flatten(Eval)]),
+            _ = Old =/= undefined andalso file:write_file(MaxStack, Old),
+            {0, Script} = run(Perf, ["script", "-i", Data]),
+            ok = file:delete(Data),
+            Real = [{collapse(S), 1} || S <- perf_stacks(Script, Job)],
+            Fun = job(Job),
+            _ = Fun(),
+            {ok, Folded} = eflambe:apply({Fun, []}, [{return, flamegraph}, {recursion, collapse}]),
+            Efl = folded(Folded),
+            {A, B} = halves(Real, [], []),
+            io:format("~nWith perf instead (erl +JPperf true, perf record -F 1999 -g, 15 s; perf shows\n"
+                      "at most 127 frames, so the roots of deeper stacks are not seen): ~s~n"
+                      "~b samples; max depth real ~b, eflambe ~b; mean real ~.1f, eflambe ~.1f~n"
+                      "caller: eflambe ~.1f%, other half ~.1f%; unseen caller: eflambe ~.1f%, "
+                      "other half ~.1f%; unseen edge: eflambe ~.1f%, other half ~.1f%~n",
+                      [Job, length(Real), lists:max([length(S) || {S, _} <- Real]),
+                       lists:max([length(S) || {S, _} <- Efl]), mean_depth(Real), mean_depth(Efl),
+                       100 * agreement(A, Efl, 2), 100 * agreement(A, B, 2), 100 * unseen(A, Efl),
+                       100 * unseen(A, B), 100 * unseen_edge(A, Efl), 100 * unseen_edge(A, B)])
+    end.
+
+%% Runs the job over and over for Ms milliseconds (in the node perf runs).
+repeat_for(Job, Ms) ->
+    Fun = job(Job),
+    _ = Fun(),
+    repeat(Fun, erlang:monotonic_time(millisecond) + Ms).
+
+%% The Erlang frames of each perf sample, root first, of the job's code.
+perf_stacks(Script, Job) ->
+    Mark = case Job of
+               compile -> <<"compile:">>;
+               _ -> <<"eflambe_truth:">>
+           end,
+    [S || Block <- binary:split(Script, <<"\n\n">>, [global]),
+          S <- [perf_stack(Block)], S =/= [],
+          lists:any(fun(F) -> binary:match(F, Mark) =/= nomatch end, S)].
+
+perf_stack(Block) ->
+    Frames = [F || Line <- binary:split(Block, <<"\n">>, [global, trim_all]),
+                   {match, [F]} <- [re:run(Line, "\\$([^ +]+/[0-9]+)\\+0x",
+                                           [{capture, all_but_first, binary}])],
+                   binary:match(F, [<<"global::">>, <<"erts_beamasm:">>]) =:= nomatch],
+    %% perf's names quote atoms as Erlang does ('-f/1-fun-0-'); eflambe's do not.
+    real_stack_names([binary:replace(F, <<"'">>, <<>>, [global]) || F <- lists:reverse(Frames)]).
+
+%% From the job's function down: what ran the job (the node's boot, the
+%% shell's evaluator, repeat/2) is not the job's.
+real_stack_names(Frames) ->
+    case lists:splitwith(fun(N) -> N =/= <<"eflambe_truth:repeat/2">> end, lists:reverse(Frames)) of
+        {Job, [_ | _]} -> lists:reverse(Job);
+        {_, []} -> real_stack(Frames)
+    end.
+
+run(Exe, Args) ->
+    Port = open_port({spawn_executable, Exe}, [{args, Args}, exit_status, binary, stream]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, [D | Acc]);
+        {Port, {exit_status, S}} -> {S, iolist_to_binary(lists:reverse(Acc))}
+    end.
 
 %% ---- workloads ---------------------------------------------------------
 
@@ -139,8 +227,11 @@ sample_loop(Ref, Skip, Acc) ->
 
 %% From the job's function down: the frames of repeat/2 and of the process
 %% start are not the job's.
-real_stack(ST) ->
-    Frames = collapse([name(M, F, A) || {M, F, A, _} <- lists:reverse(ST)]),
+real_stack([]) ->
+    [];
+real_stack([{_, _, _, _} | _] = ST) ->
+    real_stack(collapse([name(M, F, A) || {M, F, A, _} <- lists:reverse(ST)]));
+real_stack(Frames) ->
     lists:dropwhile(fun(N) -> binary:match(N, [<<"eflambe_truth:repeat">>, <<"proc_lib:">>]) =/= nomatch
                                   orelse N =:= <<"erlang:apply/2">> end, Frames).
 
@@ -159,7 +250,12 @@ folded(Bin) ->
                  {tl(binary:split(Stack, <<";">>, [global])), binary_to_integer(N)}
              end || L <- binary:split(Bin, <<"\n">>, [global, trim_all])],
     [{S, W} || {Frames, W} <- Lines, lists:last(Frames) =/= <<"sleep">>,
-               S <- [strip_bifs(Frames -- [<<"gc">>])], S =/= [], W > 0].
+               S <- [strip_bifs(spawned(Frames -- [<<"gc">>]))], S =/= [], W > 0].
+
+%% A process spawned with a fun starts in erlang:apply/2, as the real
+%% stacks (which leave it out) do.
+spawned([<<"erlang:apply/2">> | Frames]) -> Frames;
+spawned(Frames) -> Frames.
 
 strip_bifs(Frames) ->
     lists:reverse(lists:dropwhile(fun is_bif/1, lists:reverse(Frames))).
@@ -185,6 +281,18 @@ unseen(Real, Other) ->
     Total = lists:sum([W || {_, W} <- Other]),
     lists:sum([W || {S, W} <- Other, not maps:is_key(lists:nthtail(max(0, length(S) - 2), S), Seen)])
         / Total.
+
+%% The share of the time on stacks with a (caller, callee) edge anywhere in
+%% them that no real stack has: a stack the real run cannot have had.
+%% Unlike the split of time among callers, it does not depend on weights.
+unseen_edge(Real, Other) ->
+    Seen = maps:from_list([{E, true} || {S, _} <- Real, E <- edges(S)]),
+    Total = lists:sum([W || {_, W} <- Other]),
+    lists:sum([W || {S, W} <- Other, lists:any(fun(E) -> not maps:is_key(E, Seen) end, edges(S))])
+        / Total.
+
+edges([A, B | Rest]) -> [{A, B} | edges([B | Rest])];
+edges(_) -> [].
 
 %% 1 - the weighted total variation distance between the two sides'
 %% distributions of the last K frames, per top function.
@@ -220,39 +328,3 @@ tvd(A, B) ->
         false -> lists:sum([abs(maps:get(K, A, 0) / SA - maps:get(K, B, 0) / SB)
                             || K <- lists:usort(maps:keys(A) ++ maps:keys(B))]) / 2
     end.
-
-%% Debug: the functions whose callers disagree most.
-worst(Job) ->
-    Fun = job(Job),
-    _ = Fun(),
-    Real = sampled(Fun),
-    {ok, Folded} = eflambe:apply({Fun, []}, [{return, flamegraph}, {recursion, collapse}]),
-    Efl = folded(Folded),
-    R = suffixes(Real, 2), E = suffixes(Efl, 2),
-    RT = total(R), ET = total(E),
-    L = lists:reverse(lists:sort([{(sum(maps:get(Leaf, R, #{})) / RT + sum(maps:get(Leaf, E, #{})) / ET) / 2 * tvd(maps:get(Leaf, R, #{}), maps:get(Leaf, E, #{})), Leaf}
-                                  || Leaf <- lists:usort(maps:keys(R) ++ maps:keys(E))])),
-    [begin
-         io:format("~.3f ~s~n  real: ~p~n  efl:  ~p~n", [Loss, Leaf, top(maps:get(Leaf, R, #{})), top(maps:get(Leaf, E, #{}))])
-     end || {Loss, Leaf} <- lists:sublist(L, 8)],
-    ok.
-top(D) -> lists:sublist(lists:reverse(lists:keysort(2, [{hd(K), V} || {K, V} <- maps:to_list(D)])), 4).
-
-%% Debug: eflambe's heaviest (caller, function) pairs the samples never saw.
-unseen_pairs(Job) ->
-    Fun = job(Job),
-    _ = Fun(),
-    Real = sampled(Fun),
-    {ok, Folded} = eflambe:apply({Fun, []}, [{return, flamegraph}, {recursion, collapse}]),
-    Efl = folded(Folded),
-    Seen = maps:from_list([{lists:nthtail(max(0, length(S) - 2), S), true} || {S, _} <- Real]),
-    Pairs = lists:foldl(fun({S, W}, M) ->
-                                P = lists:nthtail(max(0, length(S) - 2), S),
-                                case maps:is_key(P, Seen) of
-                                    true -> M;
-                                    false -> maps:update_with(P, fun(X) -> X + W end, W, M)
-                                end
-                        end, #{}, Efl),
-    [io:format("~8b ~p~n", [W, P]) || {P, W} <- lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(Pairs))), 15)],
-    io:format("real sample: ~p~n", [element(1, hd(Real))]),
-    ok.

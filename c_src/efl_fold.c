@@ -766,12 +766,10 @@ static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t 
     unsigned kind = f->sampled ? EFL_CALL_BODY : call_kind(f, top, frame);
     if (kind == 0 || kind == (EFL_CALL_BODY | EFL_CALL_TAIL))
         f->p->guessed_calls++;
-    /* Collapsing recursion is a view of the stacks, not a guess: it folds
-     * body self-calls too. */
+    /* Self-recursion: a tail call changes nothing; a call of unknown kind
+     * (a list comprehension with a filter), or any with {recursion,
+     * collapse}, stays in the frame, which counts the returns to come. */
     if (top->frame == frame && (kind != EFL_CALL_BODY || f->collapse)) {
-        /* Self-recursion: a tail call changes nothing; a call that may be
-         * either (a list comprehension with a filter) or is collapsed
-         * stays one frame, and its returns are counted inside it. */
         if (kind != EFL_CALL_TAIL)
             top->merged++;
         return EFL_OK;
