@@ -66,14 +66,8 @@ with_perf(Job) ->
             Paths = lists:append([["-pa", filename:dirname(code:which(M))]
                                   || M <- [eflambe, ?MODULE]]),
             Eval = io_lib:format("eflambe_truth:repeat_for(~s, 15000), halt().", [Job]),
-            %% perf keeps 127 frames of a stack unless told otherwise; the
-            %% compiler's are deeper.
-            MaxStack = "/proc/sys/kernel/perf_event_max_stack",
-            Old = case file:read_file(MaxStack) of {ok, V} -> string:trim(V); _ -> undefined end,
-            _ = file:write_file(MaxStack, "1024"),
             {0, _} = run(Perf, ["record", "-F", "1999", "-g", "-o", Data, Erl, "+JPperf", "true",
                                 "-noshell" | Paths] ++ ["-eval", lists:flatten(Eval)]),
-            _ = Old =/= undefined andalso file:write_file(MaxStack, Old),
             {0, Script} = run(Perf, ["script", "-i", Data]),
             ok = file:delete(Data),
             Real = [{collapse(S), 1} || S <- perf_stacks(Script, Job)],
