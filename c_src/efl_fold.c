@@ -118,12 +118,14 @@ struct efl_folder {
 };
 
 /* A real stack deeper than this (per process), or all stacks together
- * holding more entries, is only counted past it: memory stays bounded
- * whatever an archive says. Real Erlang stacks rarely pass 100,000. */
+ * holding more entries (16 bytes each), is only counted past it: memory
+ * stays bounded whatever an archive says. Real Erlang stacks rarely pass
+ * 100,000 frames. */
 #define STACK_MAX (1u << 20)
-#define STACK_ENTRIES_MAX (1u << 24)
-/* Credits held for calls of unknown kind, all processes together: past
- * this, the oldest guesses stand as body calls. */
+#define STACK_ENTRIES_MAX (1u << 22)
+/* Credits held for calls of unknown kind (16 bytes each), all processes
+ * together: past this, the open guesses of the process being credited
+ * stand as body calls. */
 #define CREDITS_MAX (1u << 22)
 
 #define GROW(arr, count, cap)                                                   \

@@ -37,7 +37,8 @@
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
     X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
-    X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) X(pairs) X(tail_resolved) X(returns) X(repaired_returns)
+    X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
+    X(pairs) X(tail_resolved) X(returns) X(repaired_returns)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -793,8 +794,8 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
     memcpy(enif_make_new_binary(env, strlen(meta), &meta_bin), meta, strlen(meta));
     ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_total_us, atom_truncated,
                            atom_cut_frames, atom_extension, atom_meta, atom_stopped,
-                           atom_calls, atom_guessed_calls, atom_site_table, atom_tail_resolved, atom_returns,
-                           atom_repaired_returns};
+                           atom_calls, atom_guessed_calls, atom_site_table, atom_tail_resolved,
+                           atom_returns, atom_repaired_returns};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
                            enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
                            p->truncated ? atom_true : atom_false,
@@ -913,10 +914,12 @@ static ERL_NIF_TERM nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_T
             st = EFL_ERR_ARG;
             break;
         }
+        /* A module this reader cannot follow is left out; only running
+         * out of memory stops the table. */
         efl_status m = efl_sites_add_module(t, beam.data, beam.size);
         if (m == EFL_OK)
             read++;
-        else if (m != EFL_ERR_ARG)
+        else if (m == EFL_ERR_NOMEM || m == EFL_ERR_LIMIT)
             st = m;
     }
     tail = argv[2];

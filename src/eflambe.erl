@@ -31,7 +31,11 @@
 %% microseconds that stack was on top. `sleep' on top is time the process
 %% was scheduled out (waiting in a receive, say), `gc' time spent collecting
 %% its garbage, `[dropped N events]' where events were lost. The weights of
-%% one call add up to its wall time.
+%% one call add up to its wall time. The stacks are the real ones: a tail
+%% call replaces its caller's frame (eflambe reads which calls are tail
+%% calls in the traced modules' code, when recording stops), body
+%% recursion keeps its depth, and a module's first call runs under its
+%% caller, not under the error handler that loaded it.
 %%
 %% == Safety ==
 %% While a trace run is armed every function of every loaded module carries
@@ -97,9 +101,9 @@
 %% functions, the deeper time staying with the last frame. `recursion'
 %% (default `exact'): every frame of a recursion is drawn, as deep as it
 %% really was; `collapse' draws a function that calls itself as one frame.
-%% `exclude'
-%% (default []): modules and functions not traced at all (their time goes
-%% to their callers), to cut the volume at the source; not for replay.
+%% `exclude' (default []): modules and functions not traced at all (their
+%% time goes to their callers), to cut the volume at the source; not for
+%% replay.
 %% `max_events' (default 100000000) and `max_bytes' (archive size, default
 %% 1073741824): recording stops when either is reached. `timeout' (default
 %% `infinity'): for apply, recording stops after that many milliseconds
