@@ -21,7 +21,10 @@ totals(Folded) ->
 name(Pid) -> list_to_binary(pid_to_list(Pid)).
 
 %% Two busy processes are each on a CPU (or waiting for one) the whole
-%% time; an idle one is never sampled. Each sample weighs one period.
+%% time; an idle one is never sampled. Each sample weighs one period. On a
+%% loaded machine the sampler itself gets fewer ticks (two busy loops beside
+%% the suite: 356 of the 600 ms), but the two busy processes are in every
+%% tick it takes: their totals are equal.
 busy_and_idle(_Config) ->
     [A, B] = [busy(), busy()],
     Idle = spawn(fun() -> receive stop -> ok end end),
@@ -31,8 +34,9 @@ busy_and_idle(_Config) ->
     ?assertEqual(8, erlang:system_flag(backtrace_depth, Depth)),
     Totals = totals(Folded),
     ct:pal("~p", [Totals]),
-    [?assert(maps:get(name(P), Totals, 0) > 400000 andalso maps:get(name(P), Totals, 0) < 800000)
-     || P <- [A, B]],
+    [TA, TB] = [maps:get(name(P), Totals, 0) || P <- [A, B]],
+    [?assert(T > 250000 andalso T < 800000) || T <- [TA, TB]],
+    ?assert(abs(TA - TB) =< 2 * 5000),
     ?assertNot(maps:is_key(name(Idle), Totals)),
     Lines = eflambe_test_util:parse(Folded),
     ?assert(lists:any(fun({F, _}) -> lists:member(<<"eflambe_workload:slow/1">>, F) end, Lines)).
