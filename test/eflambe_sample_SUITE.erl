@@ -55,8 +55,10 @@ new_processes(_Config) ->
     Totals = totals(Folded),
     Sampled = lists:sum([maps:get(name(P), Totals, 0) || P <- Born]),
     ct:pal("~b processes, ~b us sampled", [length(Born), Sampled]),
-    %% 500 ms of work, one process at a time.
-    ?assert(Sampled > 250000).
+    %% 500 ms of work, one process at a time: without listing processes
+    %% again, none of it is sampled; on an idle machine about 495 ms, with
+    %% two busy loops beside the suite 145 ms (the sampler gets fewer ticks).
+    ?assert(Sampled > 50000).
 
 short_lived(Until, Born) ->
     case erlang:monotonic_time(millisecond) >= Until of
