@@ -78,9 +78,11 @@ nesting(_Config) ->
     FibDepth = lists:max([length([F || F <- S, F =:= <<"eflambe_workload:fib/1">>]) || S <- Stacks]),
     ?assert(FibDepth >= 16 andalso FibDepth =< 19).
 
-%% slow/1 does about 3.2 times the work of fast/1.
+%% slow/1 does about 3.2 times the work of fast/1: running time only, as on
+%% a loaded machine the time a process waits for a CPU (sleep) lands
+%% wherever it was preempted.
 relative_weights(_Config) ->
-    Lines = profile(?W, two, [22]),
+    Lines = [L || {Frames, _} = L <- profile(?W, two, [22]), lists:last(Frames) =/= <<"sleep">>],
     Slow = weight(has_frame(<<"eflambe_workload:slow/1">>), Lines),
     Fast = weight(has_frame(<<"eflambe_workload:fast/1">>), Lines),
     Ratio = Slow / Fast,

@@ -44,12 +44,21 @@ end_per_testcase(_Case, Config) ->
     ?assertEqual({traced, false}, erpc:call(Node, erlang, trace_info, [{?W, two, 1}, traced])),
     ?assertEqual({meta, false}, erpc:call(Node, erlang, trace_info, [{?W, two, 1}, meta])).
 
-%% Calls of the target on that node, 300 ms from now.
+%% Calls of the target on that node, once the capture is armed there (on a
+%% loaded machine, arming can take longer than any fixed delay).
 call_later(Node, N) ->
     erpc:call(Node, erlang, spawn, [fun() ->
-                                            timer:sleep(300),
+                                            armed(500),
                                             [spawn(?W, two, [12 + I]) || I <- lists:seq(1, N)]
                                     end]).
+
+armed(0) ->
+    ok;
+armed(Tries) ->
+    case erlang:trace_info({?W, two, 1}, meta) of
+        {meta, {_, _}} -> ok;
+        _ -> timer:sleep(20), armed(Tries - 1)  % not loaded yet (undefined), or not armed
+    end.
 
 capture_on_peer(Config) ->
     Node = ?config(node, Config),
