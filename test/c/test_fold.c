@@ -362,8 +362,9 @@ static void mfa(const char *s, struct efl_name *m, struct efl_name *f, unsigned 
     *a = (unsigned)atoi(slash + 1);
 }
 
-static char *fold_sites(const struct efl_script *s, size_t n, unsigned rings,
-                        const struct site *sites, size_t nsites, struct efl_profile **keep)
+static char *fold_sites_opts(const struct efl_script *s, size_t n, unsigned rings,
+                             const struct site *sites, size_t nsites,
+                             const struct efl_fold_opts *opts, struct efl_profile **keep)
 {
     const char *path = efl_test_tmpfile("fold-sites");
     CHECK_STATUS(efl_test_write_script(path, s, n, rings), EFL_OK);
@@ -389,7 +390,7 @@ static char *fold_sites(const struct efl_script *s, size_t n, unsigned rings,
     efl_buf_free(&table);
     efl_sites_free(t);
     struct efl_profile *p = NULL;
-    CHECK_STATUS(efl_fold_archive(path, NULL, &p), EFL_OK);
+    CHECK_STATUS(efl_fold_archive(path, opts, &p), EFL_OK);
     unlink(path);
     struct efl_buf out = {0};
     if (p)
@@ -400,6 +401,12 @@ static char *fold_sites(const struct efl_script *s, size_t n, unsigned rings,
     else
         efl_profile_free(p);
     return (char *)out.data;
+}
+
+static char *fold_sites(const struct efl_script *s, size_t n, unsigned rings,
+                        const struct site *sites, size_t nsites, struct efl_profile **keep)
+{
+    return fold_sites_opts(s, n, rings, sites, nsites, NULL, keep);
 }
 
 static void check_sites(const struct efl_script *s, size_t n, const struct site *sites,
@@ -461,6 +468,24 @@ static void unknown_kind_was_tail(void)
     struct efl_profile *p;
     free(fold_sites(s, sizeof s / sizeof s[0], 1, t, 3, &p));
     CHECK(p->guessed_calls == 1 && p->tail_resolved == 1 && p->repaired_returns == 0);
+    efl_profile_free(p);
+    /* The time-ordered view is rewritten too: no change of what is on top
+     * names a stack with both a/0 and b/0 (speedscope's Time Order view). */
+    struct efl_fold_opts timeline = {1, 0, 0};
+    free(fold_sites_opts(s, sizeof s / sizeof s[0], 1, t, 3, &timeline, &p));
+    CHECK(p->ntimeline >= 5);
+    for (size_t i = 0; i < p->ntimeline; i++) {
+        int a = 0, b = 0;
+        for (uint32_t n = p->timeline[i].node; n != 0; n = p->nodes[n].parent) {
+            struct efl_buf name = {0};
+            efl_profile_frame_name(p, p->nodes[n].frame, &name);
+            efl_buf_append(&name, "", 1);
+            a |= strcmp((char *)name.data, "m:a/0") == 0;
+            b |= strcmp((char *)name.data, "m:b/0") == 0;
+            efl_buf_free(&name);
+        }
+        CHECK(!(a && b));
+    }
     efl_profile_free(p);
 }
 
