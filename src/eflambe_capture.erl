@@ -140,6 +140,9 @@ deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 -type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}
              | {limit, max_events | max_bytes}.
 
+%% (OTP 25's spec of erlang:trace_info/2 leaves out meta tracer modules:
+%% {meta, {Module, State}}, which it does return.)
+-dialyzer({no_match, wait/4}).
 -spec wait(mfa(), non_neg_integer(), integer() | infinity,
            {pid(), reference(), eflambe_session:session()}) -> why().
 wait(_MFA, 0, _Deadline, _Owner) ->

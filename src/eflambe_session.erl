@@ -145,7 +145,10 @@ disarm_local() ->
     ok.
 
 %% Clears the trace flags of every process that still has this session's
-%% tracer (a capture in progress at a timeout, a spawned child).
+%% tracer (a capture in progress at a timeout, a spawned child). (OTP 25's
+%% spec of erlang:trace_info/2 leaves out tracer modules: {tracer, {Module,
+%% State}}, which it does return.)
+-dialyzer({no_match, untrace_all/1}).
 -spec untrace_all(session()) -> ok.
 untrace_all(#{tracer := TracerState}) ->
     Ours = {tracer, {eflambe_tracer, TracerState}},
