@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: xref and dialyzer on the Erlang code, the C unit tests
 # (plain, then under AddressSanitizer and UBSan, and the threaded archive
-# reader under ThreadSanitizer), a bounded run of the archive reader's
-# fuzzer, and the Erlang suites (Common Test, with PropEr properties), whose
+# reader under ThreadSanitizer), bounded runs of the archive reader's and
+# the BEAM reader's fuzzers, and the Erlang suites (Common Test, with PropEr properties), whose
 # output formats are checked in speedscope's importer and headless Chromium
 # (test/browser, installed from the npm registry).
 #   EFLAMBE_BLESS=1  regenerate the archive corpus and its folded outputs
