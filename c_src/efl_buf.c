@@ -12,6 +12,18 @@ void efl_buf_free(struct efl_buf *b)
     b->len = b->cap = 0;
 }
 
+/* Large enough that a write costs little, small enough to stay in cache. */
+#define SPILL_BYTES (1u << 20)
+
+efl_status efl_buf_spill(struct efl_buf *b, int all)
+{
+    if (b->sink == NULL || b->len == 0 || (!all && b->len < SPILL_BYTES))
+        return EFL_OK;
+    size_t n = b->len;
+    b->len = 0;
+    return fwrite(b->data, 1, n, b->sink) == n ? EFL_OK : EFL_ERR_IO;
+}
+
 efl_status efl_buf_reserve(struct efl_buf *b, size_t extra)
 {
     EFL_RETURN_ERROR_IF(extra > SIZE_MAX / 2 - b->len, EFL_ERR_NOMEM);

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "efl_status.h"
 
@@ -11,9 +12,17 @@ struct efl_buf {
     unsigned char *data;
     size_t len;
     size_t cap;
+    /* When set, what efl_buf_spill writes out goes here and leaves the
+     * buffer: an output streams to its file instead of growing whole in
+     * memory. Not closed by efl_buf_free. */
+    FILE *sink;
 };
 
 void efl_buf_free(struct efl_buf *b);
+/* With a sink, writes the buffer out once it holds more than a chunk
+ * (all of it with `all`). Writers call it where nothing written before
+ * will be touched again. EFL_ERR_IO when the write fails. */
+efl_status efl_buf_spill(struct efl_buf *b, int all);
 efl_status efl_buf_reserve(struct efl_buf *b, size_t extra);
 efl_status efl_buf_append(struct efl_buf *b, const void *p, size_t n);
 efl_status efl_buf_puts(struct efl_buf *b, const char *s);

@@ -43,8 +43,57 @@ static efl_status add_line(void *ctx, const struct efl_profile *p, uint32_t node
     return EFL_OK;
 }
 
+/* Streaming: lines go out as the walk makes them, if it makes them in byte
+ * order; a first walk checks, keeping only the line before. */
+struct order {
+    struct efl_buf prev, line;
+    int sorted;
+};
+
+static efl_status check_line(void *ctx, const struct efl_profile *p, uint32_t node, const char *path,
+                             size_t len)
+{
+    struct order *o = ctx;
+    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
+    if (us == 0 || !o->sorted)
+        return EFL_OK;
+    o->line.len = 0;
+    EFL_FORWARD_IF_ERROR(efl_buf_append(&o->line, path, len));
+    EFL_FORWARD_IF_ERROR(efl_buf_printf(&o->line, " %llu\n", (unsigned long long)us));
+    if (o->prev.len > 0) {
+        size_t n = o->prev.len < o->line.len ? o->prev.len : o->line.len;
+        int c = memcmp(o->prev.data, o->line.data, n);
+        o->sorted = c < 0 || (c == 0 && o->prev.len <= o->line.len);
+    }
+    struct efl_buf swap = o->prev;
+    o->prev = o->line;
+    o->line = swap;
+    return EFL_OK;
+}
+
+static efl_status stream_line(void *ctx, const struct efl_profile *p, uint32_t node,
+                              const char *path, size_t len)
+{
+    struct efl_buf *out = ctx;
+    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
+    if (us == 0)
+        return EFL_OK;
+    EFL_FORWARD_IF_ERROR(efl_buf_append(out, path, len));
+    EFL_FORWARD_IF_ERROR(efl_buf_printf(out, " %llu\n", (unsigned long long)us));
+    return efl_buf_spill(out, 0);
+}
+
 efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct efl_buf *out)
 {
+    if (out->sink != NULL) {
+        struct order o = {{0}, {0}, 1};
+        efl_status s = efl_walk_stacks(p, root, ";", check_line, &o);
+        efl_buf_free(&o.prev);
+        efl_buf_free(&o.line);
+        EFL_FORWARD_IF_ERROR(s);
+        if (o.sorted)
+            return efl_walk_stacks(p, root, ";", stream_line, out);
+    }
     struct folded f = {{0}, NULL, 0};
     if (p->nnodes > 0 && (f.lines = malloc(p->nnodes * sizeof *f.lines)) == NULL)
         return EFL_ERR_NOMEM;
@@ -59,7 +108,7 @@ efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct e
             i++;
         if (i < f.nlines) {
             qsort(f.lines, f.nlines, sizeof *f.lines, cmp_line);
-        } else if (out->len == 0) {
+        } else if (out->len == 0 && out->sink == NULL) {
             /* Already in order: the text is the output, no copy. */
             efl_buf_free(out);
             *out = f.text;

@@ -43,7 +43,8 @@ static efl_status stack(struct perf *w, const struct efl_profile *p, uint32_t pr
     }
     EFL_FORWARD_IF_ERROR(sample(w, w->clock_us));
     w->clock_us += us;
-    return sample(w, w->clock_us);
+    EFL_FORWARD_IF_ERROR(sample(w, w->clock_us));
+    return efl_buf_spill(w->out, 0);
 }
 
 static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, const char *path,

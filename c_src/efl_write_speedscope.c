@@ -87,6 +87,7 @@ static efl_status profile(struct speedscope *w, uint32_t proc, int first)
         if (c->proc != proc)
             continue;
         EFL_FORWARD_IF_ERROR(move(w, proc, current, c->node, c->ts));
+        EFL_FORWARD_IF_ERROR(efl_buf_spill(w->out, 0));
         current = c->node;
     }
     /* A process still inside something when the trace ended. */
@@ -117,6 +118,8 @@ efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, stru
             s = efl_json_escape(out, (const char *)name.data, name.len);
         if (s == EFL_OK)
             s = efl_buf_puts(out, "\"}");
+        if (s == EFL_OK)
+            s = efl_buf_spill(out, 0);
     }
     if (s == EFL_OK)
         s = efl_buf_puts(out, "]},\"profiles\":[");

@@ -115,7 +115,8 @@ static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, c
     const char *name = path + len;
     while (name > path && name[-1] != ';')
         name--;
-    return frame(w, node, name, (size_t)(path + len - name));
+    EFL_FORWARD_IF_ERROR(frame(w, node, name, (size_t)(path + len - name)));
+    return efl_buf_spill(w->out, 0);
 }
 
 static const char *meta_value(const char *meta, const char *key, size_t *len)

@@ -586,6 +586,87 @@ static void damaged_site_table(void)
     unlink(path);
 }
 
+/* Writes p with writer `format` in memory and streaming to a file; the two
+ * must be the same bytes, and streaming must hold at most 2 MiB (it
+ * spills past 1 MiB) however big the output. Returns the output's size. */
+static size_t stream_same(const struct efl_profile *p, const char *format)
+{
+    const struct efl_writer *w = efl_writer_find(format);
+    struct efl_buf mem = {0}, streamed = {0};
+    CHECK_STATUS(w->write(p, 0, &mem), EFL_OK);
+    char out[300];
+    snprintf(out, sizeof out, "%s.%s", efl_test_tmpfile("stream-out"), format);
+    streamed.sink = fopen(out, "wb");
+    CHECK(streamed.sink != NULL);
+    CHECK_STATUS(w->write(p, 0, &streamed), EFL_OK);
+    CHECK_STATUS(efl_buf_spill(&streamed, 1), EFL_OK);
+    fclose(streamed.sink);
+    struct efl_buf file = efl_test_read_file(out);
+    CHECK(file.len == mem.len && memcmp(file.data, mem.data, mem.len) == 0);
+    unlink(out);
+    CHECK(streamed.cap <= (size_t)2 << 20);
+    size_t size = mem.len;
+    efl_buf_free(&file);
+    efl_buf_free(&mem);
+    efl_buf_free(&streamed);
+    return size;
+}
+
+/* Each writer gives the same bytes streaming to a file as building its
+ * output in memory, and never holds it all: 40,000 distinct stacks, over
+ * 3 MB of folded lines and of perf samples. */
+static void streamed_outputs(void)
+{
+    enum { K = 200, N = K * K }; /* names from 2 x 200 atoms: the test namer holds 4096 */
+    struct efl_script *s = calloc(2 * N + 2, sizeof *s);
+    char (*names)[96] = calloc(N, sizeof *names);
+    size_t n = 0;
+    s[n++] = (struct efl_script){0, 0, 1, C, "mod:main/0"};
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "module_with_a_long_name_%03u:function_with_a_long_name_%03u/1",
+                 i / K, i % K);
+        s[n++] = (struct efl_script){0, 10 + 20 * i, 1, C, names[i]};
+        s[n++] = (struct efl_script){0, 20 + 20 * i, 1, R, "mod:main/0"};
+    }
+    s[n++] = (struct efl_script){0, 20 * N + 50, 1, R, NULL};
+    const char *path = efl_test_tmpfile("stream");
+    CHECK_STATUS(efl_test_write_script(path, s, n, 0), EFL_OK);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, &(struct efl_fold_opts){1, 0, 0}, &p), EFL_OK);
+    unlink(path);
+    const char *formats[] = {"brendan_gregg", "perf", "speedscope", "svg"};
+    for (size_t i = 0; p && i < 4; i++)
+        CHECK(stream_same(p, formats[i]) > (size_t)3 << 20 || i >= 2);
+    efl_profile_free(p);
+    free(names);
+    free(s);
+}
+
+/* Siblings whose walk order is not byte order (f/1 has a child, and
+ * "f/10 " sorts before "f/1;"): the folded writer sorts in memory, and
+ * the file is still the same. */
+static void streamed_unsorted_folded(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "m:f/1"},
+        {0, 20, 1, C, "m:g/0"},
+        {0, 30, 1, R, "m:f/1"},
+        {0, 40, 1, R, "m:main/0"},
+        {0, 50, 1, C, "m:f/10"},
+        {0, 60, 1, R, "m:main/0"},
+        {0, 70, 1, R, NULL},
+    };
+    const char *path = efl_test_tmpfile("stream-unsorted");
+    CHECK_STATUS(efl_test_write_script(path, s, sizeof s / sizeof s[0], 0), EFL_OK);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, NULL, &p), EFL_OK);
+    unlink(path);
+    if (p)
+        stream_same(p, "brendan_gregg");
+    efl_profile_free(p);
+}
+
 /* Frame names never break a folded line. */
 static void names_escaped(void)
 {
@@ -621,5 +702,7 @@ int main(void)
     RUN(first_call_of_a_module);
     RUN(recursion_with_table);
     RUN(damaged_site_table);
+    RUN(streamed_outputs);
+    RUN(streamed_unsorted_folded);
     return efl_test_done();
 }
