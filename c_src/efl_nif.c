@@ -8,9 +8,11 @@
  * event afterwards: rings are therefore never freed while the library is
  * loaded, and every event carries its session id so that the next
  * session's flusher discards such leftovers. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <erl_nif.h>
 
@@ -38,7 +40,7 @@
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
     X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
-    X(pairs) X(tail_resolved) X(returns) X(repaired_returns)
+    X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)
 
 #define ATOM_DECL(name) static ERL_NIF_TERM atom_##name;
 ATOMS(ATOM_DECL)
@@ -842,11 +844,43 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
     return EFL_OK;
 }
 
-/* fold(ArchivePath, Format, Split, #{max_depth, recursion}) -> {ok, Data | [Window], Info}
- *                                                             | {error, {Atom, Detail}}
+/* Creates the output file: never one that exists, never through a link. */
+static FILE *create_output(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd >= 0 && f == NULL)
+        close(fd);
+    return f;
+}
+
+/* Writes the whole profile with w, into out or, with a path, streamed into
+ * a new file there (removed again if writing fails). */
+static efl_status write_output(const struct efl_profile *p, const struct efl_writer *w,
+                               const char *path, struct efl_buf *out)
+{
+    if (path == NULL)
+        return w->write(p, 0, out);
+    out->sink = create_output(path);
+    EFL_RETURN_ERROR_IF(out->sink == NULL, EFL_ERR_IO);
+    efl_status s = w->write(p, 0, out);
+    if (s == EFL_OK)
+        s = efl_buf_spill(out, 1);
+    if (fclose(out->sink) != 0 && s == EFL_OK)
+        s = EFL_ERR_IO;
+    out->sink = NULL;
+    if (s != EFL_OK)
+        unlink(path);
+    return s;
+}
+
+/* fold(ArchivePath, Format, Split, #{max_depth, recursion, output}) -> {ok, Data | [Window], Info}
+ *                                                                     | {error, {Atom, Detail}}
  * Split: false for one flamegraph of everything, true for one per profiled
  * call (a window), in the order the calls began. max_depth: stacks are cut
- * at that many functions below the process; recursion: exact | collapse. */
+ * at that many functions below the process; recursion: exact | collapse;
+ * output (optional, not with Split): a file to create and stream the
+ * flamegraph into, Data then {file, Path}. */
 static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -864,9 +898,17 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         free(path);
         return enif_make_badarg(env);
     }
+    ERL_NIF_TERM output_term;
+    char *output = NULL;
+    if (enif_get_map_value(env, argv[3], atom_output, &output_term) &&
+        (argv[2] == atom_true || (output = binary_to_cstr(env, output_term)) == NULL)) {
+        free(path);
+        return enif_make_badarg(env);
+    }
     const struct efl_writer *w = efl_writer_find(format);
     if (w == NULL) {
         free(path);
+        free(output);
         return enif_make_tuple2(env, atom_error, enif_make_tuple2(env, atom_unknown_format, argv[1]));
     }
     struct efl_profile *p = NULL;
@@ -875,10 +917,18 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     struct efl_fold_opts opts = {w->needs_timeline, max_depth, recursion == atom_collapse};
     efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
-    if (st == EFL_OK && argv[2] == atom_true)
+    if (st == EFL_OK && argv[2] == atom_true) {
         st = fold_windows(env, p, w, &data);
-    else if (st == EFL_OK && (st = w->write(p, 0, &out)) == EFL_OK)
-        data = take_binary(env, &out);
+    } else if (st == EFL_OK && (st = write_output(p, w, output, &out)) == EFL_OK) {
+        data = output ? enif_make_tuple2(env, atom_file, output_term) : take_binary(env, &out);
+    } else if (st != EFL_OK && output != NULL && p != NULL) {
+        /* The archive folded; the output could not be written. */
+        free(output);
+        efl_profile_free(p);
+        efl_buf_free(&out);
+        return enif_make_tuple2(env, atom_error, enif_make_tuple2(env, atom_output, output_term));
+    }
+    free(output);
     ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple3(env, atom_ok, data, fold_info(env, p, w))
                                        : error_tuple(env, st, argv[0]);
     efl_profile_free(p);

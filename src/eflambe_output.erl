@@ -2,12 +2,33 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3, write_all/3]).
+-export([write/3, write_calls/3, write_all/3, stream_target/1, extension/1]).
+
+%% Where a single flamegraph is to be streamed by the folder, when the
+%% result is a file and no binary of it is wanted: a new file name in the
+%% output directory.
+-spec stream_target(eflambe_options:opts()) -> {ok, file:filename()} | none.
+stream_target(#{return := flamegraph}) ->
+    none;
+stream_target(#{output_directory := Dir} = Opts) ->
+    {ok, filename:join(directory(Dir), file_name(extension(Opts)))}.
+
+%% The usual file name extension of each output format.
+-spec extension(eflambe_options:opts()) -> string().
+extension(#{output_format := brendan_gregg}) -> ".folded";
+extension(#{output_format := perf}) -> ".perf.txt";
+extension(#{output_format := speedscope}) -> ".speedscope.json";
+extension(#{output_format := svg}) -> ".svg".
 
 %% {return, flamegraph} writes no file unless a directory was asked for,
-%% or a program is to open it.
--spec write(binary(), #{extension := string(), _ => _}, eflambe_options:opts()) ->
+%% or a program is to open it. A flamegraph the folder streamed into its
+%% file ({file, File}) is only reported.
+-spec write(binary() | {file, file:filename()}, #{extension := string(), _ => _},
+            eflambe_options:opts()) ->
           {ok, binary() | file:filename()} | {error, term()}.
+write({file, File}, _Info, Opts) ->
+    open(File, maps:get(open, Opts, undefined)),
+    {ok, File};
 write(Data, Info, #{return := flamegraph, output_directory := undefined} = Opts) ->
     case maps:get(open, Opts, undefined) of
         undefined -> {ok, Data};

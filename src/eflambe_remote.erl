@@ -31,7 +31,7 @@ sample_there(Node, Opts) ->
     Remote = remote_options(Opts, [hz, duration, pids]),
     Started = spawn_monitor(Node, ?MODULE, run_sample, [self(), Ref, Remote]),
     case await(Started, Ref, Node, remote_sample_failed) of
-        {ok, Data} -> eflambe_output:write(Data, #{extension => extension(Opts)}, Opts);
+        {ok, Data} -> eflambe_output:write(Data, #{extension => eflambe_output:extension(Opts)}, Opts);
         Error -> Error
     end.
 
@@ -87,7 +87,7 @@ call(Node, MFA, N, Opts) ->
     Remote = remote_options(Opts, []),
     Started = spawn_monitor(Node, ?MODULE, run, [self(), Ref, MFA, N, Remote]),
     case await(Started, Ref, Node, remote_capture_failed) of
-        {ok, Results} -> eflambe_output:write_all(Results, #{extension => extension(Opts)}, Opts);
+        {ok, Results} -> eflambe_output:write_all(Results, #{extension => eflambe_output:extension(Opts)}, Opts);
         Error -> Error
     end.
 
@@ -99,12 +99,6 @@ remote_options(Opts, Extra) ->
             max_bytes | Extra],
     [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
      | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined]].
-
--spec extension(eflambe_options:opts()) -> string().
-extension(#{output_format := brendan_gregg}) -> ".folded";
-extension(#{output_format := perf}) -> ".perf.txt";
-extension(#{output_format := speedscope}) -> ".speedscope.json";
-extension(#{output_format := svg}) -> ".svg".
 
 %% On the remote node: the capture, watched by the caller's monitor.
 -spec run(pid(), reference(), term(), term(), list()) -> ok.

@@ -40,13 +40,15 @@ replay_file(File, #{output_format := Format} = Opts) ->
     case eflambe_tracer:archive_header(File) of
         {ok, Meta} ->
             Split = lists:member(<<"mode=capture">>, binary:split(Meta, <<"\n">>, [global])),
-            case eflambe_tracer:fold(File, Format, Split, eflambe_session:fold_options(Opts)) of
+            case eflambe_session:fold(File, Format, Split, Opts) of
                 {ok, Data, Info} ->
                     warn_if_damaged(File, Info),
                     case Split of
                         true -> eflambe_output:write_calls(Data, Info, Opts);
                         false -> eflambe_output:write(Data, Info, Opts)
                     end;
+                {error, {write_output, _, _}} = Error ->
+                    Error;
                 {error, {Reason, _}} ->
                     {error, {Reason, File}}
             end;

@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([owned/2, start/3, finish/3, fold_options/1, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
+-export([owned/2, start/3, finish/3, fold/4, fold_options/1, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
          register_running/1, stop_running/0, temp_archive/0]).
 
 -export_type([session/0]).
@@ -68,7 +68,7 @@ start(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts) ->
 %% archive (Split: one result per profiled call), deletes it unless it is
 %% to be kept.
 -spec finish(session(), boolean(), eflambe_options:opts()) ->
-          {ok, binary() | [map()], map()} | {error, term()}.
+          {ok, binary() | {file, file:filename()} | [map()], map()} | {error, term()}.
 finish(#{tracer := TracerState, archive := Archive} = Session, Split,
        #{output_format := Format} = Opts) ->
     Ref = erlang:trace_delivered(all),
@@ -78,14 +78,31 @@ finish(#{tracer := TracerState, archive := Archive} = Session, Split,
                      warn_if_partial(Stats),
                      %% Sampled stacks are real stacks already.
                      _ = maps:is_key(hz, Opts) orelse eflambe_call_sites:add(Archive, Modules),
-                     eflambe_tracer:fold(Archive, Format, Split, fold_options(Opts));
+                     fold(Archive, Format, Split, Opts);
                  {error, _} = Error ->
                      Error
              end,
     delete_temporary(Session),
     Result.
 
-%% What the folder takes from the options (replay's too).
+%% Folds the archive: one flamegraph streamed into its file when a file is
+%% what is wanted, else the flamegraphs as binaries (replay's too).
+-spec fold(file:filename(), atom(), boolean(), eflambe_options:opts()) ->
+          {ok, binary() | {file, file:filename()} | [map()], map()} | {error, term()}.
+fold(Archive, Format, false, Opts) ->
+    case eflambe_output:stream_target(Opts) of
+        {ok, File} ->
+            case eflambe_tracer:fold(Archive, Format, false, (fold_options(Opts))#{output => File}) of
+                {error, {output, _}} -> {error, {write_output, File, "cannot create or write the file"}};
+                Result -> Result
+            end;
+        none ->
+            eflambe_tracer:fold(Archive, Format, false, fold_options(Opts))
+    end;
+fold(Archive, Format, true, Opts) ->
+    eflambe_tracer:fold(Archive, Format, true, fold_options(Opts)).
+
+%% What the folder takes from the options.
 -spec fold_options(eflambe_options:opts()) -> #{max_depth := 1..1024, recursion := exact | collapse}.
 fold_options(#{max_depth := MaxDepth, recursion := Recursion}) ->
     #{max_depth => MaxDepth, recursion => Recursion}.

@@ -12,8 +12,8 @@
 -define(FORMATS, [{perf, ".perf.txt"}, {speedscope, ".speedscope.json"}, {svg, ".svg"}]).
 
 all() ->
-    [golden_replay, golden_cli, file_extensions, svg_is_self_contained, open_in_program,
-     real_consumers].
+    [golden_replay, golden_cli, file_extensions, streamed_files, streaming_never_clobbers,
+     svg_is_self_contained, open_in_program, real_consumers].
 
 data_dir() ->
     Src = proplists:get_value(source, ?MODULE:module_info(compile)),
@@ -166,6 +166,48 @@ deep_svg(Dir) ->
     ["{\"file\": ", json_string(Svg), ", \"search\": \"burn\", \"share\": ",
      io_lib:format("~.4f", [100 * Burn / All]), ", \"tolerance\": ",
      io_lib:format("~.4f", [0.02 + 100 * length(Lines) / All]), "}"].
+
+%% A flamegraph written to a file is streamed there by the folder: the
+%% file holds what {return, flamegraph} gives, in every format.
+streamed_files(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Archive = filename:join(Dir, "streamed.eftrace"),
+    {ok, _} = eflambe:apply({?W, two, [14]}, [{return, flamegraph}, {archive, Archive}]),
+    [begin
+         {ok, Bin} = eflambe:replay(Archive, [{output_format, F}, {return, flamegraph}]),
+         {ok, File} = eflambe:replay(Archive, [{output_format, F}, {output_directory, Dir}]),
+         ?assertEqual({ok, Bin}, file:read_file(File))
+     end || F <- [brendan_gregg, perf, speedscope, svg]].
+
+%% The folder creates its output file: never over one that exists, never
+%% through a link, and it leaves nothing when it cannot write.
+streaming_never_clobbers(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Archive = archive("apply.eftrace"),
+    Opts = #{max_depth => 1024, recursion => exact},
+    Existing = filename:join(Dir, "existing.folded"),
+    ok = file:write_file(Existing, <<"keep me">>),
+    ?assertEqual({error, {output, Existing}},
+                 eflambe_tracer:fold(Archive, brendan_gregg, false, Opts#{output => Existing})),
+    ?assertEqual({ok, <<"keep me">>}, file:read_file(Existing)),
+    Target = filename:join(Dir, "target"),
+    Link = filename:join(Dir, "link.folded"),
+    ok = file:make_symlink(Target, Link),
+    ?assertEqual({error, {output, Link}},
+                 eflambe_tracer:fold(Archive, brendan_gregg, false, Opts#{output => Link})),
+    ?assertEqual({error, enoent}, file:read_file(Target)),
+    Missing = filename:join([Dir, "no_such_dir", "x.folded"]),
+    ?assertEqual({error, {output, Missing}},
+                 eflambe_tracer:fold(Archive, brendan_gregg, false, Opts#{output => Missing})),
+    New = filename:join(Dir, "new.folded"),
+    ?assertMatch({ok, {file, New}, #{}},
+                 eflambe_tracer:fold(Archive, brendan_gregg, false, Opts#{output => New})),
+    ?assertEqual({ok, golden_folded()}, file:read_file(New)),
+    ?assertError(badarg, eflambe_tracer:fold(Archive, brendan_gregg, true, Opts#{output => New})).
+
+golden_folded() ->
+    {ok, Bin} = file:read_file(archive("apply.folded")),
+    Bin.
 
 json_string(S) ->
     [$", string:replace(unicode:characters_to_binary(S), "\"", "\\\"", all), $"].
