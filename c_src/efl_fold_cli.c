@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "efl_fold.h"
 #include "efl_writer.h"
@@ -144,17 +145,28 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    struct efl_buf out = {0};
-    s = writer->write(p, root, &out);
-    efl_profile_free(p);
-    if (s != EFL_OK) {
-        fprintf(stderr, "eflambe-fold: %s\n", efl_status_text(s));
-        efl_buf_free(&out);
+    /* The output goes out as it is written (a megabyte at a time). */
+    struct efl_buf out = {.sink = output ? fopen(output, "wb") : stdout};
+    if (out.sink == NULL) {
+        fprintf(stderr, "eflambe-fold: cannot write %s: %s\n", output, strerror(errno));
+        efl_profile_free(p);
         return 1;
     }
-    FILE *to = output ? fopen(output, "wb") : stdout;
-    int ok = to != NULL && fwrite(out.data, 1, out.len, to) == out.len;
-    if (output && to && fclose(to) != 0)
+    s = writer->write(p, root, &out);
+    efl_profile_free(p);
+    if (s == EFL_OK)
+        s = efl_buf_spill(&out, 1);
+    if (s != EFL_OK && s != EFL_ERR_IO) {
+        fprintf(stderr, "eflambe-fold: %s\n", efl_status_text(s));
+        efl_buf_free(&out);
+        if (output) {
+            fclose(out.sink);
+            unlink(output); /* no half-written file */
+        }
+        return 1;
+    }
+    int ok = s == EFL_OK && fflush(out.sink) == 0;
+    if (output && fclose(out.sink) != 0)
         ok = 0;
     efl_buf_free(&out);
     if (!ok) {
