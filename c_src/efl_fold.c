@@ -832,9 +832,10 @@ static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_
         }
         /* A return into a deeper call of the top function, whose frames
          * were not seen: it stays on top. */
-        f->p->repaired_returns++;
-        if (top->frame == frame)
+        if (top->frame == frame) {
+            f->p->repaired_returns++;
             return EFL_OK;
+        }
     }
     /* Returned below every frame: each call of unknown kind with a caller
      * under it was a tail call (a body call returns to its caller). */
