@@ -22,7 +22,7 @@ defmodule Eflambe.MixProject do
   end
 
   def application do
-    [extra_applications: [:kernel, :stdlib]]
+    [extra_applications: [:kernel, :stdlib, :crypto]]
   end
 end
 

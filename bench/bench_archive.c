@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "efl_archive.h"
@@ -127,6 +128,7 @@ static int writers(const char *path)
 {
     struct efl_namer namer = {NULL, digit_atom, name_pid};
     struct efl_archive_writer *w;
+    unlink(path);
     if (efl_archive_writer_open(&w, path, "mode=bench\ntarget=bench_tree:run/0\n", &namer) != EFL_OK)
         return 1;
     uint64_t ts = 1000;
@@ -197,6 +199,7 @@ int main(int argc, char **argv)
     static struct efl_event batch[BATCH];
     struct efl_namer namer = {NULL, name_atom, name_pid};
     struct efl_archive_writer *w;
+    unlink(path);
     if (efl_archive_writer_open(&w, path, "mode=bench\n", &namer) != EFL_OK)
         return 1;
 

@@ -198,7 +198,12 @@ efl_status efl_archive_writer_open(struct efl_archive_writer **wp, const char *p
     struct efl_archive_writer *w = calloc(1, sizeof *w);
     EFL_RETURN_ERROR_IF(w == NULL, EFL_ERR_NOMEM);
     w->namer = *namer;
-    w->file = fopen(path, "wb");
+    /* A new file only, never through a link, readable by its owner alone:
+     * an archive holds what the traced code did. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    w->file = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd >= 0 && w->file == NULL)
+        close(fd);
     w->cctx = ZSTD_createCCtx();
     efl_status s = EFL_OK;
     if (w->file == NULL)

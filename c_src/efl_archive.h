@@ -36,7 +36,8 @@ struct efl_namer {
 
 struct efl_archive_writer;
 
-/* meta: "key=value\n" lines stored in the header. */
+/* Creates the archive: a new file (O_EXCL, never through a link), mode
+ * 0600. meta: "key=value\n" lines stored in the header. */
 efl_status efl_archive_writer_open(struct efl_archive_writer **w, const char *path,
                                    const char *meta, const struct efl_namer *namer);
 /* Appends events drained from one ring (oldest first). */

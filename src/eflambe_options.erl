@@ -245,10 +245,14 @@ check_archive_path(Path) ->
             {error, {bad_archive, Path}};
         true ->
             Name = unicode:characters_to_list(Path),
-            case filelib:is_dir(Name) of
-                true ->
+            %% A regular file is replaced; anything else (a link, a FIFO, a
+            %% directory) is refused: the archive is never written through it.
+            case file:read_link_info(Name) of
+                {ok, #file_info{type = directory}} ->
                     {error, {archive, Name, "is a directory"}};
-                false ->
+                {ok, #file_info{type = Type}} when Type =/= regular ->
+                    {error, {archive, Name, "not a regular file"}};
+                _ ->
                     case check_directory(filename:dirname(filename:absname(Name))) of
                         {ok, _} -> {ok, Name};
                         {error, {output_directory, Dir, Why}} -> {error, {archive, Dir, Why}}

@@ -37,31 +37,49 @@ owned(Fun, FailTag) ->
 %% Starts the NIF session. Params are start_session's own (root_pid,
 %% root_frame, budget, every, notify); the rest comes from Opts.
 -spec start(atom(), map(), eflambe_options:opts()) -> {ok, session()} | {error, term()}.
-start(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts) ->
+start(Mode, Params, #{archive := Kept} = Opts) ->
     %% A tracer module that is not loaded makes trace actions fail silently.
     case code:ensure_loaded(eflambe_tracer) of
+        {module, eflambe_tracer} when Kept =:= undefined ->
+            start_temporary(Mode, Params, Opts, 3);
         {module, eflambe_tracer} ->
-            Archive = case Kept of
-                          undefined -> temp_archive();
-                          _ -> Kept
-                      end,
-            Args = Params#{archive => Archive,
-                           ring_events => BufferBytes div ?EVENT_BYTES,
-                           threads => thread_count(),
-                           max_events => maps:get(max_events, Opts),
-                           max_bytes => maps:get(max_bytes, Opts),
-                           meta => metadata(Mode, Params, Opts)},
-            case eflambe_tracer:start_session(Args) of
-                {ok, TracerState, MetaState} ->
-                    {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
-                           keep => Kept =/= undefined}};
-                {error, already_running} = Error ->
-                    Error;
-                {error, {Reason, _}} ->
-                    {error, {cannot_start, Reason, Archive}}
-            end;
+            %% The archive is created anew (O_EXCL): a regular file there,
+            %% which the user asked to replace, goes first.
+            _ = file:delete(Kept),
+            start_session(Mode, Params, Opts, Kept);
         {error, Reason} ->
             {error, {cannot_load_tracer_nif, Reason}}
+    end.
+
+%% A temporary archive gets a name no one can know in advance; should one
+%% be taken all the same (the archive is created with O_EXCL), another.
+-spec start_temporary(atom(), map(), eflambe_options:opts(), non_neg_integer()) ->
+          {ok, session()} | {error, term()}.
+start_temporary(Mode, Params, Opts, Tries) ->
+    case start_session(Mode, Params, Opts, temp_archive()) of
+        {error, {cannot_start, io_error, _}} when Tries > 1 ->
+            start_temporary(Mode, Params, Opts, Tries - 1);
+        Result ->
+            Result
+    end.
+
+-spec start_session(atom(), map(), eflambe_options:opts(), file:filename()) ->
+          {ok, session()} | {error, term()}.
+start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts, Archive) ->
+    Args = Params#{archive => Archive,
+                   ring_events => BufferBytes div ?EVENT_BYTES,
+                   threads => thread_count(),
+                   max_events => maps:get(max_events, Opts),
+                   max_bytes => maps:get(max_bytes, Opts),
+                   meta => metadata(Mode, Params, Opts)},
+    case eflambe_tracer:start_session(Args) of
+        {ok, TracerState, MetaState} ->
+            {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
+                   keep => Kept =/= undefined}};
+        {error, already_running} = Error ->
+            Error;
+        {error, {Reason, _}} ->
+            {error, {cannot_start, Reason, Archive}}
     end.
 
 %% Stops the session once every trace event is delivered, folds the
@@ -201,6 +219,8 @@ thread_count() ->
     erlang:system_info(schedulers) + erlang:system_info(dirty_cpu_schedulers)
         + erlang:system_info(dirty_io_schedulers) + ?SPARE_THREADS.
 
+%% eflambe-<os pid>-<64 random bits>.eftrace in TMPDIR: created with
+%% O_EXCL|O_NOFOLLOW, mode 0600, so a name someone planted is never used.
 -spec temp_archive() -> file:filename().
 temp_archive() ->
     Dir = case os:getenv("TMPDIR") of
@@ -208,8 +228,9 @@ temp_archive() ->
               "" -> "/tmp";
               D -> D
           end,
-    filename:join(Dir, lists:flatten(io_lib:format("eflambe-~s-~b.eftrace",
-                                                   [os:getpid(), erlang:unique_integer([positive])]))).
+    <<Random:64>> = crypto:strong_rand_bytes(8),
+    filename:join(Dir, lists:flatten(io_lib:format("eflambe-~s-~16.16.0b.eftrace",
+                                                   [os:getpid(), Random]))).
 
 %% "key=value" lines kept in the archive header.
 -spec metadata(atom(), map(), eflambe_options:opts()) -> iodata().

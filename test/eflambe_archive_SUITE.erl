@@ -4,6 +4,7 @@
 
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include_lib("kernel/include/file.hrl").
 
 -compile([export_all, nowarn_export_all]).
 
@@ -11,7 +12,7 @@
 
 all() ->
     [corpus_replay, corpus_cli, apply_round_trip, capture_round_trip, replay_errors,
-     cli_usage, archive_option_errors].
+     cli_usage, archive_option_errors, archive_files_are_safe].
 
 %% ---- helpers ------------------------------------------------------------
 
@@ -142,3 +143,36 @@ archive_option_errors(_Config) ->
     ?assertMatch({error, {archive, "/tmp", "is a directory"}},
                  eflambe:apply({?W, fib, [5]}, [{archive, "/tmp"}])),
     ?assertMatch({error, {bad_archive, 42}}, eflambe:capture({?W, fib, 1}, 1, [{archive, 42}])).
+
+%% An archive is a new file, mode 0600, never written through a link or
+%% into a FIFO; a regular file at the path asked for is replaced; the
+%% temporary archive is gone after the run and its name is unguessable.
+archive_files_are_safe(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Kept = filename:join(Dir, "kept.eftrace"),
+    ok = file:write_file(Kept, <<"old contents">>),
+    {ok, _} = eflambe:apply({?W, fib, [10]}, [{archive, Kept}, {return, flamegraph}]),
+    {ok, #file_info{mode = Mode, type = regular}} = file:read_link_info(Kept),
+    ?assertEqual(8#600, Mode band 8#777),
+    ?assertMatch({ok, <<_, _/binary>>}, eflambe:replay(Kept, [{return, flamegraph}])),
+    Target = filename:join(Dir, "target"),
+    ok = file:write_file(Target, <<"keep me">>),
+    Link = filename:join(Dir, "link.eftrace"),
+    ok = file:make_symlink(Target, Link),
+    ?assertEqual({error, {archive, Link, "not a regular file"}},
+                 eflambe:apply({?W, fib, [10]}, [{archive, Link}])),
+    ?assertEqual({ok, <<"keep me">>}, file:read_file(Target)),
+    Fifo = filename:join(Dir, "fifo.eftrace"),
+    "" = os:cmd("mkfifo " ++ Fifo),
+    ?assertEqual({error, {archive, Fifo, "not a regular file"}},
+                 eflambe:apply({?W, fib, [10]}, [{archive, Fifo}])),
+    Before = temp_archives(),
+    {ok, _} = eflambe:apply({?W, fib, [10]}, [{return, flamegraph}]),
+    ?assertEqual(Before, temp_archives()),
+    A = eflambe_session:temp_archive(),
+    ?assertNotEqual(A, eflambe_session:temp_archive()),
+    ?assertMatch({match, _}, re:run(filename:basename(A), "^eflambe-[0-9]+-[0-9a-f]{16}\\.eftrace$")).
+
+temp_archives() ->
+    Dir = case os:getenv("TMPDIR") of false -> "/tmp"; "" -> "/tmp"; D -> D end,
+    lists:sort(filelib:wildcard(filename:join(Dir, "eflambe-" ++ os:getpid() ++ "-*.eftrace"))).

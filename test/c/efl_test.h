@@ -122,6 +122,7 @@ static inline efl_status efl_test_write_script(const char *path, const struct ef
                                                size_t n, unsigned rings_override)
 {
     struct efl_archive_writer *w;
+    unlink(path); /* the writer creates a new file only */
     EFL_FORWARD_IF_ERROR(efl_archive_writer_open(&w, path, "mode=test\n", &efl_test_namer));
     for (size_t i = 0; i < n; i++) {
         struct efl_event e = efl_test_event(&s[i]);

@@ -103,6 +103,7 @@ static struct efl_buf framed_archive(size_t *frame_ends, size_t *nframes)
 {
     const char *path = efl_test_tmpfile("frames");
     struct efl_archive_writer *w;
+    unlink(path);
     CHECK_STATUS(efl_archive_writer_open(&w, path, "mode=test\n", &efl_test_namer), EFL_OK);
     *nframes = 0;
     for (unsigned i = 0; i < 6; i++) {
