@@ -155,7 +155,7 @@ archive_files_are_safe(Config) ->
     {ok, #file_info{mode = Mode, type = regular}} = file:read_link_info(Kept),
     ?assertEqual(8#600, Mode band 8#777),
     ?assertMatch({ok, <<_, _/binary>>}, eflambe:replay(Kept, [{return, flamegraph}])),
-    Target = filename:join(Dir, "target"),
+    Target = filename:join(Dir, "archive-link-target"),
     ok = file:write_file(Target, <<"keep me">>),
     Link = filename:join(Dir, "link.eftrace"),
     ok = file:make_symlink(Target, Link),

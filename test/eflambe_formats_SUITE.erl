@@ -190,7 +190,7 @@ streaming_never_clobbers(Config) ->
     ?assertEqual({error, {output, Existing}},
                  eflambe_tracer:fold(Archive, brendan_gregg, false, Opts#{output => Existing})),
     ?assertEqual({ok, <<"keep me">>}, file:read_file(Existing)),
-    Target = filename:join(Dir, "target"),
+    Target = filename:join(Dir, "output-link-target"),
     Link = filename:join(Dir, "link.folded"),
     ok = file:make_symlink(Target, Link),
     ?assertEqual({error, {output, Link}},
