@@ -172,13 +172,7 @@ static efl_status note_module(struct efl_archive_writer *w, uint32_t id, uint32_
         w->is_module = m;
         w->is_module_cap = cap;
     }
-    if (w->nmodules == w->modules_cap) {
-        size_t cap = w->modules_cap ? w->modules_cap * 2 : 64;
-        uint32_t *m = realloc(w->modules, cap * sizeof *m);
-        EFL_RETURN_ERROR_IF(m == NULL, EFL_ERR_NOMEM);
-        w->modules = m;
-        w->modules_cap = cap;
-    }
+    EFL_GROW(w->modules, w->nmodules, w->modules_cap);
     w->is_module[id] = 1;
     w->modules[w->nmodules++] = raw;
     return EFL_OK;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "efl_beam.h"
+#include "efl_buf.h"
 
 /* Operand counts of the generic instructions, by opcode (1-based): OTP 25's
  * beam_opcodes:opname/1 (opcodes 1-180), then OTP 26's update_record (5)
@@ -213,13 +214,7 @@ static efl_status read_imports(struct cursor c, struct module *m)
 static efl_status add_site(struct module *m, uint32_t target, unsigned how, unsigned kind)
 {
     EFL_RETURN_ERROR_IF(m->nfunctions == 0, EFL_ERR_ARG);
-    if (m->nsites == m->sites_cap) {
-        size_t cap = m->sites_cap ? m->sites_cap * 2 : 256;
-        struct site *s = realloc(m->sites, cap * sizeof *s);
-        EFL_RETURN_ERROR_IF(s == NULL, EFL_ERR_NOMEM);
-        m->sites = s;
-        m->sites_cap = cap;
-    }
+    EFL_GROW(m->sites, m->nsites, m->sites_cap);
     m->sites[m->nsites++] = (struct site){m->nfunctions - 1, target, (uint8_t)how, (uint8_t)kind};
     return EFL_OK;
 }
@@ -273,13 +268,7 @@ static efl_status walk_code(struct cursor c, struct module *m)
             EFL_RETURN_ERROR_IF(tag[1] != TAG_A || val[1] == 0 || val[1] > m->atoms.count ||
                                     val[2] > 255,
                                 EFL_ERR_ARG);
-            if (m->nfunctions == m->functions_cap) {
-                uint32_t cap = m->functions_cap ? m->functions_cap * 2 : 64;
-                struct function *f = realloc(m->functions, cap * sizeof *f);
-                EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
-                m->functions = f;
-                m->functions_cap = cap;
-            }
+            EFL_GROW(m->functions, m->nfunctions, m->functions_cap);
             m->functions[m->nfunctions++] = (struct function){(uint32_t)val[1], (uint32_t)val[2]};
             entry_next = 1;
             break;

@@ -1,4 +1,5 @@
-/* Growable byte buffer, and the LEB128 varints the archive is made of. */
+/* Growable byte buffer, growable arrays, and the LEB128 varints the
+ * archive is made of. */
 #ifndef EFL_BUF_H
 #define EFL_BUF_H
 
@@ -28,6 +29,22 @@ efl_status efl_buf_append(struct efl_buf *b, const void *p, size_t n);
 efl_status efl_buf_puts(struct efl_buf *b, const char *s);
 efl_status efl_buf_printf(struct efl_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Makes room in a realloc'd array for element `count` (and those before
+ * it), doubling its capacity; returns EFL_ERR_NOMEM from the calling
+ * function when it cannot. New elements are not initialised. */
+#define EFL_GROW(arr, count, cap)                                               \
+    do {                                                                        \
+        if ((size_t)(count) >= (size_t)(cap)) {                                 \
+            size_t ncap_ = (cap) ? (size_t)(cap) * 2 : 64;                      \
+            while (ncap_ <= (size_t)(count))                                    \
+                ncap_ *= 2;                                                     \
+            void *np_ = realloc((arr), ncap_ * sizeof *(arr));                  \
+            EFL_RETURN_ERROR_IF(np_ == NULL, EFL_ERR_NOMEM);                    \
+            (arr) = np_;                                                        \
+            (cap) = ncap_;                                                      \
+        }                                                                       \
+    } while (0)
 
 /* Caller has reserved 10 bytes. */
 static inline void efl_buf_put_varint_unchecked(struct efl_buf *b, uint64_t v)

@@ -128,17 +128,6 @@ struct efl_folder {
  * stand as body calls. */
 #define CREDITS_MAX (1u << 22)
 
-#define GROW(arr, count, cap)                                                   \
-    do {                                                                        \
-        if ((count) >= (cap)) {                                                 \
-            size_t ncap_ = (cap) ? (cap) * 2 : 64;                              \
-            void *np_ = realloc((arr), ncap_ * sizeof *(arr));                  \
-            EFL_RETURN_ERROR_IF(np_ == NULL, EFL_ERR_NOMEM);                    \
-            (arr) = np_;                                                        \
-            (cap) = ncap_;                                                      \
-        }                                                                       \
-    } while (0)
-
 efl_status efl_folder_new(struct efl_folder **fp, const struct efl_fold_opts *opts)
 {
     struct efl_folder *f = calloc(1, sizeof *f);
@@ -210,7 +199,7 @@ static efl_status add_name(char ***arr, uint32_t *count, size_t *cap, uint32_t i
 {
     /* The reader guarantees dense ids; slot 0 stays unused. */
     EFL_RETURN_ERROR_IF(id != *count + 1, EFL_ERR_CORRUPT);
-    GROW(*arr, (size_t)id, *cap);
+    EFL_GROW(*arr, (size_t)id, *cap);
     char *copy = malloc(len + 1);
     EFL_RETURN_ERROR_IF(copy == NULL, EFL_ERR_NOMEM);
     memcpy(copy, s, len);
@@ -226,15 +215,7 @@ static efl_status on_symbol(void *ctx, uint32_t id, const char *s, size_t len)
     EFL_FORWARD_IF_ERROR(add_name(&f->p->symbols, &f->p->nsymbols, &f->symbols_cap, id, s, len));
     if (f->sites == NULL)
         return EFL_OK;
-    if (id >= f->symbol_site_cap) {
-        uint32_t cap = f->symbol_site_cap ? f->symbol_site_cap * 2 : 1024;
-        while (cap <= id)
-            cap *= 2;
-        uint32_t *ss = realloc(f->symbol_site, cap * sizeof *ss);
-        EFL_RETURN_ERROR_IF(ss == NULL, EFL_ERR_NOMEM);
-        f->symbol_site = ss;
-        f->symbol_site_cap = cap;
-    }
+    EFL_GROW(f->symbol_site, id, f->symbol_site_cap);
     f->symbol_site[id] = efl_sites_name(f->sites, s, len);
     return EFL_OK;
 }
@@ -277,7 +258,7 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
         f->nrings = ring + 1;
     }
     struct ring_events *re = &f->rings[ring];
-    GROW(re->ev, re->n, re->cap);
+    EFL_GROW(re->ev, re->n, re->cap);
     struct held_event *e = &re->ev[re->n];
     e->ts = r->ts;
     e->pid_kind = r->pid << 4 | r->kind;
@@ -378,13 +359,7 @@ static efl_status note_frame_site(struct efl_folder *f, uint32_t frame)
         f->undefined_function = frame + 1;
     if (f->sites == NULL)
         return EFL_OK;
-    if (frame >= f->frame_site_cap) {
-        uint32_t cap = f->frame_site_cap ? f->frame_site_cap * 2 : 1024;
-        uint32_t *fs = realloc(f->frame_site, cap * sizeof *fs);
-        EFL_RETURN_ERROR_IF(fs == NULL, EFL_ERR_NOMEM);
-        f->frame_site = fs;
-        f->frame_site_cap = cap;
-    }
+    EFL_GROW(f->frame_site, frame, f->frame_site_cap);
     f->frame_site[frame] = efl_sites_function(f->sites, f->symbol_site[fr->a],
                                               f->symbol_site[fr->b], fr->arity);
     return EFL_OK;
@@ -402,7 +377,7 @@ static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr,
     *id = efl_map_get(&f->frame_ids, key);
     if (*id == EFL_MAP_NONE) {
         struct efl_profile *p = f->p;
-        GROW(p->frames, p->nframes, f->frames_cap);
+        EFL_GROW(p->frames, p->nframes, f->frames_cap);
         *id = p->nframes++;
         p->frames[*id] = *fr;
         EFL_FORWARD_IF_ERROR(efl_map_put(&f->frame_ids, key, *id));
@@ -490,7 +465,7 @@ static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint6
     if (node == ps->shown || ps->proc_node == 0)
         return EFL_OK;
     struct efl_profile *p = f->p;
-    GROW(p->timeline, p->ntimeline, f->timeline_cap);
+    EFL_GROW(p->timeline, p->ntimeline, f->timeline_cap);
     p->timeline[p->ntimeline++] = (struct efl_change){ts, ps->proc_node, node};
     ps->shown = node;
     return EFL_OK;
@@ -548,7 +523,7 @@ static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint3
         settle_all(f, ps);
         return EFL_OK;
     }
-    GROW(ps->log, ps->nlog, ps->log_cap);
+    EFL_GROW(ps->log, ps->nlog, ps->log_cap);
     ps->log[ps->nlog++] = (struct credit){node, ns};
     f->credits++;
     return EFL_OK;
@@ -556,7 +531,7 @@ static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint3
 
 static efl_status speculate(struct efl_folder *f, struct proc_state *ps)
 {
-    GROW(ps->spec, ps->nspec, ps->spec_cap);
+    EFL_GROW(ps->spec, ps->nspec, ps->spec_cap);
     ps->spec[ps->nspec++] = (struct speculation){ps->depth - 1, ps->stack[ps->depth - 2].node,
                                                  ps->stack[ps->depth - 2].frame,
                                                  ps->stack[ps->depth - 1].frame, ps->nlog,
@@ -682,11 +657,7 @@ static efl_status settle_popped(struct efl_folder *f, struct proc_state *ps, uin
 /* Empties the stack down to a base node (the process, or a [dropped] node). */
 static efl_status reset_stack(struct efl_folder *f, struct proc_state *ps, uint32_t base)
 {
-    if (ps->cap == 0) {
-        ps->stack = malloc(16 * sizeof *ps->stack);
-        EFL_RETURN_ERROR_IF(ps->stack == NULL, EFL_ERR_NOMEM);
-        ps->cap = 16;
-    }
+    EFL_GROW(ps->stack, 1, ps->cap); /* room for a [dropped] base too */
     settle_all(f, ps);
     f->stack_entries -= ps->depth;
     ps->depth = 1;
@@ -704,12 +675,7 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
         f->p->cut_frames++;
         return EFL_OK;
     }
-    if (ps->depth == ps->cap) {
-        struct stack_entry *st = realloc(ps->stack, 2 * (size_t)ps->cap * sizeof *st);
-        EFL_RETURN_ERROR_IF(st == NULL, EFL_ERR_NOMEM);
-        ps->stack = st;
-        ps->cap *= 2;
-    }
+    EFL_GROW(ps->stack, ps->depth, ps->cap);
     uint32_t node = ps->node;
     const struct efl_node *nodes = f->p->nodes;
     if (nodes[node].depth - nodes[ps->proc_node].depth >= f->max_depth)
@@ -857,7 +823,7 @@ static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
                               const struct held_event *e)
 {
     struct efl_profile *p = f->p;
-    GROW(p->windows, p->nwindows, f->windows_cap);
+    EFL_GROW(p->windows, p->nwindows, f->windows_cap);
     uint32_t w = p->nwindows++;
     struct efl_window *win = &p->windows[w];
     *win = (struct efl_window){.pid = HELD_PID(e), .start_ns = e->ts, .end_ns = e->ts};

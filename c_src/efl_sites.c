@@ -99,13 +99,7 @@ static efl_status intern_name(struct efl_sites *t, struct efl_name n, uint32_t *
     }
     uint32_t *slot = name_slot(t, n.s, n.len);
     if (*slot == 0) {
-        if (t->nnames + 1 >= t->names_cap) {
-            uint32_t cap = t->names_cap ? t->names_cap * 2 : 1024;
-            char **names = realloc(t->names, cap * sizeof *names);
-            EFL_RETURN_ERROR_IF(names == NULL, EFL_ERR_NOMEM);
-            t->names = names;
-            t->names_cap = cap;
-        }
+        EFL_GROW(t->names, t->nnames + 1, t->names_cap);
         char *copy = malloc(n.len + 1);
         EFL_RETURN_ERROR_IF(copy == NULL, EFL_ERR_NOMEM);
         memcpy(copy, n.s, n.len);
@@ -141,13 +135,7 @@ static efl_status intern_function(struct efl_sites *t, struct efl_name mod, stru
     if (*id != 0)
         return EFL_OK;
     EFL_RETURN_ERROR_IF(t->nfns >= FUNCTIONS_MAX, EFL_ERR_LIMIT);
-    if (t->nfns + 1 >= t->fns_cap) {
-        uint32_t cap = t->fns_cap ? t->fns_cap * 2 : 1024;
-        struct function *fns = realloc(t->fns, cap * sizeof *fns);
-        EFL_RETURN_ERROR_IF(fns == NULL, EFL_ERR_NOMEM);
-        t->fns = fns;
-        t->fns_cap = cap;
-    }
+    EFL_GROW(t->fns, t->nfns + 1, t->fns_cap);
     *id = ++t->nfns;
     t->fns[*id] = (struct function){.mod = m, .fun = f, .arity = (uint8_t)arity};
     return efl_map_put(&t->fn_ids, fn_key(m, f, arity), *id);
