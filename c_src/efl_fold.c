@@ -93,14 +93,13 @@ struct efl_folder {
     struct efl_map frame_ids;   /* frame key -> frame index */
     struct efl_map node_ids;    /* (parent << 32 | frame) -> node index */
     /* In front of the maps: each node's last child (a loop calls the same
-     * function again and again), and a direct-mapped cache of frames. */
+     * function again and again)... */
     struct last_child { uint32_t frame, node; } *last_child;
-    struct frame_cached { uint64_t key; uint32_t frame; } frame_cache[FRAME_CACHE];
-    /* The same in front of the node map ((parent, frame) -> node) and of
-     * the site table ((caller frame, callee frame) -> kind). Keys are
-     * stored plus one: 0 marks an empty entry. */
-    struct pair_cached { uint64_t key; uint32_t val; } child_cache[FRAME_CACHE],
-        kind_cache[FRAME_CACHE];
+    /* ...and direct-mapped caches of frames, of nodes ((parent, frame) ->
+     * node) and of the site table's word ((caller frame, callee frame) ->
+     * kind). Keys are stored plus one: 0 marks an empty entry. */
+    struct pair_cached { uint64_t key; uint32_t val; } frame_cache[FRAME_CACHE],
+        child_cache[FRAME_CACHE], kind_cache[FRAME_CACHE];
     struct proc_state *procs;
     /* Telling body calls from tail calls: the archive's site table, each
      * symbol's name id in it, and each frame's function id in it. */
@@ -365,13 +364,17 @@ static efl_status note_frame_site(struct efl_folder *f, uint32_t frame)
     return EFL_OK;
 }
 
+static struct pair_cached *pair_slot(struct pair_cached *cache, uint64_t key)
+{
+    return &cache[((key + 1) * 0x9E3779B97F4A7C15ull) >> (64 - FRAME_CACHE_BITS)];
+}
+
 static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id)
 {
     uint64_t key = frame_key(fr);
-    struct frame_cached *c = &f->frame_cache[(key * 0x9E3779B97F4A7C15ull) >> (64 - FRAME_CACHE_BITS)];
-    /* Key 0 is the MFA of symbol 0, which no frame has: an empty entry. */
-    if (c->key == key && key != 0) {
-        *id = c->frame;
+    struct pair_cached *c = pair_slot(f->frame_cache, key);
+    if (c->key == key + 1) {
+        *id = c->val;
         return EFL_OK;
     }
     *id = efl_map_get(&f->frame_ids, key);
@@ -384,13 +387,8 @@ static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr,
         if (fr->kind == EFL_FRAME_MFA)
             EFL_FORWARD_IF_ERROR(note_frame_site(f, *id));
     }
-    *c = (struct frame_cached){key, *id};
+    *c = (struct pair_cached){key + 1, *id};
     return EFL_OK;
-}
-
-static struct pair_cached *pair_slot(struct pair_cached *cache, uint64_t key)
-{
-    return &cache[((key + 1) * 0x9E3779B97F4A7C15ull) >> (64 - FRAME_CACHE_BITS)];
 }
 
 static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, uint32_t *id)
