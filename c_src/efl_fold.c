@@ -66,7 +66,8 @@ struct proc_state {
     uint32_t resync;     /* after lost events: the [dropped] node its stack hangs on */
     struct stack_entry *stack; /* [0]: the base (process or [dropped] node) */
     uint32_t depth, cap; /* entries in use, allocated */
-    uint64_t overflow;   /* frames past STACK_MAX, only counted */
+    uint64_t overflow;   /* frames past EFL_FOLD_STACK_MAX, only counted... */
+    uint32_t overflow_frame; /* ...and the frame on top of them */
     /* Calls of unknown kind, drawn as body calls until their return says
      * (innermost last), and the time credited since the first began. */
     struct speculation *spec;
@@ -116,11 +117,10 @@ struct efl_folder {
     struct efl_map outcomes;
 };
 
-/* A real stack deeper than this (per process), or all stacks together
+/* A real stack deeper than EFL_FOLD_STACK_MAX, or all stacks together
  * holding more entries (16 bytes each), is only counted past it: memory
  * stays bounded whatever an archive says. Real Erlang stacks rarely pass
  * 100,000 frames. */
-#define STACK_MAX (1u << 20)
 #define STACK_ENTRIES_MAX (1u << 22)
 /* Credits held for calls of unknown kind (16 bytes each), all processes
  * together: past this, the open guesses of the process being credited
@@ -668,8 +668,9 @@ static efl_status reset_stack(struct efl_folder *f, struct proc_state *ps, uint3
 
 static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t frame, int guessed)
 {
-    if (ps->depth >= STACK_MAX || f->stack_entries >= STACK_ENTRIES_MAX) {
+    if (ps->depth >= EFL_FOLD_STACK_MAX || f->stack_entries >= STACK_ENTRIES_MAX) {
         ps->overflow++;
+        ps->overflow_frame = frame;
         f->p->cut_frames++;
         return EFL_OK;
     }
@@ -721,11 +722,25 @@ static unsigned call_kind(struct efl_folder *f, const struct stack_entry *caller
     return kind;
 }
 
+/* Past EFL_FOLD_STACK_MAX the stack is only counted: a tail call
+ * replaces the frame on top, any other call adds one. */
+static void on_call_past_max(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+{
+    const struct stack_entry caller = {0, ps->overflow_frame, 0, 0};
+    if (f->sampled || call_kind(f, &caller, frame) != EFL_CALL_TAIL) {
+        ps->overflow++;
+        f->p->cut_frames++;
+    }
+    ps->overflow_frame = frame;
+}
+
 static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
     f->p->calls++;
-    if (ps->overflow > 0)
-        return EFL_OK; /* past STACK_MAX a tail call changes nothing seen */
+    if (ps->overflow > 0) {
+        on_call_past_max(f, ps, frame);
+        return EFL_OK;
+    }
     struct stack_entry *top = top_entry(ps);
     if (ps->depth == 1 || ps->depth == floor_index(ps) + 1)
         return push(f, ps, frame, 0);
@@ -770,6 +785,7 @@ static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_
     f->p->returns++;
     if (ps->overflow > 0) {
         ps->overflow--;
+        ps->overflow_frame = frame;
         return EFL_OK;
     }
     uint32_t floor = floor_index(ps);

@@ -13,6 +13,8 @@
 /* Deeper stacks are cut: their time goes to the frame at this depth (in
  * functions below the process). The default and the most allowed. */
 #define EFL_FOLD_MAX_DEPTH 1024
+/* Frames a process's real stack holds; deeper ones are only counted. */
+#define EFL_FOLD_STACK_MAX (1u << 20)
 
 enum efl_frame_kind {
     EFL_FRAME_MFA,      /* a = module symbol, b = function symbol */

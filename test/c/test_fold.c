@@ -509,6 +509,35 @@ static void unknown_kind_was_body(void)
                       "<0.1.0>;m:main/0;m:a/0;m:b/0;m:x/0 10\n");
 }
 
+/* Past the stack's cap, body calls are counted and tail calls are not:
+ * the returns unwind it exactly, and main gets its time back. */
+static void stack_past_max(void)
+{
+    enum { K = EFL_FOLD_STACK_MAX + 10 }; /* a and b calling each other */
+    static struct efl_script s[2 * K + 4];
+    size_t n = 0;
+    unsigned us = 0;
+    s[n++] = (struct efl_script){0, us++, 1, C, "m:main/0"};
+    for (unsigned i = 0; i < K; i++)
+        s[n++] = (struct efl_script){0, us++, 1, C, i % 2 ? "m:b/0" : "m:a/0"};
+    s[n++] = (struct efl_script){0, us++, 1, C, "m:t/0"}; /* the last b tail-calls t */
+    for (unsigned i = K - 1; i-- > 0;)
+        s[n++] = (struct efl_script){0, us++, 1, R, i % 2 ? "m:b/0" : "m:a/0"};
+    s[n++] = (struct efl_script){0, us, 1, R, "m:main/0"};
+    s[n++] = (struct efl_script){0, us + 1000, 1, R, NULL};
+    static const struct site t[] = {{"m:main/0", "m:a/0", BODY},
+                                    {"m:a/0", "m:b/0", BODY},
+                                    {"m:b/0", "m:a/0", BODY},
+                                    {"m:b/0", "m:t/0", TAIL}};
+    struct efl_profile *p;
+    char *got = fold_sites(s, n, 1, t, 4, &p);
+    CHECK(strncmp(got, "<0.1.0>;m:main/0 1001\n", 22) == 0);
+    CHECK(strstr(got, "\n<0.1.0>;m:a/0 ") == NULL && strstr(got, "\n<0.1.0>;m:b/0 ") == NULL);
+    CHECK(p->repaired_returns == 0);
+    efl_profile_free(p);
+    free(got);
+}
+
 /* The VM runs a BIF as a body call, even from a tail position. */
 static void bif_is_body(void)
 {
@@ -698,6 +727,7 @@ int main(void)
     RUN(tail_call_replaces);
     RUN(unknown_kind_was_tail);
     RUN(unknown_kind_was_body);
+    RUN(stack_past_max);
     RUN(bif_is_body);
     RUN(first_call_of_a_module);
     RUN(recursion_with_table);
