@@ -591,8 +591,8 @@ static efl_status retract(struct efl_folder *f, struct proc_state *ps, const str
     return st;
 }
 
-/* The stack shrank to `top` (an index): the guesses it popped are
- * settled, innermost first. */
+/* Counts how a call of this (caller, callee) pair turned out, for the
+ * calls of the pair a return cannot decide (see mostly_tail). */
 static efl_status learn(struct efl_folder *f, const struct speculation *s, int tail)
 {
     uint64_t key = (uint64_t)s->caller_frame << 32 | s->callee_frame;
@@ -687,8 +687,7 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
     return EFL_OK;
 }
 
-/* The top frame becomes `frame` (a tail call, or the frame a return lands
- * in when the stack below was not known). */
+/* The top frame becomes `frame`: a tail call. */
 static efl_status replace_top(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
     struct stack_entry *top = top_entry(ps);
