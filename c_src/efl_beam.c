@@ -233,6 +233,14 @@ static int returns_next(struct cursor c)
     return c.p < c.end && *c.p == OP_RETURN;
 }
 
+/* How the call instruction `op` calls, c being the code after it. */
+static unsigned call_kind(unsigned op, struct cursor c)
+{
+    int body_form = op == OP_CALL || op == OP_CALL_EXT || op == OP_CALL_FUN ||
+                    op == OP_CALL_FUN2 || op == OP_APPLY;
+    return body_form && !returns_next(c) ? EFL_CALL_BODY : EFL_CALL_TAIL;
+}
+
 static efl_status walk_code(struct cursor c, struct module *m)
 {
     EFL_RETURN_ERROR_IF(c.end - c.p < 20, EFL_ERR_ARG);
@@ -262,7 +270,6 @@ static efl_status walk_code(struct cursor c, struct module *m)
                 val[i] = v;
             }
         }
-        int tail_next = returns_next(c);
         switch (op) {
         case OP_FUNC_INFO:
             EFL_RETURN_ERROR_IF(tag[1] != TAG_A || val[1] == 0 || val[1] > m->atoms.count ||
@@ -282,25 +289,19 @@ static efl_status walk_code(struct cursor c, struct module *m)
         case OP_CALL_LAST:
         case OP_CALL_ONLY:
             EFL_RETURN_ERROR_IF(tag[1] != TAG_F || val[1] > labels, EFL_ERR_ARG);
-            EFL_FORWARD_IF_ERROR(add_site(m, (uint32_t)val[1], LOCAL,
-                                          op == OP_CALL && !tail_next ? EFL_CALL_BODY
-                                                                      : EFL_CALL_TAIL));
+            EFL_FORWARD_IF_ERROR(add_site(m, (uint32_t)val[1], LOCAL, call_kind(op, c)));
             break;
         case OP_CALL_EXT:
         case OP_CALL_EXT_LAST:
         case OP_CALL_EXT_ONLY:
             EFL_RETURN_ERROR_IF(val[1] >= m->nimports, EFL_ERR_ARG);
-            EFL_FORWARD_IF_ERROR(add_site(m, (uint32_t)val[1], EXTERNAL,
-                                          op == OP_CALL_EXT && !tail_next ? EFL_CALL_BODY
-                                                                          : EFL_CALL_TAIL));
+            EFL_FORWARD_IF_ERROR(add_site(m, (uint32_t)val[1], EXTERNAL, call_kind(op, c)));
             break;
         case OP_CALL_FUN:
         case OP_CALL_FUN2:
         case OP_APPLY:
-            EFL_FORWARD_IF_ERROR(add_site(m, 0, DYNAMIC, tail_next ? EFL_CALL_TAIL : EFL_CALL_BODY));
-            break;
         case OP_APPLY_LAST:
-            EFL_FORWARD_IF_ERROR(add_site(m, 0, DYNAMIC, EFL_CALL_TAIL));
+            EFL_FORWARD_IF_ERROR(add_site(m, 0, DYNAMIC, call_kind(op, c)));
             break;
         default:
             break;
