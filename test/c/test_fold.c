@@ -446,6 +446,10 @@ static void tail_call_replaces(void)
                       "<0.1.0>;m:main/0;m:c/0 10\n");
 }
 
+/* The sites of the two cases below: a calls b both ways. */
+static const struct site a_calls_b_both_ways[3] = {
+    {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", BOTH}, {"m:b/0", "m:x/0", BODY}};
+
 /* A call its caller makes both ways is drawn as a body call until its
  * return: landing below the caller moves its time from under the caller. */
 static void unknown_kind_was_tail(void)
@@ -459,20 +463,18 @@ static void unknown_kind_was_tail(void)
         {0, 50, 1, R, "m:main/0"},
         {0, 60, 1, R, NULL},
     };
-    static const struct site t[] = {
-        {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", BOTH}, {"m:b/0", "m:x/0", BODY}};
-    CHECK_SITES(s, t, "<0.1.0>;m:main/0 20\n"
-                      "<0.1.0>;m:main/0;m:a/0 10\n"
-                      "<0.1.0>;m:main/0;m:b/0 20\n"
-                      "<0.1.0>;m:main/0;m:b/0;m:x/0 10\n");
+    CHECK_SITES(s, a_calls_b_both_ways, "<0.1.0>;m:main/0 20\n"
+                                        "<0.1.0>;m:main/0;m:a/0 10\n"
+                                        "<0.1.0>;m:main/0;m:b/0 20\n"
+                                        "<0.1.0>;m:main/0;m:b/0;m:x/0 10\n");
     struct efl_profile *p;
-    free(fold_sites(s, sizeof s / sizeof s[0], 1, t, 3, &p));
+    free(fold_sites(s, sizeof s / sizeof s[0], 1, a_calls_b_both_ways, 3, &p));
     CHECK(p->guessed_calls == 1 && p->tail_resolved == 1 && p->repaired_returns == 0);
     efl_profile_free(p);
     /* The time-ordered view is rewritten too: no change of what is on top
      * names a stack with both a/0 and b/0 (speedscope's Time Order view). */
     struct efl_fold_opts timeline = {1, 0, 0};
-    free(fold_sites_opts(s, sizeof s / sizeof s[0], 1, t, 3, &timeline, &p));
+    free(fold_sites_opts(s, sizeof s / sizeof s[0], 1, a_calls_b_both_ways, 3, &timeline, &p));
     CHECK(p->ntimeline >= 5);
     for (size_t i = 0; i < p->ntimeline; i++) {
         int a = 0, b = 0;
@@ -501,12 +503,10 @@ static void unknown_kind_was_body(void)
         {0, 60, 1, R, "m:main/0"},
         {0, 70, 1, R, NULL},
     };
-    static const struct site t[] = {
-        {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", BOTH}, {"m:b/0", "m:x/0", BODY}};
-    CHECK_SITES(s, t, "<0.1.0>;m:main/0 20\n"
-                      "<0.1.0>;m:main/0;m:a/0 20\n"
-                      "<0.1.0>;m:main/0;m:a/0;m:b/0 20\n"
-                      "<0.1.0>;m:main/0;m:a/0;m:b/0;m:x/0 10\n");
+    CHECK_SITES(s, a_calls_b_both_ways, "<0.1.0>;m:main/0 20\n"
+                                        "<0.1.0>;m:main/0;m:a/0 20\n"
+                                        "<0.1.0>;m:main/0;m:a/0;m:b/0 20\n"
+                                        "<0.1.0>;m:main/0;m:a/0;m:b/0;m:x/0 10\n");
 }
 
 /* Past the stack's cap, body calls are counted and tail calls are not:
