@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -485,7 +486,10 @@ static efl_status read_header(struct reader *r, struct source *src)
     else {
         r->sum->major = payload[8] | payload[9] << 8;
         r->sum->minor = payload[10] | payload[11] << 8;
-        if (r->sum->major > EFL_ARCHIVE_MAJOR || r->sum->major == 0)
+        /* There never was a version 0. */
+        if (r->sum->major == 0)
+            s = EFL_ERR_CORRUPT;
+        else if (r->sum->major > EFL_ARCHIVE_MAJOR)
             s = EFL_ERR_VERSION;
     }
     const char *p = (const char *)payload + 12, *end = (const char *)payload + size;
@@ -830,10 +834,33 @@ static efl_status read_source(struct source *src, const struct efl_archive_visit
     return s;
 }
 
+/* Opens a regular file to read, or sets errno: a FIFO or a device would
+ * block or never end (O_NONBLOCK keeps the open itself from waiting for a
+ * FIFO's writer), a directory has no bytes. */
+static FILE *open_regular(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        if (e == 0 || fstat(fd, &st) == 0)
+            e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    FILE *f = fcntl(fd, F_SETFL, 0) == 0 ? fdopen(fd, "rb") : NULL;
+    if (f == NULL)
+        close(fd);
+    return f;
+}
+
 efl_status efl_archive_read_file(const char *path, const struct efl_archive_visitor *v,
                                  struct efl_archive_summary *summary)
 {
-    struct source src = {.file = fopen(path, "rb")};
+    struct source src = {.file = open_regular(path)};
     EFL_RETURN_ERROR_IF(src.file == NULL, EFL_ERR_IO);
     efl_status s = read_source(&src, v, summary);
     if (s == EFL_OK && ferror(src.file))
@@ -852,7 +879,7 @@ efl_status efl_archive_read_mem(const void *data, size_t len, const struct efl_a
 efl_status efl_archive_read_header(const char *path, const struct efl_archive_visitor *v,
                                    struct efl_archive_summary *summary)
 {
-    struct source src = {.file = fopen(path, "rb")};
+    struct source src = {.file = open_regular(path)};
     EFL_RETURN_ERROR_IF(src.file == NULL, EFL_ERR_IO);
     memset(summary, 0, sizeof *summary);
     struct reader r = {.v = v, .sum = summary};

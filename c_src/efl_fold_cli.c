@@ -2,6 +2,7 @@
  * running Erlang node, so an archive copied off a node can be read
  * anywhere. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: eflambe-fold ARCHIVE [--format FORMAT] [-o OUTPUT]\n"
+            "usage: eflambe-fold [OPTIONS] [--] ARCHIVE\n"
             "\n"
             "Folds an eflambe trace archive (written by eflambe:apply with its\n"
             "archive kept) into a flamegraph.\n"
@@ -74,8 +75,18 @@ int main(int argc, char **argv)
     long call = 0;
     unsigned max_depth = 0;
     int collapse = 0;
+    int options_end = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        if (options_end || strcmp(argv[i], "-") == 0 || argv[i][0] != '-') {
+            if (archive != NULL) {
+                fprintf(stderr, "eflambe-fold: one archive at a time (got %s and %s)\n", archive,
+                        argv[i]);
+                return 2;
+            }
+            archive = argv[i];
+        } else if (strcmp(argv[i], "--") == 0) {
+            options_end = 1;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
@@ -95,19 +106,16 @@ int main(int argc, char **argv)
             max_depth = (unsigned)d;
         } else if (strcmp(argv[i], "--call") == 0 && i + 1 < argc) {
             char *end;
+            errno = 0;
             call = strtol(argv[++i], &end, 10);
-            if (*end != 0 || call < 1) {
-                fprintf(stderr, "eflambe-fold: --call takes a positive number, not %s\n", argv[i]);
+            if (*end != 0 || errno != 0 || call < 1 || call > UINT32_MAX) {
+                fprintf(stderr, "eflambe-fold: --call takes a number from 1 to %lu, not %s\n",
+                        (unsigned long)UINT32_MAX, argv[i]);
                 return 2;
             }
-        } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+        } else {
             fprintf(stderr, "eflambe-fold: unknown or incomplete option %s\n\n", argv[i]);
             usage(stderr);
-            return 2;
-        } else if (archive == NULL) {
-            archive = argv[i];
-        } else {
-            fprintf(stderr, "eflambe-fold: one archive at a time (got %s and %s)\n", archive, argv[i]);
             return 2;
         }
     }

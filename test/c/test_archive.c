@@ -1,5 +1,8 @@
 /* The archive codec: round trip, frames, and damaged inputs (truncated at
  * every length, every byte flipped, foreign and empty files). */
+#include <errno.h>
+#include <sys/stat.h>
+
 #include "efl_test.h"
 
 struct collected {
@@ -220,7 +223,30 @@ static void foreign_inputs(void)
     struct efl_buf whole = framed_archive(ends, &nframes);
     whole.data[16] = EFL_ARCHIVE_MAJOR + 1;
     CHECK_STATUS(efl_archive_read_mem(whole.data, whole.len, &v, &sum), EFL_ERR_VERSION);
+    /* There never was a major version 0: damaged, not newer. */
+    whole.data[16] = 0;
+    CHECK_STATUS(efl_archive_read_mem(whole.data, whole.len, &v, &sum), EFL_ERR_CORRUPT);
     efl_buf_free(&whole);
+}
+
+/* Only regular files are read: a FIFO with no writer would block the
+ * reader for ever, a directory has nothing to read. */
+static void not_regular_files(void)
+{
+    struct efl_archive_summary sum;
+    struct efl_archive_visitor v = {0};
+    char dir[] = "/tmp/efl-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char fifo[sizeof dir + 8];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK_STATUS(efl_archive_read_file(fifo, &v, &sum), EFL_ERR_IO);
+    CHECK_STATUS(efl_archive_read_header(fifo, &v, &sum), EFL_ERR_IO);
+    errno = 0;
+    CHECK_STATUS(efl_archive_read_file(dir, &v, &sum), EFL_ERR_IO);
+    CHECK(errno == EISDIR);
+    unlink(fifo);
+    rmdir(dir);
 }
 
 int main(void)
@@ -230,5 +256,6 @@ int main(void)
     RUN(flipped_bytes);
     RUN(damaged_files);
     RUN(foreign_inputs);
+    RUN(not_regular_files);
     return efl_test_done();
 }
