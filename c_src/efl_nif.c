@@ -8,6 +8,7 @@
  * event afterwards: rings are therefore never freed while the library is
  * loaded, and every event carries its session id so that the next
  * session's flusher discards such leftovers. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,13 +52,11 @@ ATOMS(ATOM_DECL)
 
 static unsigned next_slot;             /* atomic: slots handed out so far */
 
-/* One ring per thread slot, all of one size. A set is replaced only when a
- * session asks for more threads or another size; the old one is retired,
- * not freed, until unload. */
+/* One ring per thread slot, all of one size (see ensure_rings). */
 struct ring_set {
     struct efl_ring *rings;
     size_t count;
-    size_t events;
+    size_t capacity;  /* events each ring's pages can hold */
     struct ring_set *retired_next;
 };
 
@@ -94,10 +93,17 @@ struct session {
     ErlNifEnv *msg_env;   /* for the flusher's limit message */
 };
 
-static ErlNifMutex *session_lock;      /* serialises start and stop */
-static ErlNifResourceType *output_type; /* a writer's output, lent to a binary */
-static struct session *session;
+/* session_lock guards the three below and is never held across file I/O
+ * or a thread join (halt_session takes it on a normal scheduler): a start
+ * or a stop claims the node under the lock (`changing`), does its I/O
+ * without it, and publishes under it. */
+static ErlNifMutex *session_lock;
+static struct session *session;        /* the recording session, or NULL */
+static int changing;                   /* a start or stop is under way */
 static unsigned last_id;
+static unsigned node_session;          /* atomic: id of the session starting, running or
+                                        * stopping, 0 when none (running_session) */
+static ErlNifResourceType *output_type; /* a writer's output, lent to a binary */
 
 /* The calling thread's ring, or NULL when the set has none for it. */
 static struct efl_ring *my_ring(void)
@@ -459,24 +465,32 @@ static void free_set(struct ring_set *set)
     free(set);
 }
 
-/* Reuses the current ring set when it fits, else replaces it. Called with
- * no session running. */
+/* Reuses the current ring set when it has room, each ring resized to
+ * `events`; else replaces it with one as large as both. A late callback of
+ * an earlier session may still hold a replaced set (nothing tells when it
+ * is done), so it is retired, its pages given back, not unmapped until
+ * unload; as sets only grow, at most one is retired per doubling. Called by
+ * the one starter, with no session running. */
 static efl_status ensure_rings(size_t count, size_t events)
 {
     struct ring_set *cur = ring_set;
-    if (cur != NULL && cur->count >= count && cur->events == events) {
-        /* Losses the last session never got to report are not this one's. */
+    if (cur != NULL && cur->count >= count && cur->capacity >= events) {
         for (size_t i = 0; i < cur->count; i++)
-            cur->rings[i].unreported = 0;
+            efl_ring_resize(&cur->rings[i], events);
         return EFL_OK;
     }
+    size_t capacity = cur != NULL && cur->capacity > events ? cur->capacity : events;
+    if (cur != NULL && cur->count > count)
+        count = cur->count;
     struct ring_set *set = calloc(1, sizeof *set);
     EFL_RETURN_ERROR_IF(set == NULL, EFL_ERR_NOMEM);
-    set->events = events;
+    set->capacity = capacity;
     set->rings = calloc(count, sizeof *set->rings);
-    for (; set->rings != NULL && set->count < count; set->count++)
-        if (!efl_ring_init(&set->rings[set->count], events))
+    for (; set->rings != NULL && set->count < count; set->count++) {
+        if (!efl_ring_init(&set->rings[set->count], capacity))
             break;
+        efl_ring_resize(&set->rings[set->count], events);
+    }
     if (set->rings == NULL || set->count < count) {
         free_set(set);
         return EFL_ERR_NOMEM;
@@ -586,12 +600,23 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
         free(a.meta);
         return enif_make_badarg(env);
     }
-    ERL_NIF_TERM result;
     enif_mutex_lock(session_lock);
-    if (session != NULL) {
-        result = enif_make_tuple2(env, atom_error, atom_already_running);
-        goto out;
+    int busy = session != NULL || changing;
+    unsigned id = last_id + 1 >= SESSION_ID_MAX ? 1 : last_id + 1;
+    if (!busy) {
+        changing = 1;
+        last_id = id;
+        __atomic_store_n(&node_session, id, __ATOMIC_RELEASE);
     }
+    enif_mutex_unlock(session_lock);
+    if (busy) {
+        free(a.archive);
+        free(a.meta);
+        return enif_make_tuple2(env, atom_error, atom_already_running);
+    }
+
+    /* The node is ours: the rings, the archive and the flusher are set up
+     * without the lock. */
     struct session *s = calloc(1, sizeof *s);
     efl_status st = s ? EFL_OK : EFL_ERR_NOMEM;
     if (st == EFL_OK && ((s->name_env = enif_alloc_env()) == NULL ||
@@ -599,76 +624,77 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
         st = EFL_ERR_NOMEM;
     if (st == EFL_OK)
         st = ensure_rings(a.threads, a.ring_events);
-    unsigned id = last_id + 1 >= SESSION_ID_MAX ? 1 : last_id + 1;
     struct efl_archive_writer *writer = NULL;
     struct efl_namer namer = {s, name_atom, name_pid};
     if (st == EFL_OK)
         st = efl_archive_writer_open(&writer, a.archive, a.meta, &namer);
-    struct efl_flush_limits limits = {a.max_events, a.max_bytes, (long)a.flusher_idle_ms * 1000000L,
-                                      on_limit, s};
-    if (s)
+    if (st == EFL_OK) {
         s->id = id;
-    /* The flusher takes its copy of the clock: a fresh base first. */
-    efl_clock_rebase(&clock_);
-    /* The callbacks may see these as soon as the flusher runs. */
-    notify = a.have_notify;
-    notify_pid = a.notify;
-    if (st == EFL_OK &&
-        (st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, &clock_,
-                                &limits, writer)) != EFL_OK)
-        efl_archive_writer_abort(writer);
+        /* The flusher takes its copy of the clock: a fresh base first. The
+         * callbacks may read notify as soon as the flusher runs. */
+        efl_clock_rebase(&clock_);
+        notify = a.have_notify;
+        notify_pid = a.notify;
+        struct efl_flush_limits limits = {a.max_events, a.max_bytes,
+                                          (long)a.flusher_idle_ms * 1000000L, on_limit, s};
+        st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, &clock_, &limits,
+                               writer);
+        if (st != EFL_OK)
+            efl_archive_writer_abort(writer);
+    }
+    ERL_NIF_TERM result;
+    enif_mutex_lock(session_lock);
     if (st != EFL_OK) {
         if (s && s->name_env)
             enif_free_env(s->name_env);
         if (s && s->msg_env)
             enif_free_env(s->msg_env);
         free(s);
+        __atomic_store_n(&node_session, 0, __ATOMIC_RELEASE);
         result = error_tuple(env, st, enif_make_string(env, a.archive, ERL_NIF_LATIN1));
-        goto out;
+    } else {
+        session = s;
+        root_pid = a.root_pid;
+        root_frame = a.root_frame;
+        root_started = 0;
+        capturing = a.capture;
+        if (capturing)
+            efl_capture_start(&capture, id, a.budget, a.every);
+        __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
+        /* Publishes all of the above to the callbacks. */
+        __atomic_store_n(&active, id, __ATOMIC_SEQ_CST);
+        result = enif_make_tuple3(env, atom_ok, enif_make_int(env, (int)(id << 1)),
+                                  enif_make_int(env, (int)(id << 1 | 1)));
     }
-    last_id = id;
-    session = s;
-    root_pid = a.root_pid;
-    root_frame = a.root_frame;
-    root_started = 0;
-    capturing = a.capture;
-    if (capturing)
-        efl_capture_start(&capture, id, a.budget, a.every);
-    __atomic_store_n(&lost_no_ring, 0, __ATOMIC_RELAXED);
-    /* Publishes all of the above to the callbacks. */
-    __atomic_store_n(&active, s->id, __ATOMIC_SEQ_CST);
-    result = enif_make_tuple3(env, atom_ok, enif_make_int(env, (int)(s->id << 1)),
-                              enif_make_int(env, (int)(s->id << 1 | 1)));
-out:
+    changing = 0;
     enif_mutex_unlock(session_lock);
     free(a.archive);
     free(a.meta);
     return result;
 }
 
-/* Stops recording, then the flusher; frees the session. Lock held. */
-static void end_session(struct efl_flush_stats *st, uint64_t *lost)
+/* Stops recording, then the flusher (which writes the archive's end);
+ * frees the session. Called by its one stopper, without the lock. */
+static void end_session(struct session *s, struct efl_flush_stats *st, uint64_t *lost)
 {
-    __atomic_store_n(&active, 0, __ATOMIC_SEQ_CST);
-    efl_flusher_stop(session->flusher, st);
+    efl_flusher_stop(s->flusher, st);
     *lost = __atomic_load_n(&lost_no_ring, __ATOMIC_RELAXED);
     for (size_t i = 0; i < ring_set->count; i++)
         efl_ring_release_pages(&ring_set->rings[i]);
-    enif_free_env(session->name_env);
-    enif_free_env(session->msg_env);
-    free(session);
-    session = NULL;
+    enif_free_env(s->name_env);
+    enif_free_env(s->msg_env);
+    free(s);
 }
 
-/* running_session() -> TracerState | undefined */
+/* running_session() -> TracerState | undefined
+ * The session that holds the node (starting, running or stopping); no
+ * lock, so it never waits for a start or stop. */
 static ERL_NIF_TERM nif_running_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
     (void)argv;
-    enif_mutex_lock(session_lock);
-    ERL_NIF_TERM result = session ? enif_make_int(env, (int)(session->id << 1)) : atom_undefined;
-    enif_mutex_unlock(session_lock);
-    return result;
+    unsigned id = __atomic_load_n(&node_session, __ATOMIC_ACQUIRE);
+    return id ? enif_make_int(env, (int)(id << 1)) : atom_undefined;
 }
 
 /* stop_session(TracerState) -> {ok, #{events, dropped, bytes}} | {error, not_running}
@@ -681,14 +707,23 @@ static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
     int meta;
     if (!decode_state(argv[0], &id, &meta) || meta)
         return enif_make_badarg(env);
-    struct efl_flush_stats st;
-    uint64_t lost;
     enif_mutex_lock(session_lock);
-    if (session == NULL || session->id != id) {
+    struct session *s = session;
+    if (s == NULL || s->id != id) {
         enif_mutex_unlock(session_lock);
         return enif_make_tuple2(env, atom_error, atom_not_running);
     }
-    end_session(&st, &lost);
+    __atomic_store_n(&active, 0, __ATOMIC_SEQ_CST);
+    session = NULL;
+    changing = 1;
+    enif_mutex_unlock(session_lock);
+
+    struct efl_flush_stats st;
+    uint64_t lost;
+    end_session(s, &st, &lost);
+    enif_mutex_lock(session_lock);
+    changing = 0;
+    __atomic_store_n(&node_session, 0, __ATOMIC_RELEASE);
     enif_mutex_unlock(session_lock);
     /* Atoms are immediates, valid in any environment. */
     ERL_NIF_TERM modules = enif_make_list(env, 0);
@@ -854,20 +889,43 @@ static FILE *create_output(const char *path)
     return f;
 }
 
+/* The POSIX name Erlang's file module gives an errno, for the errors a
+ * file being created and written can meet; io_error for the rest. */
+static ERL_NIF_TERM errno_atom(ErlNifEnv *env, int e)
+{
+    switch (e) {
+    case EEXIST: return enif_make_atom(env, "eexist");
+    case ENOSPC: return enif_make_atom(env, "enospc");
+    case EDQUOT: return enif_make_atom(env, "edquot");
+    case EACCES: return enif_make_atom(env, "eacces");
+    case EROFS: return enif_make_atom(env, "erofs");
+    case ELOOP: return enif_make_atom(env, "eloop");
+    case ENOENT: return enif_make_atom(env, "enoent");
+    case EIO: return enif_make_atom(env, "eio");
+    case EFBIG: return enif_make_atom(env, "efbig");
+    default: return enif_make_atom(env, "io_error");
+    }
+}
+
 /* Writes the whole profile with w, into out or, with a path, streamed into
- * a new file there (removed again if writing fails). */
+ * a new file there (removed again if writing fails; *err: errno then). */
 static efl_status write_output(const struct efl_profile *p, const struct efl_writer *w,
-                               const char *path, struct efl_buf *out)
+                               const char *path, struct efl_buf *out, int *err)
 {
     if (path == NULL)
         return w->write(p, 0, out);
+    errno = 0;
     out->sink = create_output(path);
+    *err = errno;
     EFL_RETURN_ERROR_IF(out->sink == NULL, EFL_ERR_IO);
     efl_status s = w->write(p, 0, out);
     if (s == EFL_OK)
         s = efl_buf_spill(out, 1);
-    if (fclose(out->sink) != 0 && s == EFL_OK)
+    *err = errno;
+    if (fclose(out->sink) != 0 && s == EFL_OK) {
         s = EFL_ERR_IO;
+        *err = errno;
+    }
     out->sink = NULL;
     if (s != EFL_OK)
         unlink(path);
@@ -880,7 +938,8 @@ static efl_status write_output(const struct efl_profile *p, const struct efl_wri
  * call (a window), in the order the calls began. max_depth: stacks are cut
  * at that many functions below the process; recursion: exact | collapse;
  * output (optional, not with Split): a file to create and stream the
- * flamegraph into, Data then {file, Path}. */
+ * flamegraph into, Data then {file, Path}; if it cannot be created or
+ * written, {error, {output, Posix}} (eexist: the name is taken). */
 static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -914,19 +973,20 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
     ERL_NIF_TERM data = 0;
+    int err = 0;
     struct efl_fold_opts opts = {w->needs_timeline, max_depth, recursion == atom_collapse};
     efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
     if (st == EFL_OK && argv[2] == atom_true) {
         st = fold_windows(env, p, w, &data);
-    } else if (st == EFL_OK && (st = write_output(p, w, output, &out)) == EFL_OK) {
+    } else if (st == EFL_OK && (st = write_output(p, w, output, &out, &err)) == EFL_OK) {
         data = output ? enif_make_tuple2(env, atom_file, output_term) : take_binary(env, &out);
     } else if (st != EFL_OK && output != NULL && p != NULL) {
         /* The archive folded; the output could not be written. */
         free(output);
         efl_profile_free(p);
         efl_buf_free(&out);
-        return enif_make_tuple2(env, atom_error, enif_make_tuple2(env, atom_output, output_term));
+        return enif_make_tuple2(env, atom_error, enif_make_tuple2(env, atom_output, errno_atom(env, err)));
     }
     free(output);
     ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple3(env, atom_ok, data, fold_info(env, p, w))
@@ -1051,7 +1111,9 @@ static void unload(ErlNifEnv *env, void *priv)
     if (session != NULL) {
         struct efl_flush_stats st;
         uint64_t lost;
-        end_session(&st, &lost);
+        __atomic_store_n(&active, 0, __ATOMIC_SEQ_CST);
+        end_session(session, &st, &lost);
+        session = NULL;
         free(st.modules);
     }
     /* No callback of this library can run any more. */

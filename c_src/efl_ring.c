@@ -2,24 +2,47 @@
 
 #include "efl_ring.h"
 
-bool efl_ring_init(struct efl_ring *r, size_t min_events)
+/* Slots for min_events: a power of two above it, or 0 past 2^30. */
+static size_t slots_for(size_t min_events)
 {
     size_t size = 2;
     while (size < min_events + 1) {
         if (size >= (1u << 30))
-            return false;
+            return 0;
         size <<= 1;
     }
+    return size;
+}
+
+static void reset(struct efl_ring *r, size_t slots)
+{
+    ck_ring_init(&r->ring, (unsigned)slots);
+    r->seen_consumer = 0;
+    r->dropped = 0;
+    r->unreported = 0;
+    r->unreported_pid = 0;
+}
+
+bool efl_ring_init(struct efl_ring *r, size_t min_events)
+{
+    size_t size = slots_for(min_events);
+    if (size == 0)
+        return false;
     r->bytes = size * sizeof *r->slots;
     void *p = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return false;
     r->slots = p;
-    ck_ring_init(&r->ring, (unsigned)size);
-    r->seen_consumer = 0;
-    r->dropped = 0;
-    r->unreported = 0;
-    r->unreported_pid = 0;
+    reset(r, size);
+    return true;
+}
+
+bool efl_ring_resize(struct efl_ring *r, size_t min_events)
+{
+    size_t size = slots_for(min_events);
+    if (size == 0 || size * sizeof *r->slots > r->bytes)
+        return false;
+    reset(r, size);
     return true;
 }
 

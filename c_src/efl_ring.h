@@ -36,6 +36,9 @@ struct efl_ring {
  * one event fewer than its slots (ck_ring keeps one slot empty). The slots
  * are mapped pages that cost memory only once touched. */
 bool efl_ring_init(struct efl_ring *r, size_t min_events);
+/* Empties the ring and makes it hold min_events (rounded up as above), if
+ * its pages have room; false if not. No producer or consumer may run. */
+bool efl_ring_resize(struct efl_ring *r, size_t min_events);
 void efl_ring_destroy(struct efl_ring *r);
 /* Gives the touched pages back to the system; the memory stays mapped, so a
  * late producer can still write (into fresh zero pages). */

@@ -36,6 +36,27 @@ static void capacity_and_drops(void)
     efl_ring_destroy(&r);
 }
 
+/* A ring resized within its pages holds what it was resized to, empty;
+ * past its pages it refuses. */
+static void resized(void)
+{
+    struct efl_ring r;
+    CHECK(efl_ring_init(&r, 15)); /* 16 slots */
+    struct efl_event e = {0}, out[16];
+    CHECK(efl_ring_push(&r, &e));
+    CHECK(!efl_ring_resize(&r, 16));
+    CHECK(efl_ring_resize(&r, 3));
+    CHECK(efl_ring_drain(&r, out, 16) == 0);
+    for (unsigned i = 0; i < 5; i++)
+        CHECK(efl_ring_push(&r, &e) == (i < 3));
+    CHECK(efl_ring_dropped(&r) == 2);
+    CHECK(efl_ring_resize(&r, 15));
+    CHECK(efl_ring_dropped(&r) == 0);
+    for (unsigned i = 0; i < 16; i++)
+        CHECK(efl_ring_push(&r, &e) == (i < 15));
+    efl_ring_destroy(&r);
+}
+
 /* Lost events are reported in the ring, with whose they were, before the
  * next event that fits. */
 static void losses_reported(void)
@@ -133,6 +154,7 @@ static void two_threads(void)
 int main(void)
 {
     RUN(capacity_and_drops);
+    RUN(resized);
     RUN(losses_reported);
     RUN(two_threads);
     return efl_test_done();
