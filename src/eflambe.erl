@@ -72,7 +72,9 @@
 %% `svg': a self-contained interactive flamegraph (`.svg').
 
 -type return_kind() :: value | flamegraph | filename.
-%% `value' (default): `{ok, Value}' with what the function returned.
+%% `value' (default): `{ok, Value}' with what the function returned (if
+%% its profile cannot be delivered, `{error, {profile_lost, Reason, {value,
+%% Value}}}': the call ran, its value is not lost).
 %% `flamegraph': `{ok, Binary}' with the formatted flamegraph; no file is
 %% written unless `output_directory' is given. `filename': `{ok, File}'.
 
@@ -199,7 +201,8 @@ replay(Archive, Options) ->
     eflambe_replay:replay(Archive, Options).
 
 %% @doc Ends the running profile, from any process: a capture returns what
-%% it has; an apply stops tracing and its call goes on.
+%% it has; an apply stops tracing and its call goes on. A run whose owner
+%% process was killed is ended here: nothing of it stays armed.
 -spec stop() -> ok | {error, not_running}.
 stop() ->
     eflambe_session:stop_running().

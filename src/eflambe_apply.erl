@@ -36,22 +36,40 @@ check_caller(Target, Runner, Opts) ->
 %% The profiled function (for the archive's metadata), and a closure that
 %% calls it.
 -spec target(term()) -> {ok, mfa_pattern(), fun(() -> term())} | {error, term()}.
-target({M, F, Args}) when is_atom(M), is_atom(F), is_list(Args) ->
+target({M, F, Args} = Spec) when is_atom(M), is_atom(F), is_list(Args) ->
+    target_mfa(Spec, eflambe_options:proper_list(Args));
+target({Fun, Args} = Spec) when is_function(Fun), is_list(Args) ->
+    target_fun(Spec, eflambe_options:proper_list(Args));
+target(Other) ->
+    bad_function(Other).
+
+-spec bad_function(term()) -> {error, term()}.
+bad_function(Other) ->
+    {error, {bad_function, Other, {expected, '{Module, Function, Args} | {Fun, Args}'}}}.
+
+-spec target_mfa({module(), atom(), list()}, boolean()) ->
+          {ok, mfa_pattern(), fun(() -> term())} | {error, term()}.
+target_mfa(Spec, false) ->
+    bad_function(Spec);
+target_mfa({M, F, Args}, true) ->
     Arity = length(Args),
     _ = code:ensure_loaded(M),
     case erlang:function_exported(M, F, Arity) of
         true -> {ok, {M, F, Arity}, fun() -> erlang:apply(M, F, Args) end};
         false -> {error, {undefined_function, {M, F, Arity}}}
-    end;
-target({Fun, Args}) when is_function(Fun), is_list(Args) ->
+    end.
+
+-spec target_fun({function(), list()}, boolean()) ->
+          {ok, mfa_pattern(), fun(() -> term())} | {error, term()}.
+target_fun(Spec, false) ->
+    bad_function(Spec);
+target_fun({Fun, Args}, true) ->
     case erlang:fun_info(Fun, arity) of
         {arity, Arity} when Arity =:= length(Args) ->
             {ok, fun_target(Fun), fun() -> erlang:apply(Fun, Args) end};
         {arity, Arity} ->
             {error, {bad_arity, Fun, {expected, Arity}, {got, length(Args)}}}
-    end;
-target(Other) ->
-    {error, {bad_function, Other, {expected, '{Module, Function, Args} | {Fun, Args}'}}}.
+    end.
 
 %% A local fun runs as a compiled function named '-f/0-fun-0-' whose arity
 %% counts the captured variables too.
@@ -72,29 +90,36 @@ fun_target(Fun) ->
 run(Target, Runner, Opts) ->
     Guard = guard(self(), maps:get(timeout, Opts)),
     Params = #{target => Target, root_pid => self(), root_frame => false, notify => Guard},
-    case eflambe_session:start(apply, Params, Opts) of
+    try eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
             Guard ! {session, Session},
             Outcome = traced(Runner, Session, Opts),
-            Delivered = case eflambe_session:finish(Session, false, Opts) of
+            Stopped = stopped(Guard, Session),
+            Delivered = case eflambe_session:deliver(Session, Stopped, false, Opts) of
                             {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
                             {error, _} = Error -> Error
                         end,
-            Guard ! done,
             case {Outcome, Delivered} of
                 {{raised, Class, Reason, Stack}, _} -> erlang:raise(Class, Reason, Stack);
                 {{value, Value}, {ok, _}} when map_get(return, Opts) =:= value -> {ok, Value};
-                {{value, _}, Delivered} -> Delivered
+                {{value, _}, {ok, _}} -> Delivered;
+                %% The call ran: its value is not lost with its profile.
+                {{value, Value}, {error, Reason}} -> {error, {profile_lost, Reason, {value, Value}}}
             end;
         {error, _} = Error ->
-            Guard ! done,
             Error
+    after
+        Guard ! done
     end.
 
+%% (OTP 25's spec of erlang:trace_info/2 leaves out tracer modules:
+%% {tracer, {Module, State}}, which it does return.)
+-dialyzer({no_match, traced/3}).
 %% The window the folder keeps is the call of profiled/1: its meta trace
 %% pattern marks entry and exit. This module is not call traced, so the
 %% first frame of every stack is the user's function, and a recursive
-%% target costs no meta event per call.
+%% target costs no meta event per call. The node is disarmed by the guard
+%% (which a timeout may have done long before the call returns).
 -spec traced(fun(() -> term()), eflambe_session:session(), eflambe_options:opts()) ->
           {value, term()} | {raised, atom(), term(), list()}.
 traced(Runner, #{tracer := TracerState, meta := MetaState}, Opts) ->
@@ -106,8 +131,11 @@ traced(Runner, #{tracer := TracerState, meta := MetaState}, Opts) ->
     catch
         Class:Reason:Stack -> {raised, Class, Reason, Stack}
     after
-        _ = erlang:trace(self(), false, [all]),
-        disarm_node()
+        %% Unless a later run traces this process by now.
+        case erlang:trace_info(self(), tracer) of
+            {tracer, {eflambe_tracer, TracerState}} -> erlang:trace(self(), false, [all]);
+            _ -> ok
+        end
     end.
 
 -spec profiled(fun(() -> term())) -> term().
@@ -130,12 +158,26 @@ disarm_node() ->
     _ = erlang:trace_pattern(?WINDOW, false, [meta]),
     eflambe_session:disarm_local().
 
+%% The session, stopped: by the guard, now or earlier (a timeout, stop(),
+%% a limit); by this process if the guard is gone (killed).
+-spec stopped(pid(), eflambe_session:session()) -> {ok, map()} | {error, term()}.
+stopped(Guard, #{tracer := TracerState}) ->
+    Ref = monitor(process, Guard),
+    Guard ! {stop_session, self(), Ref},
+    receive
+        {Ref, Stopped} ->
+            demonitor(Ref, [flush]),
+            Stopped;
+        {'DOWN', Ref, process, Guard, _} ->
+            eflambe_session:recover(TracerState)
+    end.
+
 %% The caller runs the profiled code, so it cannot watch itself: a guard
-%% process does. It ends tracing (the call goes on) on eflambe:stop(), on
-%% the timeout, or when the tracer reports a limit reached (max_events,
-%% max_bytes); if the caller dies mid-call it disarms the node and ends the
-%% session, that session only. While the session runs no other can start,
-%% so disarming is safe.
+%% process does, and it alone disarms the node and stops the session: on
+%% eflambe:stop(), on the timeout, when the tracer reports a limit reached
+%% (max_events, max_bytes), which ends tracing and frees the node while
+%% the call goes on, and when the call returns. If the caller dies mid-call
+%% it ends the session, that session only, and deletes its archive.
 -spec guard(pid(), timeout()) -> pid().
 guard(Caller, Timeout) ->
     spawn(fun() ->
@@ -143,8 +185,10 @@ guard(Caller, Timeout) ->
                   receive
                       {session, Session} ->
                           eflambe_session:register_running(self()),
-                          guard_loop(Caller, Ref, Session, deadline(Timeout));
+                          guarding(Caller, Ref, Session, deadline(Timeout));
                       done ->
+                          ok;
+                      {'DOWN', Ref, process, Caller, _} ->
                           ok
                   end
           end).
@@ -153,38 +197,62 @@ guard(Caller, Timeout) ->
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
--spec guard_loop(pid(), reference(), eflambe_session:session(), integer() | infinity) -> ok.
-guard_loop(Caller, Ref, #{tracer := TracerState} = Session, Deadline) ->
+%% Should the guard's own code fail, the node is disarmed all the same.
+-spec guarding(pid(), reference(), eflambe_session:session(), integer() | infinity) -> ok.
+guarding(Caller, Ref, Session, Deadline) ->
+    try
+        guard_loop(Caller, Ref, Session, Deadline, running)
+    catch
+        Class:Reason:Stack ->
+            logger:error("eflambe: apply's guard failed: ~p", [{Class, Reason, Stack}]),
+            _ = stop(Session, running),
+            ok
+    end.
+
+-type state() :: running | {stopped, {ok, map()} | {error, term()}}.
+
+-spec guard_loop(pid(), reference(), eflambe_session:session(), integer() | infinity, state()) ->
+          ok.
+guard_loop(Caller, Ref, Session, Deadline, State) ->
+    %% A receive waits at most 2^32-1 ms: longer timeouts wait in steps.
     Wait = case Deadline of
                infinity -> infinity;
-               _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
+               _ -> min(16#FFFFFFFF, max(0, Deadline - erlang:monotonic_time(millisecond)))
            end,
     receive
         done ->
             ok;
+        {stop_session, From, StopRef} ->
+            Stopped = stop(Session, State),
+            From ! {StopRef, Stopped},
+            guard_loop(Caller, Ref, Session, infinity, {stopped, Stopped});
         {eflambe_stop, From, StopRef} ->
-            eflambe_session:halt(Session, stopped),
-            stop_tracing(Session),
+            _ = State =:= running andalso eflambe_session:halt(Session, stopped),
+            Stopped = stop(Session, State),
             From ! {StopRef, stopped},
-            guard_loop(Caller, Ref, Session, infinity);
+            guard_loop(Caller, Ref, Session, infinity, {stopped, Stopped});
         {eflambe_limit, _Reason} ->
-            stop_tracing(Session),
-            guard_loop(Caller, Ref, Session, infinity);
+            guard_loop(Caller, Ref, Session, infinity, {stopped, stop(Session, State)});
         {'DOWN', Ref, process, Caller, _} ->
-            case eflambe_tracer:running_session() of
-                TracerState ->
-                    stop_tracing(Session),
-                    eflambe_session:abort(Session);
-                _ ->
-                    ok
-            end
+            _ = stop(Session, State),
+            eflambe_session:abort(Session)
     after Wait ->
-            eflambe_session:halt(Session, timeout),
-            stop_tracing(Session),
-            guard_loop(Caller, Ref, Session, infinity)
+            case erlang:monotonic_time(millisecond) >= Deadline of
+                true ->
+                    _ = State =:= running andalso eflambe_session:halt(Session, timeout),
+                    guard_loop(Caller, Ref, Session, infinity, {stopped, stop(Session, State)});
+                false ->
+                    guard_loop(Caller, Ref, Session, Deadline, State)
+            end
     end.
 
--spec stop_tracing(eflambe_session:session()) -> ok.
-stop_tracing(Session) ->
+%% Disarms the node and stops the session, once.
+-spec stop(eflambe_session:session(), state()) -> {ok, map()} | {error, term()}.
+stop(Session, running) ->
     disarm_node(),
-    eflambe_session:untrace_all(Session).
+    eflambe_session:untrace_all(Session),
+    %% The next run's owner takes the name.
+    eflambe_session:unregister_running(),
+    eflambe_session:stop(Session);
+stop(_Session, {stopped, Stopped}) ->
+    Stopped.

@@ -14,10 +14,10 @@
 %% loaded code cannot be found (preloaded, loaded from memory, changed on
 %% disk since it was loaded) is left out: its calls are told apart by the
 %% trace alone, which is exact only where the stack is not ambiguous.
--spec add(file:filename(), [module()]) -> ok.
+-spec add(file:filename_all(), [module()]) -> ok.
 add(Archive, Modules) ->
     Beams = lists:filtermap(fun loaded_code/1, Modules),
-    case eflambe_tracer:add_call_sites(Archive, Beams, bifs(Modules)) of
+    case eflambe_tracer:add_call_sites(eflambe_options:native_name(Archive), Beams, bifs(Modules)) of
         {ok, _Counts} ->
             ok;
         {error, Reason} ->

@@ -42,17 +42,10 @@ capture(MFA, N, Options) ->
 check_count(N) when is_integer(N), N >= 1, N =< ?MAX_COUNT -> ok;
 check_count(N) -> {error, {bad_count, N, {expected_between, 1, ?MAX_COUNT}}}.
 
-%% The function must exist (local functions are fine), and nobody else may
-%% be tracing: a capture replaces the tracer of the processes it traces and
-%% clears all local call patterns when it ends.
+%% The function must exist (local functions are fine).
 -spec check_target(term()) -> ok | {error, term()}.
 check_target({M, F, A} = MFA) when is_atom(M), is_atom(F), is_integer(A), A >= 0, A =< 255 ->
-    %% A run in progress has patterns everywhere: say that, not "traced".
-    case code:ensure_loaded(eflambe_tracer) =:= {module, eflambe_tracer} andalso
-         eflambe_tracer:running_session() =/= undefined of
-        true -> {error, already_running};
-        false -> check_function(MFA)
-    end;
+    check_function(MFA);
 check_target(Other) ->
     {error, {bad_function, Other, {expected, '{Module, Function, Arity}'}}}.
 
@@ -61,13 +54,17 @@ check_function({M, F, A} = MFA) ->
     case code:ensure_loaded(M) of
         {module, M} ->
             case lists:member({F, A}, M:module_info(functions)) of
-                true -> check_no_tracing(MFA);
+                true -> ok;
                 false -> {error, {undefined_function, MFA}}
             end;
         {error, Reason} ->
             {error, {cannot_load_module, M, Reason}}
     end.
 
+%% Nobody else may be tracing: a capture replaces the tracer of the
+%% processes it traces and clears all local call patterns when it ends.
+%% Checked once the node is this run's (a run in progress has patterns
+%% everywhere: it is already_running, not "traced").
 -spec check_no_tracing(mfa()) -> ok | {error, term()}.
 check_no_tracing(MFA) ->
     case [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
@@ -90,29 +87,40 @@ run(MFA, N, Opts) ->
 
 -spec owner(pid(), mfa(), pos_integer(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
-owner(Caller, MFA, N, #{every := Every, timeout := Timeout} = Opts) ->
+owner(Caller, MFA, N, #{every := Every} = Opts) ->
     Params = #{target => MFA, root_frame => true, budget => N, every => Every,
                notify => self()},
     case eflambe_session:start(capture, Params, Opts) of
         {ok, Session} ->
-            eflambe_session:register_running(self()),
-            CallerRef = monitor(process, Caller),
-            Why = try
-                      arm(MFA, Session, Opts),
-                      wait(MFA, N, deadline(Timeout), {Caller, CallerRef, Session})
-                  after
-                      disarm(MFA),
-                      eflambe_session:untrace_all(Session)
-                  end,
-            case Why of
-                caller_down ->
+            case check_no_tracing(MFA) of
+                ok ->
+                    eflambe_session:register_running(self()),
+                    capture(Caller, MFA, N, Session, Opts);
+                {error, _} = Error ->
                     eflambe_session:abort(Session),
-                    {error, caller_down};
-                _ ->
-                    results(Session, Why, Opts)
+                    Error
             end;
         {error, _} = Error ->
             Error
+    end.
+
+-spec capture(pid(), mfa(), pos_integer(), eflambe_session:session(), eflambe_options:opts()) ->
+          {ok, [binary() | file:filename()]} | {error, term()}.
+capture(Caller, MFA, N, Session, #{timeout := Timeout} = Opts) ->
+    CallerRef = monitor(process, Caller),
+    Why = try
+              arm(MFA, Session, Opts),
+              wait(MFA, N, deadline(Timeout), {Caller, CallerRef, Session})
+          after
+              disarm(MFA),
+              eflambe_session:untrace_all(Session)
+          end,
+    case Why of
+        caller_down ->
+            eflambe_session:abort(Session),
+            {error, caller_down};
+        _ ->
+            results(Session, Why, Opts)
     end.
 
 %% With Spawned, the processes a captured call spawns are traced too (they

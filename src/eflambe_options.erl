@@ -3,7 +3,7 @@
 %% so every mistake a user can make ends in {error, Reason}.
 -module(eflambe_options).
 
--export([parse/2, output_formats/0]).
+-export([parse/2, output_formats/0, proper_list/1, file_name/1, native_name/1]).
 
 -export_type([opts/0]).
 
@@ -34,6 +34,9 @@
 %% A run stops recording beyond these (see eflambe's option() type).
 -define(DEFAULT_MAX_EVENTS, 100000000).
 -define(DEFAULT_MAX_BYTES, 1073741824).
+%% What the NIF takes: 64-bit limits, 32-bit `every'.
+-define(MAX_U64, 16#FFFFFFFFFFFFFFFF).
+-define(MAX_U32, 16#FFFFFFFF).
 
 -spec output_formats() -> [eflambe:output_format()].
 output_formats() ->
@@ -79,14 +82,23 @@ defaults(replay) ->
 
 %% Options come as a proplist (Erlang) or keyword list (Elixir).
 -spec parse(mode(), term()) -> {ok, opts()} | {error, term()}.
-parse(Mode, Options) when is_list(Options) ->
-    parse(Mode, Options, defaults(Mode));
-parse(_Mode, Options) ->
-    {error, {bad_options, Options}}.
+parse(Mode, Options) ->
+    case proper_list(Options) of
+        true -> parse(Mode, Options, defaults(Mode));
+        false -> {error, {bad_options, Options}}
+    end.
+
+-spec proper_list(term()) -> boolean().
+proper_list(L) when is_list(L) ->
+    try length(L) >= 0
+    catch error:badarg -> false
+    end;
+proper_list(_) ->
+    false.
 
 -spec parse(mode(), list(), opts()) -> {ok, opts()} | {error, term()}.
 parse(_Mode, [], Opts) ->
-    {ok, Opts};
+    default_directory(Opts);
 parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
     case maps:is_key(Key, Opts) of
         false ->
@@ -99,6 +111,19 @@ parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
     end;
 parse(_Mode, [Option | _], _Opts) ->
     {error, {unknown_option, Option}}.
+
+%% A file is written to the current directory unless another is named:
+%% checked now, like one named, not after the run.
+-spec default_directory(opts()) -> {ok, opts()} | {error, term()}.
+default_directory(#{output_directory := undefined, return := Return} = Opts)
+  when Return =/= flamegraph; map_get(open, Opts) =/= undefined ->
+    {ok, Cwd} = file:get_cwd(),
+    case writable(Cwd) of
+        {ok, _} -> {ok, Opts#{output_directory := Cwd}};
+        {error, _} = Error -> Error
+    end;
+default_directory(Opts) ->
+    {ok, Opts}.
 
 -spec check(mode(), atom(), term()) -> {ok, term()} | {error, term()}.
 check(_, output_format, Format) ->
@@ -136,23 +161,25 @@ check(_, recursion, R) when R =:= exact; R =:= collapse ->
     {ok, R};
 check(_, recursion, R) ->
     {error, {bad_recursion, R, {expected_one_of, [exact, collapse]}}};
-check(_, exclude, List) when is_list(List) ->
-    case [X || X <- List, not excludable(X)] of
+check(_, exclude, List) ->
+    case proper_list(List) andalso [X || X <- List, not excludable(X)] of
+        false -> {error, {bad_exclude, List, {expected, list}}};
         [] -> {ok, List};
         [Bad | _] -> {error, {bad_exclude, Bad, {expected, 'Module | {Module, Function, Arity}'}}}
     end;
-check(_, exclude, List) ->
-    {error, {bad_exclude, List, {expected, list}}};
 check(_, timeout, infinity) ->
     {ok, infinity};
 check(_, timeout, Ms) when is_integer(Ms), Ms >= 0 ->
     {ok, Ms};
 check(_, timeout, Ms) ->
     {error, {bad_timeout, Ms, {expected, 'infinity | milliseconds'}}};
-check(_, Limit, N) when (Limit =:= max_events orelse Limit =:= max_bytes), is_integer(N), N >= 1 ->
+check(_, Limit, N) when (Limit =:= max_events orelse Limit =:= max_bytes), is_integer(N), N >= 1,
+                         N =< ?MAX_U64 ->
     {ok, N};
-check(_, Limit, N) when Limit =:= max_events; Limit =:= max_bytes ->
-    {error, {list_to_atom("bad_" ++ atom_to_list(Limit)), N, {expected, positive_integer}}};
+check(_, max_events, N) ->
+    {error, {bad_max_events, N, {expected_between, 1, ?MAX_U64}}};
+check(_, max_bytes, N) ->
+    {error, {bad_max_bytes, N, {expected_between, 1, ?MAX_U64}}};
 check(_, node, Node) when is_atom(Node) ->
     {ok, Node};
 check(_, node, Node) ->
@@ -168,21 +195,19 @@ check(sample, duration, Ms) ->
 check(sample, pids, all) ->
     {ok, all};
 %% Pids of the node sampled (which {node, Node} may make another one).
-check(sample, pids, Pids) when is_list(Pids) ->
-    case lists:all(fun erlang:is_pid/1, Pids) of
+check(sample, pids, Pids) ->
+    case proper_list(Pids) andalso lists:all(fun erlang:is_pid/1, Pids) of
         true -> {ok, Pids};
         false -> {error, {bad_pids, Pids, {expected, 'all | [pid()]'}}}
     end;
-check(sample, pids, Pids) ->
-    {error, {bad_pids, Pids, {expected, 'all | [pid()]'}}};
 check(capture, spawned, B) when is_boolean(B) ->
     {ok, B};
 check(capture, spawned, B) ->
     {error, {bad_spawned, B, {expected, boolean}}};
-check(capture, every, K) when is_integer(K), K >= 1 ->
+check(capture, every, K) when is_integer(K), K >= 1, K =< ?MAX_U32 ->
     {ok, K};
 check(capture, every, K) ->
-    {error, {bad_every, K, {expected, positive_integer}}}.
+    {error, {bad_every, K, {expected_between, 1, ?MAX_U32}}}.
 
 -spec excludable(term()) -> boolean().
 excludable(M) when is_atom(M) -> true;
@@ -192,11 +217,10 @@ excludable(_) -> false.
 
 -spec check_directory(term()) -> {ok, file:filename()} | {error, term()}.
 check_directory(Dir) ->
-    case io_lib:char_list(Dir) orelse is_binary(Dir) of
-        false ->
+    case file_name(Dir) of
+        error ->
             {error, {bad_output_directory, Dir}};
-        true ->
-            Name = unicode:characters_to_list(Dir),
+        {ok, Name} ->
             case file:read_file_info(Name) of
                 {ok, #file_info{type = directory}} ->
                     writable(Name);
@@ -220,31 +244,43 @@ check_program(speedscope) ->
 check_program(Program) when is_atom(Program) ->
     find_program(atom_to_list(Program));
 check_program(Program) ->
-    case io_lib:char_list(Program) orelse is_binary(Program) of
-        true -> find_program(unicode:characters_to_list(Program));
-        false -> {error, {bad_open, Program}}
+    case file_name(Program) of
+        {ok, Name} when is_list(Name) ->
+            find_program(Name);
+        _ ->
+            case is_binary(Program) andalso unicode:characters_to_list(Program) of
+                Name when is_list(Name) -> check_program(Name);
+                _ -> {error, {bad_open, Program}}
+            end
     end.
 
 -spec find_program(string()) -> {ok, file:filename()} | {error, term()}.
 find_program(Name) ->
     Bare = filename:pathtype(Name) =:= relative andalso length(filename:split(Name)) =:= 1,
-    Found = case Bare of
-                true -> os:find_executable(Name);
-                false -> filelib:is_regular(Name) andalso Name
-            end,
-    case Found of
-        false -> {error, {open, Name, "not installed (not found in PATH)"}};
-        Path -> {ok, Path}
+    case Bare of
+        true ->
+            case os:find_executable(Name) of
+                false -> {error, {open, Name, "not installed (not found in PATH)"}};
+                Path -> {ok, Path}
+            end;
+        false ->
+            case file:read_file_info(Name) of
+                {ok, #file_info{type = regular, mode = Mode}} when Mode band 8#111 =/= 0 ->
+                    {ok, Name};
+                {ok, _} ->
+                    {error, {open, Name, "not an executable file"}};
+                {error, Reason} ->
+                    {error, {open, Name, file:format_error(Reason)}}
+            end
     end.
 
 %% Where the archive is to be kept: a file name in a writable directory.
 -spec check_archive_path(term()) -> {ok, file:filename()} | {error, term()}.
 check_archive_path(Path) ->
-    case io_lib:char_list(Path) orelse is_binary(Path) of
-        false ->
+    case file_name(Path) of
+        error ->
             {error, {bad_archive, Path}};
-        true ->
-            Name = unicode:characters_to_list(Path),
+        {ok, Name} ->
             %% A regular file is replaced; anything else (a link, a FIFO, a
             %% directory) is refused: the archive is never written through it.
             case file:read_link_info(Name) of
@@ -260,14 +296,46 @@ check_archive_path(Path) ->
             end
     end.
 
-%% Mode bits lie for root and on some mounts: try it.
--spec writable(file:filename()) -> {ok, file:filename()} | {error, term()}.
+%% Mode bits lie for root and on some mounts: try it, with a new file
+%% under a name no one can plant first (O_EXCL, 64 random bits).
+-spec writable(file:filename_all()) -> {ok, file:filename_all()} | {error, term()}.
 writable(Dir) ->
-    Probe = filename:join(Dir, ".eflambe-write-check-" ++ os:getpid()),
-    case file:write_file(Probe, <<>>) of
-        ok ->
+    <<Random:64>> = crypto:strong_rand_bytes(8),
+    Probe = filename:join(Dir, io_lib:format(".eflambe-write-check-~16.16.0b", [Random])),
+    case file:open(Probe, [write, exclusive, raw]) of
+        {ok, Fd} ->
+            ok = file:close(Fd),
             _ = file:delete(Probe),
             {ok, Dir};
         {error, Reason} ->
             {error, {output_directory, Dir, file:format_error(Reason)}}
     end.
+
+%% A file name the VM can pass to the file system, as the user gave it:
+%% characters that the file name encoding can carry, or a binary of raw
+%% bytes; not empty, no NUL (C cannot carry it).
+-spec file_name(term()) -> {ok, file:filename_all()} | error.
+file_name(Name) when is_binary(Name) ->
+    case Name =/= <<>> andalso binary:match(Name, <<0>>) of
+        nomatch -> {ok, Name};
+        _ -> error
+    end;
+file_name(Name) ->
+    case io_lib:char_list(Name) andalso
+         unicode:characters_to_binary(Name, unicode, file:native_name_encoding()) of
+        Native when is_binary(Native), Native =/= <<>> ->
+            case binary:match(Native, <<0>>) of
+                nomatch -> {ok, Name};
+                _ -> error
+            end;
+        _ ->
+            error
+    end.
+
+%% The bytes the file system sees for a name that file_name/1 accepted, as
+%% the VM encodes them (what the NIF opens).
+-spec native_name(file:filename_all()) -> binary().
+native_name(Name) when is_binary(Name) ->
+    Name;
+native_name(Name) ->
+    <<_/binary>> = unicode:characters_to_binary(Name, unicode, file:native_name_encoding()).

@@ -2,16 +2,34 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3, write_all/3, stream_target/1, extension/1]).
+-export([write/3, write_calls/3, write_all/3, stream/2, extension/1]).
 
-%% Where a single flamegraph is to be streamed by the folder, when the
-%% result is a file and no binary of it is wanted: a new file name in the
-%% output directory.
--spec stream_target(eflambe_options:opts()) -> {ok, file:filename()} | none.
-stream_target(#{return := flamegraph}) ->
+%% A new name is tried when the one made is taken (by another node).
+-define(NAME_TRIES, 5).
+
+%% When the result is a file and no binary of it is wanted, the folder
+%% streams the flamegraph into a new file in the output directory:
+%% Fold(File) creates it, {error, {output, eexist}} if the name is taken.
+%% Else none.
+-spec stream(fun((file:filename()) -> {ok, term(), map()} | {error, term()}),
+             eflambe_options:opts()) -> {ok, term(), map()} | {error, term()} | none.
+stream(_Fold, #{return := flamegraph}) ->
     none;
-stream_target(#{output_directory := Dir} = Opts) ->
-    {ok, filename:join(directory(Dir), file_name(extension(Opts)))}.
+stream(Fold, Opts) ->
+    stream(Fold, Opts, ?NAME_TRIES).
+
+-spec stream(fun((file:filename()) -> {ok, term(), map()} | {error, term()}),
+             eflambe_options:opts(), pos_integer()) -> {ok, term(), map()} | {error, term()}.
+stream(Fold, #{output_directory := Dir} = Opts, Tries) ->
+    File = filename:join(directory(Dir), file_name(extension(Opts))),
+    case Fold(File) of
+        {error, {output, eexist}} when Tries > 1 ->
+            stream(Fold, Opts, Tries - 1);
+        {error, {output, Posix}} ->
+            {error, {write_output, File, file:format_error(Posix)}};
+        Result ->
+            Result
+    end.
 
 %% The usual file name extension of each output format.
 -spec extension(eflambe_options:opts()) -> string().
@@ -40,16 +58,39 @@ write(Data, Info, Opts) ->
 -spec write_file(binary(), #{extension := string(), _ => _}, eflambe_options:opts()) ->
           {ok, binary() | file:filename()} | {error, term()}.
 write_file(Data, #{extension := Ext}, #{return := Return, output_directory := Dir} = Opts) ->
-    File = filename:join(directory(Dir), file_name(Ext)),
-    case file:write_file(File, Data) of
-        ok ->
+    case create(fun() -> filename:join(directory(Dir), file_name(Ext)) end, Data, ?NAME_TRIES) of
+        {ok, File} ->
             open(File, maps:get(open, Opts, undefined)),
             case Return of
                 flamegraph -> {ok, Data};
                 _ -> {ok, File}
             end;
-        {error, Reason} ->
+        {error, File, Reason} ->
             {error, {write_output, File, file:format_error(Reason)}}
+    end.
+
+%% Writes Data into a new file (O_EXCL: never one that exists, never
+%% through a link), under a new name if the one made is taken; a file that
+%% could not be written whole is removed.
+-spec create(fun(() -> file:filename()), iodata(), pos_integer()) ->
+          {ok, file:filename()} | {error, file:filename(), term()}.
+create(NewName, Data, Tries) ->
+    File = NewName(),
+    case file:open(File, [write, exclusive, raw, binary]) of
+        {ok, Fd} ->
+            Written = file:write(Fd, Data),
+            Closed = file:close(Fd),
+            case {Written, Closed} of
+                {ok, ok} ->
+                    {ok, File};
+                _ ->
+                    _ = file:delete(File),
+                    {error, File, element(2, hd([R || {error, _} = R <- [Written, Closed]]))}
+            end;
+        {error, eexist} when Tries > 1 ->
+            create(NewName, Data, Tries - 1);
+        {error, Reason} ->
+            {error, File, Reason}
     end.
 
 %% Starts the viewer on the file, without a shell (nothing in a file or
@@ -59,9 +100,14 @@ open(_File, undefined) ->
     ok;
 open(File, Program) ->
     _ = spawn(fun() ->
-                      Port = open_port({spawn_executable, Program},
-                                       [{args, [File]}, exit_status, nouse_stdio]),
-                      receive {Port, {exit_status, _}} -> ok end
+                      try open_port({spawn_executable, Program},
+                                    [{args, [File]}, exit_status, nouse_stdio]) of
+                          Port -> receive {Port, {exit_status, _}} -> ok end
+                      catch
+                          error:Reason ->
+                              logger:warning("eflambe: cannot open ~ts with ~ts: ~p",
+                                             [File, Program, Reason])
+                      end
               end),
     ok.
 
@@ -96,10 +142,11 @@ directory(undefined) ->
 directory(Dir) ->
     Dir.
 
-%% eflambe-20261123T102822-1234<Ext>: sorts by time, unique within the node.
+%% eflambe-20261123T102822-<os pid>-<n><Ext>: sorts by time, unique among
+%% the nodes of a machine (files are created with O_EXCL all the same).
 -spec file_name(string()) -> string().
 file_name(Ext) ->
     {{Y, Mo, D}, {H, Mi, S}} = calendar:local_time(),
     Stamp = io_lib:format("~4..0B~2..0B~2..0BT~2..0B~2..0B~2..0B", [Y, Mo, D, H, Mi, S]),
-    lists:flatten(["eflambe-", Stamp, "-",
+    lists:flatten(["eflambe-", Stamp, "-", os:getpid(), "-",
                    integer_to_list(erlang:unique_integer([positive])), Ext]).

@@ -5,39 +5,37 @@
 
 -export([replay/2]).
 
+-include_lib("kernel/include/file.hrl").
 -include_lib("kernel/include/logger.hrl").
 
 -spec replay(term(), term()) -> {ok, term()} | {error, term()}.
 replay(Path, Options) ->
     case eflambe_options:parse(replay, Options) of
         {ok, Opts} ->
-            case archive_path(Path) of
+            case eflambe_options:file_name(Path) of
                 {ok, File} ->
-                    case filelib:is_regular(File) of
-                        true -> replay_file(File, Opts);
-                        false -> {error, {archive, File, "no such file"}}
+                    %% Not a FIFO (which would block) or anything else but a
+                    %% file; the NIF checks again as it opens it.
+                    case file:read_file_info(File) of
+                        {ok, #file_info{type = regular}} -> replay_file(File, Opts);
+                        {ok, #file_info{type = directory}} -> {error, {archive, File, "is a directory"}};
+                        {ok, _} -> {error, {archive, File, "not a regular file"}};
+                        {error, Reason} -> {error, {archive, File, file:format_error(Reason)}}
                     end;
-                {error, _} = Error ->
-                    Error
+                error ->
+                    {error, {bad_archive, Path}}
             end;
         {error, _} = Error ->
             Error
     end.
 
--spec archive_path(term()) -> {ok, file:filename()} | {error, term()}.
-archive_path(Path) ->
-    case io_lib:char_list(Path) orelse is_binary(Path) of
-        true -> {ok, unicode:characters_to_list(Path)};
-        false -> {error, {bad_archive, Path}}
-    end.
-
 %% An archive of apply holds one call (and the processes it spawned): one
 %% result. An archive of capture holds one per captured call: a list, in
 %% the order the calls ended, as capture returned them.
--spec replay_file(file:filename(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
+-spec replay_file(file:filename_all(), eflambe_options:opts()) -> {ok, term()} | {error, term()}.
 replay_file(File, #{output_format := Format} = Opts) ->
     {module, eflambe_tracer} = code:ensure_loaded(eflambe_tracer),
-    case eflambe_tracer:archive_header(File) of
+    case eflambe_tracer:archive_header(eflambe_options:native_name(File)) of
         {ok, Meta} ->
             Split = lists:member(<<"mode=capture">>, binary:split(Meta, <<"\n">>, [global])),
             case eflambe_session:fold(File, Format, Split, Opts) of

@@ -4,19 +4,23 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([owned/2, start/3, finish/3, fold/4, fold_options/1, abort/1, halt/2, arm_local/1, disarm_local/0, untrace_all/1,
-         register_running/1, stop_running/0, temp_archive/0]).
+-export([owned/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
+         arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
+         stop_running/0,
+         recover/1, temp_archive/0]).
 
 -export_type([session/0]).
 
 -type session() :: #{tracer := integer(), meta := integer(), archive := file:filename(),
-                     keep := boolean()}.
+                     keep := boolean(), mode := atom()}.
 
 -define(EVENT_BYTES, 32).
 %% Threads besides the schedulers that may run a tracer callback.
 -define(SPARE_THREADS, 8).
 %% The name of whatever process answers eflambe:stop() for the running run.
 -define(RUNNING, eflambe_running).
+
+-include_lib("kernel/include/file.hrl").
 
 %% Runs Fun(Caller) in a process of its own, the run's owner (which
 %% eflambe:stop() reaches and which watches Caller), and waits for what it
@@ -31,6 +35,9 @@ owned(Fun, FailTag) ->
             demonitor(MRef, [flush]),
             Result;
         {'DOWN', MRef, process, Pid, Reason} ->
+            %% Killed, it could not disarm the node: the run it may have
+            %% left is ended here.
+            _ = recover(any),
             {error, {FailTag, Reason}}
     end.
 
@@ -41,6 +48,7 @@ start(Mode, Params, #{archive := Kept} = Opts) ->
     %% A tracer module that is not loaded makes trace actions fail silently.
     case code:ensure_loaded(eflambe_tracer) of
         {module, eflambe_tracer} when Kept =:= undefined ->
+            sweep_stale_archives(),
             start_temporary(Mode, Params, Opts, 3);
         {module, eflambe_tracer} ->
             %% The archive is created anew (O_EXCL): a regular file there,
@@ -66,7 +74,7 @@ start_temporary(Mode, Params, Opts, Tries) ->
 -spec start_session(atom(), map(), eflambe_options:opts(), file:filename()) ->
           {ok, session()} | {error, term()}.
 start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts, Archive) ->
-    Args = Params#{archive => Archive,
+    Args = Params#{archive => eflambe_options:native_name(Archive),
                    ring_events => BufferBytes div ?EVENT_BYTES,
                    threads => thread_count(),
                    max_events => maps:get(max_events, Opts),
@@ -75,50 +83,67 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
     case eflambe_tracer:start_session(Args) of
         {ok, TracerState, MetaState} ->
             {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
-                   keep => Kept =/= undefined}};
+                   keep => Kept =/= undefined, mode => Mode}};
         {error, already_running} = Error ->
             Error;
         {error, {Reason, _}} ->
             {error, {cannot_start, Reason, Archive}}
     end.
 
-%% Stops the session once every trace event is delivered, folds the
-%% archive (Split: one result per profiled call), deletes it unless it is
-%% to be kept.
--spec finish(session(), boolean(), eflambe_options:opts()) ->
-          {ok, binary() | {file, file:filename()} | [map()], map()} | {error, term()}.
-finish(#{tracer := TracerState, archive := Archive} = Session, Split,
-       #{output_format := Format} = Opts) ->
+%% Stops the session once every trace event is delivered, frees the node
+%% for the next run, and completes the archive; nothing may be traced for
+%% it any more.
+-spec stop(session()) -> {ok, map()} | {error, term()}.
+stop(#{tracer := TracerState, archive := Archive, mode := Mode}) ->
     Ref = erlang:trace_delivered(all),
     receive {trace_delivered, all, Ref} -> ok end,
-    Result = case eflambe_tracer:stop_session(TracerState) of
-                 {ok, #{modules := Modules} = Stats} ->
-                     warn_if_partial(Stats),
-                     %% Sampled stacks are real stacks already.
-                     _ = maps:is_key(hz, Opts) orelse eflambe_call_sites:add(Archive, Modules),
-                     fold(Archive, Format, Split, Opts);
-                 {error, _} = Error ->
-                     Error
-             end,
-    delete_temporary(Session),
-    Result.
+    case eflambe_tracer:stop_session(TracerState) of
+        {ok, #{modules := Modules} = Stats} ->
+            warn_if_partial(Stats),
+            %% Sampled stacks are real stacks already.
+            _ = Mode =:= sample orelse eflambe_call_sites:add(Archive, Modules),
+            {ok, Stats};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% stop/1, then deliver/4.
+-spec finish(session(), boolean(), eflambe_options:opts()) ->
+          {ok, binary() | {file, file:filename()} | [map()], map()} | {error, term()}.
+finish(Session, Split, Opts) ->
+    deliver(Session, stop(Session), Split, Opts).
+
+%% Folds the archive of a stopped session (Split: one result per profiled
+%% call), deletes it unless it is to be kept.
+-spec deliver(session(), {ok, map()} | {error, term()}, boolean(), eflambe_options:opts()) ->
+          {ok, binary() | {file, file:filename()} | [map()], map()} | {error, term()}.
+deliver(#{archive := Archive} = Session, Stopped, Split, #{output_format := Format} = Opts) ->
+    try Stopped of
+        {ok, _} -> fold(Archive, Format, Split, Opts);
+        {error, _} = Error -> Error
+    after
+        delete_temporary(Session)
+    end.
 
 %% Folds the archive: one flamegraph streamed into its file when a file is
 %% what is wanted, else the flamegraphs as binaries (replay's too).
 -spec fold(file:filename(), atom(), boolean(), eflambe_options:opts()) ->
           {ok, binary() | {file, file:filename()} | [map()], map()} | {error, term()}.
 fold(Archive, Format, false, Opts) ->
-    case eflambe_output:stream_target(Opts) of
-        {ok, File} ->
-            case eflambe_tracer:fold(Archive, Format, false, (fold_options(Opts))#{output => File}) of
-                {error, {output, _}} -> {error, {write_output, File, "cannot create or write the file"}};
-                Result -> Result
-            end;
-        none ->
-            eflambe_tracer:fold(Archive, Format, false, fold_options(Opts))
+    Native = eflambe_options:native_name(Archive),
+    Stream = fun(File) ->
+                     case eflambe_tracer:fold(Native, Format, false,
+                                              (fold_options(Opts))#{output => eflambe_options:native_name(File)}) of
+                         {ok, {file, _}, Info} -> {ok, {file, File}, Info};
+                         Other -> Other
+                     end
+             end,
+    case eflambe_output:stream(Stream, Opts) of
+        none -> eflambe_tracer:fold(Native, Format, false, fold_options(Opts));
+        Result -> Result
     end;
 fold(Archive, Format, true, Opts) ->
-    eflambe_tracer:fold(Archive, Format, true, fold_options(Opts)).
+    eflambe_tracer:fold(eflambe_options:native_name(Archive), Format, true, fold_options(Opts)).
 
 %% What the folder takes from the options.
 -spec fold_options(eflambe_options:opts()) -> #{max_depth := 1..1024, recursion := exact | collapse}.
@@ -150,6 +175,41 @@ warn_if_partial(#{stopped := Stopped, dropped := Dropped, events := Events}) ->
 abort(#{tracer := TracerState} = Session) ->
     _ = eflambe_tracer:stop_session(TracerState),
     delete_temporary(Session).
+
+%% Ends a run whose owner died without ending it (killed, say), if the
+%% node still has it (TracerState; any: whichever it has): no trace
+%% pattern, meta pattern or process flag of it stays, and the node is free
+%% for the next run. Its temporary archive stays behind (its name is the
+%% owner's), for the sweep of dead nodes' archives, or a later start.
+-dialyzer({no_match, recover/1}).
+-spec recover(integer() | any) -> {ok, map()} | {error, term()}.
+recover(Which) ->
+    case code:is_loaded(eflambe_tracer) =/= false andalso eflambe_tracer:running_session() of
+        TracerState when is_integer(TracerState), Which =:= any orelse Which =:= TracerState ->
+            _ = eflambe_tracer:halt_session(TracerState, stopped),
+            disarm_local(),
+            %% The meta patterns of the run: on the function it captured or
+            %% the window of apply. Found by asking every loaded function.
+            _ = [erlang:trace_pattern(MFA, false, [meta])
+                 || {M, _} <- code:all_loaded(), {F, A} <- functions(M),
+                    MFA <- [{M, F, A}],
+                    case erlang:trace_info(MFA, meta) of
+                        {meta, {eflambe_tracer, _}} -> true;
+                        _ -> false
+                    end],
+            untrace_all(#{tracer => TracerState}),
+            Ref = erlang:trace_delivered(all),
+            receive {trace_delivered, all, Ref} -> ok end,
+            eflambe_tracer:stop_session(TracerState);
+        _ ->
+            {error, not_running}
+    end.
+
+-spec functions(module()) -> [{atom(), arity()}].
+functions(M) ->
+    try M:module_info(functions)
+    catch error:_ -> []
+    end.
 
 -spec delete_temporary(session()) -> ok.
 delete_temporary(#{keep := true}) ->
@@ -184,7 +244,7 @@ disarm_local() ->
 %% spec of erlang:trace_info/2 leaves out tracer modules: {tracer, {Module,
 %% State}}, which it does return.)
 -dialyzer({no_match, untrace_all/1}).
--spec untrace_all(session()) -> ok.
+-spec untrace_all(#{tracer := integer(), _ => _}) -> ok.
 untrace_all(#{tracer := TracerState}) ->
     Ours = {tracer, {eflambe_tracer, TracerState}},
     _ = [catch erlang:trace(P, false, [all])
@@ -200,11 +260,21 @@ register_running(Pid) ->
         error:badarg -> ok
     end.
 
+-spec unregister_running() -> ok.
+unregister_running() ->
+    _ = whereis(?RUNNING) =:= self() andalso unregister(?RUNNING),
+    ok.
+
 -spec stop_running() -> ok | {error, not_running}.
 stop_running() ->
     case whereis(?RUNNING) of
         undefined ->
-            {error, not_running};
+            %% No owner answers, yet the node may be armed (an owner that
+            %% was killed): then the run is ended here.
+            case recover(any) of
+                {ok, _} -> ok;
+                {error, _} -> {error, not_running}
+            end;
         Pid ->
             Ref = monitor(process, Pid),
             Pid ! {eflambe_stop, self(), Ref},
@@ -223,14 +293,44 @@ thread_count() ->
 %% O_EXCL|O_NOFOLLOW, mode 0600, so a name someone planted is never used.
 -spec temp_archive() -> file:filename().
 temp_archive() ->
-    Dir = case os:getenv("TMPDIR") of
-              false -> "/tmp";
-              "" -> "/tmp";
-              D -> D
-          end,
     <<Random:64>> = crypto:strong_rand_bytes(8),
-    filename:join(Dir, lists:flatten(io_lib:format("eflambe-~s-~16.16.0b.eftrace",
-                                                   [os:getpid(), Random]))).
+    filename:join(temp_dir(), lists:flatten(io_lib:format("eflambe-~s-~16.16.0b.eftrace",
+                                                          [os:getpid(), Random]))).
+
+-spec temp_dir() -> file:filename().
+temp_dir() ->
+    case os:getenv("TMPDIR") of
+        false -> "/tmp";
+        "" -> "/tmp";
+        D -> D
+    end.
+
+%% A node killed with -9 leaves its temporary archive behind. Deleted here:
+%% those of this user whose node's OS process is gone and that were not
+%% written for an hour (a node in another PID namespace, sharing the
+%% directory, would not show in /proc). Where /proc does not tell which
+%% processes live, nothing is deleted.
+-define(STALE_S, 3600).
+-spec sweep_stale_archives() -> ok.
+sweep_stale_archives() ->
+    case file:read_file_info("/proc/self", [{time, posix}]) of
+        {ok, #file_info{uid = Me}} ->
+            Old = erlang:system_time(second) - ?STALE_S,
+            Mine = os:getpid(),
+            Dir = temp_dir(),
+            _ = [file:delete(Path)
+                 || Name <- filelib:wildcard("eflambe-*-*.eftrace", Dir),
+                    [_, Pid | _] <- [string:split(Name, "-", all)],
+                    Pid =/= Mine, Pid =/= "", lists:all(fun(C) -> C >= $0 andalso C =< $9 end, Pid),
+                    not filelib:is_dir("/proc/" ++ Pid),
+                    Path <- [filename:join(Dir, Name)],
+                    {ok, #file_info{type = regular, uid = Uid, mtime = MTime}}
+                        <- [file:read_link_info(Path, [{time, posix}])],
+                    Uid =:= Me, MTime < Old],
+            ok;
+        {error, _} ->
+            ok
+    end.
 
 %% "key=value" lines kept in the archive header.
 -spec metadata(atom(), map(), eflambe_options:opts()) -> iodata().

@@ -106,7 +106,9 @@ stack_after_caught_exception(_Config) ->
     Stacks = [calls(Frames) || {Frames, _} <- Lines],
     Catcher = <<"eflambe_workload:catcher/0">>,
     After = <<"eflambe_workload:after_catch/1">>,
-    ?assert(lists:member([After, <<"eflambe_workload:fib/1">>], Stacks)),
+    %% fib/1 right under after_catch/1 (how long its outermost call takes
+    %% itself, which a line of its own would need, is under a microsecond).
+    ?assert(lists:any(fun(S) -> lists:prefix([After, <<"eflambe_workload:fib/1">>], S) end, Stacks)),
     [?assertEqual(After, hd(S)) || S <- Stacks, lists:member(After, S)],
     ?assert(lists:member([Catcher, <<"eflambe_workload:deepest/0">>, <<"erlang:error/1">>], Stacks)).
 

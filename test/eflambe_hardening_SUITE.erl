@@ -1,0 +1,268 @@
+%% What a careless or hostile user can do, and what must come of it: a
+%% clear {error, Reason}, never a raise, a leaked process, a node left
+%% armed, a blocked scheduler or a clobbered file.
+-module(eflambe_hardening_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-include_lib("kernel/include/file.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(W, eflambe_workload).
+
+all() ->
+    [out_of_range_options, bad_input_never_raises, huge_timeout, killed_guard, killed_owner,
+     session_freed_at_timeout, capture_race, not_regular_archives, cli_arguments,
+     non_ascii_paths, default_directory_checked_first, value_kept_when_output_fails,
+     ring_sets_bounded, stale_archives_swept].
+
+end_per_testcase(_Case, _Config) ->
+    _ = eflambe:stop(),
+    ok.
+
+%% ---- helpers ------------------------------------------------------------
+
+%% Nothing of a run is left: no session, no pattern, no flag.
+assert_disarmed() ->
+    eflambe_test_util:wait_until(fun() -> eflambe_tracer:running_session() =:= undefined end),
+    ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)),
+    ?assertEqual({meta, false}, erlang:trace_info({?W, fib, 1}, meta)),
+    ?assertEqual({traced, false}, erlang:trace_info(on_load, traced)),
+    ?assertEqual([], [P || P <- processes(),
+                           case erlang:trace_info(P, tracer) of
+                               {tracer, {eflambe_tracer, _}} -> true;
+                               _ -> false
+                           end]).
+
+fib_fun() ->
+    fun() -> ?W:fib(15) end.
+
+cli() ->
+    filename:join(code:priv_dir(eflambe), "eflambe-fold").
+
+%% ---- cases --------------------------------------------------------------
+
+%% What the NIF cannot hold is refused by the options, not by a badarg.
+out_of_range_options(_Config) ->
+    Big = 1 bsl 64,
+    ?assertMatch({error, {bad_max_events, Big, _}},
+                 eflambe:apply({fib_fun(), []}, [{max_events, Big}])),
+    ?assertMatch({error, {bad_max_bytes, Big, _}},
+                 eflambe:apply({fib_fun(), []}, [{max_bytes, Big}])),
+    ?assertMatch({error, {bad_every, _, _}}, eflambe:capture({?W, fib, 1}, 1, [{every, 1 bsl 32}])),
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{max_events, Big - 1}, {return, flamegraph}]),
+    assert_disarmed().
+
+%% Malformed arguments give {error, _}, and no process is left behind.
+bad_input_never_raises(Config) ->
+    NotExecutable = filename:join(?config(priv_dir, Config), "not-executable"),
+    ok = file:write_file(NotExecutable, <<"#!/bin/sh\n">>),
+    ok = file:change_mode(NotExecutable, 8#644),
+    Before = length(processes()),
+    Bad = [fun() -> eflambe:apply({?W, fib, [5 | x]}, []) end,
+           fun() -> eflambe:apply({fun ?W:fib/1, [5 | x]}, []) end,
+           fun() -> eflambe:apply({?W, fib, [5]}, [{return, flamegraph} | x]) end,
+           fun() -> eflambe:apply({?W, fib, [5]}, [{exclude, [lists | x]}]) end,
+           fun() -> eflambe:apply({?W, fib, [5]}, [{archive, "/tmp/a\0b.eftrace"}]) end,
+           fun() -> eflambe:apply({?W, fib, [5]}, [{archive, <<"/tmp/a", 0, "b">>}]) end,
+           fun() -> eflambe:apply({?W, fib, [5]}, [{output_directory, [$/ | x]}]) end,
+           fun() -> eflambe:apply({?W, fib, [5]}, [{open, NotExecutable}]) end,
+           fun() -> eflambe:replay(<<"/nonexistent/", 16#ff, 16#fe>>, []) end,
+           fun() -> eflambe:replay("", []) end,
+           fun() -> eflambe:sample([{pids, [self() | x]}]) end,
+           fun() -> eflambe:capture({?W, fib, 1}, 1, [{timeout, 10} | x]) end],
+    [begin
+         Result = (lists:nth(I, Bad))(),
+         ct:pal("~b: ~p", [I, Result]),
+         ?assertMatch({error, _}, Result)
+     end || _ <- lists:seq(1, 20), I <- lists:seq(1, length(Bad))],
+    ?assertMatch({error, {open, NotExecutable, "not an executable file"}},
+                 eflambe:apply({?W, fib, [5]}, [{open, NotExecutable}])),
+    eflambe_test_util:wait_until(fun() -> length(processes()) =< Before + 2 end),
+    assert_disarmed().
+
+%% A receive waits at most 2^32-1 ms; a longer timeout is no error.
+huge_timeout(_Config) ->
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{timeout, 1 bsl 40}, {return, flamegraph}]),
+    Self = self(),
+    spawn(fun() -> Self ! {capture, eflambe:capture({?W, fib, 1}, 1, [{timeout, 1 bsl 40}])} end),
+    eflambe_test_util:wait_until(fun() -> erlang:trace_info({?W, fib, 1}, meta) =/= {meta, false} end),
+    _ = ?W:fib(10),
+    receive {capture, R} -> ?assertMatch({ok, [_]}, R) after 10000 -> error(no_capture) end,
+    assert_disarmed().
+
+%% Killing apply's guard loses timeout and stop(), not the node: the call
+%% finishes, and ends the run itself.
+killed_guard(_Config) ->
+    Fun = fun() ->
+                  exit(whereis(eflambe_running), kill),
+                  ?W:fib(12)
+          end,
+    ?assertMatch({ok, 144}, eflambe:apply({Fun, []}, [])),
+    assert_disarmed(),
+    %% Killed while the call waits: stop() ends the run it left.
+    Self = self(),
+    Waiter = fun() ->
+                     exit(whereis(eflambe_running), kill),
+                     Self ! killed,
+                     receive go -> done end
+             end,
+    P = spawn(fun() -> Self ! {apply, eflambe:apply({Waiter, []}, [{return, flamegraph}])} end),
+    receive killed -> ok end,
+    ?assertEqual(ok, eflambe:stop()),
+    assert_disarmed(),
+    P ! go,
+    receive {apply, R} -> ?assertMatch({error, {profile_lost, not_running, {value, done}}}, R)
+    after 10000 -> error(no_result)
+    end.
+
+%% A capture's owner killed: the caller gets an error and the node is
+%% disarmed.
+killed_owner(_Config) ->
+    Self = self(),
+    spawn(fun() -> Self ! {capture, eflambe:capture({?W, fib, 1}, 1, [])} end),
+    eflambe_test_util:wait_until(fun() -> erlang:trace_info({?W, fib, 1}, meta) =/= {meta, false} end),
+    exit(whereis(eflambe_running), kill),
+    receive {capture, R} -> ?assertEqual({error, {capture_failed, killed}}, R)
+    after 10000 -> error(no_result)
+    end,
+    assert_disarmed(),
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{return, flamegraph}]).
+
+%% When apply's timeout stops recording, the node is free at once, though
+%% the call goes on; its profile comes when it returns.
+session_freed_at_timeout(_Config) ->
+    Self = self(),
+    Waiter = fun() -> _ = ?W:fib(12), Self ! started, receive go -> done end end,
+    P = spawn(fun() ->
+                      Self ! {apply, eflambe:apply({Waiter, []}, [{timeout, 100}, {return, flamegraph}])}
+              end),
+    receive started -> ok end,
+    assert_disarmed(),
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{return, flamegraph}]),
+    ?assertEqual({error, not_running}, eflambe:stop()),
+    P ! go,
+    receive
+        {apply, {ok, Folded}} ->
+            ?assertNotEqual(nomatch, binary:match(Folded, <<"eflambe_workload:fib/1">>))
+    after 10000 -> error(no_result)
+    end,
+    assert_disarmed().
+
+%% Many captures at once: one wins, every other is told already_running.
+capture_race(_Config) ->
+    Self = self(),
+    N = 50,
+    [spawn(fun() -> Self ! {capture, eflambe:capture({?W, fib, 1}, 1, [{timeout, 1000}])} end)
+     || _ <- lists:seq(1, N)],
+    Results = [receive {capture, R} -> R after 20000 -> error(no_result) end
+               || _ <- lists:seq(1, N)],
+    Others = [R || R <- Results, R =/= {error, already_running}],
+    ct:pal("~p", [Others]),
+    ?assertMatch([{error, _}], Others),
+    ?assertNotMatch([{error, {target_already_traced, _}}], Others),
+    assert_disarmed().
+
+%% A FIFO would block whoever opens it; a directory has nothing to read.
+not_regular_archives(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Fifo = filename:join(Dir, "replay.fifo"),
+    "" = os:cmd("mkfifo " ++ Fifo),
+    ?assertEqual({error, {archive, Fifo, "not a regular file"}}, eflambe:replay(Fifo, [])),
+    ?assertEqual({error, {archive, Dir, "is a directory"}}, eflambe:replay(Dir, [])),
+    {1, FifoMsg} = eflambe_test_util:run(cli(), [Fifo]),
+    ct:pal("~s", [FifoMsg]),
+    {1, DirMsg} = eflambe_test_util:run(cli(), [Dir]),
+    ?assertNotEqual(nomatch, binary:match(DirMsg, <<"Is a directory">>)),
+    %% Nor does the tracer's own reader: asked directly, it refuses.
+    ?assertMatch({error, {io_error, _}}, eflambe_tracer:archive_header(list_to_binary(Fifo))).
+
+cli_arguments(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Archive = "-dash.eftrace",
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{archive, filename:join(Dir, Archive)},
+                                              {return, flamegraph}]),
+    ?assertMatch({2, _}, eflambe_test_util:run(cli(), [Archive], [{cd, Dir}])),
+    ?assertMatch({0, _}, eflambe_test_util:run(cli(), ["--", Archive], [{cd, Dir}])),
+    {2, Msg} = eflambe_test_util:run(cli(), ["--call", "4294967297", "--", Archive], [{cd, Dir}]),
+    ?assertNotEqual(nomatch, binary:match(Msg, <<"--call takes">>)).
+
+%% Names are given to the file system in the VM's file name encoding.
+non_ascii_paths(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "dir-ü€"),
+    ok = file:make_dir(Dir),
+    Archive = filename:join(Dir, "ü€.eftrace"),
+    {ok, File} = eflambe:apply({fib_fun(), []}, [{archive, Archive}, {output_directory, Dir},
+                                                 {return, filename}]),
+    ?assertMatch({ok, #file_info{type = regular}}, file:read_file_info(Archive)),
+    ?assertMatch({ok, #file_info{type = regular}}, file:read_file_info(File)),
+    ?assertEqual(utf8, file:native_name_encoding()),
+    ?assertMatch({ok, [_ | _]}, file:list_dir(unicode:characters_to_binary(Dir))),
+    {ok, Replayed} = eflambe:replay(Archive, [{return, flamegraph}]),
+    {ok, Replayed} = eflambe:replay(unicode:characters_to_binary(Archive), [{return, flamegraph}]),
+    ?assertEqual({ok, Replayed}, file:read_file(File)).
+
+%% With no output_directory, the current directory is checked before
+%% anything runs, as a named one is.
+default_directory_checked_first(_Config) ->
+    {ok, Cwd} = file:get_cwd(),
+    Self = self(),
+    try
+        ok = file:set_cwd("/proc"),
+        Result = eflambe:apply({fun() -> Self ! ran end, []}, []),
+        ?assertMatch({error, {output_directory, "/proc", _}}, Result)
+    after
+        ok = file:set_cwd(Cwd)
+    end,
+    receive ran -> error(it_ran) after 0 -> ok end.
+
+%% A call that ran keeps its value when its profile cannot be written, and
+%% no partial file is left.
+value_kept_when_output_fails(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "vanishing"),
+    ok = file:make_dir(Dir),
+    Fun = fun() -> ok = file:del_dir(Dir), 42 end,
+    ?assertMatch({error, {profile_lost, {write_output, _, _}, {value, 42}}},
+                 eflambe:apply({Fun, []}, [{output_directory, Dir}])),
+    ?assertEqual({error, enoent}, file:list_dir(Dir)),
+    assert_disarmed().
+
+%% Ring sets only grow: runs that alternate buffer sizes do not keep
+%% adding mappings.
+ring_sets_bounded(_Config) ->
+    Run = fun(Bytes) -> {ok, _} = eflambe:apply({fib_fun(), []}, [{buffer_size, Bytes},
+                                                                {return, flamegraph}]) end,
+    Run(1 bsl 21),
+    Run(1 bsl 20),
+    Before = vm_size_kb(),
+    [Run(B) || _ <- lists:seq(1, 10), B <- [1 bsl 20, 1 bsl 21]],
+    Grown = vm_size_kb() - Before,
+    ct:pal("virtual memory grew by ~b kB over 20 runs", [Grown]),
+    ?assert(Grown < 32 * 1024).
+
+vm_size_kb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmSize:\\s+([0-9]+) kB", [{capture, all_but_first, list}]),
+    list_to_integer(Kb).
+
+%% A node killed with -9 leaves its temporary archive; the next run
+%% deletes it when its OS process is gone and it is an hour old, and
+%% nothing else.
+stale_archives_swept(_Config) ->
+    Dir = case os:getenv("TMPDIR") of false -> "/tmp"; "" -> "/tmp"; D -> D end,
+    Old = erlang:system_time(second) - 7200,
+    Make = fun(Pid, MTime) ->
+                   F = filename:join(Dir, "eflambe-" ++ Pid ++ "-0123456789abcdef.eftrace"),
+                   ok = file:write_file(F, <<"x">>),
+                   ok = file:write_file_info(F, #file_info{mtime = MTime}, [{time, posix}]),
+                   F
+           end,
+    Dead = Make("999999999", Old),
+    Recent = Make("999999998", erlang:system_time(second)),
+    Live = Make("1", Old),
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{return, flamegraph}]),
+    ?assertNot(filelib:is_file(Dead)),
+    ?assert(filelib:is_file(Recent)),
+    ?assert(filelib:is_file(Live)),
+    [file:delete(F) || F <- [Recent, Live]].
