@@ -190,6 +190,8 @@ void efl_profile_free(struct efl_profile *p)
     free(p->windows);
     free(p->timeline);
     free(p->meta);
+    if (p->index != NULL)
+        p->free_index(p->index);
     free(p);
 }
 

@@ -89,6 +89,10 @@ struct efl_profile {
     int truncated;        /* the archive stopped before its end record */
     unsigned stopped;     /* enum efl_stop_reason: recording ended early */
     char *meta;           /* the header's "key=value\n" lines */
+    /* The writers' lookup tables, built on first use (efl_writer.c) and
+     * freed with the profile. */
+    struct efl_profile_index *index;
+    void (*free_index)(struct efl_profile_index *index);
 };
 
 struct efl_folder;
@@ -114,16 +118,5 @@ void efl_profile_free(struct efl_profile *p);
 
 /* Appends the frame's display name: mod:fun/arity, <0.85.0>, sleep, gc. */
 efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out);
-
-/* Is node n in the subtree of `root` (0: the whole profile; otherwise a
- * node directly under the root, such as a window node)? */
-static inline int efl_profile_in(const struct efl_profile *p, uint32_t n, uint32_t root)
-{
-    if (root == 0)
-        return 1;
-    while (p->nodes[n].depth > 1)
-        n = p->nodes[n].parent;
-    return n == root;
-}
 
 #endif

@@ -4,6 +4,7 @@
  * process did. Needs the folder's timeline. Times in microseconds. */
 #include <stdlib.h>
 
+#include "efl_map.h"
 #include "efl_writer.h"
 
 #define MAX_PATH (EFL_FOLD_MAX_DEPTH + 8)
@@ -13,13 +14,23 @@ struct speedscope {
     const struct efl_profile *p;
     uint64_t base_ns;
     int first_event;
+    /* One call of a capture lists only its own frames: frame id -> its
+     * index in the file. Empty for the whole profile, whose file lists
+     * every frame under its own id. */
+    struct efl_map local;
 };
+
+static uint32_t frame_index(const struct speedscope *w, uint32_t node)
+{
+    uint32_t f = w->p->nodes[node].frame;
+    return w->local.count ? efl_map_get(&w->local, f) : f;
+}
 
 static efl_status event(struct speedscope *w, char type, uint32_t node, uint64_t ts)
 {
     uint64_t ns = ts - w->base_ns;
     EFL_FORWARD_IF_ERROR(efl_buf_printf(w->out, "%s{\"type\":\"%c\",\"frame\":%u,\"at\":%llu.%03llu}",
-                                        w->first_event ? "" : ",", type, w->p->nodes[node].frame,
+                                        w->first_event ? "" : ",", type, frame_index(w, node),
                                         (unsigned long long)(ns / 1000),
                                         (unsigned long long)(ns % 1000)));
     w->first_event = 0;
@@ -56,16 +67,11 @@ static efl_status move(struct speedscope *w, uint32_t proc, uint32_t from, uint3
 static efl_status profile(struct speedscope *w, uint32_t proc, int first)
 {
     const struct efl_profile *p = w->p;
-    uint64_t start = 0, end = 0;
-    int seen = 0;
-    for (size_t i = 0; i < p->ntimeline; i++) {
-        if (p->timeline[i].proc != proc)
-            continue;
-        if (!seen)
-            start = p->timeline[i].ts;
-        end = p->timeline[i].ts;
-        seen = 1;
-    }
+    const size_t *changes;
+    size_t nchanges;
+    EFL_FORWARD_IF_ERROR(efl_process_changes(p, proc, &changes, &nchanges));
+    uint64_t start = nchanges ? p->timeline[changes[0]].ts : 0;
+    uint64_t end = nchanges ? p->timeline[changes[nchanges - 1]].ts : 0;
     w->base_ns = start;
     EFL_FORWARD_IF_ERROR(efl_buf_puts(w->out, first ? "{\"type\":\"evented\",\"name\":\""
                                                     : ",{\"type\":\"evented\",\"name\":\""));
@@ -82,10 +88,8 @@ static efl_status profile(struct speedscope *w, uint32_t proc, int first)
                                         (unsigned long long)((end - start) % 1000)));
     w->first_event = 1;
     uint32_t current = proc;
-    for (size_t i = 0; i < p->ntimeline; i++) {
-        const struct efl_change *c = &p->timeline[i];
-        if (c->proc != proc)
-            continue;
+    for (size_t i = 0; i < nchanges; i++) {
+        const struct efl_change *c = &p->timeline[changes[i]];
         EFL_FORWARD_IF_ERROR(move(w, proc, current, c->node, c->ts));
         EFL_FORWARD_IF_ERROR(efl_buf_spill(w->out, 0));
         current = c->node;
@@ -95,23 +99,50 @@ static efl_status profile(struct speedscope *w, uint32_t proc, int first)
     return efl_buf_puts(w->out, "]}");
 }
 
+/* The frames the file lists, in order: all of them for the whole
+ * profile, else those of root's subtree (and w->local maps them). */
+static efl_status list_frames(struct speedscope *w, uint32_t root, uint32_t **frames, size_t *n)
+{
+    const struct efl_profile *p = w->p;
+    if (root == 0) {
+        *frames = malloc((p->nframes + 1) * sizeof **frames);
+        EFL_RETURN_ERROR_IF(*frames == NULL, EFL_ERR_NOMEM);
+        for (uint32_t i = 0; i < p->nframes; i++)
+            (*frames)[i] = i;
+        *n = p->nframes;
+        return EFL_OK;
+    }
+    EFL_FORWARD_IF_ERROR(efl_subtree(p, root, frames, n));
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        uint32_t f = p->nodes[(*frames)[i]].frame;
+        if (efl_map_get(&w->local, f) == EFL_MAP_NONE) {
+            EFL_FORWARD_IF_ERROR(efl_map_put(&w->local, f, (uint32_t)k));
+            (*frames)[k++] = f;
+        }
+    }
+    *n = k;
+    return EFL_OK;
+}
+
 efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, struct efl_buf *out)
 {
-    uint32_t *procs;
-    size_t nprocs;
+    uint32_t *procs, *frames = NULL;
+    size_t nprocs, nframes = 0;
     EFL_FORWARD_IF_ERROR(efl_process_nodes(p, root, &procs, &nprocs));
     struct speedscope w = {.out = out, .p = p};
     struct efl_buf name = {0};
-    efl_status s = efl_buf_puts(out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
-                                     "\"exporter\":\"eflambe\",\"name\":\"eflambe");
+    efl_status s = list_frames(&w, root, &frames, &nframes);
+    if (s == EFL_OK)
+        s = efl_buf_puts(out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
+                              "\"exporter\":\"eflambe\",\"name\":\"eflambe");
     if (s == EFL_OK)
         s = efl_append_caveats(p, out);
     if (s == EFL_OK)
         s = efl_buf_puts(out, "\",\"activeProfileIndex\":0,\"shared\":{\"frames\":[");
-    /* Frame indexes are the profile's own frame ids. */
-    for (uint32_t i = 0; s == EFL_OK && i < p->nframes; i++) {
+    for (uint32_t i = 0; s == EFL_OK && i < nframes; i++) {
         name.len = 0;
-        s = efl_profile_frame_name(p, i, &name);
+        s = efl_profile_frame_name(p, frames[i], &name);
         if (s == EFL_OK)
             s = efl_buf_puts(out, i ? ",{\"name\":\"" : "{\"name\":\"");
         if (s == EFL_OK)
@@ -128,6 +159,8 @@ efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, stru
     if (s == EFL_OK)
         s = efl_buf_puts(out, "]}\n");
     efl_buf_free(&name);
+    efl_map_free(&w.local);
+    free(frames);
     free(procs);
     return s;
 }

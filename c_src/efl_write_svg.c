@@ -174,20 +174,33 @@ efl_status efl_write_svg(const struct efl_profile *p, uint32_t root, struct efl_
     if (p->nnodes == 0)
         return EFL_ERR_ARG;
     struct svg w = {.p = p, .out = out, .root = root};
-    w.total = calloc(p->nnodes, sizeof *w.total);
-    w.cursor = calloc(p->nnodes, sizeof *w.cursor);
-    w.x = calloc(p->nnodes, sizeof *w.x);
-    w.row = calloc(p->nnodes, sizeof *w.row);
+    /* Indexed by node, but only root and its subtree are set and read
+     * (one call of a capture is a small part of its profile). */
+    w.total = malloc(p->nnodes * sizeof *w.total);
+    w.cursor = malloc(p->nnodes * sizeof *w.cursor);
+    w.x = malloc(p->nnodes * sizeof *w.x);
+    w.row = malloc(p->nnodes * sizeof *w.row);
+    uint32_t *sub = NULL;
+    size_t nsub = 0;
     efl_status s = w.total && w.cursor && w.x && w.row ? EFL_OK : EFL_ERR_NOMEM;
+    if (s == EFL_OK)
+        s = efl_subtree(p, root, &sub, &nsub);
     if (s == EFL_OK) {
-        for (uint32_t n = p->nnodes; n-- > 1;)
-            if (efl_profile_in(p, n, root)) {
-                w.total[n] += p->nodes[n].self_ns;
-                w.total[p->nodes[n].parent] += w.total[n];
-            }
+        w.total[root] = w.cursor[root] = w.x[root] = 0;
+        w.row[root] = 0;
+        for (size_t i = 0; i < nsub; i++)
+            w.total[sub[i]] = 0;
+        /* Children come after their parents: backwards, each is complete
+         * before it is added to its parent. */
+        for (size_t i = nsub; i-- > 0;) {
+            uint32_t n = sub[i];
+            w.total[n] += p->nodes[n].self_ns;
+            w.total[p->nodes[n].parent] += w.total[n];
+        }
         w.grand = (double)w.total[root];
         s = efl_walk_stacks(p, root, ";", visit, &w);
     }
+    free(sub);
     if (s == EFL_OK)
         s = header(&w, TOP + (int)(w.rows + 1) * ROW + BOTTOM);
     if (s == EFL_OK)
@@ -195,7 +208,6 @@ efl_status efl_write_svg(const struct efl_profile *p, uint32_t root, struct efl_
     if (s == EFL_OK) {
         w.drawing = 1;
         const char *all = "all";
-        w.row[root] = 0;
         s = frame(&w, root, all, strlen(all));
     }
     if (s == EFL_OK)

@@ -31,7 +31,7 @@ int efl_ended_by_exception(const struct efl_profile *p, uint32_t node)
 }
 
 
-/* Frame names, formatted once per walk. */
+/* Frame names, formatted once per profile. */
 struct names {
     struct efl_buf text;
     size_t *off;   /* nframes + 1 offsets into text */
@@ -50,11 +50,22 @@ static efl_status format_names(const struct efl_profile *p, struct names *n)
     return EFL_OK;
 }
 
-/* Children lists, built once per walk: first child and next sibling,
- * siblings in the byte order of their names so that a walk emits stacks
- * (nearly always) already sorted. */
+/* Children lists: first child and next sibling, siblings in the byte
+ * order of their names so that a walk emits stacks (nearly always)
+ * already sorted. */
 struct tree {
     uint32_t *first, *next;
+};
+
+/* What the writers look up, built once per profile: a capture's profile
+ * is written once per captured call, and each write may look only at its
+ * call's part (work in proportion to the whole profile per call made
+ * folding 16,000 calls take minutes). */
+struct efl_profile_index {
+    struct names names;
+    struct tree tree;
+    size_t *changes_at;  /* nnodes + 1: a process node's range in changes */
+    size_t *changes;     /* timeline positions by process node, each in time order */
 };
 
 struct sort_ctx {
@@ -100,8 +111,6 @@ static efl_status build_tree(const struct efl_profile *p, const struct names *na
     t->next = calloc(p->nnodes, sizeof *t->next);
     uint32_t *kids = malloc(p->nnodes * sizeof *kids);
     if (t->first == NULL || t->next == NULL || kids == NULL) {
-        free(t->first);
-        free(t->next);
         free(kids);
         return EFL_ERR_NOMEM;
     }
@@ -131,16 +140,101 @@ static efl_status build_tree(const struct efl_profile *p, const struct names *na
     return EFL_OK;
 }
 
+/* The timeline's positions grouped by process node (a counting sort,
+ * which keeps each group in time order). */
+static efl_status group_changes(const struct efl_profile *p, struct efl_profile_index *x)
+{
+    x->changes_at = calloc((size_t)p->nnodes + 1, sizeof *x->changes_at);
+    x->changes = malloc((p->ntimeline + 1) * sizeof *x->changes);
+    EFL_RETURN_ERROR_IF(x->changes_at == NULL || x->changes == NULL, EFL_ERR_NOMEM);
+    for (size_t i = 0; i < p->ntimeline; i++)
+        x->changes_at[p->timeline[i].proc + 1]++;
+    for (uint32_t n = 0; n < p->nnodes; n++)
+        x->changes_at[n + 1] += x->changes_at[n];
+    size_t *fill = malloc(((size_t)p->nnodes + 1) * sizeof *fill);
+    EFL_RETURN_ERROR_IF(fill == NULL, EFL_ERR_NOMEM);
+    memcpy(fill, x->changes_at, ((size_t)p->nnodes + 1) * sizeof *fill);
+    for (size_t i = 0; i < p->ntimeline; i++)
+        x->changes[fill[p->timeline[i].proc]++] = i;
+    free(fill);
+    return EFL_OK;
+}
+
+static void free_index(struct efl_profile_index *x)
+{
+    efl_buf_free(&x->names.text);
+    free(x->names.off);
+    free(x->tree.first);
+    free(x->tree.next);
+    free(x->changes_at);
+    free(x->changes);
+    free(x);
+}
+
+/* The profile's index, built on first use. It is a cache: what it is
+ * built from never changes, and a profile is written by one thread at a
+ * time. NULL if memory runs out. */
+static const struct efl_profile_index *index_of(const struct efl_profile *p)
+{
+    if (p->index != NULL)
+        return p->index;
+    struct efl_profile_index *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return NULL;
+    efl_status s = format_names(p, &x->names);
+    if (s == EFL_OK && p->nnodes > 0)
+        s = build_tree(p, &x->names, &x->tree);
+    if (s == EFL_OK)
+        s = group_changes(p, x);
+    if (s != EFL_OK) {
+        free_index(x);
+        return NULL;
+    }
+    struct efl_profile *cache = (struct efl_profile *)p;
+    cache->index = x;
+    cache->free_index = free_index;
+    return x;
+}
+
+/* The node after n in root's subtree, parents before children: its first
+ * child, else the next sibling of it or of its nearest ancestor below
+ * root that has one; 0 at the end. */
+static uint32_t next_in(const struct efl_profile *p, const struct tree *t, uint32_t root, uint32_t n)
+{
+    if (t->first[n] != 0)
+        return t->first[n];
+    for (; n != root; n = p->nodes[n].parent)
+        if (t->next[n] != 0)
+            return t->next[n];
+    return 0;
+}
+
+efl_status efl_subtree(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n)
+{
+    *n = 0;
+    *nodes = NULL;
+    if (p->nnodes == 0)
+        return EFL_OK;
+    const struct efl_profile_index *x = index_of(p);
+    EFL_RETURN_ERROR_IF(x == NULL, EFL_ERR_NOMEM);
+    size_t cap = 0;
+    for (uint32_t k = x->tree.first[root]; k != 0; k = next_in(p, &x->tree, root, k)) {
+        EFL_GROW(*nodes, *n, cap);
+        (*nodes)[(*n)++] = k;
+    }
+    return EFL_OK;
+}
+
 efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const char *sep,
                            efl_stack_visitor visit, void *ctx)
 {
     if (p->nnodes == 0)
         return EFL_OK;
-    struct names names;
-    struct tree t = {NULL, NULL};
-    efl_status s = format_names(p, &names);
-    if (s == EFL_OK)
-        s = build_tree(p, &names, &t);
+    const struct efl_profile_index *x = index_of(p);
+    EFL_RETURN_ERROR_IF(x == NULL, EFL_ERR_NOMEM);
+    const struct names *names = &x->names;
+    const struct tree *t = &x->tree;
+    efl_status s = EFL_OK;
     struct efl_buf path = {0};
     /* The walk's stack: a node and the path length before its name. */
     struct frame {
@@ -148,19 +242,19 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
         size_t len;
     } *stack = malloc((EFL_FOLD_MAX_DEPTH + 8) * sizeof *stack);
     size_t depth = 0, sep_len = strlen(sep);
-    if (s == EFL_OK && stack == NULL)
+    if (stack == NULL)
         s = EFL_ERR_NOMEM;
-    uint32_t n = s == EFL_OK ? t.first[root] : 0;
+    uint32_t n = s == EFL_OK ? t->first[root] : 0;
     while (s == EFL_OK && n != 0) {
         size_t before = path.len;
         uint32_t f = p->nodes[n].frame;
         if (p->frames[f].kind != EFL_FRAME_WINDOW) {
             if (path.len > 0)
                 s = efl_buf_append(&path, sep, sep_len);
-            size_t len = names.off[f + 1] - names.off[f];
+            size_t len = names->off[f + 1] - names->off[f];
             /* No name text at all: data is NULL, and NULL + 0 is undefined. */
             if (s == EFL_OK && len > 0)
-                s = efl_buf_append(&path, names.text.data + names.off[f], len);
+                s = efl_buf_append(&path, names->text.data + names->off[f], len);
             if (s == EFL_OK && efl_ended_by_exception(p, n))
                 s = efl_buf_puts(&path, " (exception)");
         }
@@ -168,14 +262,14 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
             s = visit(ctx, p, n, (const char *)path.data, path.len);
         if (s != EFL_OK)
             break;
-        if (t.first[n] != 0 && depth < EFL_FOLD_MAX_DEPTH + 8) {
+        if (t->first[n] != 0 && depth < EFL_FOLD_MAX_DEPTH + 8) {
             stack[depth++] = (struct frame){n, before};
-            n = t.first[n];
+            n = t->first[n];
             continue;
         }
         /* No children: on to the next sibling, or back up. */
         path.len = before;
-        while (n != 0 && t.next[n] == 0) {
+        while (n != 0 && t->next[n] == 0) {
             if (depth == 0) {
                 n = 0;
                 break;
@@ -185,25 +279,38 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
             path.len = stack[depth].len;
         }
         if (n != 0)
-            n = t.next[n];
+            n = t->next[n];
     }
     free(stack);
     efl_buf_free(&path);
-    efl_buf_free(&names.text);
-    free(names.off);
-    free(t.first);
-    free(t.next);
     return s;
+}
+
+static int by_index(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
 efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n)
 {
-    *n = 0;
-    *nodes = malloc((p->nnodes + 1) * sizeof **nodes);
-    EFL_RETURN_ERROR_IF(*nodes == NULL, EFL_ERR_NOMEM);
-    for (uint32_t i = 1; i < p->nnodes; i++)
-        if (p->frames[p->nodes[i].frame].kind == EFL_FRAME_PROCESS && efl_profile_in(p, i, root))
-            (*nodes)[(*n)++] = i;
+    EFL_FORWARD_IF_ERROR(efl_subtree(p, root, nodes, n));
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (p->frames[p->nodes[(*nodes)[i]].frame].kind == EFL_FRAME_PROCESS)
+            (*nodes)[k++] = (*nodes)[i];
+    *n = k;
+    qsort(*nodes, k, sizeof **nodes, by_index);
+    return EFL_OK;
+}
+
+efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const size_t **changes,
+                               size_t *n)
+{
+    const struct efl_profile_index *x = index_of(p);
+    EFL_RETURN_ERROR_IF(x == NULL, EFL_ERR_NOMEM);
+    *changes = x->changes + x->changes_at[proc];
+    *n = x->changes_at[proc + 1] - x->changes_at[proc];
     return EFL_OK;
 }
 

@@ -35,8 +35,15 @@ typedef efl_status (*efl_stack_visitor)(void *ctx, const struct efl_profile *p, 
 efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const char *sep,
                            efl_stack_visitor visit, void *ctx);
 
+/* The nodes of root's subtree (root excluded), parents before children;
+ * *n of them, in an array to free. */
+efl_status efl_subtree(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n);
 /* The process nodes in root's subtree, in index order; *n of them. */
 efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n);
+/* The positions in p->timeline of a process node's changes, in time
+ * order; *n of them (the array is the profile's). */
+efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const size_t **changes,
+                               size_t *n);
 /* Appends a node's display name (a process node of a call that raised gets
  * " (exception)"). */
 efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out);

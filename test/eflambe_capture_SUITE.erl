@@ -13,7 +13,7 @@ all() ->
     [two_of_three_callers, recursion_counts_once, exception_marked, killed_mid_call,
      timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
      already_running, bad_input, tracer_in_use, caller_dies, every_k, target_reloaded,
-     results_as_files, spawned_processes, limit_ends_capture].
+     results_as_files, spawned_processes, limit_ends_capture, many_calls].
 
 end_per_testcase(_Case, _Config) ->
     assert_nothing_armed().
@@ -265,3 +265,34 @@ limit_ends_capture(_Config) ->
     C = caller(fun() -> ?W:two(20) end),
     C ! go,
     ?assertEqual({error, {limit, max_events}}, Wait()).
+
+%% Folding is linear in the number of calls: 16,000 calls, each in its own
+%% process, fold in well under a second (the folder once wrote each call
+%% in proportion to all of them: 104 s), in every format.
+many_calls(Config) ->
+    N = 16000,
+    Self = self(),
+    Archive = filename:join(?config(priv_dir, Config), "many.eftrace"),
+    spawn(fun() ->
+                  Self ! {capture, timer:tc(eflambe, capture, [{?W, fib, 1}, N,
+                                                               [{return, flamegraph}, {archive, Archive},
+                                                                {timeout, 120000}]])}
+          end),
+    %% Calls made while the pattern is committed are not seen: callers
+    %% come until N calls are captured.
+    Result = call_until_captured(fun() -> ?W:fib(6) end, 1000),
+    ?assertMatch({ok, Calls} when length(Calls) =:= N, Result),
+    [begin
+         {Us, {ok, Results}} = timer:tc(eflambe, replay, [Archive, [{output_format, F},
+                                                                    {return, flamegraph}]]),
+         ct:pal("~p: ~b calls folded in ~b ms", [F, length(Results), Us div 1000]),
+         ?assertEqual(N, length(Results)),
+         ?assert(Us < 30000000)
+     end || F <- [brendan_gregg, perf, speedscope, svg]].
+
+call_until_captured(Fun, Batch) ->
+    [spawn(Fun) || _ <- lists:seq(1, Batch)],
+    receive
+        {capture, {_, Result}} -> Result
+    after 10 -> call_until_captured(Fun, Batch)
+    end.
