@@ -52,10 +52,21 @@ when_reachable(Node, Fun) ->
         pang ->
             {error, {nodedown, Node}};
         pong ->
-            case erpc:call(Node, code, ensure_loaded, [eflambe_tracer], 10000) of
-                {module, eflambe_tracer} -> Fun();
-                {error, Why} -> {error, {not_loaded_on_node, Node, Why}}
+            case remote(Node, code, ensure_loaded, [eflambe_tracer]) of
+                {ok, {module, eflambe_tracer}} -> Fun();
+                {ok, {error, Why}} -> {error, {not_loaded_on_node, Node, Why}};
+                {error, _} = Error -> Error
             end
+    end.
+
+%% A call over there; the node going away is an error, not a raise.
+-spec remote(node(), module(), atom(), list()) -> {ok, term()} | {error, term()}.
+remote(Node, M, F, A) ->
+    try
+        {ok, erpc:call(Node, M, F, A, 120000)}
+    catch
+        error:{erpc, Reason} -> {error, {nodedown, Node, Reason}};
+        Class:Reason -> {error, {remote_call_failed, Node, {M, F, length(A)}, {Class, Reason}}}
     end.
 
 %% With {fetch_archive, Path} the run over there keeps its archive (at
@@ -65,16 +76,38 @@ when_reachable(Node, Fun) ->
 with_archive(_Node, #{fetch_archive := undefined} = Opts, Run) ->
     Run(Opts);
 with_archive(Node, #{fetch_archive := Local, archive := Kept} = Opts, Run) ->
-    There = case Kept of
-                undefined -> erpc:call(Node, eflambe_session, temp_archive, []);
-                _ -> Kept
-            end,
-    Result = Run(Opts#{archive := There}),
-    Copied = case erpc:call(Node, file, read_file, [There]) of
-                 {ok, Bin} -> file:write_file(Local, Bin);
-                 {error, Why} -> {error, Why}
+    case Kept of
+        undefined ->
+            case remote(Node, eflambe_session, temp_archive, []) of
+                {ok, There} -> fetched(Node, There, true, Local, Run(Opts#{archive := There}));
+                {error, _} = Error -> Error
+            end;
+        There ->
+            fetched(Node, There, false, Local, Run(Opts))
+    end.
+
+%% Copies the archive over there to Local (a new file, as archives are),
+%% and deletes it there if it was temporary.
+-spec fetched(node(), file:filename_all(), boolean(), file:filename_all(), Result) ->
+          Result | {error, term()}.
+fetched(Node, There, Temporary, Local, Result) ->
+    Copied = case remote(Node, file, read_file, [There]) of
+                 {ok, {ok, Bin}} ->
+                     _ = file:delete(Local),
+                     case file:open(Local, [write, exclusive, raw, binary]) of
+                         {ok, Fd} ->
+                             Written = file:write(Fd, Bin),
+                             _ = file:close(Fd),
+                             Written;
+                         {error, _} = E ->
+                             E
+                     end;
+                 {ok, {error, Why}} ->
+                     {error, Why};
+                 {error, _} = E ->
+                     E
              end,
-    _ = Kept =:= undefined andalso erpc:call(Node, file, delete, [There]),
+    _ = Temporary andalso remote(Node, file, delete, [There]),
     case {Result, Copied} of
         {{ok, _}, {error, Reason}} -> {error, {fetch_archive, Local, Reason}};
         _ -> Result

@@ -12,7 +12,7 @@
 
 all() ->
     [capture_on_peer, results_as_local_files, nodedown, eflambe_missing, caller_dies,
-     sample_on_peer, archive_on_either_side].
+     sample_on_peer, archive_on_either_side, node_dies_mid_run].
 
 %% Short names need the host name to resolve; where it does not, long
 %% names on 127.0.0.1 do.
@@ -37,6 +37,8 @@ end_per_suite(Config) ->
     peer:stop(?config(bare, Config)),
     ok.
 
+end_per_testcase(node_dies_mid_run, _Config) ->
+    ok;
 end_per_testcase(_Case, Config) ->
     Node = ?config(node, Config),
     eflambe_test_util:wait_until(
@@ -128,3 +130,24 @@ archive_on_either_side(Config) ->
     ?assertEqual({ok, Sampled}, eflambe:replay(Fetched, [{return, flamegraph}])),
     ?assertMatch({error, {fetch_archive, _, _}},
                  eflambe:capture({?W, two, 1}, 1, [{fetch_archive, Here}])).
+
+%% The node going away mid-run is an error, not a raise, archive fetched
+%% or not.
+node_dies_mid_run(Config) ->
+    Paths = lists:append([["-pa", filename:dirname(code:which(M))] || M <- [eflambe, eflambe_workload]]),
+    Where = case net_kernel:longnames() of
+                true -> #{host => "127.0.0.1", longnames => true};
+                false -> #{}
+            end,
+    Here = filename:join(?config(priv_dir, Config), "never.eftrace"),
+    [begin
+         {ok, Peer, Node} = peer:start(Where#{name => peer:random_name(), args => Paths}),
+         Self = self(),
+         spawn(fun() -> Self ! {capture, eflambe:capture({?W, two, 1}, 1, [{node, Node} | Opts])} end),
+         eflambe_test_util:wait_until(
+           fun() -> erpc:call(Node, eflambe_tracer, running_session, []) =/= undefined end),
+         peer:stop(Peer),
+         receive {capture, R} -> ct:pal("~p", [R]), ?assertMatch({error, _}, R)
+         after 30000 -> error(no_result)
+         end
+     end || Opts <- [[], [{fetch_archive, Here}]]].
