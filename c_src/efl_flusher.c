@@ -63,6 +63,16 @@ static size_t own_events(struct efl_flusher *f, size_t n)
     return kept;
 }
 
+/* Keeps the writer's first failure, and for an I/O error its errno
+ * (ENOSPC says more than "cannot write"). */
+static void keep(struct efl_flusher *f, efl_status s)
+{
+    if (s != EFL_OK && f->stats.status == EFL_OK) {
+        f->stats.status = s;
+        f->stats.error = s == EFL_ERR_IO ? errno : 0;
+    }
+}
+
 /* Writes what a ring holds now. After a writer failure the events are
  * still drained, and discarded, so producers keep their rings free. */
 static size_t drain_ring(struct efl_flusher *f, size_t i)
@@ -76,14 +86,14 @@ static size_t drain_ring(struct efl_flusher *f, size_t i)
             kept = 0;
         total += kept;
         if (kept > 0 && f->stats.status == EFL_OK)
-            f->stats.status = efl_archive_writer_events(f->writer, (uint32_t)i, f->batch, kept);
+            keep(f, efl_archive_writer_events(f->writer, (uint32_t)i, f->batch, kept));
     } while (n == DRAIN_BATCH);
     uint64_t dropped = efl_ring_dropped(&f->rings[i]);
     if (dropped > f->seen_drops[i]) {
         f->stats.drops += dropped - f->seen_drops[i];
         if (f->stats.status == EFL_OK)
-            f->stats.status = efl_archive_writer_drops(f->writer, (uint32_t)i,
-                                                       dropped - f->seen_drops[i]);
+            keep(f, efl_archive_writer_drops(f->writer, (uint32_t)i,
+                                                       dropped - f->seen_drops[i]));
         f->seen_drops[i] = dropped;
     }
     return total;
@@ -156,13 +166,13 @@ static void *run(void *arg)
             drained += drain_ring(f, i);
         f->stats.events += drained;
         if (drained > 0 && f->stats.status == EFL_OK)
-            f->stats.status = efl_archive_writer_pass(f->writer, pass_start);
+            keep(f, efl_archive_writer_pass(f->writer, pass_start));
         check_limits(f);
 
         int64_t now = now_ns();
         if (now - frame_start >= FRAME_INTERVAL_NS) {
             if (f->stats.status == EFL_OK)
-                f->stats.status = efl_archive_writer_end_frame(f->writer);
+                keep(f, efl_archive_writer_end_frame(f->writer));
             frame_start = now;
         }
         /* Producers stopped before shutdown was set: a pass that found
@@ -187,10 +197,10 @@ static void *run(void *arg)
     }
     f->stats.stopped = __atomic_load_n(&f->stop_reason, __ATOMIC_RELAXED);
     if (f->stats.status == EFL_OK && f->stats.stopped != EFL_STOP_NONE)
-        f->stats.status = efl_archive_writer_stopped(f->writer, f->stats.stopped);
+        keep(f, efl_archive_writer_stopped(f->writer, f->stats.stopped));
     efl_archive_writer_take_modules(f->writer, &f->stats.modules, &f->stats.nmodules);
     if (f->stats.status == EFL_OK) {
-        f->stats.status = efl_archive_writer_close(f->writer, &f->stats.bytes);
+        keep(f, efl_archive_writer_close(f->writer, &f->stats.bytes));
     } else {
         efl_archive_writer_abort(f->writer);
     }

@@ -29,6 +29,7 @@ struct efl_flush_stats {
     uint64_t drops;    /* events lost to full rings */
     uint64_t bytes;    /* archive size */
     efl_status status; /* first failure of the writer, if any */
+    int error;         /* its errno, for EFL_ERR_IO */
     unsigned stopped;  /* enum efl_stop_reason */
     uint32_t *modules; /* raw atoms of the modules events named; the caller frees */
     size_t nmodules;

@@ -438,6 +438,8 @@ static void on_limit(void *ctx, unsigned reason)
     enif_clear_env(s->msg_env);
 }
 
+static ERL_NIF_TERM errno_atom(ErlNifEnv *env, int e);
+
 static ERL_NIF_TERM error_tuple(ErlNifEnv *env, efl_status s, ERL_NIF_TERM detail)
 {
     return enif_make_tuple2(env, atom_error,
@@ -731,7 +733,7 @@ static ERL_NIF_TERM nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
         modules = enif_make_list_cell(env, (ERL_NIF_TERM)st.modules[i], modules);
     free(st.modules);
     if (st.status != EFL_OK)
-        return error_tuple(env, st.status, atom_undefined);
+        return error_tuple(env, st.status, st.error ? errno_atom(env, st.error) : atom_undefined);
     ERL_NIF_TERM keys[] = {atom_events, atom_dropped, atom_bytes, atom_stopped, atom_modules};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, st.events), enif_make_uint64(env, st.drops + lost),
                            enif_make_uint64(env, st.bytes),

@@ -15,7 +15,7 @@ all() ->
     [out_of_range_options, bad_input_never_raises, huge_timeout, killed_guard, killed_owner,
      session_freed_at_timeout, capture_race, not_regular_archives, cli_arguments,
      non_ascii_paths, default_directory_checked_first, value_kept_when_output_fails,
-     ring_sets_bounded, stale_archives_swept].
+     full_disk, ring_sets_bounded, stale_archives_swept].
 
 end_per_testcase(_Case, _Config) ->
     _ = eflambe:stop(),
@@ -226,6 +226,39 @@ value_kept_when_output_fails(Config) ->
     ?assertMatch({error, {profile_lost, {write_output, _, _}, {value, 42}}},
                  eflambe:apply({Fun, []}, [{output_directory, Dir}])),
     ?assertEqual({error, enoent}, file:list_dir(Dir)),
+    assert_disarmed().
+
+%% A full disk, for the archive or the output: the call's value is kept,
+%% the error says why, and no partial output file stays. Needs a small
+%% tmpfs (root); skipped where one cannot be mounted.
+full_disk(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "tiny"),
+    ok = file:make_dir(Dir),
+    case os:cmd("mount -t tmpfs -o size=128k tmpfs " ++ Dir ++ " 2>&1 && echo mounted") of
+        "mounted\n" ->
+            try
+                full_disk(Dir, ?config(priv_dir, Config))
+            after
+                os:cmd("umount " ++ Dir)
+            end;
+        Why ->
+            {skip, "cannot mount a tmpfs: " ++ Why}
+    end.
+
+full_disk(Tiny, Elsewhere) ->
+    Busy = fun() -> [?W:fib(14) || _ <- lists:seq(1, 200)], done end,
+    ?assertMatch({error, {profile_lost, {io_error, enospc}, {value, done}}},
+                 eflambe:apply({Busy, []}, [{archive, filename:join(Tiny, "a.eftrace")},
+                                            {output_directory, Elsewhere}])),
+    assert_disarmed(),
+    ok = file:delete(filename:join(Tiny, "a.eftrace")),
+    %% Room for the probe of the directory, not for the output.
+    {ok, Fd} = file:open(filename:join(Tiny, "filler"), [write, raw]),
+    _ = [file:write(Fd, <<0:8192/unit:8>>) || _ <- lists:seq(1, 15)],
+    ok = file:close(Fd),
+    ?assertMatch({error, {profile_lost, {write_output, _, _}, {value, done}}},
+                 eflambe:apply({Busy, []}, [{output_directory, Tiny}, {output_format, svg}])),
+    ?assertEqual({ok, ["filler"]}, file:list_dir(Tiny)),
     assert_disarmed().
 
 %% Ring sets only grow: runs that alternate buffer sizes do not keep
