@@ -21,8 +21,8 @@ _Static_assert(EFL_EV_KIND_END <= 16, "event kinds must fit in 4 bits");
 
 struct ring_events {
     struct held_event *ev;
-    size_t n, cap, pos;
-    size_t scanned;     /* events before this were looked at for root calls */
+    size_t n, cap, pos;  /* ev[pos..n) are held */
+    int queued;          /* in the merge heap (it holds events) */
 };
 
 /* One frame of a process's real stack. Its tree node is the stack up to
@@ -88,6 +88,13 @@ struct efl_folder {
     uint32_t max_depth;
     struct ring_events *rings;
     size_t nrings;
+    /* The rings that hold events, as a binary heap by their oldest event
+     * (ties: lower ring first): merging costs a log of the rings per run
+     * of events, whatever the archive's number of rings and passes. */
+    uint32_t *heap;
+    size_t nheap, heap_cap;
+    uint64_t held, held_max;     /* events held, all rings */
+    uint64_t name_bytes, name_bytes_max; /* symbol and process names */
     size_t procs_cap;
     uint64_t passes[2];         /* start times of the last two drain passes */
     unsigned npasses;
@@ -132,6 +139,8 @@ efl_status efl_folder_new(struct efl_folder **fp, const struct efl_fold_opts *op
     struct efl_folder *f = calloc(1, sizeof *f);
     EFL_RETURN_ERROR_IF(f == NULL, EFL_ERR_NOMEM);
     f->keep_timeline = opts && opts->timeline;
+    f->held_max = opts && opts->held_max ? opts->held_max : EFL_FOLD_HELD_MAX;
+    f->name_bytes_max = opts && opts->name_bytes_max ? opts->name_bytes_max : EFL_FOLD_NAME_BYTES_MAX;
     f->collapse = opts && opts->collapse_recursion;
     f->max_depth = opts && opts->max_depth > 0 && opts->max_depth < EFL_FOLD_MAX_DEPTH
                        ? opts->max_depth
@@ -158,6 +167,7 @@ void efl_folder_free(struct efl_folder *f)
     for (size_t i = 0; i < f->nrings; i++)
         free(f->rings[i].ev);
     free(f->rings);
+    free(f->heap);
     for (size_t i = 0; i < f->procs_cap; i++) {
         free(f->procs[i].stack);
         free(f->procs[i].spec);
@@ -210,9 +220,17 @@ static efl_status add_name(char ***arr, uint32_t *count, size_t *cap, uint32_t i
     return EFL_OK;
 }
 
+/* Counts a name's bytes against name_bytes_max. */
+static efl_status count_name(struct efl_folder *f, size_t len)
+{
+    f->name_bytes += len + 1;
+    return f->name_bytes > f->name_bytes_max ? EFL_ERR_LIMIT : EFL_OK;
+}
+
 static efl_status on_symbol(void *ctx, uint32_t id, const char *s, size_t len)
 {
     struct efl_folder *f = ctx;
+    EFL_FORWARD_IF_ERROR(count_name(f, len));
     EFL_FORWARD_IF_ERROR(add_name(&f->p->symbols, &f->p->nsymbols, &f->symbols_cap, id, s, len));
     if (f->sites == NULL)
         return EFL_OK;
@@ -234,6 +252,7 @@ static efl_status on_sites(void *ctx, const void *data, size_t len)
 static efl_status on_process(void *ctx, uint32_t id, const char *s, size_t len)
 {
     struct efl_folder *f = ctx;
+    EFL_FORWARD_IF_ERROR(count_name(f, len));
     EFL_FORWARD_IF_ERROR(add_name(&f->p->processes, &f->p->nprocesses, &f->processes_cap, id, s, len));
     if (id >= f->procs_cap) {
         size_t cap = f->procs_cap ? f->procs_cap * 2 : 64;
@@ -248,17 +267,32 @@ static efl_status on_process(void *ctx, uint32_t id, const char *s, size_t len)
 
 static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr, uint32_t *id);
 
+static efl_status fold_ready(struct efl_folder *f, uint64_t limit);
+static efl_status queue_ring(struct efl_folder *f, uint32_t ring);
+
 static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
 {
     struct efl_folder *f = ctx;
     if (ring >= f->nrings) {
-        struct ring_events *rings = realloc(f->rings, (ring + 1) * sizeof *rings);
+        /* Doubling: an archive may name its rings one by one. */
+        size_t n = f->nrings * 2 > (size_t)ring + 1 ? f->nrings * 2 : (size_t)ring + 1;
+        struct ring_events *rings = realloc(f->rings, n * sizeof *rings);
         EFL_RETURN_ERROR_IF(rings == NULL, EFL_ERR_NOMEM);
-        memset(rings + f->nrings, 0, (ring + 1 - f->nrings) * sizeof *rings);
+        memset(rings + f->nrings, 0, (n - f->nrings) * sizeof *rings);
         f->rings = rings;
-        f->nrings = ring + 1;
+        f->nrings = n;
+    }
+    if (f->held >= f->held_max) {
+        EFL_FORWARD_IF_ERROR(fold_ready(f, UINT64_MAX));
+        f->p->early_folds++;
     }
     struct ring_events *re = &f->rings[ring];
+    /* Folded events make room before the array grows. */
+    if (re->n == re->cap && re->pos * 2 >= re->n && re->pos > 0) {
+        memmove(re->ev, re->ev + re->pos, (re->n - re->pos) * sizeof *re->ev);
+        re->n -= re->pos;
+        re->pos = 0;
+    }
     EFL_GROW(re->ev, re->n, re->cap);
     struct held_event *e = &re->ev[re->n];
     e->ts = r->ts;
@@ -273,8 +307,13 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
         e->frame = frame + 1;
     }
     re->n++;
+    f->held++;
     f->p->events++;
-    return EFL_OK;
+    /* A process with a root call among the events counts only inside its
+     * profiled calls (events of it before the call are then left out). */
+    if (r->kind == EFL_EV_ROOT_CALL && r->pid < f->procs_cap)
+        f->procs[r->pid].scoped = 1;
+    return re->queued ? EFL_OK : queue_ring(f, ring);
 }
 
 static efl_status on_meta(void *ctx, const char *line, size_t len)
@@ -291,8 +330,6 @@ static efl_status on_meta(void *ctx, const char *line, size_t len)
     f->p->meta = meta;
     return EFL_OK;
 }
-
-static efl_status fold_ready(struct efl_folder *f, uint64_t limit);
 
 /* A drain pass began at ts: what was recorded before the pass before it is
  * all here (a producer's commit may lag its clock reading by up to a pass),
@@ -958,55 +995,73 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     return EFL_OK;
 }
 
-/* Each ring is in time order (one thread, a monotonic clock); the rings are
- * merged by always taking the oldest head, up to `limit`. Ties go to the
- * lower ring so the result does not depend on anything but the archive. */
-static efl_status merge_and_fold(struct efl_folder *f, uint64_t limit)
+/* Each ring is in time order (one thread, a monotonic clock); the rings
+ * holding events are merged by always taking the oldest head, through the
+ * heap. Ties go to the lower ring so the result does not depend on
+ * anything but the archive. */
+static int older(const struct efl_folder *f, uint32_t a, uint32_t b)
+{
+    const struct ring_events *x = &f->rings[a], *y = &f->rings[b];
+    uint64_t tx = x->ev[x->pos].ts, ty = y->ev[y->pos].ts;
+    return tx != ty ? tx < ty : a < b;
+}
+
+static void sift_down(struct efl_folder *f, size_t i)
 {
     for (;;) {
-        struct ring_events *best = NULL;
-        for (size_t i = 0; i < f->nrings; i++) {
-            struct ring_events *re = &f->rings[i];
-            if (re->pos < re->n && (best == NULL || re->ev[re->pos].ts < best->ev[best->pos].ts))
-                best = re;
-        }
-        if (best == NULL || best->ev[best->pos].ts >= limit)
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < f->nheap && older(f, f->heap[l], f->heap[m]))
+            m = l;
+        if (r < f->nheap && older(f, f->heap[r], f->heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        uint32_t t = f->heap[i];
+        f->heap[i] = f->heap[m];
+        f->heap[m] = t;
+        i = m;
+    }
+}
+
+/* A ring that now holds events joins the heap. */
+static efl_status queue_ring(struct efl_folder *f, uint32_t ring)
+{
+    EFL_GROW(f->heap, f->nheap, f->heap_cap);
+    size_t i = f->nheap++;
+    for (; i > 0 && older(f, ring, f->heap[(i - 1) / 2]); i = (i - 1) / 2)
+        f->heap[i] = f->heap[(i - 1) / 2];
+    f->heap[i] = ring;
+    f->rings[ring].queued = 1;
+    return EFL_OK;
+}
+
+/* Folds the held events older than limit, then lets them go. */
+static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
+{
+    while (f->nheap > 0) {
+        struct ring_events *best = &f->rings[f->heap[0]];
+        if (best->ev[best->pos].ts >= limit)
             return EFL_OK;
-        /* Take the whole run that stays older than every other head. */
+        /* Take the whole run that stays older than every other head (the
+         * next oldest is a child of the top). */
         uint64_t until = limit;
-        for (size_t i = 0; i < f->nrings; i++) {
-            struct ring_events *re = &f->rings[i];
-            if (re != best && re->pos < re->n && re->ev[re->pos].ts < until)
+        for (size_t c = 1; c <= 2 && c < f->nheap; c++) {
+            const struct ring_events *re = &f->rings[f->heap[c]];
+            if (re->ev[re->pos].ts < until)
                 until = re->ev[re->pos].ts;
         }
+        size_t from = best->pos;
         do {
             EFL_FORWARD_IF_ERROR(fold_event(f, &best->ev[best->pos]));
             best->pos++;
         } while (best->pos < best->n && best->ev[best->pos].ts < until);
-    }
-}
-
-/* Folds the held events older than limit, then drops them. A process with
- * a root call among the held events counts only inside its profiled calls
- * (events of it before the call are then left out). */
-static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
-{
-    for (size_t i = 0; i < f->nrings; i++) {
-        struct ring_events *re = &f->rings[i];
-        for (size_t j = re->scanned; j < re->n; j++)
-            if (HELD_KIND(&re->ev[j]) == EFL_EV_ROOT_CALL)
-                f->procs[HELD_PID(&re->ev[j])].scoped = 1;
-        re->scanned = re->n;
-    }
-    EFL_FORWARD_IF_ERROR(merge_and_fold(f, limit));
-    for (size_t i = 0; i < f->nrings; i++) {
-        struct ring_events *re = &f->rings[i];
-        if (re->pos > 0 && re->pos * 2 >= re->n) {
-            memmove(re->ev, re->ev + re->pos, (re->n - re->pos) * sizeof *re->ev);
-            re->n -= re->pos;
-            re->scanned -= re->pos;
-            re->pos = 0;
+        f->held -= best->pos - from;
+        if (best->pos == best->n) {
+            best->n = best->pos = 0;
+            best->queued = 0;
+            f->heap[0] = f->heap[--f->nheap];
         }
+        sift_down(f, 0);
     }
     return EFL_OK;
 }

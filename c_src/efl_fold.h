@@ -85,6 +85,7 @@ struct efl_profile {
     uint64_t returns;       /* return_to events */
     uint64_t repaired_returns; /* of them, not landing one frame down: a guess was wrong */
     uint64_t tail_resolved; /* of them, drawn as body calls until their return showed a tail call */
+    uint64_t early_folds; /* times events were folded before a pass said so (held_max) */
     int have_sites;       /* the archive had a site table */
     int truncated;        /* the archive stopped before its end record */
     unsigned stopped;     /* enum efl_stop_reason: recording ended early */
@@ -101,7 +102,20 @@ struct efl_fold_opts {
     int timeline;        /* record the timeline (time-ordered writers need it) */
     unsigned max_depth;  /* 1..EFL_FOLD_MAX_DEPTH; 0 means the most */
     int collapse_recursion; /* a function calling itself stays one frame */
+    /* What an archive may make the folder hold (0: the defaults below;
+     * tests set small ones). Events held until a pass says they can be
+     * merged, 16 bytes each: past this, an archive whose passes come
+     * further apart than eflambe's flusher writes them is folded as it
+     * comes, in order within each ring. */
+    uint64_t held_max;
+    /* Symbol and process names, all together, in bytes: past this the
+     * archive is refused (limit_exceeded). */
+    uint64_t name_bytes_max;
 };
+
+#define EFL_FOLD_HELD_MAX (1u << 24)
+/* A million atoms of 255 characters, and as many processes, fit. */
+#define EFL_FOLD_NAME_BYTES_MAX (512u << 20)
 
 efl_status efl_folder_new(struct efl_folder **f, const struct efl_fold_opts *opts);
 void efl_folder_free(struct efl_folder *f);

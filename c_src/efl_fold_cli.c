@@ -130,7 +130,8 @@ int main(int argc, char **argv)
     }
 
     struct efl_profile *p = NULL;
-    struct efl_fold_opts opts = {writer->needs_timeline, max_depth, collapse};
+    struct efl_fold_opts opts = {.timeline = writer->needs_timeline, .max_depth = max_depth,
+                                 .collapse_recursion = collapse};
     efl_status s = efl_fold_archive(archive, &opts, &p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),

@@ -976,7 +976,8 @@ static ERL_NIF_TERM nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     struct efl_buf out = {0};
     ERL_NIF_TERM data = 0;
     int err = 0;
-    struct efl_fold_opts opts = {w->needs_timeline, max_depth, recursion == atom_collapse};
+    struct efl_fold_opts opts = {.timeline = w->needs_timeline, .max_depth = max_depth,
+                                 .collapse_recursion = recursion == atom_collapse};
     efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
     if (st == EFL_OK && argv[2] == atom_true) {

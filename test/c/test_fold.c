@@ -1,6 +1,8 @@
 /* The folder on hand-written event sequences, against expected folded text.
  * Each case runs with the events on one ring and spread over three: the
  * output must not change. */
+#include <time.h>
+
 #include "efl_fold.h"
 #include "efl_sites.h"
 #include "efl_writer.h"
@@ -289,7 +291,7 @@ static void max_depth_option(void)
         {0, 40, 1, R, "m:b/0"},
         {0, 50, 1, R, NULL},
     };
-    struct efl_fold_opts opts = {0, 2, 0};
+    struct efl_fold_opts opts = {.max_depth = 2};
     struct efl_profile *p;
     char *got = fold_with(s, sizeof s / sizeof s[0], 1, &opts, &p);
     CHECK_STR(got, "<0.1.0>;m:a/0 10\n"
@@ -473,7 +475,7 @@ static void unknown_kind_was_tail(void)
     efl_profile_free(p);
     /* The time-ordered view is rewritten too: no change of what is on top
      * names a stack with both a/0 and b/0 (speedscope's Time Order view). */
-    struct efl_fold_opts timeline = {1, 0, 0};
+    struct efl_fold_opts timeline = {.timeline = 1};
     free(fold_sites_opts(s, sizeof s / sizeof s[0], 1, a_calls_b_both_ways, 3, &timeline, &p));
     CHECK(p->ntimeline >= 5);
     for (size_t i = 0; i < p->ntimeline; i++) {
@@ -661,7 +663,7 @@ static void streamed_outputs(void)
     const char *path = efl_test_tmpfile("stream");
     CHECK_STATUS(efl_test_write_script(path, s, n, 0), EFL_OK);
     struct efl_profile *p = NULL;
-    CHECK_STATUS(efl_fold_archive(path, &(struct efl_fold_opts){1, 0, 0}, &p), EFL_OK);
+    CHECK_STATUS(efl_fold_archive(path, &(struct efl_fold_opts){.timeline = 1}, &p), EFL_OK);
     unlink(path);
     const char *formats[] = {"brendan_gregg", "perf", "speedscope", "svg"};
     for (size_t i = 0; p && i < 4; i++)
@@ -706,6 +708,71 @@ static void names_escaped(void)
     CHECK_FOLD(s, "<0.1.0>;m:a,b?c/0 10\n");
 }
 
+/* An archive of many rings with a pass after every event, none of them
+ * ready: each pass costs nothing (a merge once scanned every ring at every
+ * pass: 65,536 rings of 100 events took about an hour). */
+static void many_rings_many_passes(void)
+{
+    enum { RINGS = 60000 };
+    const char *path = efl_test_tmpfile("rings");
+    struct efl_archive_writer *w;
+    unlink(path);
+    CHECK_STATUS(efl_archive_writer_open(&w, path, "mode=test\n", &efl_test_namer), EFL_OK);
+    for (unsigned r = 0; r < RINGS; r++) {
+        struct efl_script in[2] = {{0, 1000000 + r, 1 + r % 50, C, "m:f/0"},
+                                   {0, 2000000 + r, 1 + r % 50, R, NULL}};
+        for (unsigned k = 0; k < 2; k++) {
+            struct efl_event e = efl_test_event(&in[k]);
+            CHECK_STATUS(efl_archive_writer_events(w, r, &e, 1), EFL_OK);
+            CHECK_STATUS(efl_archive_writer_pass(w, r), EFL_OK);
+        }
+    }
+    CHECK_STATUS(efl_archive_writer_close(w, NULL), EFL_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, NULL, &p), EFL_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(p != NULL && p->events == 2 * RINGS);
+    /* Generous: it takes well under a second; the old merge, minutes. */
+    CHECK(t1.tv_sec - t0.tv_sec < 30);
+    efl_profile_free(p);
+    unlink(path);
+}
+
+/* Passes further apart than held_max events: folded as they come, with
+ * the same result on one ring; names past name_bytes_max are refused. */
+static void holding_bounded(void)
+{
+    enum { CALLS = 5000 };
+    struct efl_script *s = calloc(2 * CALLS + 2, sizeof *s);
+    size_t n = 0;
+    s[n++] = (struct efl_script){0, 1, 1, C, "m:top/0"};
+    for (unsigned i = 0; i < CALLS; i++) {
+        s[n++] = (struct efl_script){0, 10 + 3 * i, 1, C, i % 2 ? "m:odd/1" : "m:even/1"};
+        s[n++] = (struct efl_script){0, 11 + 3 * i, 1, R, "m:top/0"};
+    }
+    s[n++] = (struct efl_script){0, 20 + 3 * CALLS, 1, R, NULL};
+    struct efl_profile *whole = NULL, *bounded = NULL;
+    char *want = fold_with(s, n, 0, NULL, &whole);
+    char *got = fold_with(s, n, 0, &(struct efl_fold_opts){.held_max = 1000}, &bounded);
+    CHECK_STR(got, want);
+    CHECK(whole && whole->early_folds == 0);
+    CHECK(bounded && bounded->early_folds >= n / 1000 - 1);
+    efl_profile_free(whole);
+    efl_profile_free(bounded);
+    free(want);
+    free(got);
+    const char *path = efl_test_tmpfile("names");
+    CHECK_STATUS(efl_test_write_script(path, s, n, 0), EFL_OK);
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_fold_archive(path, &(struct efl_fold_opts){.name_bytes_max = 12}, &p),
+                 EFL_ERR_LIMIT);
+    CHECK(p == NULL);
+    unlink(path);
+    free(s);
+}
+
 int main(void)
 {
     RUN(nesting);
@@ -734,5 +801,7 @@ int main(void)
     RUN(damaged_site_table);
     RUN(streamed_outputs);
     RUN(streamed_unsorted_folded);
+    RUN(many_rings_many_passes);
+    RUN(holding_bounded);
     return efl_test_done();
 }

@@ -10,7 +10,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct efl_profile *p = NULL;
-    if (efl_fold_archive_mem(data, size, &(struct efl_fold_opts){1, 0}, &p) == EFL_OK) {
+    if (efl_fold_archive_mem(data, size, &(struct efl_fold_opts){.timeline = 1}, &p) == EFL_OK) {
         struct efl_buf out = {0};
         (void)efl_write_folded(p, 0, &out);
         for (uint32_t i = 0; i < p->nwindows; i++)
