@@ -23,11 +23,17 @@ uint64_t efl_ns_to_us(uint64_t ns)
     return (ns + 500) / 1000;
 }
 
-int efl_ended_by_exception(const struct efl_profile *p, uint32_t node)
+const char *efl_call_mark(const struct efl_profile *p, uint32_t node)
 {
     const struct efl_frame *parent = &p->frames[p->nodes[p->nodes[node].parent].frame];
-    return node != 0 && p->nodes[node].parent != 0 && parent->kind == EFL_FRAME_WINDOW &&
-           p->windows[parent->a].ended == EFL_EV_ROOT_EXCEPTION;
+    if (node == 0 || p->nodes[node].parent == 0 || parent->kind != EFL_FRAME_WINDOW ||
+        p->frames[p->nodes[node].frame].kind != EFL_FRAME_PROCESS)
+        return NULL;
+    switch (p->windows[parent->a].ended) {
+    case EFL_EV_ROOT_EXCEPTION: return " (exception)";
+    case 0: return " (unfinished)";
+    default: return NULL;
+    }
 }
 
 
@@ -78,7 +84,7 @@ static __thread const struct sort_ctx *sorting;
 
 /* The name a node's stacks start with: a window node has none of its own,
  * its process child's stands for it. */
-static void sort_name(uint32_t node, const char **s, size_t *len, int *raised)
+static void sort_name(uint32_t node, const char **s, size_t *len, const char **mark)
 {
     const struct efl_profile *p = sorting->p;
     if (p->frames[p->nodes[node].frame].kind == EFL_FRAME_WINDOW && sorting->tree->first[node])
@@ -86,22 +92,21 @@ static void sort_name(uint32_t node, const char **s, size_t *len, int *raised)
     uint32_t f = p->nodes[node].frame;
     *len = sorting->names->off[f + 1] - sorting->names->off[f];
     *s = *len ? (const char *)sorting->names->text.data + sorting->names->off[f] : "";
-    *raised = efl_ended_by_exception(p, node);
+    *mark = efl_call_mark(p, node);
 }
 
 static int by_name(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    const char *sx, *sy;
+    const char *sx, *sy, *mx, *my;
     size_t lx, ly;
-    int rx, ry;
-    sort_name(x, &sx, &lx, &rx);
-    sort_name(y, &sy, &ly, &ry);
+    sort_name(x, &sx, &lx, &mx);
+    sort_name(y, &sy, &ly, &my);
     int c = memcmp(sx, sy, lx < ly ? lx : ly);
     if (c == 0 && lx != ly)
         c = lx < ly ? -1 : 1;
     if (c == 0)
-        c = rx - ry;
+        c = strcmp(mx ? mx : "", my ? my : "");
     return c != 0 ? c : (x > y) - (x < y);
 }
 
@@ -255,8 +260,9 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
             /* No name text at all: data is NULL, and NULL + 0 is undefined. */
             if (s == EFL_OK && len > 0)
                 s = efl_buf_append(&path, names->text.data + names->off[f], len);
-            if (s == EFL_OK && efl_ended_by_exception(p, n))
-                s = efl_buf_puts(&path, " (exception)");
+            const char *mark = efl_call_mark(p, n);
+            if (s == EFL_OK && mark != NULL)
+                s = efl_buf_puts(&path, mark);
         }
         if (s == EFL_OK)
             s = visit(ctx, p, n, (const char *)path.data, path.len);
@@ -317,7 +323,8 @@ efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const
 efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out)
 {
     EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, p->nodes[node].frame, out));
-    return efl_ended_by_exception(p, node) ? efl_buf_puts(out, " (exception)") : EFL_OK;
+    const char *mark = efl_call_mark(p, node);
+    return mark != NULL ? efl_buf_puts(out, mark) : EFL_OK;
 }
 
 efl_status efl_json_escape(struct efl_buf *out, const char *s, size_t len)

@@ -44,8 +44,7 @@ efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_
  * order; *n of them (the array is the profile's). */
 efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const size_t **changes,
                                size_t *n);
-/* Appends a node's display name (a process node of a call that raised gets
- * " (exception)"). */
+/* Appends a node's display name, with its efl_call_mark. */
 efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out);
 /* Appends s escaped for a JSON string / for XML text and attributes
  * (newlines as character references, which survive in attributes). */
@@ -57,7 +56,9 @@ efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len);
  * nothing. No characters that need escaping. */
 efl_status efl_append_caveats(const struct efl_profile *p, struct efl_buf *out);
 
-/* Is node the process node of a profiled call that ended with an exception? */
-int efl_ended_by_exception(const struct efl_profile *p, uint32_t node);
+/* What a process node of a profiled call says of how the call ended:
+ * " (exception)", " (unfinished)" (the trace ended first: a timeout, a
+ * node that died), or NULL (it returned, or is no such node). */
+const char *efl_call_mark(const struct efl_profile *p, uint32_t node);
 
 #endif

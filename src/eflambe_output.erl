@@ -111,13 +111,16 @@ open(File, Program) ->
               end),
     ok.
 
-%% One result per profiled call that ended, in the order they ended.
+%% One result per profiled call, in the order they ended; then the calls
+%% the trace ended before they did (a timeout, a node that died), in the
+%% order they began, their process frames marked (unfinished).
 -spec write_calls([map()], map(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 write_calls(Windows, Info, Opts) ->
     Ended = lists:keysort(1, [{End, Data} || #{ended := E, end_us := End, data := Data} <- Windows,
                                              E =/= open]),
-    write_all([Data || {_, Data} <- Ended], Info, Opts).
+    Unfinished = [Data || #{ended := open, data := Data} <- Windows],
+    write_all([Data || {_, Data} <- Ended] ++ Unfinished, Info, Opts).
 
 %% One result per flamegraph, in order.
 -spec write_all([binary()], map(), eflambe_options:opts()) ->

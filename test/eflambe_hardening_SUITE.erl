@@ -87,7 +87,7 @@ huge_timeout(_Config) ->
     {ok, _} = eflambe:apply({fib_fun(), []}, [{timeout, 1 bsl 40}, {return, flamegraph}]),
     Self = self(),
     spawn(fun() -> Self ! {capture, eflambe:capture({?W, fib, 1}, 1, [{timeout, 1 bsl 40}])} end),
-    eflambe_test_util:wait_until(fun() -> erlang:trace_info({?W, fib, 1}, meta) =/= {meta, false} end),
+    eflambe_test_util:wait_armed({?W, fib, 1}),
     _ = ?W:fib(10),
     receive {capture, R} -> ?assertMatch({ok, [_]}, R) after 10000 -> error(no_capture) end,
     assert_disarmed().
@@ -122,7 +122,7 @@ killed_guard(_Config) ->
 killed_owner(_Config) ->
     Self = self(),
     spawn(fun() -> Self ! {capture, eflambe:capture({?W, fib, 1}, 1, [])} end),
-    eflambe_test_util:wait_until(fun() -> erlang:trace_info({?W, fib, 1}, meta) =/= {meta, false} end),
+    eflambe_test_util:wait_armed({?W, fib, 1}),
     exit(whereis(eflambe_running), kill),
     receive {capture, R} -> ?assertEqual({error, {capture_failed, killed}}, R)
     after 10000 -> error(no_result)

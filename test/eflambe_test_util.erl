@@ -3,7 +3,7 @@
 
 -include_lib("stdlib/include/assert.hrl").
 
--export([parse/1, wait_until/1, run/2, run/3]).
+-export([parse/1, wait_until/1, wait_armed/1, run/2, run/3]).
 
 %% Folded text as [{Frames, Microseconds}].
 parse(Folded) ->
@@ -23,6 +23,15 @@ wait_until(Fun, N) ->
         true -> ok;
         false -> timer:sleep(20), wait_until(Fun, N - 1)
     end.
+
+%% Until MFA carries eflambe's meta pattern ({meta, undefined} comes
+%% while its module is not loaded, or while its patterns change).
+wait_armed(MFA) ->
+    wait_until(fun() -> case erlang:trace_info(MFA, meta) of
+                            {meta, {eflambe_tracer, _}} -> true;
+                            _ -> false
+                        end
+               end).
 
 %% Runs a program without a shell: {ExitStatus, Output}.
 run(Exe, Args) ->
