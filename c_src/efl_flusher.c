@@ -1,8 +1,10 @@
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
+#include <linux/futex.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <erl_nif.h>
 
@@ -16,9 +18,10 @@
 #define TS_GRAIN_MASK (~(uint64_t)15)
 /* While there is nothing to drain, the wait doubles from 0.25 ms up to
  * 4 ms: few wake-ups of an idle flusher (each one takes a CPU from a busy
- * scheduler), yet a default ring (32767 events) outlasts 4 ms of a burst at
- * 4 million events a second. Anything drained resets it. A session whose
- * events come slowly (sampling) may allow a longer wait (next_wait). */
+ * scheduler). A burst does not wait for the end of a sleep: a producer
+ * whose ring fills up wakes the flusher (efl_flusher_wake). Anything
+ * drained resets the wait. A session whose events come slowly (sampling)
+ * may allow a longer wait (next_wait). */
 #define IDLE_WAIT_MIN_NS 250000L
 #define IDLE_WAIT_MAX_NS 4000000L
 /* ...but end a zstd frame only now and then: small frames compress badly. */
@@ -36,10 +39,33 @@ struct efl_flusher {
     struct efl_flush_limits limits;
     unsigned stop_reason;  /* atomic: set by efl_flusher_note_stop or a limit */
     ErlNifTid tid;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int shutdown;  /* guarded by lock */
+    uint32_t *sleeping;    /* futex word: limits.sleeping or own_word */
+    uint32_t own_word;
+    int shutdown;          /* atomic */
 };
+
+static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *timeout)
+{
+    return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+void efl_flusher_wake(uint32_t *sleeping)
+{
+    if (__atomic_load_n(sleeping, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(sleeping, 0, __ATOMIC_SEQ_CST))
+        futex(sleeping, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+/* Sleeps wait_ns, or until woken. A wake between the flag and the wait
+ * makes the wait return at once (the word is no longer 1). */
+static void sleep_until_woken(struct efl_flusher *f, long wait_ns)
+{
+    struct timespec t = {wait_ns / 1000000000L, wait_ns % 1000000000L};
+    __atomic_store_n(f->sleeping, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&f->shutdown, __ATOMIC_SEQ_CST))
+        futex(f->sleeping, FUTEX_WAIT_PRIVATE, 1, &t);
+    __atomic_store_n(f->sleeping, 0, __ATOMIC_SEQ_CST);
+}
 
 static int64_t now_ns(void)
 {
@@ -154,9 +180,7 @@ static void *run(void *arg)
     long wait = 0;
     int64_t last_pass = efl_clock_to_ns(&f->clock, efl_clock_read(&f->clock));
     for (;;) {
-        pthread_mutex_lock(&f->lock);
-        int stopping = f->shutdown;
-        pthread_mutex_unlock(&f->lock);
+        int stopping = __atomic_load_n(&f->shutdown, __ATOMIC_SEQ_CST);
 
         /* Anything recorded before this instant is drained by this pass or,
          * if its producer was just about to commit, by the next one. */
@@ -181,19 +205,8 @@ static void *run(void *arg)
             break;
         wait = next_wait(f, wait, drained, (int64_t)pass_start - last_pass);
         last_pass = (int64_t)pass_start;
-        if (wait > 0) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += wait;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_mutex_lock(&f->lock);
-            while (!f->shutdown && pthread_cond_timedwait(&f->wake, &f->lock, &until) != ETIMEDOUT)
-                ;
-            pthread_mutex_unlock(&f->lock);
-        }
+        if (wait > 0)
+            sleep_until_woken(f, wait);
     }
     f->stats.stopped = __atomic_load_n(&f->stop_reason, __ATOMIC_RELAXED);
     if (f->stats.status == EFL_OK && f->stats.stopped != EFL_STOP_NONE)
@@ -210,8 +223,6 @@ static void *run(void *arg)
 
 static void flusher_free(struct efl_flusher *f)
 {
-    pthread_mutex_destroy(&f->lock);
-    pthread_cond_destroy(&f->wake);
     free(f->seen_drops);
     free(f->batch);
     free(f);
@@ -233,12 +244,7 @@ efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, si
     f->writer = writer;
     f->seen_drops = calloc(nrings, sizeof *f->seen_drops);
     f->batch = malloc(DRAIN_BATCH * sizeof *f->batch);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_mutex_init(&f->lock, NULL);
-    pthread_cond_init(&f->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    f->sleeping = f->limits.sleeping ? f->limits.sleeping : &f->own_word;
     if (f->seen_drops == NULL || f->batch == NULL) {
         flusher_free(f);
         return EFL_ERR_NOMEM;
@@ -256,10 +262,8 @@ efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, si
 
 void efl_flusher_stop(struct efl_flusher *f, struct efl_flush_stats *stats)
 {
-    pthread_mutex_lock(&f->lock);
-    f->shutdown = 1;
-    pthread_cond_signal(&f->wake);
-    pthread_mutex_unlock(&f->lock);
+    __atomic_store_n(&f->shutdown, 1, __ATOMIC_SEQ_CST);
+    efl_flusher_wake(f->sleeping);
     enif_thread_join(f->tid, NULL);
     *stats = f->stats;
     flusher_free(f);

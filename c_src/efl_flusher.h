@@ -22,6 +22,10 @@ struct efl_flush_limits {
     long idle_wait_max_ns;
     void (*on_limit)(void *ctx, unsigned reason);
     void *ctx;
+    /* A futex word the flusher sleeps on, 1 while it sleeps (NULL: one of
+     * its own). It outlives the flusher: producers call efl_flusher_wake
+     * on it, whichever flusher runs. */
+    uint32_t *sleeping;
 };
 
 struct efl_flush_stats {
@@ -49,9 +53,13 @@ efl_status efl_flusher_start(struct efl_flusher **f, struct efl_ring *rings, siz
  * timeout, eflambe:stop()): noted in the archive when it is closed. */
 void efl_flusher_note_stop(struct efl_flusher *f, unsigned reason);
 
-/* The caller guarantees no producer will push again. Sets the shutdown flag
- * under the mutex, signals, joins: the thread first drains every ring
- * empty, then closes the archive. Frees f. */
+/* Any thread, never blocks: wakes the flusher sleeping on the word, if it
+ * sleeps (a producer whose ring fills up). One system call per sleep. */
+void efl_flusher_wake(uint32_t *sleeping);
+
+/* The caller guarantees no producer will push again. Sets the shutdown
+ * flag, wakes the thread, joins it: it first drains every ring empty, then
+ * closes the archive. Frees f. */
 void efl_flusher_stop(struct efl_flusher *f, struct efl_flush_stats *stats);
 
 #endif

@@ -77,6 +77,7 @@ static struct efl_capture_entry capture_entries[2 * CAPTURE_MAX];
 static struct efl_capture capture = {.entries = capture_entries, .cap = 2 * CAPTURE_MAX, .every = 1};
 static struct efl_clock clock_;
 static uint64_t lost_no_ring;          /* atomic: events of threads beyond the set */
+static uint32_t flusher_sleeping;      /* the flusher's futex word: 1 while it sleeps */
 
 /* Each thread's slot, and its ring in the set it last saw. initial-exec:
  * a plain load, where the default model for a shared object calls
@@ -281,6 +282,9 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
         read_mfa(env, argv[3], e);
     }
     efl_ring_commit(ring);
+    /* A burst does not wait for the flusher's sleep to end. */
+    if (__atomic_load_n(&flusher_sleeping, __ATOMIC_RELAXED) && efl_ring_filling(ring))
+        efl_flusher_wake(&flusher_sleeping);
 }
 
 /* ---- sampling ------------------------------------------------------- */
@@ -638,7 +642,8 @@ static ERL_NIF_TERM nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TE
         notify = a.have_notify;
         notify_pid = a.notify;
         struct efl_flush_limits limits = {a.max_events, a.max_bytes,
-                                          (long)a.flusher_idle_ms * 1000000L, on_limit, s};
+                                          (long)a.flusher_idle_ms * 1000000L, on_limit, s,
+                                          &flusher_sleeping};
         st = efl_flusher_start(&s->flusher, ring_set->rings, ring_set->count, id, &clock_, &limits,
                                writer);
         if (st != EFL_OK)

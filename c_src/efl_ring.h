@@ -61,6 +61,17 @@ static inline struct efl_event *efl_ring_reserve(struct efl_ring *r)
     return &r->slots[producer & mask];
 }
 
+/* Producer only: is the ring more than a quarter full? The consumer's
+ * position is read again only when the last one known says so. */
+static inline bool efl_ring_filling(struct efl_ring *r)
+{
+    const unsigned mask = r->ring.mask, producer = r->ring.p_tail;
+    if (((producer - r->seen_consumer) & mask) <= mask / 4)
+        return false;
+    r->seen_consumer = ck_pr_load_uint(&r->ring.c_head);
+    return ((producer - r->seen_consumer) & mask) > mask / 4;
+}
+
 /* Producer only: publishes the reserved slot to the consumer. */
 static inline void efl_ring_commit(struct efl_ring *r)
 {

@@ -15,7 +15,7 @@ all() ->
     [out_of_range_options, bad_input_never_raises, huge_timeout, killed_guard, killed_owner,
      session_freed_at_timeout, capture_race, not_regular_archives, cli_arguments,
      non_ascii_paths, default_directory_checked_first, value_kept_when_output_fails,
-     full_disk, ring_sets_bounded, stale_archives_swept].
+     full_disk, ring_sets_bounded, stale_archives_swept, cold_first_load_loses_nothing].
 
 end_per_testcase(_Case, _Config) ->
     _ = eflambe:stop(),
@@ -299,3 +299,22 @@ stale_archives_swept(_Config) ->
     ?assert(filelib:is_file(Recent)),
     ?assert(filelib:is_file(Live)),
     [file:delete(F) || F <- [Recent, Live]].
+
+%% A node that has not loaded xmerl yet scans an XML document: the burst of
+%% first loads loses no event at the default buffer_size.
+cold_first_load_loses_nothing(_Config) ->
+    Paths = lists:append([["-pa", filename:dirname(code:which(M))] || M <- [eflambe, eflambe_workload]]),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(), args => Paths, connection => standard_io}),
+    try
+        false = peer:call(Peer, code, is_loaded, [xmerl_scan]),
+        Xml = lists:flatten(["<doc>", [["<item id=\"", integer_to_list(I), "\"><name>n",
+                                        integer_to_list(I), "</name></item>"]
+                                       || I <- lists:seq(1, 3000)], "</doc>"]),
+        {ok, Folded} = peer:call(Peer, eflambe, apply, [{xmerl_scan, string, [Xml]},
+                                                         [{return, flamegraph}]], 120000),
+        ?assertEqual(nomatch, binary:match(Folded, <<"[dropped">>)),
+        ?assertNotEqual(nomatch, binary:match(Folded, <<"xmerl_scan:">>)),
+        ct:pal("~p: ~b lines", [Node, length(binary:split(Folded, <<"\n">>, [global]))])
+    after
+        peer:stop(Peer)
+    end.
