@@ -6,8 +6,7 @@
 
 -export([owned/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
          arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
-         stop_running/0,
-         recover/1, temp_archive/0]).
+         stop_running/0, recover/1, temp_archive/0]).
 
 -export_type([session/0]).
 
@@ -19,6 +18,8 @@
 -define(SPARE_THREADS, 8).
 %% The name of whatever process answers eflambe:stop() for the running run.
 -define(RUNNING, eflambe_running).
+%% In an owner's process dictionary (owned/2): whom start/3 tells.
+-define(OWNER_OF, eflambe_owner_of).
 
 -include_lib("kernel/include/file.hrl").
 
@@ -29,15 +30,25 @@
 owned(Fun, FailTag) ->
     Caller = self(),
     Ref = make_ref(),
-    {Pid, MRef} = spawn_monitor(fun() -> Caller ! {Ref, Fun(Caller)} end),
+    {Pid, MRef} = spawn_monitor(fun() ->
+                                        put(?OWNER_OF, {Caller, Ref}),
+                                        Caller ! {Ref, Fun(Caller)}
+                                end),
+    owned(Pid, MRef, Ref, FailTag, none).
+
+%% Started: the tracer state of the session the owner started (start/3
+%% tells), to end if the owner dies without ending it.
+-spec owned(pid(), reference(), reference(), atom(), integer() | none) -> term().
+owned(Pid, MRef, Ref, FailTag, Started) ->
     receive
+        {Ref, started, TracerState} ->
+            owned(Pid, MRef, Ref, FailTag, TracerState);
         {Ref, Result} ->
             demonitor(MRef, [flush]),
             Result;
         {'DOWN', MRef, process, Pid, Reason} ->
-            %% Killed, it could not disarm the node: the run it may have
-            %% left is ended here.
-            _ = recover(any),
+            %% Killed, it could not disarm the node.
+            _ = is_integer(Started) andalso recover(Started),
             {error, {FailTag, Reason}}
     end.
 
@@ -82,6 +93,10 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
                    meta => metadata(Mode, Params, Opts)},
     case eflambe_tracer:start_session(Args) of
         {ok, TracerState, MetaState} ->
+            case get(?OWNER_OF) of
+                {Caller, Ref} -> Caller ! {Ref, started, TracerState};
+                undefined -> ok
+            end,
             {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
                    keep => Kept =/= undefined, mode => Mode}};
         {error, already_running} = Error ->
