@@ -93,10 +93,10 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
                    meta => metadata(Mode, Params, Opts)},
     case eflambe_tracer:start_session(Args) of
         {ok, TracerState, MetaState} ->
-            case get(?OWNER_OF) of
-                {Caller, Ref} -> Caller ! {Ref, started, TracerState};
-                undefined -> ok
-            end,
+            _ = case get(?OWNER_OF) of
+                    {Caller, Ref} -> Caller ! {Ref, started, TracerState};
+                    undefined -> ok
+                end,
             {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
                    keep => Kept =/= undefined, mode => Mode}};
         {error, already_running} = Error ->
