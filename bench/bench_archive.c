@@ -165,7 +165,7 @@ static int writers(const char *path)
     if (efl_archive_writer_close(w, NULL) != EFL_OK)
         return 1;
     struct efl_profile *p;
-    if (efl_fold_archive(path, &(struct efl_fold_opts){1, 0, 0}, &p) != EFL_OK)
+    if (efl_fold_archive(path, &(struct efl_fold_opts){.timeline = 1}, &p) != EFL_OK)
         return 1;
     uint32_t leaves = 0;
     for (uint32_t n = 0; n < p->nnodes; n++)

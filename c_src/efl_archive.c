@@ -843,10 +843,9 @@ static FILE *open_regular(const char *path)
     struct stat st;
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        int e = errno;
-        if (e == 0 || fstat(fd, &st) == 0)
-            e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    int stat_ok = fstat(fd, &st) == 0;
+    if (!stat_ok || !S_ISREG(st.st_mode)) {
+        int e = !stat_ok ? errno : S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         close(fd);
         errno = e;
         return NULL;
