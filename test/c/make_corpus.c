@@ -5,7 +5,8 @@
  * were (version 1.0: apply, capture and what is cut from them; 1.1:
  * sites). The expected outcome of each file is in
  * test/data/archives/expected.txt. Files named fuzz-* are inputs the fuzzer
- * once found a bug with, kept as they are. */
+ * once found a bug with, kept as they are; many_rings and no_passes are
+ * shapes of hostile archives. */
 #include "efl_sites.h"
 #include "efl_test.h"
 
@@ -126,6 +127,33 @@ static int write_script(const char *path, const char *meta, const struct efl_scr
 }
 
 
+/* Shapes a hostile archive may take, small enough to seed the fuzzer:
+ * many rings with a pass after every event (the merge once scanned every
+ * ring at every pass), and events with no pass at all (the folder once
+ * held them all). */
+static int write_hostile(const char *dir, const char *name, unsigned rings, unsigned per_ring,
+                         int passes)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (exists(path))
+        return 0;
+    struct efl_archive_writer *w;
+    if (efl_archive_writer_open(&w, path, "node=corpus@host\nmode=apply\n", &efl_test_namer) != EFL_OK)
+        return 1;
+    for (unsigned i = 0; i < per_ring; i++) {
+        for (unsigned r = 0; r < rings; r++) {
+            struct efl_script in = {r, 10 + i * rings + r, 1 + r % 7, i % 2 ? EFL_EV_RETURN_TO : EFL_EV_CALL,
+                                    i % 2 ? NULL : "m:f/1"};
+            struct efl_event e = efl_test_event(&in);
+            if (efl_archive_writer_events(w, r, &e, 1) != EFL_OK ||
+                (passes && efl_archive_writer_pass(w, e.ts / 2) != EFL_OK))
+                return 1;
+        }
+    }
+    return efl_archive_writer_close(w, NULL) != EFL_OK;
+}
+
 static int spit(const char *dir, const char *name, const void *data, size_t len)
 {
     char path[1024];
@@ -190,6 +218,8 @@ int main(int argc, char **argv)
     bad |= spit(dir, "empty.eftrace", "", 0);
     const char foreign[] = "<0.85.0>;app:main/1 12\n";
     bad |= spit(dir, "foreign.folded", foreign, sizeof foreign - 1);
+    bad |= write_hostile(dir, "many_rings.eftrace", 4096, 2, 1);
+    bad |= write_hostile(dir, "no_passes.eftrace", 1, 20000, 0);
     efl_buf_free(&whole);
     return bad;
 }
