@@ -56,10 +56,9 @@ static struct efl_capture_entry *claim(struct efl_capture *c, uint64_t pid)
     return NULL;
 }
 
+/* One unit of the budget, if any is left. */
 static int take_budget(struct efl_capture *c)
 {
-    if (c->every > 1 && __atomic_fetch_add(&c->seen, 1, __ATOMIC_RELAXED) % c->every != 0)
-        return 0;
     int64_t left = __atomic_load_n(&c->budget, __ATOMIC_ACQUIRE);
     while (left > 0)
         if (__atomic_compare_exchange_n(&c->budget, &left, left - 1, 0, __ATOMIC_ACQ_REL,
@@ -68,37 +67,61 @@ static int take_budget(struct efl_capture *c)
     return 0;
 }
 
-int efl_capture_enter(struct efl_capture *c, uint64_t pid)
+enum efl_capture_verdict efl_capture_enter(struct efl_capture *c, uint64_t pid)
 {
     struct efl_capture_entry *e = find(c, pid);
-    if (e != NULL && __atomic_load_n(&e->depth, __ATOMIC_RELAXED) > 0) {
-        __atomic_store_n(&e->depth, e->depth + 1, __ATOMIC_RELAXED);
-        return 1;
+    int32_t depth = e != NULL ? __atomic_load_n(&e->depth, __ATOMIC_RELAXED) : 0;
+    if (depth > 0) {
+        __atomic_store_n(&e->depth, depth + 1, __ATOMIC_RELAXED);
+        return EFL_CAPTURE_TRACE;
+    }
+    if (depth == EFL_CAPTURE_SKIPPING)
+        return EFL_CAPTURE_DISCARD;
+    if (__atomic_load_n(&c->budget, __ATOMIC_ACQUIRE) <= 0)
+        return EFL_CAPTURE_DISCARD;
+    /* One outermost call in `every`, from the first. A skipped call is
+     * followed to its return (one entry), so that the calls it makes of
+     * the target are not counted as calls. */
+    int take = c->every <= 1 || __atomic_fetch_add(&c->seen, 1, __ATOMIC_RELAXED) % c->every == 0;
+    /* No slot: more processes than the table holds, which only skipped
+     * calls can bring (it holds twice the budget): not captured. */
+    if (e == NULL && (e = claim(c, pid)) == NULL)
+        return EFL_CAPTURE_DISCARD;
+    if (!take) {
+        __atomic_store_n(&e->depth, EFL_CAPTURE_SKIPPING, __ATOMIC_RELAXED);
+        return EFL_CAPTURE_SKIP;
     }
     if (!take_budget(c))
-        return 0;
-    if (e == NULL && (e = claim(c, pid)) == NULL) {
-        /* Cannot happen while cap >= 2 * budget; give the unit back. */
-        __atomic_fetch_add(&c->budget, 1, __ATOMIC_RELEASE);
-        return 0;
-    }
+        return EFL_CAPTURE_DISCARD;
     __atomic_fetch_add(&c->active, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&e->depth, 1, __ATOMIC_RELAXED);
-    return 1;
+    return EFL_CAPTURE_TRACE;
 }
 
 int efl_capture_leave(struct efl_capture *c, uint64_t pid)
 {
     struct efl_capture_entry *e = find(c, pid);
-    if (e == NULL || __atomic_load_n(&e->depth, __ATOMIC_RELAXED) <= 0)
+    if (e == NULL)
         return 0;
-    int32_t depth = e->depth - 1;
-    __atomic_store_n(&e->depth, depth, __ATOMIC_RELAXED);
-    if (depth > 0)
+    int32_t depth = __atomic_load_n(&e->depth, __ATOMIC_RELAXED);
+    if (depth == EFL_CAPTURE_SKIPPING) {
+        __atomic_store_n(&e->depth, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (depth <= 0)
+        return 0;
+    __atomic_store_n(&e->depth, depth - 1, __ATOMIC_RELAXED);
+    if (depth > 1)
         return 0;
     __atomic_fetch_add(&c->completed, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&c->active, 1, __ATOMIC_RELEASE);
     return 1;
+}
+
+int efl_capture_skipping(const struct efl_capture *c, uint64_t pid)
+{
+    const struct efl_capture_entry *e = find(c, pid);
+    return e != NULL && __atomic_load_n(&e->depth, __ATOMIC_RELAXED) == EFL_CAPTURE_SKIPPING;
 }
 
 void efl_capture_adopt(struct efl_capture *c, uint64_t child)

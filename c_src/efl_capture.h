@@ -17,8 +17,12 @@
 struct efl_capture_entry {
     uint64_t pid;
     uint32_t session;
-    int32_t depth;     /* open calls of the target in this process */
+    int32_t depth;     /* open calls of the target in this process, or SKIPPING */
 };
+
+/* The entry's process is in a call that `every` passed over: its return
+ * is awaited (calls of the target inside it are not counted). */
+#define EFL_CAPTURE_SKIPPING (-1)
 
 struct efl_capture {
     struct efl_capture_entry *entries;
@@ -34,14 +38,26 @@ struct efl_capture {
 /* Resets the counters for a new session. budget * 2 <= cap. */
 void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every);
 
-/* A call of the target by pid (the meta enabled(call) check). Returns 1 if
- * it is to be traced: a recursive call inside a captured one, or a newly
- * admitted call (which takes one unit of the budget). */
-int efl_capture_enter(struct efl_capture *c, uint64_t pid);
+enum efl_capture_verdict {
+    EFL_CAPTURE_DISCARD,  /* not traced */
+    EFL_CAPTURE_TRACE,    /* traced: a newly admitted call (one unit of the
+                           * budget), or a recursive call inside one */
+    EFL_CAPTURE_SKIP      /* an outermost call that `every` passes over:
+                           * traced only so that its return is seen, not
+                           * recorded */
+};
+
+/* A call of the target by pid (the meta enabled(call) check). Only
+ * outermost calls count for `every`: calls inside a skipped one are
+ * discarded without counting. */
+enum efl_capture_verdict efl_capture_enter(struct efl_capture *c, uint64_t pid);
 
 /* The target returned or raised in pid (meta return_from/exception_from).
- * Returns 1 when that ends a captured call. */
+ * Returns 1 when that ends a captured call (not a skipped one). */
 int efl_capture_leave(struct efl_capture *c, uint64_t pid);
+
+/* Is pid in a call that `every` passed over? */
+int efl_capture_skipping(const struct efl_capture *c, uint64_t pid);
 
 /* A process spawned inside a captured call becomes part of it (without
  * taking any budget) until the session ends. Called in the parent's

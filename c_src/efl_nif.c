@@ -209,7 +209,8 @@ static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
         return atom_discard;
     if (meta) {
         if (tag == atom_call)
-            return efl_capture_enter(&capture, pid) ? atom_trace : atom_discard;
+            /* A skipped call is traced too: its return ends the skip. */
+            return efl_capture_enter(&capture, pid) != EFL_CAPTURE_DISCARD ? atom_trace : atom_discard;
         if (tag == atom_trace_status)
             return efl_capture_armed(&capture) ? atom_trace : atom_remove;
         return atom_trace;
@@ -393,6 +394,12 @@ static ERL_NIF_TERM nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         if (kind != EFL_EV_ROOT_CALL)
             return atom_ok;
         root_started = 1;
+    }
+    /* A call `every` passed over is followed to its return, not recorded. */
+    if (capturing && meta && efl_capture_skipping(&capture, argv[2])) {
+        if (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION)
+            efl_capture_leave(&capture, argv[2]);
+        return atom_ok;
     }
     record(id, kind, env, argv);
     if (kind == EFL_EV_SPAWN && capturing)

@@ -12,7 +12,8 @@
 all() ->
     [two_of_three_callers, recursion_counts_once, exception_marked, killed_mid_call,
      timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
-     already_running, bad_input, tracer_in_use, caller_dies, every_k, target_reloaded,
+     already_running, bad_input, tracer_in_use, caller_dies, every_k, every_k_recursive,
+     target_reloaded,
      results_as_files, spawned_processes, limit_ends_capture, many_calls].
 
 end_per_testcase(_Case, _Config) ->
@@ -215,6 +216,31 @@ every_k(_Config) ->
     {ok, Results} = Wait(),
     Expected = [list_to_binary(pid_to_list(lists:nth(I, Cs))) || I <- [1, 4]],
     ?assertEqual(Expected, lists:append([pids(R) || R <- Results])).
+
+%% {every, K} counts outermost calls only: the recursive calls of a skipped
+%% call are not calls (once, each one counted: {every, 7} on fib gave
+%% calls of 7 us and of 0 us beside whole ones of 4,400 us).
+every_k_recursive(_Config) ->
+    Wait = async_capture({?W, fib, 1}, 2, [{return, flamegraph}, {every, 3}]),
+    Cs = [caller(fun() -> ?W:fib(12) end) || _ <- lists:seq(1, 6)],
+    [begin C ! go, receive {done, C, _} -> ok end end || C <- Cs],
+    {ok, Results} = Wait(),
+    Expected = [list_to_binary(pid_to_list(lists:nth(I, Cs))) || I <- [1, 4]],
+    ?assertEqual(Expected, lists:append([pids(R) || R <- Results])),
+    %% Each one whole: fib(12) down to fib(1), 12 fib frames deep.
+    [?assert(lists:max([length([F || F <- Frames, F =:= <<"eflambe_workload:fib/1">>])
+                        || {Frames, _} <- parse(R)]) >= 11)
+     || R <- Results],
+    %% One process making the six calls: a skipped call's return ends the
+    %% skip, so its 4th call is taken whole.
+    Wait2 = async_capture({?W, fib, 1}, 2, [{return, flamegraph}, {every, 3}]),
+    C = caller(fun() -> [?W:fib(12) || _ <- lists:seq(1, 6)] end),
+    C ! go,
+    {ok, Results2} = Wait2(),
+    ?assertEqual(2, length(Results2)),
+    [?assert(lists:max([length([F || F <- Frames, F =:= <<"eflambe_workload:fib/1">>])
+                        || {Frames, _} <- parse(R)]) >= 11)
+     || R <- Results2].
 
 %% Reloading the target's module drops its patterns: the run says so.
 target_reloaded(_Config) ->

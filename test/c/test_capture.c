@@ -49,8 +49,31 @@ static void one_in_k(void)
     efl_capture_start(&c, 9, 100, 3);
     int admitted = 0;
     for (uint64_t pid = 1; pid <= 30; pid++)
-        admitted += efl_capture_enter(&c, pid * 16 + 3);
+        admitted += efl_capture_enter(&c, pid * 16 + 3) == EFL_CAPTURE_TRACE;
     CHECK(admitted == 10);
+}
+
+/* Only outermost calls count for `every`: the recursive calls inside a
+ * skipped call are discarded, uncounted, until its return. */
+static void one_in_k_outermost(void)
+{
+    struct efl_capture c = {.entries = entries, .cap = CAP};
+    efl_capture_start(&c, 10, 2, 2);
+    CHECK(efl_capture_enter(&c, 500) == EFL_CAPTURE_TRACE); /* 1st: captured */
+    CHECK(efl_capture_leave(&c, 500));
+    CHECK(efl_capture_enter(&c, 501) == EFL_CAPTURE_SKIP);  /* 2nd: skipped */
+    CHECK(efl_capture_skipping(&c, 501));
+    for (int i = 0; i < 1000; i++)                          /* its recursion */
+        CHECK(efl_capture_enter(&c, 501) == EFL_CAPTURE_DISCARD);
+    CHECK(!efl_capture_inside(&c, 501));
+    CHECK(!efl_capture_leave(&c, 501));                     /* its return */
+    CHECK(!efl_capture_skipping(&c, 501));
+    CHECK(efl_capture_enter(&c, 501) == EFL_CAPTURE_TRACE); /* 3rd: captured */
+    CHECK(efl_capture_enter(&c, 501) == EFL_CAPTURE_TRACE); /* its recursion */
+    CHECK(!efl_capture_leave(&c, 501));
+    CHECK(efl_capture_leave(&c, 501));
+    CHECK(c.completed == 2);
+    CHECK(!efl_capture_armed(&c));
 }
 
 #define THREADS 4
@@ -94,6 +117,7 @@ int main(void)
     RUN(budget_and_recursion);
     RUN(sessions_do_not_mix);
     RUN(one_in_k);
+    RUN(one_in_k_outermost);
     RUN(concurrent_admission);
     return efl_test_done();
 }
