@@ -188,7 +188,9 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
  *
  * For apply, the process tracer traces everything and the meta tracer only
  * the caller. For capture, the meta check of a call admits it (or not)
- * before the match spec's trace action switches tracing on in the caller;
+ * before the match spec's trace action switches tracing on in the caller
+ * (an outermost call that `every` passes over is let through as well, so
+ * that its return is seen; trace/5 records nothing of it);
  * afterwards the process tracer answers `remove` at the process's first
  * trace_status check outside a captured call, which clears its flags. */
 static ERL_NIF_TERM nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
