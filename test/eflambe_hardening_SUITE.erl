@@ -15,7 +15,8 @@ all() ->
     [out_of_range_options, bad_input_never_raises, huge_timeout, killed_guard, killed_owner,
      session_freed_at_timeout, capture_race, not_regular_archives, cli_arguments,
      non_ascii_paths, default_directory_checked_first, value_kept_when_output_fails,
-     full_disk, ring_sets_bounded, stale_archives_swept, cold_first_load_loses_nothing].
+     full_disk, ring_sets_bounded, stale_archives_swept, cold_first_load_loses_nothing,
+     links_planted_by_another_user].
 
 end_per_testcase(_Case, _Config) ->
     _ = eflambe:stop(),
@@ -318,3 +319,46 @@ cold_first_load_loses_nothing(_Config) ->
     after
         peer:stop(Peer)
     end.
+
+%% A root node, and links another user (nobody) planted in a shared sticky
+%% directory towards a file only root may write: eflambe writes through
+%% none of them. Skipped where the node is not root or cannot switch users.
+links_planted_by_another_user(Config) ->
+    Setpriv = os:find_executable("setpriv"),
+    case os:cmd("id -u") of
+        "0\n" when Setpriv =/= false -> planted(Config, Setpriv);
+        _ -> {skip, "needs a root node and setpriv"}
+    end.
+
+planted(Config, Setpriv) ->
+    Priv = ?config(priv_dir, Config),
+    Private = filename:join(Priv, "root-only"),
+    ok = file:make_dir(Private),
+    ok = file:change_mode(Private, 8#700),
+    Victim = filename:join(Private, "victim"),
+    ok = file:write_file(Victim, <<"root's">>),
+    Shared = filename:join(Priv, "shared"),
+    ok = file:make_dir(Shared),
+    ok = file:change_mode(Priv, 8#755),
+    ok = file:change_mode(Shared, 8#1777),
+    AsNobody = fun(Args) ->
+                       eflambe_test_util:run(Setpriv, ["--reuid=65534", "--regid=65534",
+                                                       "--clear-groups" | Args])
+               end,
+    Archive = filename:join(Shared, "run.eftrace"),
+    Output = filename:join(Shared, "run.folded"),
+    [{0, _} = AsNobody(["/bin/ln", "-s", Victim, L]) || L <- [Archive, Output]],
+    {ok, #file_info{uid = 65534}} = file:read_link_info(Archive),
+    ?assertEqual({error, {archive, Archive, "not a regular file"}},
+                 eflambe:apply({fib_fun(), []}, [{archive, Archive}])),
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{archive, filename:join(Priv, "mine.eftrace")},
+                                              {return, flamegraph}]),
+    ?assertEqual({error, {output, eexist}},
+                 eflambe_tracer:fold(list_to_binary(filename:join(Priv, "mine.eftrace")),
+                                     brendan_gregg, false,
+                                     #{max_depth => 1024, recursion => exact,
+                                       output => list_to_binary(Output)})),
+    %% Files eflambe creates there are its own, not through a link.
+    {ok, File} = eflambe:apply({fib_fun(), []}, [{output_directory, Shared}, {return, filename}]),
+    {ok, #file_info{type = regular, uid = 0}} = file:read_link_info(File),
+    ?assertEqual({ok, <<"root's">>}, file:read_file(Victim)).
