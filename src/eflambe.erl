@@ -61,7 +61,7 @@
 -export_type([fun_spec/0, option/0, capture_option/0, sample_option/0, output_format/0,
               return_kind/0]).
 
--type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]}.
+-type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]} | fun(() -> term()).
 
 -type output_format() :: brendan_gregg | perf | speedscope | svg.
 %% `brendan_gregg' (default): folded stacks, one line per distinct stack,

@@ -40,12 +40,15 @@ target({M, F, Args} = Spec) when is_atom(M), is_atom(F), is_list(Args) ->
     target_mfa(Spec, eflambe_options:proper_list(Args));
 target({Fun, Args} = Spec) when is_function(Fun), is_list(Args) ->
     target_fun(Spec, eflambe_options:proper_list(Args));
+%% A fun of no arguments on its own (`fn -> ... end' in Elixir).
+target(Fun) when is_function(Fun, 0) ->
+    target_fun({Fun, []}, true);
 target(Other) ->
     bad_function(Other).
 
 -spec bad_function(term()) -> {error, term()}.
 bad_function(Other) ->
-    {error, {bad_function, Other, {expected, '{Module, Function, Args} | {Fun, Args}'}}}.
+    {error, {bad_function, Other, {expected, '{Module, Function, Args} | {Fun, Args} | Fun/0'}}}.
 
 -spec target_mfa({module(), atom(), list()}, boolean()) ->
           {ok, mfa_pattern(), fun(() -> term())} | {error, term()}.

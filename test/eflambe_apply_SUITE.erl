@@ -14,7 +14,7 @@ all() ->
      sleep_frame, spawned_process, weights_add_up_to_wall_time, exception_reaches_caller,
      return_filename, return_flamegraph, return_value, fun_targets, bad_options,
      undefined_function, already_running, already_traced, folded_format,
-     caller_killed, nif_reload, exclude, max_depth, max_events, max_bytes, timeout,
+     caller_killed, nif_reload, exclude, max_depth, max_events, max_bytes, timeout, plain_fun,
      stop_during_apply, lost_events, weights_property].
 
 init_per_testcase(_Case, Config) ->
@@ -209,7 +209,15 @@ undefined_function(_Config) ->
                  eflambe:apply({lists, no_such_fun, [x]})),
     ?assertMatch({error, {bad_arity, _, {expected, 1}, {got, 2}}},
                  eflambe:apply({fun(X) -> X end, [1, 2]})),
-    ?assertMatch({error, {bad_function, nonsense, _}}, eflambe:apply(nonsense)).
+    ?assertMatch({error, {bad_function, nonsense, _}}, eflambe:apply(nonsense)),
+    ?assertMatch({error, {bad_function, _, _}}, eflambe:apply(fun(X) -> X end)).
+
+%% A fun of no arguments, on its own: its value, and its stacks rooted at it.
+plain_fun(_Config) ->
+    ?assertEqual({ok, 610}, eflambe:apply(fun() -> ?W:fib(15) end, [])),
+    {ok, Folded} = eflambe:apply(fun() -> ?W:fib(15) end, [{return, flamegraph}]),
+    ?assert(lists:any(fun({Frames, _}) -> lists:member(<<"eflambe_workload:fib/1">>, Frames) end,
+                      parse(Folded))).
 
 %% One run per node: a second caller is refused while the first runs.
 already_running(_Config) ->
