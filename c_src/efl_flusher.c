@@ -67,13 +67,6 @@ static void sleep_until_woken(struct efl_flusher *f, long wait_ns)
     __atomic_store_n(f->sleeping, 0, __ATOMIC_SEQ_CST);
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 /* Keeps this session's events, in order, with their time in nanoseconds
  * (to the grain above). */
 static size_t own_events(struct efl_flusher *f, size_t n)
@@ -176,7 +169,7 @@ static long next_wait(const struct efl_flusher *f, long wait, size_t drained,
 static void *run(void *arg)
 {
     struct efl_flusher *f = arg;
-    int64_t frame_start = now_ns();
+    int64_t frame_start = efl_monotonic_ns();
     long wait = 0;
     int64_t last_pass = efl_clock_to_ns(&f->clock, efl_clock_read(&f->clock));
     for (;;) {
@@ -193,7 +186,7 @@ static void *run(void *arg)
             keep(f, efl_archive_writer_pass(f->writer, pass_start));
         check_limits(f);
 
-        int64_t now = now_ns();
+        int64_t now = efl_monotonic_ns();
         if (now - frame_start >= FRAME_INTERVAL_NS) {
             if (f->stats.status == EFL_OK)
                 keep(f, efl_archive_writer_end_frame(f->writer));
