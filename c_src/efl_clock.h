@@ -54,4 +54,10 @@ static inline uint64_t efl_clock_to_ns(const struct efl_clock *c, uint64_t raw)
     return (uint64_t)(c->ns0 + (int64_t)(((__int128)d * (__int128)c->mult) >> 32));
 }
 
+/* How many raw readings (ticks) make a duration of ns nanoseconds. */
+static inline uint64_t efl_clock_ticks(const struct efl_clock *c, uint64_t ns)
+{
+    return c->use_tsc ? (uint64_t)(((unsigned __int128)ns << 32) / c->mult) : ns;
+}
+
 #endif

@@ -347,8 +347,7 @@ static ERL_NIF_TERM nif_record_samples(ErlNifEnv *env, int argc, const ERL_NIF_T
     if (ring == NULL)
         return atom_ok;
     uint64_t end = efl_clock_read(&clock_);
-    uint64_t ticks = clock_.use_tsc ? (uint64_t)(((unsigned __int128)period_ns << 32) / clock_.mult)
-                                    : period_ns;
+    uint64_t ticks = efl_clock_ticks(&clock_, period_ns);
     uint64_t start = end > ticks ? end - ticks : 0;
     for (int pass = 0; pass < 2; pass++) {
         ERL_NIF_TERM list = argv[1], head;

@@ -188,17 +188,13 @@ guard(Caller, Timeout) ->
                   receive
                       {session, Session} ->
                           eflambe_session:register_running(self()),
-                          guarding(Caller, Ref, Session, deadline(Timeout));
+                          guarding(Caller, Ref, Session, eflambe_session:deadline(Timeout));
                       done ->
                           ok;
                       {'DOWN', Ref, process, Caller, _} ->
                           ok
                   end
           end).
-
--spec deadline(timeout()) -> integer() | infinity.
-deadline(infinity) -> infinity;
-deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
 %% Should the guard's own code fail, the node is disarmed all the same.
 -spec guarding(pid(), reference(), eflambe_session:session(), integer() | infinity) -> ok.

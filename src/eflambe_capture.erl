@@ -110,7 +110,7 @@ capture(Caller, MFA, N, Session, #{timeout := Timeout} = Opts) ->
     CallerRef = monitor(process, Caller),
     Why = try
               arm(MFA, Session, Opts),
-              wait(MFA, N, deadline(Timeout), {Caller, CallerRef, Session})
+              wait(MFA, N, eflambe_session:deadline(Timeout), {Caller, CallerRef, Session})
           after
               disarm(MFA),
               eflambe_session:untrace_all(Session)
@@ -140,10 +140,6 @@ arm(MFA, #{tracer := TracerState, meta := MetaState}, #{spawned := Spawned} = Op
 disarm(MFA) ->
     _ = erlang:trace_pattern(MFA, false, [meta]),
     eflambe_session:disarm_local().
-
--spec deadline(timeout()) -> integer() | infinity.
-deadline(infinity) -> infinity;
-deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
 -type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}
              | {limit, max_events | max_bytes}.

@@ -6,7 +6,7 @@
 
 -export([owned/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
          arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
-         stop_running/0, recover/1, temp_archive/0]).
+         stop_running/0, recover/1, temp_archive/0, deadline/1]).
 
 -export_type([session/0]).
 
@@ -298,6 +298,11 @@ stop_running() ->
                 {'DOWN', Ref, process, Pid, _} -> ok
             end
     end.
+
+%% When a timeout from now ends, on the monotonic clock in milliseconds.
+-spec deadline(timeout()) -> integer() | infinity.
+deadline(infinity) -> infinity;
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
 -spec thread_count() -> pos_integer().
 thread_count() ->

@@ -23,6 +23,17 @@ static void on_monotonic_time_line(void)
     CHECK(ns >= before - 100000 && ns <= after + 100000);
 }
 
+/* A duration in ticks is that duration back in nanoseconds. */
+static void ticks_of_a_duration(void)
+{
+    uint64_t now = efl_clock_read(&clock_);
+    for (uint64_t ns = 1000; ns <= 1000000000; ns *= 10) {
+        uint64_t back = efl_clock_to_ns(&clock_, now + efl_clock_ticks(&clock_, ns)) -
+                        efl_clock_to_ns(&clock_, now);
+        CHECK(back + 2 >= ns && back <= ns + 2);
+    }
+}
+
 static void never_backwards(void)
 {
     uint64_t last = efl_clock_to_ns(&clock_, efl_clock_read(&clock_));
@@ -81,6 +92,7 @@ int main(void)
     efl_clock_calibrate(&clock_);
     efl_clock_rebase(&clock_);
     RUN(on_monotonic_time_line);
+    RUN(ticks_of_a_duration);
     RUN(never_backwards);
     RUN(in_order_across_threads);
     return efl_test_done();
