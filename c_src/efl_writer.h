@@ -11,7 +11,7 @@
 struct efl_writer {
     const char *format;     /* the output_format option's value */
     const char *extension;  /* the file name's usual extension, with its dot */
-    int needs_timeline;     /* fold with efl_folder_keep_timeline */
+    int needs_timeline;     /* fold with efl_fold_opts.timeline set */
     efl_status (*write)(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 };
 
