@@ -195,10 +195,7 @@ efl_status efl_archive_writer_open(struct efl_archive_writer **wp, const char *p
     w->namer = *namer;
     /* A new file only, never through a link, readable by its owner alone:
      * an archive holds what the traced code did. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    w->file = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (fd >= 0 && w->file == NULL)
-        close(fd);
+    w->file = efl_buf_create_file(path, 0600);
     w->cctx = ZSTD_createCCtx();
     efl_status s = EFL_OK;
     if (w->file == NULL)

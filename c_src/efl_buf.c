@@ -1,7 +1,9 @@
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "efl_buf.h"
 
@@ -96,4 +98,13 @@ efl_status efl_cursor_bytes(struct efl_cursor *c, size_t n, const unsigned char 
     *out = c->p;
     c->p += n;
     return EFL_OK;
+}
+
+FILE *efl_buf_create_file(const char *path, unsigned mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd >= 0 && f == NULL)
+        close(fd);
+    return f;
 }

@@ -24,6 +24,11 @@ void efl_buf_free(struct efl_buf *b);
  * (all of it with `all`). Writers call it where nothing written before
  * will be touched again. EFL_ERR_IO when the write fails. */
 efl_status efl_buf_spill(struct efl_buf *b, int all);
+
+/* Creates a file to write, as a sink: a new file only (O_EXCL), never
+ * through a link (O_NOFOLLOW), with the given mode. NULL and errno set if
+ * it cannot. */
+FILE *efl_buf_create_file(const char *path, unsigned mode);
 efl_status efl_buf_reserve(struct efl_buf *b, size_t extra);
 efl_status efl_buf_append(struct efl_buf *b, const void *p, size_t n);
 efl_status efl_buf_puts(struct efl_buf *b, const char *s);

@@ -9,7 +9,6 @@
  * loaded, and every event carries its session id so that the next
  * session's flusher discards such leftovers. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -894,16 +893,6 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
     return EFL_OK;
 }
 
-/* Creates the output file: never one that exists, never through a link. */
-static FILE *create_output(const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (fd >= 0 && f == NULL)
-        close(fd);
-    return f;
-}
-
 /* The POSIX name Erlang's file module gives an errno, for the errors a
  * file being created and written can meet; io_error for the rest. */
 static ERL_NIF_TERM errno_atom(ErlNifEnv *env, int e)
@@ -930,7 +919,7 @@ static efl_status write_output(const struct efl_profile *p, const struct efl_wri
     if (path == NULL)
         return w->write(p, 0, out);
     errno = 0;
-    out->sink = create_output(path);
+    out->sink = efl_buf_create_file(path, 0644);
     *err = errno;
     EFL_RETURN_ERROR_IF(out->sink == NULL, EFL_ERR_IO);
     efl_status s = w->write(p, 0, out);
