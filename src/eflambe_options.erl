@@ -243,15 +243,15 @@ check_program(speedscope) ->
     find_program("speedscope");
 check_program(Program) when is_atom(Program) ->
     find_program(atom_to_list(Program));
+check_program(Program) when is_binary(Program) ->
+    case unicode:characters_to_list(Program) of
+        Name when is_list(Name) -> check_program(Name);
+        _ -> {error, {bad_open, Program}}
+    end;
 check_program(Program) ->
     case file_name(Program) of
-        {ok, Name} when is_list(Name) ->
-            find_program(Name);
-        _ ->
-            case is_binary(Program) andalso unicode:characters_to_list(Program) of
-                Name when is_list(Name) -> check_program(Name);
-                _ -> {error, {bad_open, Program}}
-            end
+        {ok, Name} -> find_program(Name);
+        error -> {error, {bad_open, Program}}
     end.
 
 -spec find_program(string()) -> {ok, file:filename()} | {error, term()}.

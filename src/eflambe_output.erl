@@ -2,7 +2,7 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3, write_all/3, stream/2, extension/1]).
+-export([write/3, write_calls/3, write_all/3, stream/2, extension/1, create/3]).
 
 %% A new name is tried when the one made is taken (by another node).
 -define(NAME_TRIES, 5).

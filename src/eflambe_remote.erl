@@ -94,13 +94,9 @@ fetched(Node, There, Temporary, Local, Result) ->
     Copied = case remote(Node, file, read_file, [There]) of
                  {ok, {ok, Bin}} ->
                      _ = file:delete(Local),
-                     case file:open(Local, [write, exclusive, raw, binary]) of
-                         {ok, Fd} ->
-                             Written = file:write(Fd, Bin),
-                             _ = file:close(Fd),
-                             Written;
-                         {error, _} = E ->
-                             E
+                     case eflambe_output:create(fun() -> Local end, Bin, 1) of
+                         {ok, _} -> ok;
+                         {error, _, Why} -> {error, Why}
                      end;
                  {ok, {error, Why}} ->
                      {error, Why};

@@ -110,8 +110,7 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
 %% it any more.
 -spec stop(session()) -> {ok, map()} | {error, term()}.
 stop(#{tracer := TracerState, archive := Archive, mode := Mode}) ->
-    Ref = erlang:trace_delivered(all),
-    receive {trace_delivered, all, Ref} -> ok end,
+    delivered(),
     case eflambe_tracer:stop_session(TracerState) of
         {ok, #{modules := Modules} = Stats} ->
             warn_if_partial(Stats),
@@ -121,6 +120,12 @@ stop(#{tracer := TracerState, archive := Archive, mode := Mode}) ->
         {error, _} = Error ->
             Error
     end.
+
+%% Waits until every trace event sent so far has reached the tracer.
+-spec delivered() -> ok.
+delivered() ->
+    Ref = erlang:trace_delivered(all),
+    receive {trace_delivered, all, Ref} -> ok end.
 
 %% stop/1, then deliver/4.
 -spec finish(session(), boolean(), eflambe_options:opts()) ->
@@ -213,8 +218,7 @@ recover(Which) ->
                         _ -> false
                     end],
             untrace_all(#{tracer => TracerState}),
-            Ref = erlang:trace_delivered(all),
-            receive {trace_delivered, all, Ref} -> ok end,
+            delivered(),
             eflambe_tracer:stop_session(TracerState);
         _ ->
             {error, not_running}
