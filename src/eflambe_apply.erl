@@ -91,18 +91,21 @@ fun_target(Fun) ->
 -spec run(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
 run(Target, Runner, Opts) ->
-    Guard = guard(self(), maps:get(timeout, Opts)),
+    Guard = guard(self(), Opts),
     Params = #{target => Target, root_pid => self(), root_frame => false, notify => Guard},
     try eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
-            Guard ! {session, Session},
-            Outcome = traced(Runner, Session, Opts),
+            Outcome = case armed(Guard, Session) of
+                          ok -> traced(Runner, Session);
+                          {error, _} = NotArmed -> NotArmed
+                      end,
             Stopped = stopped(Guard, Session),
             Delivered = case eflambe_session:deliver(Session, Stopped, false, Opts) of
                             {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
                             {error, _} = Error -> Error
                         end,
             case {Outcome, Delivered} of
+                {{error, _} = NotRun, _} -> NotRun;
                 {{raised, Class, Reason, Stack}, _} -> erlang:raise(Class, Reason, Stack);
                 {{value, Value}, {ok, _}} when map_get(return, Opts) =:= value -> {ok, Value};
                 {{value, _}, {ok, _}} -> Delivered;
@@ -117,17 +120,16 @@ run(Target, Runner, Opts) ->
 
 %% (OTP 25's spec of erlang:trace_info/2 leaves out tracer modules:
 %% {tracer, {Module, State}}, which it does return.)
--dialyzer({no_match, traced/3}).
+-dialyzer({no_match, traced/2}).
 %% The window the folder keeps is the call of profiled/1: its meta trace
 %% pattern marks entry and exit. This module is not call traced, so the
 %% first frame of every stack is the user's function, and a recursive
-%% target costs no meta event per call. The node is disarmed by the guard
-%% (which a timeout may have done long before the call returns).
--spec traced(fun(() -> term()), eflambe_session:session(), eflambe_options:opts()) ->
+%% target costs no meta event per call. The guard armed the node and
+%% disarms it (which a timeout may do long before the call returns).
+-spec traced(fun(() -> term()), eflambe_session:session()) ->
           {value, term()} | {raised, atom(), term(), list()}.
-traced(Runner, #{tracer := TracerState, meta := MetaState}, Opts) ->
+traced(Runner, #{tracer := TracerState}) ->
     try
-        arm(TracerState, MetaState, Opts),
         ?MODULE:profiled(Runner)
     of
         Value -> {value, Value}
@@ -145,15 +147,32 @@ traced(Runner, #{tracer := TracerState, meta := MetaState}, Opts) ->
 profiled(Runner) ->
     Runner().
 
--spec arm(integer(), integer(), eflambe_options:opts()) -> ok.
-arm(TracerState, MetaState, Opts) ->
+%% The trace patterns and the caller's trace flags, set by the guard: the
+%% one process that arms and disarms, so a stop() that comes early cannot
+%% disarm before the arming it would undo.
+-spec arm(pid(), eflambe_session:session(), eflambe_options:opts()) -> ok.
+arm(Caller, #{tracer := TracerState, meta := MetaState}, Opts) ->
     eflambe_session:arm_local(Opts),
     _ = erlang:trace_pattern({?MODULE, '_', '_'}, false, [local]),
     _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),
-    _ = erlang:trace(self(), true, [call, return_to, arity, running, garbage_collection,
+    _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection,
                                     set_on_spawn, {tracer, eflambe_tracer, TracerState}]),
     ok.
+
+%% Hands the session to the guard, which arms the node; ok once it has.
+-spec armed(pid(), eflambe_session:session()) -> ok | {error, term()}.
+armed(Guard, #{tracer := TracerState} = Session) ->
+    Ref = monitor(process, Guard),
+    Guard ! {session, Session},
+    receive
+        {Guard, armed} ->
+            demonitor(Ref, [flush]),
+            ok;
+        {'DOWN', Ref, process, Guard, Reason} ->
+            _ = eflambe_session:recover(TracerState),
+            {error, {apply_failed, Reason}}
+    end.
 
 %% The trace patterns, which concern every process on the node.
 -spec disarm_node() -> ok.
@@ -181,13 +200,15 @@ stopped(Guard, #{tracer := TracerState}) ->
 %% (max_events, max_bytes), which ends tracing and frees the node while
 %% the call goes on, and when the call returns. If the caller dies mid-call
 %% it ends the session, that session only, and deletes its archive.
--spec guard(pid(), timeout()) -> pid().
-guard(Caller, Timeout) ->
+-spec guard(pid(), eflambe_options:opts()) -> pid().
+guard(Caller, #{timeout := Timeout} = Opts) ->
     spawn(fun() ->
                   Ref = monitor(process, Caller),
                   receive
                       {session, Session} ->
+                          arm(Caller, Session, Opts),
                           eflambe_session:register_running(self()),
+                          Caller ! {self(), armed},
                           guarding(Caller, Ref, Session, eflambe_session:deadline(Timeout));
                       done ->
                           ok;
