@@ -1,12 +1,15 @@
+#define _GNU_SOURCE /* pthread_setname_np */
+/* The flusher: one plain thread per session that drains every ring into the
+ * archive writer (efl_flusher.h says who calls what). Part of the library:
+ * the C tests run it without a VM. */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <erl_nif.h>
 
 #include "efl_flusher.h"
 
@@ -38,7 +41,7 @@ struct efl_flusher {
     struct efl_flush_stats stats;
     struct efl_flush_limits limits;
     unsigned stop_reason;  /* atomic: set by efl_flusher_note_stop or a limit */
-    ErlNifTid tid;
+    pthread_t tid;
     uint32_t *sleeping;    /* futex word: limits.sleeping or own_word */
     uint32_t own_word;
     int shutdown;          /* atomic */
@@ -245,10 +248,11 @@ efl_status efl_flusher_start(struct efl_flusher **fp, struct efl_ring *rings, si
     /* Drops are counted per ring over its whole life: start from here. */
     for (size_t i = 0; i < nrings; i++)
         f->seen_drops[i] = efl_ring_dropped(&rings[i]);
-    if (enif_thread_create("eflambe_flusher", &f->tid, run, f, NULL) != 0) {
+    if (pthread_create(&f->tid, NULL, run, f) != 0) {
         flusher_free(f);
         return EFL_ERR_NOMEM;
     }
+    pthread_setname_np(f->tid, "eflambe_flusher");
     *fp = f;
     return EFL_OK;
 }
@@ -257,7 +261,7 @@ void efl_flusher_stop(struct efl_flusher *f, struct efl_flush_stats *stats)
 {
     __atomic_store_n(&f->shutdown, 1, __ATOMIC_SEQ_CST);
     efl_flusher_wake(f->sleeping);
-    enif_thread_join(f->tid, NULL);
+    pthread_join(f->tid, NULL);
     *stats = f->stats;
     flusher_free(f);
 }

@@ -1,0 +1,140 @@
+/* What the NIF module eflambe_tracer's files share: its atoms, the state
+ * the tracer callbacks read, and small term helpers. The jobs are split:
+ *   efl_nif.c          function table, load/upgrade/unload, the state
+ *   efl_nif_trace.c    the erl_tracer callbacks (enabled/3, trace/5)
+ *   efl_nif_sample.c   the sampler's record_samples/3
+ *   efl_nif_session.c  ring sets, session start/stop and its options
+ *   efl_nif_fold.c     fold, archive header, call sites, output binaries */
+#ifndef EFL_NIF_H
+#define EFL_NIF_H
+
+#include <stdint.h>
+
+#include <erl_nif.h>
+
+#include "efl_capture.h"
+#include "efl_clock.h"
+#include "efl_ring.h"
+#include "efl_status.h"
+
+#define EFL_NIF_ATOMS(X)                                                \
+    X(already_running) X(bytes) X(call) X(discard) X(dropped) X(error)  \
+    X(events) X(exception_from) X(gc_major_end) X(gc_major_start)       \
+    X(gc_minor_end) X(gc_minor_start) X(in) X(in_exiting)              \
+    X(not_running) X(ok) X(out) X(out_exited) X(out_exiting) X(remove)  \
+    X(return_from) X(return_to) X(total_us) X(trace) X(trace_status)    \
+    X(truncated) X(undefined) X(unknown_format) X(cut_frames)          \
+    X(extension) X(true) X(false) X(archive) X(ring_events) X(threads) \
+    X(root_pid) X(root_frame) X(budget) X(every) X(notify) X(meta)      \
+    X(eflambe_capture_done) X(pid) X(ended) X(start_us) X(end_us)       \
+    X(open) X(data) X(spawn) X(spawned)                                 \
+    X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
+    X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
+    X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
+    X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
+    X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)
+
+#define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
+EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
+#undef EFL_NIF_ATOM_DECL
+
+/* Thread slots (rings) at most, and session ids below this. */
+#define EFL_NIF_MAX_SLOTS 512
+#define EFL_NIF_SESSION_ID_MAX (1u << 26)
+/* Calls a capture may admit at most. */
+#define EFL_NIF_CAPTURE_MAX 65536
+
+/* One ring per thread slot, all of one size (efl_nif_session.c). */
+struct efl_ring_set {
+    struct efl_ring *rings;
+    size_t count;
+    size_t capacity;  /* events each ring's pages can hold */
+    struct efl_ring_set *retired_next;
+};
+
+/* What the tracer callbacks read. The session starter (efl_nif_session.c,
+ * the only one at a time) writes every field but root_started and
+ * lost_no_ring, then publishes them with a release store of `active`;
+ * the callbacks read `active` first (acquire) and the rest after it. The
+ * storage outlives sessions: a late callback of an ended session may
+ * still read it, and the event it writes carries the old id. */
+struct efl_tracer_state {
+    unsigned active;              /* atomic: the running session's id, 0 when none */
+    struct efl_ring_set *rings;   /* atomic: read after `active` */
+    uint64_t root_pid;            /* apply: meta events are kept for this pid only */
+    int root_frame;               /* the meta call's function is a frame */
+    int root_started;             /* apply: the root pid's call has begun (its own
+                                   * thread writes it, after the start) */
+    int capturing;                /* capture: admission by budget, not root_pid */
+    int notify;                   /* notify_pid is told of each captured call that ends */
+    ErlNifPid notify_pid;
+    struct efl_capture capture;   /* capture admission */
+    struct efl_clock clock;
+    uint64_t lost_no_ring;        /* atomic: events of threads beyond the set */
+    uint32_t flusher_sleeping;    /* the flusher's futex word: 1 while it sleeps */
+};
+
+extern struct efl_tracer_state efl_tracer;
+
+/* The callbacks run for every event, so they read immediates by their tags
+ * (erts' erl_term.h, 64-bit) instead of calling enif_is_* through the PLT.
+ * load() checks each against the enif functions (efl_nif_raw_checks_hold)
+ * and refuses to load if the VM disagrees. */
+#define EFL_RAW_IS_SMALL(t) (((t) & 0xF) == 0xF)
+#define EFL_RAW_SMALL_VALUE(t) ((int64_t)(t) >> 4)
+#define EFL_RAW_IS_ATOM(t) (((t) & 0x3F) == 0x0B)
+#define EFL_RAW_IS_LOCAL_PID(t) (((t) & 0xF) == 0x3)
+
+static inline uint32_t efl_raw_atom(ERL_NIF_TERM t)
+{
+    return EFL_RAW_IS_ATOM(t) && t <= UINT32_MAX ? (uint32_t)t : 0;
+}
+
+int efl_nif_raw_checks_hold(ErlNifEnv *env);
+
+/* Tracer state is a small integer: session id << 1 | is_meta. */
+int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, int *meta);
+
+/* The calling thread's ring in the current set, or NULL when it has none. */
+struct efl_ring *efl_nif_my_ring(void);
+
+/* Writes one event into the calling thread's ring (a loss marker first
+ * if events were lost); counts it lost if the ring is full. */
+static inline void efl_nif_write(struct efl_ring *ring, const struct efl_event *ev)
+{
+    struct efl_event *e = NULL;
+    if (efl_ring_report_losses(ring, ev->ts, ev->session))
+        e = efl_ring_reserve(ring);
+    if (e == NULL) {
+        efl_ring_lose(ring, ev->pid);
+        return;
+    }
+    *e = *ev;
+    efl_ring_commit(ring);
+}
+
+/* {error, {StatusAtom, Detail}} */
+ERL_NIF_TERM efl_nif_error(ErlNifEnv *env, efl_status s, ERL_NIF_TERM detail);
+/* The POSIX atom Erlang's file module gives an errno, or io_error. */
+ERL_NIF_TERM efl_nif_errno_atom(ErlNifEnv *env, int e);
+/* A NUL-terminated copy of an iolist without NULs (free it), or NULL. */
+char *efl_nif_cstr(ErlNifEnv *env, ERL_NIF_TERM t);
+
+/* Each file's NIFs. */
+ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_record_samples(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_running_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+
+/* load/unload of the files that own state: 0 on success. */
+int efl_nif_session_load(void);
+void efl_nif_session_unload(void);
+int efl_nif_fold_load(ErlNifEnv *env);
+
+#endif

@@ -1,0 +1,300 @@
+/* The NIFs that fold an archive into a flamegraph (fold/4), read its
+ * header (archive_header/1) and append its call-site table
+ * (add_call_sites/3); all run on dirty schedulers. A writer's output is
+ * handed to Erlang without a copy, as a binary over a resource. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "efl_archive.h"
+#include "efl_fold.h"
+#include "efl_nif.h"
+#include "efl_sites.h"
+#include "efl_writer.h"
+
+static ErlNifResourceType *output_type; /* a writer's output, lent to a binary */
+
+static ERL_NIF_TERM make_binary(ErlNifEnv *env, const struct efl_buf *b)
+{
+    ERL_NIF_TERM t;
+    unsigned char *d = enif_make_new_binary(env, b->len, &t);
+    if (b->len)
+        memcpy(d, b->data, b->len);
+    return t;
+}
+
+/* A writer's output, handed to Erlang without a copy: the binary points
+ * into the buffer, which the resource frees when the binary is gone. */
+struct output {
+    struct efl_buf buf;
+};
+
+static void output_free(ErlNifEnv *env, void *obj)
+{
+    (void)env;
+    efl_buf_free(&((struct output *)obj)->buf);
+}
+
+static ERL_NIF_TERM take_binary(ErlNifEnv *env, struct efl_buf *b)
+{
+    struct output *o = enif_alloc_resource(output_type, sizeof *o);
+    if (o == NULL)
+        return make_binary(env, b);
+    o->buf = *b;
+    *b = (struct efl_buf){0};
+    ERL_NIF_TERM bin = enif_make_resource_binary(env, o, o->buf.data ? o->buf.data : (void *)"",
+                                                 o->buf.len);
+    enif_release_resource(o);
+    return bin;
+}
+
+static efl_status collect_meta(void *ctx, const char *line, size_t len)
+{
+    EFL_FORWARD_IF_ERROR(efl_buf_append(ctx, line, len));
+    return efl_buf_append(ctx, "\n", 1);
+}
+
+/* archive_header(ArchivePath) -> {ok, MetaLines :: binary()} | {error, {Atom, Path}} */
+ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = efl_nif_cstr(env, argv[0]);
+    if (path == NULL)
+        return enif_make_badarg(env);
+    struct efl_buf meta = {0};
+    struct efl_archive_visitor v = {.ctx = &meta, .meta = collect_meta};
+    struct efl_archive_summary sum;
+    efl_status st = efl_archive_read_header(path, &v, &sum);
+    free(path);
+    ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple2(env, efl_atom_ok, make_binary(env, &meta))
+                                       : efl_nif_error(env, st, argv[0]);
+    efl_buf_free(&meta);
+    return result;
+}
+
+
+static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const struct efl_writer *w)
+{
+    const char *meta = p->meta ? p->meta : "";
+    ERL_NIF_TERM meta_bin;
+    memcpy(enif_make_new_binary(env, strlen(meta), &meta_bin), meta, strlen(meta));
+    ERL_NIF_TERM keys[] = {efl_atom_events, efl_atom_dropped, efl_atom_total_us, efl_atom_truncated,
+                           efl_atom_cut_frames, efl_atom_extension, efl_atom_meta, efl_atom_stopped,
+                           efl_atom_calls, efl_atom_guessed_calls, efl_atom_site_table, efl_atom_tail_resolved,
+                           efl_atom_returns, efl_atom_repaired_returns};
+    ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
+                           enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
+                           p->truncated ? efl_atom_true : efl_atom_false,
+                           enif_make_uint64(env, p->cut_frames),
+                           enif_make_string(env, w->extension, ERL_NIF_LATIN1), meta_bin,
+                           enif_make_atom(env, efl_stop_reason_name(p->stopped)),
+                           enif_make_uint64(env, p->calls), enif_make_uint64(env, p->guessed_calls),
+                           p->have_sites ? efl_atom_true : efl_atom_false,
+                           enif_make_uint64(env, p->tail_resolved), enif_make_uint64(env, p->returns),
+                           enif_make_uint64(env, p->repaired_returns)};
+    ERL_NIF_TERM info;
+    enif_make_map_from_arrays(env, keys, vals, 14, &info);
+    return info;
+}
+
+/* One map per profiled call: #{pid, ended, start_us, end_us, data}. */
+static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
+                               const struct efl_writer *w, ERL_NIF_TERM *list)
+{
+    *list = enif_make_list(env, 0);
+    for (uint32_t i = p->nwindows; i-- > 0;) {
+        const struct efl_window *win = &p->windows[i];
+        struct efl_buf out = {0};
+        efl_status st = w->write(p, win->node, &out);
+        if (st != EFL_OK) {
+            efl_buf_free(&out);
+            return st;
+        }
+        const char *pid = p->processes[win->pid];
+        ERL_NIF_TERM keys[] = {efl_atom_pid, efl_atom_ended, efl_atom_start_us, efl_atom_end_us, efl_atom_data};
+        ERL_NIF_TERM vals[] = {
+            enif_make_string(env, pid, ERL_NIF_LATIN1),
+            win->ended == EFL_EV_ROOT_RETURN      ? efl_atom_return_from
+            : win->ended == EFL_EV_ROOT_EXCEPTION ? efl_atom_exception_from
+            : win->ended == EFL_EV_LOST           ? efl_atom_lost
+                                                  : efl_atom_open,
+            enif_make_uint64(env, win->start_ns / 1000), enif_make_uint64(env, win->end_ns / 1000),
+            take_binary(env, &out)};
+        efl_buf_free(&out);
+        ERL_NIF_TERM map;
+        enif_make_map_from_arrays(env, keys, vals, 5, &map);
+        *list = enif_make_list_cell(env, map, *list);
+    }
+    return EFL_OK;
+}
+
+/* Writes the whole profile with w, into out or, with a path, streamed into
+ * a new file there (removed again if writing fails; *err: errno then). */
+static efl_status write_output(const struct efl_profile *p, const struct efl_writer *w,
+                               const char *path, struct efl_buf *out, int *err)
+{
+    if (path == NULL)
+        return w->write(p, 0, out);
+    errno = 0;
+    out->sink = efl_buf_create_file(path, 0644);
+    *err = errno;
+    EFL_RETURN_ERROR_IF(out->sink == NULL, EFL_ERR_IO);
+    efl_status s = w->write(p, 0, out);
+    if (s == EFL_OK)
+        s = efl_buf_spill(out, 1);
+    *err = errno;
+    if (fclose(out->sink) != 0 && s == EFL_OK) {
+        s = EFL_ERR_IO;
+        *err = errno;
+    }
+    out->sink = NULL;
+    if (s != EFL_OK)
+        unlink(path);
+    return s;
+}
+
+/* fold(ArchivePath, Format, Split, #{max_depth, recursion, output}) -> {ok, Data | [Window], Info}
+ *                                                                     | {error, {Atom, Detail}}
+ * Split: false for one flamegraph of everything, true for one per profiled
+ * call (a window), in the order the calls began. max_depth: stacks are cut
+ * at that many functions below the process; recursion: exact | collapse;
+ * output (optional, not with Split): a file to create and stream the
+ * flamegraph into, Data then {file, Path}; if it cannot be created or
+ * written, {error, {output, Posix}} (eexist: the name is taken). */
+ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char format[64];
+    unsigned max_depth;
+    ERL_NIF_TERM depth_term, recursion;
+    char *path = efl_nif_cstr(env, argv[0]);
+    if (path == NULL || enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
+        (argv[2] != efl_atom_true && argv[2] != efl_atom_false) ||
+        !enif_get_map_value(env, argv[3], efl_atom_max_depth, &depth_term) ||
+        !enif_get_uint(env, depth_term, &max_depth) ||
+        !enif_get_map_value(env, argv[3], efl_atom_recursion, &recursion) ||
+        (recursion != efl_atom_exact && recursion != efl_atom_collapse) ||
+        max_depth < 1 || max_depth > EFL_FOLD_MAX_DEPTH) {
+        free(path);
+        return enif_make_badarg(env);
+    }
+    ERL_NIF_TERM output_term;
+    char *output = NULL;
+    if (enif_get_map_value(env, argv[3], efl_atom_output, &output_term) &&
+        (argv[2] == efl_atom_true || (output = efl_nif_cstr(env, output_term)) == NULL)) {
+        free(path);
+        return enif_make_badarg(env);
+    }
+    const struct efl_writer *w = efl_writer_find(format);
+    if (w == NULL) {
+        free(path);
+        free(output);
+        return enif_make_tuple2(env, efl_atom_error, enif_make_tuple2(env, efl_atom_unknown_format, argv[1]));
+    }
+    struct efl_profile *p = NULL;
+    struct efl_buf out = {0};
+    ERL_NIF_TERM data = 0;
+    int err = 0;
+    struct efl_fold_opts opts = {.timeline = w->needs_timeline, .max_depth = max_depth,
+                                 .collapse_recursion = recursion == efl_atom_collapse};
+    efl_status st = efl_fold_archive(path, &opts, &p);
+    free(path);
+    if (st == EFL_OK && argv[2] == efl_atom_true) {
+        st = fold_windows(env, p, w, &data);
+    } else if (st == EFL_OK && (st = write_output(p, w, output, &out, &err)) == EFL_OK) {
+        data = output ? enif_make_tuple2(env, efl_atom_file, output_term) : take_binary(env, &out);
+    } else if (st != EFL_OK && output != NULL && p != NULL) {
+        /* The archive folded; the output could not be written. */
+        free(output);
+        efl_profile_free(p);
+        efl_buf_free(&out);
+        return enif_make_tuple2(env, efl_atom_error, enif_make_tuple2(env, efl_atom_output, efl_nif_errno_atom(env, err)));
+    }
+    free(output);
+    ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple3(env, efl_atom_ok, data, fold_info(env, p, w))
+                                       : efl_nif_error(env, st, argv[0]);
+    efl_profile_free(p);
+    efl_buf_free(&out);
+    return result;
+}
+
+/* add_call_sites(ArchivePath, [{Module, Beam}], [{M, F, A}]) -> {ok, #{modules, pairs}}
+ *                                                        | {error, {Atom, Detail}}
+ * Reads the call sites of each module's code and appends them to a closed
+ * archive as its site table; the third list names the BIFs among the
+ * functions they call. A module whose code cannot be read is left out
+ * (its calls are then told apart by the trace alone). */
+ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = efl_nif_cstr(env, argv[0]);
+    struct efl_sites *t = NULL;
+    if (path == NULL || !enif_is_list(env, argv[1]) || !enif_is_list(env, argv[2]) ||
+        efl_sites_new(&t) != EFL_OK) {
+        free(path);
+        return enif_make_badarg(env);
+    }
+    efl_status st = EFL_OK;
+    unsigned read = 0;
+    ERL_NIF_TERM head, tail = argv[1];
+    while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
+        const ERL_NIF_TERM *pair;
+        int arity;
+        ErlNifBinary beam;
+        if (!enif_get_tuple(env, head, &arity, &pair) || arity != 2 ||
+            !enif_inspect_binary(env, pair[1], &beam)) {
+            st = EFL_ERR_ARG;
+            break;
+        }
+        /* A module this reader cannot follow is left out; only running
+         * out of memory stops the table. */
+        efl_status m = efl_sites_add_module(t, beam.data, beam.size);
+        if (m == EFL_OK)
+            read++;
+        else if (m == EFL_ERR_NOMEM || m == EFL_ERR_LIMIT)
+            st = m;
+    }
+    tail = argv[2];
+    while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
+        const ERL_NIF_TERM *mfa;
+        int arity;
+        unsigned a;
+        char mod[1024], fun[1024];
+        int ml, fl;
+        if (!enif_get_tuple(env, head, &arity, &mfa) || arity != 3 ||
+            (ml = enif_get_atom(env, mfa[0], mod, sizeof mod, ERL_NIF_LATIN1)) <= 0 ||
+            (fl = enif_get_atom(env, mfa[1], fun, sizeof fun, ERL_NIF_LATIN1)) <= 0 ||
+            !enif_get_uint(env, mfa[2], &a)) {
+            st = EFL_ERR_ARG;
+            break;
+        }
+        st = efl_sites_add_bif(t, (struct efl_name){mod, (size_t)ml - 1},
+                               (struct efl_name){fun, (size_t)fl - 1}, a);
+    }
+    struct efl_buf table = {0};
+    size_t pairs = efl_sites_pairs(t);
+    if (st == EFL_OK)
+        st = efl_sites_encode(t, &table);
+    if (st == EFL_OK)
+        st = efl_archive_append_sites(path, table.data, table.len);
+    efl_buf_free(&table);
+    efl_sites_free(t);
+    free(path);
+    if (st == EFL_ERR_ARG)
+        return enif_make_badarg(env);
+    if (st != EFL_OK)
+        return efl_nif_error(env, st, argv[0]);
+    ERL_NIF_TERM keys[] = {efl_atom_modules, efl_atom_pairs};
+    ERL_NIF_TERM vals[] = {enif_make_uint(env, read), enif_make_uint64(env, pairs)};
+    ERL_NIF_TERM info;
+    enif_make_map_from_arrays(env, keys, vals, 2, &info);
+    return enif_make_tuple2(env, efl_atom_ok, info);
+}
+
+int efl_nif_fold_load(ErlNifEnv *env)
+{
+    output_type = enif_open_resource_type(env, NULL, "eflambe_output", output_free,
+                                          ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+    return output_type == NULL;
+}

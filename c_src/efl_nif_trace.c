@@ -1,0 +1,226 @@
+/* The erl_tracer callbacks, enabled/3 and trace/5: the hot path.
+ *
+ * They run on every scheduler thread, normal and dirty, at once. Each
+ * thread writes into its own ring (a lazily assigned thread-local slot):
+ * no lock, no fence, no allocation, no call into Erlang. A callback that
+ * checked `active` just before its session stopped may still push an
+ * event afterwards: rings are therefore never freed while the library is
+ * loaded, and every event carries its session id so that the next
+ * session's flusher discards such leftovers. Tracer callbacks never raise:
+ * anything unexpected is answered with remove, discard or ok. */
+#include "efl_flusher.h"
+#include "efl_nif.h"
+
+static unsigned next_slot; /* atomic: slots handed out so far */
+
+/* Each thread's slot, and its ring in the set it last saw. initial-exec:
+ * a plain load, where the default model for a shared object calls
+ * __tls_get_addr on every access. */
+#define THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
+static THREAD_LOCAL int thread_slot = -1;
+static THREAD_LOCAL struct efl_ring_set *thread_set;
+static THREAD_LOCAL struct efl_ring *thread_ring;
+
+static inline struct efl_ring *my_ring(void)
+{
+    struct efl_ring_set *set = __atomic_load_n(&efl_tracer.rings, __ATOMIC_ACQUIRE);
+    if (set != thread_set) {
+        if (thread_slot < 0)
+            thread_slot = (int)__atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED);
+        thread_set = set;
+        thread_ring = set != NULL && (size_t)thread_slot < set->count ? &set->rings[thread_slot]
+                                                                       : NULL;
+    }
+    return thread_ring;
+}
+
+struct efl_ring *efl_nif_my_ring(void)
+{
+    return my_ring();
+}
+
+int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, int *meta)
+{
+    if (!EFL_RAW_IS_SMALL(t))
+        return 0;
+    int64_t v = EFL_RAW_SMALL_VALUE(t);
+    if (v < 2 || v >= (int64_t)EFL_NIF_SESSION_ID_MAX * 2)
+        return 0;
+    *id = (unsigned)(v >> 1);
+    *meta = (int)(v & 1);
+    return 1;
+}
+
+int efl_nif_raw_checks_hold(ErlNifEnv *env)
+{
+    ErlNifPid self;
+    ERL_NIF_TERM atom = enif_make_atom(env, "eflambe"), small = enif_make_int(env, 12345);
+    ERL_NIF_TERM neg = enif_make_int(env, -7), big = enif_make_uint64(env, UINT64_MAX);
+    ERL_NIF_TERM tuple = enif_make_tuple2(env, atom, small), pid;
+    if (enif_self(env, &self) == NULL)
+        return 1; /* loaded outside a process: nothing to check against */
+    pid = enif_make_pid(env, &self);
+    return EFL_RAW_IS_ATOM(atom) && enif_is_atom(env, atom) && !EFL_RAW_IS_ATOM(small) &&
+           !EFL_RAW_IS_ATOM(pid) && EFL_RAW_IS_SMALL(small) &&
+           EFL_RAW_SMALL_VALUE(small) == 12345 && EFL_RAW_IS_SMALL(neg) &&
+           EFL_RAW_SMALL_VALUE(neg) == -7 && !EFL_RAW_IS_SMALL(big) && !EFL_RAW_IS_SMALL(atom) &&
+           !EFL_RAW_IS_SMALL(tuple) && EFL_RAW_IS_LOCAL_PID(pid) && enif_is_pid(env, pid) &&
+           !EFL_RAW_IS_LOCAL_PID(atom) && !EFL_RAW_IS_LOCAL_PID(small) &&
+           !EFL_RAW_IS_LOCAL_PID(tuple);
+}
+
+/* {M, F, Arity} or {M, F, Args}: fills mod/fun/arity, or leaves them 0. */
+static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
+{
+    const ERL_NIF_TERM *mfa;
+    int n;
+    if (!enif_get_tuple(env, t, &n, &mfa) || n != 3)
+        return;
+    unsigned arity;
+    if (EFL_RAW_IS_SMALL(mfa[2]) && EFL_RAW_SMALL_VALUE(mfa[2]) >= 0)
+        arity = (unsigned)EFL_RAW_SMALL_VALUE(mfa[2]);
+    else if (!enif_get_list_length(env, mfa[2], &arity))
+        return;
+    e->mod = efl_raw_atom(mfa[0]);
+    e->fun = efl_raw_atom(mfa[1]);
+    e->arity = (uint8_t)(arity > 255 ? 255 : arity);
+    if (e->mod == 0 || e->fun == 0)
+        e->mod = e->fun = 0;
+}
+
+/* enabled(TraceTag, TracerState, Tracee)
+ *
+ * For apply, the process tracer traces everything and the meta tracer only
+ * the caller. For capture, the meta check of a call admits it (or not)
+ * before the match spec's trace action switches tracing on in the caller
+ * (an outermost call that `every` passes over is let through as well, so
+ * that its return is seen; trace/5 records nothing of it);
+ * afterwards the process tracer answers `remove` at the process's first
+ * trace_status check outside a captured call, which clears its flags. */
+ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)env;
+    (void)argc;
+    unsigned id;
+    int meta;
+    if (!efl_nif_decode_state(argv[1], &id, &meta) ||
+        id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE))
+        return efl_atom_remove;
+    ERL_NIF_TERM tag = argv[0], pid = argv[2];
+    if (!efl_tracer.capturing) {
+        if (meta && pid != (ERL_NIF_TERM)efl_tracer.root_pid)
+            return efl_atom_discard;
+        return efl_atom_trace;
+    }
+    if (!EFL_RAW_IS_LOCAL_PID(pid))
+        return efl_atom_discard;
+    struct efl_capture *capture = &efl_tracer.capture;
+    if (meta) {
+        if (tag == efl_atom_call)
+            /* A skipped call is traced too: its return ends the skip. */
+            return efl_capture_enter(capture, pid) != EFL_CAPTURE_DISCARD ? efl_atom_trace
+                                                                          : efl_atom_discard;
+        if (tag == efl_atom_trace_status)
+            return efl_capture_armed(capture) ? efl_atom_trace : efl_atom_remove;
+        return efl_atom_trace;
+    }
+    if (efl_capture_inside(capture, pid))
+        /* Of the `procs' events only spawn is used. */
+        return tag == efl_atom_exit || tag == efl_atom_link || tag == efl_atom_unlink ||
+                       tag == efl_atom_spawned || tag == efl_atom_getting_linked ||
+                       tag == efl_atom_getting_unlinked || tag == efl_atom_register ||
+                       tag == efl_atom_unregister
+                   ? efl_atom_discard
+                   : efl_atom_trace;
+    return tag == efl_atom_trace_status ? efl_atom_remove : efl_atom_discard;
+}
+
+static unsigned event_kind(ERL_NIF_TERM tag, int meta)
+{
+    if (meta) {
+        if (tag == efl_atom_call)
+            return EFL_EV_ROOT_CALL;
+        if (tag == efl_atom_return_from)
+            return EFL_EV_ROOT_RETURN;
+        if (tag == efl_atom_exception_from)
+            return EFL_EV_ROOT_EXCEPTION;
+        return 0;
+    }
+    if (tag == efl_atom_call)
+        return EFL_EV_CALL;
+    if (tag == efl_atom_return_to)
+        return EFL_EV_RETURN_TO;
+    if (tag == efl_atom_in || tag == efl_atom_in_exiting)
+        return EFL_EV_IN;
+    if (tag == efl_atom_out || tag == efl_atom_out_exiting || tag == efl_atom_out_exited)
+        return EFL_EV_OUT;
+    if (tag == efl_atom_gc_minor_start || tag == efl_atom_gc_major_start)
+        return EFL_EV_GC_START;
+    if (tag == efl_atom_gc_minor_end || tag == efl_atom_gc_major_end)
+        return EFL_EV_GC_END;
+    if (tag == efl_atom_spawn)
+        return EFL_EV_SPAWN;
+    return 0;
+}
+
+/* Writes one trace event into the calling thread's ring. */
+static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TERM argv[])
+{
+    uint64_t ts = efl_clock_read(&efl_tracer.clock);
+    struct efl_ring *ring = my_ring();
+    if (ring == NULL) {
+        __atomic_fetch_add(&efl_tracer.lost_no_ring, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    struct efl_event e = {.ts = ts, .pid = argv[2], .kind = (uint8_t)kind, .session = id};
+    if (kind == EFL_EV_SPAWN) {
+        e.mod = (uint32_t)argv[3];
+        e.fun = (uint32_t)((uint64_t)argv[3] >> 32);
+    } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END &&
+               (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
+        read_mfa(env, argv[3], &e);
+    }
+    efl_nif_write(ring, &e);
+    /* A burst does not wait for the flusher's sleep to end. */
+    if (__atomic_load_n(&efl_tracer.flusher_sleeping, __ATOMIC_RELAXED) && efl_ring_filling(ring))
+        efl_flusher_wake(&efl_tracer.flusher_sleeping);
+}
+
+/* trace(TraceTag, TracerState, Tracee, TraceTerm, Opts) */
+ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id;
+    int meta;
+    if (!efl_nif_decode_state(argv[1], &id, &meta) ||
+        id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE) ||
+        !EFL_RAW_IS_LOCAL_PID(argv[2]))
+        return efl_atom_ok;
+    unsigned kind = event_kind(argv[0], meta);
+    if (kind == 0 || (kind == EFL_EV_SPAWN && !EFL_RAW_IS_LOCAL_PID(argv[3])))
+        return efl_atom_ok;
+    int capturing = efl_tracer.capturing;
+    /* apply: the caller's own events before its profiled call (eflambe
+     * arming) are nobody's business; only the callers' own thread writes
+     * and reads root_started. */
+    if (!capturing && argv[2] == (ERL_NIF_TERM)efl_tracer.root_pid && !efl_tracer.root_started) {
+        if (kind != EFL_EV_ROOT_CALL)
+            return efl_atom_ok;
+        efl_tracer.root_started = 1;
+    }
+    struct efl_capture *capture = &efl_tracer.capture;
+    /* A call `every` passed over is followed to its return, not recorded. */
+    if (capturing && meta && efl_capture_skipping(capture, argv[2])) {
+        if (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION)
+            efl_capture_leave(capture, argv[2]);
+        return efl_atom_ok;
+    }
+    record(id, kind, env, argv);
+    if (kind == EFL_EV_SPAWN && capturing)
+        efl_capture_adopt(capture, argv[3]);
+    /* The end of a captured call is counted even when its event was lost. */
+    if (capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&
+        efl_capture_leave(capture, argv[2]) && efl_tracer.notify)
+        enif_send(env, &efl_tracer.notify_pid, NULL, efl_atom_eflambe_capture_done);
+    return efl_atom_ok;
+}
