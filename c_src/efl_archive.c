@@ -1,3 +1,7 @@
+/* The trace archive's writer (on the flusher thread: varint records into
+ * zstd frames, names defined on first use) and reader (bounded: every
+ * length and id an archive carries is checked). Format and contract:
+ * efl_archive.h, doc/archive-format.adoc. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -283,17 +287,6 @@ efl_status efl_archive_writer_drops(struct efl_archive_writer *w, uint32_t ring,
     efl_buf_put_varint_unchecked(&w->records, count);
     w->drops += count;
     return after_record(w, before);
-}
-
-const char *efl_stop_reason_name(unsigned reason)
-{
-    switch (reason) {
-    case EFL_STOP_MAX_EVENTS: return "max_events";
-    case EFL_STOP_MAX_BYTES: return "max_bytes";
-    case EFL_STOP_TIMEOUT: return "timeout";
-    case EFL_STOP_STOPPED: return "stopped";
-    default: return "none";
-    }
 }
 
 efl_status efl_archive_writer_pass(struct efl_archive_writer *w, uint64_t ts)
@@ -638,7 +631,7 @@ static efl_status parse_frame(struct reader *r, const unsigned char *data, size_
             break;
         case EFL_REC_STOPPED:
             EFL_FORWARD_IF_ERROR(efl_cursor_varint(&c, &a));
-            EFL_RETURN_ERROR_IF(a == EFL_STOP_NONE || a > EFL_STOP_STOPPED, EFL_ERR_CORRUPT);
+            EFL_RETURN_ERROR_IF(a == EFL_STOP_NONE || a >= EFL_STOP_END, EFL_ERR_CORRUPT);
             r->sum->stopped = (unsigned)a;
             break;
         case EFL_REC_END:

@@ -10,6 +10,7 @@
 
 #include "efl_event.h"
 #include "efl_status.h"
+#include "efl_stop.h"
 
 #define EFL_ARCHIVE_MAJOR 1
 #define EFL_ARCHIVE_MINOR 1
@@ -54,15 +55,6 @@ efl_status efl_archive_writer_end_frame(struct efl_archive_writer *w);
 void efl_archive_writer_take_modules(struct efl_archive_writer *w, uint32_t **raw, size_t *n);
 /* Writes the end record and closes the file. Frees w whatever the result. */
 efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *bytes_written);
-/* Why a run stopped before its end; part of the archive format. */
-enum efl_stop_reason {
-    EFL_STOP_NONE = 0,
-    EFL_STOP_MAX_EVENTS = 1,
-    EFL_STOP_MAX_BYTES = 2,
-    EFL_STOP_TIMEOUT = 3,
-    EFL_STOP_STOPPED = 4  /* eflambe:stop() */
-};
-const char *efl_stop_reason_name(unsigned reason);
 
 /* The flusher began a drain pass at ts (ns): every event recorded before
  * it follows in this pass or the next (readers merge up to there). */

@@ -1,3 +1,5 @@
+/* Growable buffers (optionally spilling into a file created O_EXCL |
+ * O_NOFOLLOW), arrays and varints: efl_buf.h. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>

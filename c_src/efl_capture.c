@@ -1,3 +1,4 @@
+/* Capture admission, lock-free, on any scheduler thread: efl_capture.h. */
 #include "efl_capture.h"
 
 /* A slot being claimed: its pid is not written yet. Readers step over it;

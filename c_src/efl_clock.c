@@ -1,3 +1,5 @@
+/* The tracer's clock: TSC calibration against CLOCK_MONOTONIC, once at
+ * load, and its rebase at each session start (efl_clock.h). */
 #include <stdio.h>
 #include <string.h>
 

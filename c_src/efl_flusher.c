@@ -1,7 +1,7 @@
-#define _GNU_SOURCE /* pthread_setname_np */
 /* The flusher: one plain thread per session that drains every ring into the
  * archive writer (efl_flusher.h says who calls what). Part of the library:
  * the C tests run it without a VM. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>

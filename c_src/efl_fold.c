@@ -1,3 +1,7 @@
+/* The folder (efl_fold.h): archive events in, a profile (efl_profile.h)
+ * out. Events are held per ring until a drain pass says every earlier one
+ * has been read, then merged by timestamp through a heap and replayed
+ * against each process's real stack. Single threaded. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,26 +187,6 @@ void efl_folder_free(struct efl_folder *f)
     efl_map_free(&f->node_ids);
     efl_profile_free(f->p);
     free(f);
-}
-
-void efl_profile_free(struct efl_profile *p)
-{
-    if (p == NULL)
-        return;
-    for (uint32_t i = 1; i <= p->nsymbols; i++)
-        free(p->symbols[i]);
-    for (uint32_t i = 1; i <= p->nprocesses; i++)
-        free(p->processes[i]);
-    free(p->symbols);
-    free(p->processes);
-    free(p->frames);
-    free(p->nodes);
-    free(p->windows);
-    free(p->timeline);
-    free(p->meta);
-    if (p->index != NULL)
-        p->free_index(p->index);
-    free(p);
 }
 
 static efl_status add_name(char ***arr, uint32_t *count, size_t *cap, uint32_t id,
@@ -1112,48 +1096,4 @@ efl_status efl_fold_archive_mem(const void *data, size_t len, const struct efl_f
                                 struct efl_profile **out)
 {
     return fold_from(NULL, data, len, opts, out);
-}
-
-/* Frame names go into folded lines: no ';' (the separator), no control
- * characters (line breaks). */
-static efl_status append_clean(struct efl_buf *out, const char *s)
-{
-    size_t start = out->len;
-    EFL_FORWARD_IF_ERROR(efl_buf_puts(out, s));
-    for (size_t i = start; i < out->len; i++) {
-        unsigned char c = out->data[i];
-        if (c == ';')
-            out->data[i] = ',';
-        else if (c < 0x20 || c == 0x7f)
-            out->data[i] = '?';
-    }
-    return EFL_OK;
-}
-
-efl_status efl_profile_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out)
-{
-    EFL_RETURN_ERROR_IF(frame >= p->nframes, EFL_ERR_ARG);
-    const struct efl_frame *fr = &p->frames[frame];
-    switch (fr->kind) {
-    case EFL_FRAME_MFA: {
-        /* Elixir modules as Elixir writes them: Demo.fib/1, not
-         * Elixir.Demo:fib/1. */
-        const char *mod = p->symbols[fr->a];
-        int elixir = strncmp(mod, "Elixir.", 7) == 0 && mod[7] != 0;
-        EFL_FORWARD_IF_ERROR(append_clean(out, elixir ? mod + 7 : mod));
-        EFL_FORWARD_IF_ERROR(efl_buf_puts(out, elixir ? "." : ":"));
-        EFL_FORWARD_IF_ERROR(append_clean(out, p->symbols[fr->b]));
-        return efl_buf_printf(out, "/%u", fr->arity);
-    }
-    case EFL_FRAME_PROCESS:
-        return append_clean(out, p->processes[fr->a]);
-    case EFL_FRAME_SLEEP:
-        return efl_buf_puts(out, "sleep");
-    case EFL_FRAME_GC:
-        return efl_buf_puts(out, "gc");
-    case EFL_FRAME_DROPPED:
-        return efl_buf_printf(out, "[dropped %u events]", fr->a);
-    default:
-        return EFL_OK;
-    }
 }

@@ -1,3 +1,4 @@
+/* Open-addressing hash map, 64-bit keys to 32-bit values: efl_map.h. */
 #include <stdlib.h>
 
 #include "efl_map.h"

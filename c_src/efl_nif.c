@@ -95,6 +95,7 @@ static ErlNifFunc funcs[] = {
     {"fold", 4, efl_nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, efl_nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"add_call_sites", 3, efl_nif_add_call_sites, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"capabilities", 0, efl_nif_capabilities, 0},
 };
 
 ERL_NIF_INIT(eflambe_tracer, funcs, load, NULL, upgrade, unload)

@@ -4,7 +4,8 @@
  *   efl_nif_trace.c    the erl_tracer callbacks (enabled/3, trace/5)
  *   efl_nif_sample.c   the sampler's record_samples/3
  *   efl_nif_session.c  ring sets, session start/stop and its options
- *   efl_nif_fold.c     fold, archive header, call sites, output binaries */
+ *   efl_nif_fold.c     fold, archive header, call sites, output binaries,
+ *                      the formats this build writes */
 #ifndef EFL_NIF_H
 #define EFL_NIF_H
 
@@ -32,7 +33,8 @@
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
     X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
-    X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)
+    X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
+    X(formats) X(event_bytes)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -131,6 +133,7 @@ ERL_NIF_TERM efl_nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 /* load/unload of the files that own state: 0 on success. */
 int efl_nif_session_load(void);

@@ -292,6 +292,28 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     return enif_make_tuple2(env, efl_atom_ok, info);
 }
 
+/* capabilities() -> #{formats := [{Format, Extension}], event_bytes := 32}
+ * What this build supports, so that Erlang keeps no copy of the lists. */
+ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    (void)argv;
+    size_t n;
+    const struct efl_writer *w = efl_writers(&n);
+    ERL_NIF_TERM formats = enif_make_list(env, 0);
+    for (size_t i = n; i-- > 0;)
+        formats = enif_make_list_cell(
+            env,
+            enif_make_tuple2(env, enif_make_atom(env, w[i].format),
+                             enif_make_string(env, w[i].extension, ERL_NIF_LATIN1)),
+            formats);
+    ERL_NIF_TERM keys[] = {efl_atom_formats, efl_atom_event_bytes};
+    ERL_NIF_TERM vals[] = {formats, enif_make_uint(env, (unsigned)sizeof(struct efl_event))};
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, vals, 2, &map);
+    return map;
+}
+
 int efl_nif_fold_load(ErlNifEnv *env)
 {
     output_type = enif_open_resource_type(env, NULL, "eflambe_output", output_free,

@@ -1,3 +1,5 @@
+/* Ring set-up, resizing and the consumer's drain; the producer's side is
+ * inline in efl_ring.h. */
 #include <sys/mman.h>
 
 #include "efl_ring.h"

@@ -1,3 +1,5 @@
+/* The call-site table: built from BEAM code when a run ends, serialized
+ * into the archive, asked by the folder for each call (efl_sites.h). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* Names and texts of the status codes (efl_status.h). */
 #include "efl_status.h"
 
 const char *efl_status_atom(efl_status s)

@@ -38,7 +38,7 @@ static efl_status stack(struct perf *w, const struct efl_profile *p, uint32_t pr
     w->frames.len = 0;
     for (uint32_t n = node; n != proc && n != 0; n = p->nodes[n].parent) {
         EFL_FORWARD_IF_ERROR(efl_buf_puts(&w->frames, "\t0 "));
-        EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, p->nodes[n].frame, &w->frames));
+        EFL_FORWARD_IF_ERROR(efl_frame_name(p, p->nodes[n].frame, &w->frames));
         EFL_FORWARD_IF_ERROR(efl_buf_puts(&w->frames, " (erlang)\n"));
     }
     EFL_FORWARD_IF_ERROR(sample(w, w->clock_us));

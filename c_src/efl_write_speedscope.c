@@ -7,7 +7,7 @@
 #include "efl_map.h"
 #include "efl_writer.h"
 
-#define MAX_PATH (EFL_FOLD_MAX_DEPTH + 8)
+#define MAX_PATH (EFL_PROFILE_MAX_DEPTH + 8)
 
 struct speedscope {
     struct efl_buf *out;
@@ -142,7 +142,7 @@ efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, stru
         s = efl_buf_puts(out, "\",\"activeProfileIndex\":0,\"shared\":{\"frames\":[");
     for (uint32_t i = 0; s == EFL_OK && i < nframes; i++) {
         name.len = 0;
-        s = efl_profile_frame_name(p, frames[i], &name);
+        s = efl_frame_name(p, frames[i], &name);
         if (s == EFL_OK)
             s = efl_buf_puts(out, i ? ",{\"name\":\"" : "{\"name\":\"");
         if (s == EFL_OK)

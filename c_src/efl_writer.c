@@ -1,14 +1,21 @@
+/* The list of writers and what they share: frame names, stack walks, the
+ * per-profile index, caveats of a partial profile (efl_writer.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "efl_writer.h"
 
 static const struct efl_writer writers[] = {
-    {"brendan_gregg", ".folded", 0, efl_write_folded},
-    {"perf", ".perf.txt", 0, efl_write_perf},
-    {"speedscope", ".speedscope.json", 1, efl_write_speedscope},
-    {"svg", ".svg", 0, efl_write_svg},
+#define EFL_WRITER_ENTRY(format, extension, timeline, write) {#format, extension, timeline, write},
+    EFL_WRITERS(EFL_WRITER_ENTRY)
+#undef EFL_WRITER_ENTRY
 };
+
+const struct efl_writer *efl_writers(size_t *n)
+{
+    *n = sizeof writers / sizeof writers[0];
+    return writers;
+}
 
 const struct efl_writer *efl_writer_find(const char *format)
 {
@@ -21,6 +28,50 @@ const struct efl_writer *efl_writer_find(const char *format)
 uint64_t efl_ns_to_us(uint64_t ns)
 {
     return (ns + 500) / 1000;
+}
+
+/* Frame names go into folded lines: no ';' (the separator), no control
+ * characters (line breaks). */
+static efl_status append_clean(struct efl_buf *out, const char *s)
+{
+    size_t start = out->len;
+    EFL_FORWARD_IF_ERROR(efl_buf_puts(out, s));
+    for (size_t i = start; i < out->len; i++) {
+        unsigned char c = out->data[i];
+        if (c == ';')
+            out->data[i] = ',';
+        else if (c < 0x20 || c == 0x7f)
+            out->data[i] = '?';
+    }
+    return EFL_OK;
+}
+
+efl_status efl_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out)
+{
+    EFL_RETURN_ERROR_IF(frame >= p->nframes, EFL_ERR_ARG);
+    const struct efl_frame *fr = &p->frames[frame];
+    switch (fr->kind) {
+    case EFL_FRAME_MFA: {
+        /* Elixir modules as Elixir writes them: Demo.fib/1, not
+         * Elixir.Demo:fib/1. */
+        const char *mod = p->symbols[fr->a];
+        int elixir = strncmp(mod, "Elixir.", 7) == 0 && mod[7] != 0;
+        EFL_FORWARD_IF_ERROR(append_clean(out, elixir ? mod + 7 : mod));
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(out, elixir ? "." : ":"));
+        EFL_FORWARD_IF_ERROR(append_clean(out, p->symbols[fr->b]));
+        return efl_buf_printf(out, "/%u", fr->arity);
+    }
+    case EFL_FRAME_PROCESS:
+        return append_clean(out, p->processes[fr->a]);
+    case EFL_FRAME_SLEEP:
+        return efl_buf_puts(out, "sleep");
+    case EFL_FRAME_GC:
+        return efl_buf_puts(out, "gc");
+    case EFL_FRAME_DROPPED:
+        return efl_buf_printf(out, "[dropped %u events]", fr->a);
+    default:
+        return EFL_OK;
+    }
 }
 
 const char *efl_call_mark(const struct efl_profile *p, uint32_t node)
@@ -50,7 +101,7 @@ static efl_status format_names(const struct efl_profile *p, struct names *n)
     EFL_RETURN_ERROR_IF(n->off == NULL, EFL_ERR_NOMEM);
     for (uint32_t i = 0; i < p->nframes; i++) {
         n->off[i] = n->text.len;
-        EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, i, &n->text));
+        EFL_FORWARD_IF_ERROR(efl_frame_name(p, i, &n->text));
     }
     n->off[p->nframes] = n->text.len;
     return EFL_OK;
@@ -245,7 +296,7 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
     struct frame {
         uint32_t node;
         size_t len;
-    } *stack = malloc((EFL_FOLD_MAX_DEPTH + 8) * sizeof *stack);
+    } *stack = malloc((EFL_PROFILE_MAX_DEPTH + 8) * sizeof *stack);
     size_t depth = 0, sep_len = strlen(sep);
     if (stack == NULL)
         s = EFL_ERR_NOMEM;
@@ -268,7 +319,7 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
             s = visit(ctx, p, n, (const char *)path.data, path.len);
         if (s != EFL_OK)
             break;
-        if (t->first[n] != 0 && depth < EFL_FOLD_MAX_DEPTH + 8) {
+        if (t->first[n] != 0 && depth < EFL_PROFILE_MAX_DEPTH + 8) {
             stack[depth++] = (struct frame){n, before};
             n = t->first[n];
             continue;
@@ -322,7 +373,7 @@ efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const
 
 efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out)
 {
-    EFL_FORWARD_IF_ERROR(efl_profile_frame_name(p, p->nodes[node].frame, out));
+    EFL_FORWARD_IF_ERROR(efl_frame_name(p, p->nodes[node].frame, out));
     const char *mark = efl_call_mark(p, node);
     return mark != NULL ? efl_buf_puts(out, mark) : EFL_OK;
 }
@@ -369,10 +420,8 @@ efl_status efl_append_caveats(const struct efl_profile *p, struct efl_buf *out)
     EFL_FORWARD_IF_ERROR(efl_buf_puts(out, " (partial:"));
     const char *sep = " ";
     if (p->stopped != EFL_STOP_NONE) {
-        static const char *why[] = {"", "max_events reached", "max_bytes reached", "timeout",
-                                    "eflambe:stop()"};
         EFL_FORWARD_IF_ERROR(efl_buf_printf(out, "%srecording stopped: %s", sep,
-                                            p->stopped <= EFL_STOP_STOPPED ? why[p->stopped] : "?"));
+                                            efl_stop_reason_text(p->stopped)));
         sep = "; ";
     }
     if (p->truncated) {

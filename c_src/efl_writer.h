@@ -1,9 +1,11 @@
-/* Output writers: each turns a folded profile into one file format. */
+/* Output writers: each turns a profile (efl_profile.h) into one file
+ * format. They only read the profile, but for the lookup index the first
+ * write builds on it (one writer at a time per profile). */
 #ifndef EFL_WRITER_H
 #define EFL_WRITER_H
 
 #include "efl_buf.h"
-#include "efl_fold.h"
+#include "efl_profile.h"
 #include "efl_status.h"
 
 /* A writer writes the subtree of `root`: 0 for the whole profile, or a
@@ -11,18 +13,28 @@
 struct efl_writer {
     const char *format;     /* the output_format option's value */
     const char *extension;  /* the file name's usual extension, with its dot */
-    int needs_timeline;     /* fold with efl_fold_opts.timeline set */
+    int needs_timeline;     /* the profile must have its timeline (efl_fold_opts) */
     efl_status (*write)(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 };
 
+/* The one list of output formats: the output_format value, the usual
+ * extension, whether it needs the timeline, the writer. The NIF tells
+ * Erlang the formats and extensions from this list. */
+#define EFL_WRITERS(X)                                                  \
+    X(brendan_gregg, ".folded", 0, efl_write_folded)                    \
+    X(perf, ".perf.txt", 0, efl_write_perf)                             \
+    X(speedscope, ".speedscope.json", 1, efl_write_speedscope)          \
+    X(svg, ".svg", 0, efl_write_svg)
+
+#define EFL_WRITER_DECL(format, extension, timeline, write)             \
+    efl_status write(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
+EFL_WRITERS(EFL_WRITER_DECL)
+#undef EFL_WRITER_DECL
+
+/* Every writer, in the list's order; *n of them. */
+const struct efl_writer *efl_writers(size_t *n);
 /* NULL for an unknown format. */
 const struct efl_writer *efl_writer_find(const char *format);
-
-/* The writers. */
-efl_status efl_write_folded(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
-efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
-efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
-efl_status efl_write_svg(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 
 /* Helpers shared by writers. */
 uint64_t efl_ns_to_us(uint64_t ns);
@@ -44,6 +56,10 @@ efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_
  * order; *n of them (the array is the profile's). */
 efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const size_t **changes,
                                size_t *n);
+/* Appends a frame's display name: mod:fun/arity (Elixir modules as Elixir
+ * writes them: Demo.fib/1), <0.85.0>, sleep, gc, [dropped N events]; no
+ * ';' (the folded separator) and no control characters. */
+efl_status efl_frame_name(const struct efl_profile *p, uint32_t frame, struct efl_buf *out);
 /* Appends a node's display name, with its efl_call_mark. */
 efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_buf *out);
 /* Appends s escaped for a JSON string / for XML text and attributes

@@ -29,7 +29,6 @@
                   spawned => boolean(),
                   node => node()}.
 
--define(EVENT_BYTES, 32).
 -define(DEFAULT_BUFFER_BYTES, 1048576).
 %% A run stops recording beyond these (see eflambe's option() type).
 -define(DEFAULT_MAX_EVENTS, 100000000).
@@ -40,7 +39,8 @@
 
 -spec output_formats() -> [eflambe:output_format()].
 output_formats() ->
-    [brendan_gregg, perf, speedscope, svg].
+    #{formats := Formats} = eflambe_tracer:capabilities(),
+    [Format || {Format, _Extension} <- Formats].
 
 %% Each mode's options, with their defaults.
 -spec defaults(mode()) -> opts().
@@ -142,11 +142,13 @@ check(Mode, return, Kind) ->
         true -> {ok, Kind};
         false -> {error, {bad_return, Kind, {expected_one_of, Kinds}}}
     end;
-check(_, buffer_size, Bytes) when is_integer(Bytes), Bytes >= 64 * ?EVENT_BYTES,
-                                  Bytes =< 1 bsl 30 ->
-    {ok, Bytes};
 check(_, buffer_size, Bytes) ->
-    {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * ?EVENT_BYTES, 1 bsl 30}}};
+    %% Rings of 64 events at least, and 1 GiB at most.
+    #{event_bytes := EventBytes} = eflambe_tracer:capabilities(),
+    case is_integer(Bytes) andalso Bytes >= 64 * EventBytes andalso Bytes =< 1 bsl 30 of
+        true -> {ok, Bytes};
+        false -> {error, {bad_buffer_size, Bytes, {expected_bytes_between, 64 * EventBytes, 1 bsl 30}}}
+    end;
 check(_, archive, Path) ->
     check_archive_path(Path);
 check(_, fetch_archive, Path) ->

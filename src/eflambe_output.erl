@@ -33,10 +33,10 @@ stream(Fold, #{output_directory := Dir} = Opts, Tries) ->
 
 %% The usual file name extension of each output format.
 -spec extension(eflambe_options:opts()) -> string().
-extension(#{output_format := brendan_gregg}) -> ".folded";
-extension(#{output_format := perf}) -> ".perf.txt";
-extension(#{output_format := speedscope}) -> ".speedscope.json";
-extension(#{output_format := svg}) -> ".svg".
+extension(#{output_format := Format}) ->
+    #{formats := Formats} = eflambe_tracer:capabilities(),
+    {Format, Extension} = lists:keyfind(Format, 1, Formats),
+    Extension.
 
 %% {return, flamegraph} writes no file unless a directory was asked for,
 %% or a program is to open it. A flamegraph the folder streamed into its

@@ -7,12 +7,17 @@
 
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
-         archive_header/1, record_samples/3, add_call_sites/3]).
+         archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
+-export_type([stop_reason/0, limit/0]).
 
 -on_load(init/0).
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
-       archive_header/1, record_samples/3, add_call_sites/3]).
+       archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
+
+%% Why a run stopped recording before its end (c_src/efl_stop.h).
+-type stop_reason() :: none | limit() | timeout | stopped.
+-type limit() :: max_events | max_bytes.
 
 -spec init() -> ok | {error, term()}.
 init() ->
@@ -59,7 +64,7 @@ running_session() ->
 -spec stop_session(integer()) ->
           {ok, #{events := non_neg_integer(), dropped := non_neg_integer(),
                  bytes := non_neg_integer(), modules := [module()],
-                 stopped := none | max_events | max_bytes | timeout | stopped}}
+                 stopped := stop_reason()}}
           | {error, not_running | {atom(), term()}}.
 stop_session(_TracerState) ->
     erlang:nif_error(not_loaded).
@@ -102,4 +107,11 @@ archive_header(_ArchivePath) ->
 %% current_stacktrace) had that stack for the last PeriodNs nanoseconds.
 -spec record_samples(integer(), [{pid(), list()}], pos_integer()) -> ok | {error, not_running}.
 record_samples(_TracerState, _Samples, _PeriodNs) ->
+    erlang:nif_error(not_loaded).
+
+%% What this build supports: each output format with its usual file name
+%% extension (c_src/efl_writer.h keeps the one list), and the size of a
+%% trace event in the rings.
+-spec capabilities() -> #{formats := [{atom(), string()}], event_bytes := pos_integer()}.
+capabilities() ->
     erlang:nif_error(not_loaded).

@@ -482,7 +482,7 @@ static void unknown_kind_was_tail(void)
         int a = 0, b = 0;
         for (uint32_t n = p->timeline[i].node; n != 0; n = p->nodes[n].parent) {
             struct efl_buf name = {0};
-            efl_profile_frame_name(p, p->nodes[n].frame, &name);
+            efl_frame_name(p, p->nodes[n].frame, &name);
             efl_buf_append(&name, "", 1);
             a |= strcmp((char *)name.data, "m:a/0") == 0;
             b |= strcmp((char *)name.data, "m:b/0") == 0;
