@@ -94,8 +94,11 @@ owner(Caller, MFA, N, #{every := Every} = Opts) ->
         {ok, Session} ->
             case check_no_tracing(MFA) of
                 ok ->
-                    eflambe_session:register_running(self()),
-                    capture(Caller, MFA, N, Session, Opts);
+                    Record = fun(Watch) -> record(MFA, N, Session, Watch, Opts) end,
+                    case eflambe_session:watched(Caller, Session, Record) of
+                        {ok, Why} -> results(Session, Why, Opts);
+                        {error, _} = Error -> Error
+                    end;
                 {error, _} = Error ->
                     eflambe_session:abort(Session),
                     Error
@@ -104,23 +107,16 @@ owner(Caller, MFA, N, #{every := Every} = Opts) ->
             Error
     end.
 
--spec capture(pid(), mfa(), pos_integer(), eflambe_session:session(), eflambe_options:opts()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
-capture(Caller, MFA, N, Session, #{timeout := Timeout} = Opts) ->
-    CallerRef = monitor(process, Caller),
-    Why = try
-              arm(MFA, Session, Opts),
-              wait(MFA, N, eflambe_session:deadline(Timeout), {Caller, CallerRef, Session})
-          after
-              disarm(MFA),
-              eflambe_session:untrace_all(Session)
-          end,
-    case Why of
-        caller_down ->
-            eflambe_session:abort(Session),
-            {error, caller_down};
-        _ ->
-            results(Session, Why, Opts)
+%% Arms the target, waits for the calls, and disarms whatever happens.
+-spec record(mfa(), pos_integer(), eflambe_session:session(), {pid(), reference()},
+             eflambe_options:opts()) -> why().
+record(MFA, N, Session, Watch, #{timeout := Timeout} = Opts) ->
+    try
+        arm(MFA, Session, Opts),
+        wait(MFA, N, eflambe_session:deadline(Timeout), {Watch, Session})
+    after
+        disarm(MFA),
+        eflambe_session:untrace_all(Session)
     end.
 
 %% With Spawned, the processes a captured call spawns are traced too (they
@@ -142,16 +138,16 @@ disarm(MFA) ->
     eflambe_session:disarm_local().
 
 -type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}
-             | {limit, max_events | max_bytes}.
+             | {limit, eflambe_tracer:limit()}.
 
 %% (OTP 25's spec of erlang:trace_info/2 leaves out meta tracer modules:
 %% {meta, {Module, State}}, which it does return.)
 -dialyzer({no_match, wait/4}).
 -spec wait(mfa(), non_neg_integer(), integer() | infinity,
-           {pid(), reference(), eflambe_session:session()}) -> why().
+           {{pid(), reference()}, eflambe_session:session()}) -> why().
 wait(_MFA, 0, _Deadline, _Owner) ->
     done;
-wait(MFA, Left, Deadline, {Caller, CallerRef, #{meta := MetaState}} = Owner) ->
+wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState}} = Owner) ->
     Ms = case Deadline of
              infinity -> ?CHECK_MS;
              _ -> max(0, min(?CHECK_MS, Deadline - erlang:monotonic_time(millisecond)))

@@ -20,6 +20,12 @@
 %% or of the ones asked for) whose first NBusy were busy last tick.
 -type known() :: all | {all | pids, NBusy :: non_neg_integer(), [pid()]}.
 
+%% What one tick found: the stacks taken, and the processes found busy
+%% and idle, each list newest first.
+-record(found, {samples = [] :: [{pid(), list()}],
+                busy = [] :: [pid()],
+                idle = [] :: [pid()]}).
+
 -spec sample(term()) -> {ok, binary() | file:filename()} | {error, term()}.
 sample(Options) ->
     case eflambe_options:parse(sample, Options) of
@@ -43,38 +49,49 @@ owner(Caller, #{hz := Hz, duration := Duration, pids := Pids} = Opts) ->
     Params = #{target => {node(), Hz}, notify => self(), flusher_idle_ms => 50},
     case eflambe_session:start(sample, Params, Opts) of
         {ok, Session} ->
-            eflambe_session:register_running(self()),
-            CallerRef = monitor(process, Caller),
-            Depth = erlang:system_flag(backtrace_depth, ?BACKTRACE_DEPTH),
-            Period = 1000000000 div Hz,
-            Start = erlang:monotonic_time(nanosecond),
-            Why = try
-                      loop(Session, known(Pids), Period, Start, 1, Start + Duration * 1000000,
-                           {Caller, CallerRef})
-                  after
-                      erlang:system_flag(backtrace_depth, Depth)
-                  end,
-            case Why of
-                caller_down ->
-                    eflambe_session:abort(Session),
-                    {error, caller_down};
-                _ ->
+            Record = fun(Watch) -> record(Session, Watch, Hz, Duration, Pids) end,
+            case eflambe_session:watched(Caller, Session, Record) of
+                {ok, _Why} ->
                     case eflambe_session:finish(Session, false, Opts) of
                         {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
                         {error, _} = Error -> Error
-                    end
+                    end;
+                {error, _} = Error ->
+                    Error
             end;
         {error, _} = Error ->
             Error
     end.
 
+%% What the sampling loop keeps from tick to tick.
+-record(ticks, {session :: eflambe_session:session(),
+                watch :: {pid(), reference()},
+                period :: pos_integer(),   % nanoseconds
+                start :: integer(),        % monotonic nanoseconds
+                stop :: integer()}).       % the same, when to stop
+
+-type why() :: done | stopped | caller_down | {limit, eflambe_tracer:limit()}.
+
+%% Samples until the duration is over, the caller goes or the run is
+%% stopped; the backtrace depth is put back whatever happens.
+-spec record(eflambe_session:session(), {pid(), reference()}, pos_integer(),
+             pos_integer(), all | [pid()]) -> why().
+record(Session, Watch, Hz, Duration, Pids) ->
+    Depth = erlang:system_flag(backtrace_depth, ?BACKTRACE_DEPTH),
+    Start = erlang:monotonic_time(nanosecond),
+    Ticks = #ticks{session = Session, watch = Watch, period = 1000000000 div Hz,
+                   start = Start, stop = Start + Duration * 1000000},
+    try
+        loop(Ticks, known(Pids), 1)
+    after
+        erlang:system_flag(backtrace_depth, Depth)
+    end.
+
 %% Tick K is due at Start + K * Period: no drift, and a late tick is not
 %% made up for twice. Known is the list of processes the sampler checks.
--spec loop(eflambe_session:session(), known(), pos_integer(), integer(),
-           pos_integer(), integer(), {pid(), reference()}) ->
-          done | stopped | caller_down | {limit, atom()}.
-loop(#{tracer := TracerState} = Session, Known, Period, Start, K, End,
-     {Caller, CallerRef} = Watch) ->
+-spec loop(#ticks{}, known(), pos_integer()) -> why().
+loop(#ticks{session = #{tracer := TracerState} = Session, watch = {Caller, CallerRef},
+            period = Period, start = Start, stop = Stop} = Ticks, Known, K) ->
     Due = Start + K * Period,
     Now = erlang:monotonic_time(nanosecond),
     Wait = max(0, (Due - Now) div 1000000),
@@ -91,10 +108,9 @@ loop(#{tracer := TracerState} = Session, Known, Period, Start, K, End,
             Tick = erlang:monotonic_time(nanosecond),
             {Samples, Known1} = samples(Known),
             _ = eflambe_tracer:record_samples(TracerState, Samples, Period),
-            case Tick >= End of
+            case Tick >= Stop of
                 true -> done;
-                false -> loop(Session, Known1, Period, Start,
-                              max(K + 1, (Tick - Start) div Period + 1), End, Watch)
+                false -> loop(Ticks, Known1, max(K + 1, (Tick - Start) div Period + 1))
             end
     end.
 
@@ -123,12 +139,12 @@ samples(all) ->
 samples({Which, NBusy, Known}) ->
     {Again, Others} = lists:split(NBusy, Known),
     Before = active_tasks(),
-    {Samples0, Busy0, Idle0} = recheck(Again, [], [], []),
+    Rechecked = recheck(Again, #found{}),
     Left = case Which of
                pids -> all;
-               all -> min(Before, active_tasks()) - length(Samples0)
+               all -> min(Before, active_tasks()) - length(Rechecked#found.samples)
            end,
-    {Samples, Busy, Idle, Unfound} = scan(Others, Left, Samples0, Busy0, Idle0),
+    {#found{samples = Samples, busy = Busy, idle = Idle}, Unfound} = scan(Others, Left, Rechecked),
     Alive = lists:reverse(Busy, Idle),
     case Unfound andalso Which =:= all andalso
         erlang:system_info(process_count) > length(Alive) of
@@ -143,26 +159,33 @@ samples({Which, NBusy, Known}) ->
 -spec relist([{pid(), list()}]) -> {[{pid(), list()}], known()}.
 relist(Samples) ->
     Sampled = [P || {P, _} <- Samples],
-    {More, Busy, Idle, _} =
-        scan([P || P <- erlang:processes(), not lists:member(P, Sampled)], all, [], [], []),
+    {#found{samples = More, busy = Busy, idle = Idle}, _} =
+        scan([P || P <- erlang:processes(), not lists:member(P, Sampled)], all, #found{}),
     {More ++ Samples, {all, length(Sampled) + length(Busy), Sampled ++ lists:reverse(Busy, Idle)}}.
 
 %% Processes busy last tick: one request for the status and the stack
 %% saves a round trip to a process that is likely still running.
--spec recheck([pid()], [{pid(), list()}], [pid()], [pid()]) ->
-          {[{pid(), list()}], [pid()], [pid()]}.
-recheck([], Samples, Busy, Idle) ->
-    {Samples, Busy, Idle};
-recheck([P | Ps], Samples, Busy, Idle) ->
+-spec recheck([pid()], #found{}) -> #found{}.
+recheck([], Found) ->
+    Found;
+recheck([P | Ps], Found) ->
     case erlang:process_info(P, [status, current_stacktrace]) of
         [{status, Status}, {current_stacktrace, Stack}] ->
             case on_cpu(Status) of
-                true -> recheck(Ps, [{P, Stack} | Samples], [P | Busy], Idle);
-                false -> recheck(Ps, Samples, Busy, [P | Idle])
+                true -> recheck(Ps, busy(P, Stack, Found));
+                false -> recheck(Ps, idle(P, Found))
             end;
         undefined ->
-            recheck(Ps, Samples, Busy, Idle)
+            recheck(Ps, Found)
     end.
+
+-spec busy(pid(), list(), #found{}) -> #found{}.
+busy(P, Stack, #found{samples = Samples, busy = Busy} = Found) ->
+    Found#found{samples = [{P, Stack} | Samples], busy = [P | Busy]}.
+
+-spec idle(pid(), #found{}) -> #found{}.
+idle(P, #found{idle = Idle} = Found) ->
+    Found#found{idle = [P | Idle]}.
 
 %% Tasks on the run queues or running, but for the sampler itself.
 -spec active_tasks() -> integer().
@@ -173,34 +196,32 @@ active_tasks() ->
 %% process is checked). The status is cheap to read when a process is not
 %% running; a stack trace is asked for only when it is busy. Processes
 %% found dead are left out. Also says whether busy ones are left unfound.
--spec scan([pid()], all | integer(), [{pid(), list()}], [pid()], [pid()]) ->
-          {[{pid(), list()}], [pid()], [pid()], boolean()}.
-scan(Ps, Left, Samples, Busy, Idle) ->
-    scan(Ps, Left, ?RECOUNT_EVERY, Samples, Busy, Idle).
+-spec scan([pid()], all | integer(), #found{}) -> {#found{}, boolean()}.
+scan(Ps, Left, Found) ->
+    scan(Ps, Left, ?RECOUNT_EVERY, Found).
 
--spec scan([pid()], all | integer(), non_neg_integer(), [{pid(), list()}], [pid()], [pid()]) ->
-          {[{pid(), list()}], [pid()], [pid()], boolean()}.
-scan([], Left, _, Samples, Busy, Idle) ->
-    {Samples, Busy, Idle, Left =:= all orelse Left > 0};
-scan(Ps, Left, _, Samples, Busy, Idle) when is_integer(Left), Left =< 0 ->
-    {Samples, Busy, Idle ++ Ps, false};
-scan(Ps, Left, 0, Samples, Busy, Idle) ->
-    scan(Ps, recount(Left, Samples), ?RECOUNT_EVERY, Samples, Busy, Idle);
-scan([P | Ps], Left, N, Samples, Busy, Idle) when P =:= self() ->
-    scan(Ps, Left, N, Samples, Busy, [P | Idle]);
-scan([P | Ps], Left, N, Samples, Busy, Idle) ->
+-spec scan([pid()], all | integer(), non_neg_integer(), #found{}) -> {#found{}, boolean()}.
+scan([], Left, _, Found) ->
+    {Found, Left =:= all orelse Left > 0};
+scan(Ps, Left, _, #found{idle = Idle} = Found) when is_integer(Left), Left =< 0 ->
+    {Found#found{idle = Idle ++ Ps}, false};
+scan(Ps, Left, 0, Found) ->
+    scan(Ps, recount(Left, Found#found.samples), ?RECOUNT_EVERY, Found);
+scan([P | Ps], Left, N, Found) when P =:= self() ->
+    scan(Ps, Left, N, idle(P, Found));
+scan([P | Ps], Left, N, Found) ->
     case erlang:process_info(P, status) of
         {status, Status} ->
             case on_cpu(Status) andalso erlang:process_info(P, current_stacktrace) of
                 false ->
-                    scan(Ps, Left, N - 1, Samples, Busy, [P | Idle]);
+                    scan(Ps, Left, N - 1, idle(P, Found));
                 {current_stacktrace, Stack} ->
-                    scan(Ps, found(Left), N - 1, [{P, Stack} | Samples], [P | Busy], Idle);
+                    scan(Ps, found(Left), N - 1, busy(P, Stack, Found));
                 undefined ->
-                    scan(Ps, Left, N - 1, Samples, Busy, Idle)
+                    scan(Ps, Left, N - 1, Found)
             end;
         undefined ->
-            scan(Ps, Left, N - 1, Samples, Busy, Idle)
+            scan(Ps, Left, N - 1, Found)
     end.
 
 -spec recount(all | integer(), [{pid(), list()}]) -> all | integer().

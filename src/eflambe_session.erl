@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([owned/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
+-export([owned/2, watched/3, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
          arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
          stop_running/0, recover/1, temp_archive/0, deadline/1]).
 
@@ -13,7 +13,6 @@
 -type session() :: #{tracer := integer(), meta := integer(), archive := file:filename(),
                      keep := boolean(), mode := atom()}.
 
--define(EVENT_BYTES, 32).
 %% Threads besides the schedulers that may run a tracer callback.
 -define(SPARE_THREADS, 8).
 %% The name of whatever process answers eflambe:stop() for the running run.
@@ -85,8 +84,9 @@ start_temporary(Mode, Params, Opts, Tries) ->
 -spec start_session(atom(), map(), eflambe_options:opts(), file:filename()) ->
           {ok, session()} | {error, term()}.
 start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts, Archive) ->
+    #{event_bytes := EventBytes} = eflambe_tracer:capabilities(),
     Args = Params#{archive => eflambe_options:native_name(Archive),
-                   ring_events => BufferBytes div ?EVENT_BYTES,
+                   ring_events => BufferBytes div EventBytes,
                    threads => thread_count(),
                    max_events => maps:get(max_events, Opts),
                    max_bytes => maps:get(max_bytes, Opts),
@@ -271,6 +271,23 @@ untrace_all(#{tracer := TracerState}) ->
     ok.
 
 %% The run's owner process answers eflambe:stop().
+%% An owner's run, once its session started: registered as the run
+%% eflambe:stop() reaches, watching Caller. Record({Caller, CallerRef})
+%% records until it says why it stopped (caller_down when its receive saw
+%% the caller's 'DOWN'); then the run is aborted, or {ok, Why}.
+-spec watched(pid(), session(), fun(({pid(), reference()}) -> Why)) ->
+          {ok, Why} | {error, caller_down}.
+watched(Caller, Session, Record) ->
+    register_running(self()),
+    CallerRef = monitor(process, Caller),
+    case Record({Caller, CallerRef}) of
+        caller_down ->
+            abort(Session),
+            {error, caller_down};
+        Why ->
+            {ok, Why}
+    end.
+
 -spec register_running(pid()) -> ok.
 register_running(Pid) ->
     try register(?RUNNING, Pid) of
