@@ -22,7 +22,7 @@ struct efl_writer {
  * Erlang the formats and extensions from this list. */
 #define EFL_WRITERS(X)                                                  \
     X(brendan_gregg, ".folded", 0, efl_write_folded)                    \
-    X(perf, ".perf.txt", 0, efl_write_perf)                             \
+    X(perf, ".linux-perf.txt", 0, efl_write_perf)                       \
     X(speedscope, ".speedscope.json", 1, efl_write_speedscope)          \
     X(svg, ".svg", 0, efl_write_svg)
 

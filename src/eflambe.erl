@@ -67,7 +67,8 @@
 %% `brendan_gregg' (default): folded stacks, one line per distinct stack,
 %% as flamegraph.pl, inferno and speedscope read them (`.folded').
 %% `perf': `perf script' text, as speedscope and Firefox Profiler import it
-%% (`.perf.txt'). `speedscope': speedscope's JSON, one time-ordered profile
+%% (`.linux-perf.txt', the name speedscope's documentation gives it, so its
+%% importer knows it by name). `speedscope': speedscope's JSON, one time-ordered profile
 %% per process, to step through what the call did (`.speedscope.json').
 %% `svg': a self-contained interactive flamegraph (`.svg').
 

@@ -9,7 +9,7 @@
 -compile([export_all, nowarn_export_all]).
 
 -define(W, eflambe_workload).
--define(FORMATS, [{perf, ".perf.txt"}, {speedscope, ".speedscope.json"}, {svg, ".svg"}]).
+-define(FORMATS, [{perf, ".linux-perf.txt"}, {speedscope, ".speedscope.json"}, {svg, ".svg"}]).
 
 all() ->
     [golden_replay, golden_cli, file_extensions, streamed_files, streaming_never_clobbers,

@@ -1,6 +1,7 @@
 // Checks eflambe's outputs in their real consumers, in headless Chromium:
 //  - speedscope's own importer (the speedscope npm package) loads each
-//    profile (folded, perf, speedscope JSON); its Export gives back what it
+//    profile (folded, perf, speedscope JSON), over http and the way its
+//    command opens a file (file://); its Export gives back what it
 //    imported, whose per-process totals must match;
 //  - the SVG flamegraph, opened on its own, inlined twice in an HTML page,
 //    and inserted with innerHTML as a notebook does: click a frame and it
@@ -62,13 +63,33 @@ function exportedTotal(p) {
   return total;
 }
 
-async function checkProfile({file, totals, tolerance = 1}) {
-  const name = '/' + path.basename(file);
-  served.set(name, fs.readFileSync(file));
+// speedscope's own command (bin/cli.mjs) opens a file this way: it writes
+// a script calling speedscope.loadFileFromBase64(name, data) into a
+// temporary file and opens its index.html from file:// with
+// #localProfilePath= naming the script. Its importer then guesses the
+// format from the name and the content, as it does over http.
+function commandLineUrl(file) {
+  const name = path.basename(file);
+  const data = fs.readFileSync(file).toString('base64');
+  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'speedscope-'));
+  const js = path.join(dir, 'profile.js');
+  fs.writeFileSync(js, `speedscope.loadFileFromBase64(${JSON.stringify(name)}, ${JSON.stringify(data)})`);
+  return `file://${path.join(speedscopeDir, 'index.html')}#localProfilePath=${js}`;
+}
+
+async function checkProfile(spec) {
+  const name = '/' + path.basename(spec.file);
+  served.set(name, fs.readFileSync(spec.file));
+  await checkImport(spec, 'over http',
+                    `${base}/speedscope/index.html#profileURL=${encodeURIComponent(base + name)}`);
+  await checkImport(spec, 'from speedscope\'s command (file://)', commandLineUrl(spec.file));
+}
+
+async function checkImport({file, totals, tolerance = 1}, how, url) {
   const page = await browser.newPage({acceptDownloads: true});
   const errors = [];
   page.on('pageerror', e => errors.push(e.message));
-  await page.goto(`${base}/speedscope/index.html#profileURL=${encodeURIComponent(base + name)}`);
+  await page.goto(url);
   try {
     await page.getByText('Export').waitFor({timeout: 20000});
     await page.waitForTimeout(300);
@@ -85,10 +106,10 @@ async function checkProfile({file, totals, tolerance = 1}) {
     const want = Object.keys(totals).length === 1 && got[path.basename(file)] !== undefined
       ? {[path.basename(file)]: Object.values(totals)[0]} : totals;
     const bad = Object.keys(want).filter(k => Math.abs((got[k] || 0) - want[k]) > tolerance);
-    report(bad.length === 0 && errors.length === 0, `speedscope imports ${path.basename(file)}`,
+    report(bad.length === 0 && errors.length === 0, `speedscope imports ${path.basename(file)} ${how}`,
            bad.length || errors.length ? JSON.stringify({want, got, errors}) : `${exported.profiles.length} profile(s)`);
   } catch (e) {
-    report(false, `speedscope imports ${path.basename(file)}`, e.message + ' ' + errors.join('; '));
+    report(false, `speedscope imports ${path.basename(file)} ${how}`, e.message + ' ' + errors.join('; '));
   }
   await page.close();
 }
