@@ -40,8 +40,8 @@
 
 static int has_mfa(unsigned kind)
 {
-    return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_SPAWN &&
-           kind != EFL_EV_LOST;
+    return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_LOST &&
+           kind != EFL_EV_FOLLOW_END && !efl_event_names_process(kind);
 }
 
 /* ---- writer --------------------------------------------------------- */
@@ -238,7 +238,7 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
         /* A loss of several processes' events names none. */
         if (e->kind != EFL_EV_LOST || e->pid != 0)
             EFL_FORWARD_IF_ERROR(process_id(w, e->pid, &pid));
-        if (e->kind == EFL_EV_SPAWN)
+        if (efl_event_names_process(e->kind))
             EFL_FORWARD_IF_ERROR(process_id(w, (uint64_t)e->fun << 32 | e->mod, &child));
         if (has_mfa(e->kind)) {
             EFL_FORWARD_IF_ERROR(symbol_id(w, e->mod, &mod));
@@ -257,7 +257,7 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
         w->records.data[w->records.len++] = (unsigned char)(EFL_REC_EVENT + e->kind);
         efl_buf_put_varint_unchecked(&w->records, delta);
         efl_buf_put_varint_unchecked(&w->records, pid);
-        if (e->kind == EFL_EV_SPAWN)
+        if (efl_event_names_process(e->kind))
             efl_buf_put_varint_unchecked(&w->records, child);
         if (e->kind == EFL_EV_LOST)
             efl_buf_put_varint_unchecked(&w->records, e->mod);
@@ -576,9 +576,10 @@ static efl_status parse_event(struct reader *r, struct efl_cursor *c, unsigned k
     e.ts = r->ts;
     e.kind = (uint8_t)kind;
     EFL_FORWARD_IF_ERROR(read_id(c, r->processes, kind == EFL_EV_LOST, &e.pid));
-    /* A spawn carries the new process's id where others carry a module; a
-     * loss, how many events were lost. */
-    if (kind == EFL_EV_SPAWN)
+    /* A spawn carries the new process's id where others carry a module (a
+     * followed call or request, the other process's); a loss, how many
+     * events were lost. */
+    if (efl_event_names_process(kind))
         EFL_FORWARD_IF_ERROR(read_id(c, r->processes, 0, &e.mod));
     if (kind == EFL_EV_LOST)
         EFL_FORWARD_IF_ERROR(read_id(c, UINT32_MAX, 1, &e.mod));
@@ -641,7 +642,9 @@ static efl_status parse_frame(struct reader *r, const unsigned char *data, size_
             r->sum->declared_events = a;
             break;
         default:
-            EFL_RETURN_ERROR_IF(tag <= EFL_REC_EVENT || tag >= EFL_REC_EVENT + EFL_EV_KIND_END,
+            EFL_RETURN_ERROR_IF(tag <= EFL_REC_EVENT ||
+                                    tag >= EFL_REC_EVENT + (r->sum->major >= 2 ? EFL_EV_KIND_END
+                                                                              : EFL_EV_FOLLOW_CALL),
                                 EFL_ERR_CORRUPT);
             EFL_FORWARD_IF_ERROR(parse_event(r, &c, tag - EFL_REC_EVENT));
         }

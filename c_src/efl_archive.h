@@ -12,8 +12,10 @@
 #include "efl_status.h"
 #include "efl_stop.h"
 
-#define EFL_ARCHIVE_MAJOR 1
-#define EFL_ARCHIVE_MINOR 1
+/* 2.0 added the events of followed calls (EFL_EV_FOLLOW_*): kinds a 1.x
+ * reader cannot skip. A 1.x archive has none of them. */
+#define EFL_ARCHIVE_MAJOR 2
+#define EFL_ARCHIVE_MINOR 0
 
 /* Record tags. Event records are EFL_REC_EVENT + kind. */
 enum efl_record_tag {

@@ -17,8 +17,18 @@ enum efl_event_kind {
     EFL_EV_GC_END,         /* garbage collection ends */
     EFL_EV_SPAWN,          /* spawned a process: mod and fun hold its pid (low, high) */
     EFL_EV_LOST,           /* mod events of this process (0: of several) were lost */
+    /* Following work across processes (archive version 2): */
+    EFL_EV_FOLLOW_CALL,    /* calls server mod/fun (its pid, as for a spawn) and waits */
+    EFL_EV_FOLLOW_TAKE,    /* takes up the request of caller mod/fun (its pid) */
+    EFL_EV_FOLLOW_END,     /* is done with the request it took */
     EFL_EV_KIND_END
 };
+
+/* Kinds whose mod and fun fields hold another process's pid. */
+static inline int efl_event_names_process(unsigned kind)
+{
+    return kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL || kind == EFL_EV_FOLLOW_TAKE;
+}
 
 /* 32 bytes. pid and the atoms are the VM's raw immediate term values (a local
  * pid and an atom are immediates, valid in any environment): the flusher turns

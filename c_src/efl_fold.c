@@ -58,6 +58,21 @@ struct credit {
     uint64_t ns;
 };
 
+/* A process's stack set aside while it works on a followed request. */
+struct saved_stack {
+    struct stack_entry *stack;
+    uint32_t depth, cap, node, resync, overflow_frame;
+    uint64_t overflow;
+};
+
+/* A process waiting in a followed call (wait): */
+enum {
+    WAIT_NONE,
+    WAIT_QUEUED,   /* the server has not taken the request up: [queued] */
+    WAIT_SERVED,   /* the server works on it: its stacks stand for the caller's time */
+    WAIT_ANSWERED  /* the server is done: sleep, until the caller runs on */
+};
+
 struct proc_state {
     uint32_t node;       /* current stack (the top entry's node); 0 before the process is seen */
     uint32_t shown;      /* timeline: the node last recorded as on top */
@@ -78,6 +93,20 @@ struct proc_state {
     uint32_t nspec, spec_cap;
     struct credit *log;
     size_t nlog, log_cap;
+    /* Following calls into other processes. A followed process (one that
+     * took up a followed request) counts only while it works on one: its
+     * stacks are then grafted under its caller's waiting frame. */
+    uint8_t followed;
+    uint8_t adopted;       /* spawned inside a profiled call: its time counts */
+    uint8_t wait;          /* WAIT_*, as a caller */
+    uint32_t wait_server;  /* the process it called */
+    uint32_t served_by;    /* the process grafted under it, while WAIT_SERVED */
+    uint32_t wait_depth;   /* its stack's depth in the call: returning below ends the wait */
+    uint32_t caller;       /* while grafted: the caller's process id; 0 otherwise */
+    uint32_t graft_owner;  /* while grafted: the process node whose tree it is in */
+    uint32_t graft_base;   /* while grafted: its stacks' base, under the caller's frame */
+    uint32_t last_call;    /* followed, not grafted: the frame it last called, + 1 */
+    struct saved_stack saved;
 };
 
 /* Frames are looked up once per event: a direct-mapped cache in front of
@@ -176,6 +205,7 @@ void efl_folder_free(struct efl_folder *f)
         free(f->procs[i].stack);
         free(f->procs[i].spec);
         free(f->procs[i].log);
+        free(f->procs[i].saved.stack);
     }
     free(f->procs);
     efl_sites_free(f->sites);
@@ -282,8 +312,8 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     e->ts = r->ts;
     e->pid_kind = r->pid << 4 | r->kind;
     e->frame = NO_FRAME;
-    if (r->kind == EFL_EV_SPAWN || r->kind == EFL_EV_LOST) {
-        e->frame = r->mod; /* the child's process id; the events lost */
+    if (efl_event_names_process(r->kind) || r->kind == EFL_EV_LOST) {
+        e->frame = r->mod; /* the other process's id; the events lost */
     } else if (r->mod != 0) {
         struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
         uint32_t frame;
@@ -297,6 +327,14 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
      * profiled calls (events of it before the call are then left out). */
     if (r->kind == EFL_EV_ROOT_CALL && r->pid < f->procs_cap)
         f->procs[r->pid].scoped = 1;
+    /* A process that takes up followed requests, or that a followed call
+     * calls, counts only while it works on one (events of it in between
+     * are left out). Marked as soon as read: its own events may come
+     * first, while it serves others. */
+    if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap)
+        f->procs[r->pid].followed = 1;
+    if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap)
+        f->procs[r->mod].followed = 1;
     return re->queued ? EFL_OK : queue_ring(f, ring);
 }
 
@@ -466,6 +504,18 @@ static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind
 
 /* The node on top for a process: its stack, with a gc or sleep frame when
  * it is not running; its process node when nothing is known. */
+/* The process node whose tree the process's stacks are in now. */
+static uint32_t owner_of(const struct proc_state *ps)
+{
+    return ps->caller ? ps->graft_owner : ps->proc_node;
+}
+
+/* The node its stacks start from now. */
+static uint32_t base_of(const struct proc_state *ps)
+{
+    return ps->caller ? ps->graft_base : ps->proc_node;
+}
+
 static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint32_t *node)
 {
     *node = ps->node;
@@ -473,6 +523,10 @@ static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint
         return EFL_OK;
     if (ps->gc)
         return child_kind(f, ps->node, EFL_FRAME_GC, 0, node);
+    if (ps->out && ps->wait == WAIT_QUEUED) {
+        EFL_FORWARD_IF_ERROR(child_kind(f, ps->node, EFL_FRAME_PROCESS, ps->wait_server, node));
+        return child_kind(f, *node, EFL_FRAME_QUEUED, 0, node);
+    }
     if (ps->out)
         return child_kind(f, ps->node, EFL_FRAME_SLEEP, 0, node);
     return EFL_OK;
@@ -482,12 +536,16 @@ static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint
 static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
 {
     uint32_t node;
+    /* A caller whose request a followed process works on: that one's
+     * stacks are on its time line meanwhile. */
+    if (owner_of(ps) == 0 || ps->wait == WAIT_SERVED)
+        return EFL_OK;
     EFL_FORWARD_IF_ERROR(on_top(f, ps, &node));
-    if (node == ps->shown || ps->proc_node == 0)
+    if (node == ps->shown)
         return EFL_OK;
     struct efl_profile *p = f->p;
     EFL_GROW(p->timeline, p->ntimeline, f->timeline_cap);
-    p->timeline[p->ntimeline++] = (struct efl_change){ts, ps->proc_node, node};
+    p->timeline[p->ntimeline++] = (struct efl_change){ts, owner_of(ps), node};
     ps->shown = node;
     return EFL_OK;
 }
@@ -498,7 +556,10 @@ static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint3
  * on top during it, with a gc or sleep frame when it was not running. */
 static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
 {
-    if (ps->seen && ps->node != ps->proc_node && ps->node != 0 && ts > ps->last_ts) {
+    /* While a followed process works on its request, that process's time
+     * stands for this one's. */
+    if (ps->seen && ps->node != ps->proc_node && ps->node != 0 && ts > ps->last_ts &&
+        ps->wait != WAIT_SERVED) {
         uint32_t node;
         EFL_FORWARD_IF_ERROR(on_top(f, ps, &node));
         f->p->nodes[node].self_ns += ts - ps->last_ts;
@@ -700,7 +761,7 @@ static efl_status push(struct efl_folder *f, struct proc_state *ps, uint32_t fra
     EFL_GROW(ps->stack, ps->depth, ps->cap);
     uint32_t node = ps->node;
     const struct efl_node *nodes = f->p->nodes;
-    if (nodes[node].depth - nodes[ps->proc_node].depth >= f->max_depth)
+    if (nodes[node].depth - nodes[owner_of(ps)].depth >= f->max_depth)
         f->p->cut_frames++; /* past the cap: shares the node at the cap */
     else
         EFL_FORWARD_IF_ERROR(child(f, node, frame, &node));
@@ -850,8 +911,8 @@ static efl_status on_return(struct efl_folder *f, struct proc_state *ps, uint32_
         ps->node = ps->stack[1].node;
         return push(f, ps, frame, 0);
     }
-    EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
-    return ps->scoped ? EFL_OK : push(f, ps, frame, 0);
+    EFL_FORWARD_IF_ERROR(reset_stack(f, ps, base_of(ps)));
+    return ps->scoped && !ps->caller ? EFL_OK : push(f, ps, frame, 0);
 }
 
 /* A profiled call begins: a window of its own, the process's stacks under it. */
@@ -873,6 +934,122 @@ static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
     return EFL_OK;
 }
 
+/* ---- following calls into other processes --------------------------
+ *
+ * A caller in a followed call waits [queued] until the server takes its
+ * request up; then the server's stacks, from its process frame under the
+ * caller's waiting frame, stand for the caller's time, until the server
+ * is done with it (or the caller stops waiting: an answer, a timeout, the
+ * server's death). The server's own stack is set aside meanwhile. */
+
+/* Does the process's time count now (else its events are only followed)? */
+static int counts(const struct proc_state *ps)
+{
+    if (ps->caller)
+        return 1;
+    return ps->proc_node != 0 && (!ps->scoped || ps->root_depth > 0);
+}
+
+static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint64_t ts);
+
+static efl_status ungraft(struct efl_folder *f, struct proc_state *s, uint32_t sid, uint64_t ts)
+{
+    if (s->caller == 0)
+        return EFL_OK;
+    /* What it waited for in turn ends with it. */
+    if (s->wait == WAIT_SERVED && s->served_by < f->procs_cap)
+        EFL_FORWARD_IF_ERROR(ungraft(f, &f->procs[s->served_by], s->served_by, ts));
+    s->wait = WAIT_NONE;
+    struct proc_state *c = &f->procs[s->caller];
+    settle_all(f, s);
+    f->stack_entries -= s->depth;
+    free(s->stack);
+    s->stack = s->saved.stack;
+    s->depth = s->saved.depth;
+    s->cap = s->saved.cap;
+    s->node = s->saved.node;
+    s->resync = s->saved.resync;
+    s->overflow = s->saved.overflow;
+    s->overflow_frame = s->saved.overflow_frame;
+    s->saved = (struct saved_stack){0};
+    s->caller = s->graft_owner = s->graft_base = 0;
+    if (c->wait == WAIT_SERVED && c->served_by == sid) {
+        /* Time is credited when the next event comes, to the stack on top
+         * meanwhile: up to here the caller was served. */
+        EFL_FORWARD_IF_ERROR(credit(f, c, ts));
+        c->wait = WAIT_ANSWERED;
+        c->served_by = 0;
+        c->shown = 0;
+        if (f->keep_timeline)
+            EFL_FORWARD_IF_ERROR(note_change(f, c, ts));
+    }
+    return EFL_OK;
+}
+
+/* Server s (process sid) takes up the request of caller cid. */
+static efl_status graft(struct efl_folder *f, struct proc_state *s, uint32_t sid, uint32_t cid,
+                        uint64_t ts)
+{
+    if (cid == 0 || cid >= f->procs_cap || cid == sid)
+        return EFL_OK;
+    struct proc_state *c = &f->procs[cid];
+    if (!counts(c) || c->wait == WAIT_NONE || c->node == 0)
+        return EFL_OK;
+    EFL_FORWARD_IF_ERROR(ungraft(f, s, sid, ts));
+    /* Up to here the caller waited [queued]. */
+    EFL_FORWARD_IF_ERROR(credit(f, c, ts));
+    uint32_t base;
+    EFL_FORWARD_IF_ERROR(child_kind(f, c->node, EFL_FRAME_PROCESS, sid, &base));
+    settle_all(f, s);
+    s->saved = (struct saved_stack){s->stack, s->depth, s->cap, s->node, s->resync,
+                                    s->overflow_frame, s->overflow};
+    s->stack = NULL;
+    s->depth = s->cap = 0;
+    s->overflow = 0;
+    s->resync = 0;
+    s->caller = cid;
+    s->graft_owner = owner_of(c);
+    s->graft_base = base;
+    EFL_FORWARD_IF_ERROR(reset_stack(f, s, base));
+    /* The function that took the request up was called just before. */
+    if (s->last_call != 0)
+        EFL_FORWARD_IF_ERROR(push(f, s, s->last_call - 1, 0));
+    c->wait = WAIT_SERVED;
+    c->served_by = sid;
+    s->shown = 0;
+    return EFL_OK;
+}
+
+/* The caller is no longer waiting (it returned out of the call). */
+static efl_status end_wait(struct efl_folder *f, struct proc_state *c, uint64_t ts)
+{
+    if (c->wait == WAIT_SERVED && c->served_by < f->procs_cap)
+        EFL_FORWARD_IF_ERROR(ungraft(f, &f->procs[c->served_by], c->served_by, ts));
+    c->wait = WAIT_NONE;
+    return EFL_OK;
+}
+
+/* A followed process between requests counts nowhere: it keeps only its
+ * state (running or not, the function it called last) for the next. */
+static efl_status between_requests(struct efl_folder *f, struct proc_state *ps,
+                                   const struct held_event *e)
+{
+    switch (HELD_KIND(e)) {
+    case EFL_EV_IN: ps->out = 0; break;
+    case EFL_EV_OUT: ps->out = 1; break;
+    case EFL_EV_GC_START: ps->gc = 1; break;
+    case EFL_EV_GC_END: ps->gc = 0; break;
+    case EFL_EV_CALL: ps->last_call = e->frame; break;
+    default: break;
+    }
+    if (e->ts > ps->last_ts || !ps->seen)
+        ps->last_ts = e->ts;
+    ps->seen = 1;
+    if (HELD_KIND(e) == EFL_EV_FOLLOW_TAKE)
+        return graft(f, ps, HELD_PID(e), e->frame, e->ts);
+    return EFL_OK;
+}
+
 static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e);
 
 /* A process spawned inside a profiled call: its stacks go under that
@@ -886,6 +1063,7 @@ static efl_status adopt(struct efl_folder *f, const struct proc_state *parent, u
         return EFL_OK;
     uint32_t window = f->p->windows[parent->window].node;
     EFL_FORWARD_IF_ERROR(child_kind(f, window, EFL_FRAME_PROCESS, child_pid, &child->proc_node));
+    child->adopted = 1;
     return reset_stack(f, child, child->proc_node);
 }
 
@@ -906,12 +1084,20 @@ static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e)
 {
     unsigned kind = HELD_KIND(e);
-    if (ps->proc_node == 0 && !ps->scoped) {
+    int follow_event = kind == EFL_EV_FOLLOW_CALL || kind == EFL_EV_FOLLOW_TAKE ||
+                       kind == EFL_EV_FOLLOW_END;
+    /* A followed process between requests, unless its own time counts
+     * too (a process of the profiled call): only what a graft needs. A
+     * process seen only through a followed call's steps is nobody the
+     * profile shows (a process that got the call's token from a message). */
+    if (ps->caller == 0 && !ps->scoped && !ps->adopted && (ps->followed || follow_event))
+        return ps->followed ? between_requests(f, ps, e) : EFL_OK;
+    if (ps->proc_node == 0 && !ps->scoped && ps->caller == 0) {
         EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
         EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
     }
     /* A profiled process counts only inside the profiled call. */
-    if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL)
+    if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL && ps->caller == 0)
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(credit(f, ps, e->ts));
 
@@ -926,12 +1112,14 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_ROOT_RETURN:
     case EFL_EV_ROOT_EXCEPTION:
+        EFL_FORWARD_IF_ERROR(end_wait(f, ps, e->ts));
         if (ps->root_depth > 0 && --ps->root_depth == 0) {
             EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
             f->p->windows[ps->window].ended = (uint8_t)kind;
         }
         break;
     case EFL_EV_CALL:
+        ps->last_call = e->frame;
         if (e->frame != NO_FRAME)
             EFL_FORWARD_IF_ERROR(on_call(f, ps, e->frame - 1));
         break;
@@ -940,7 +1128,7 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         if (e->frame == NO_FRAME && ps->depth > 0)
             EFL_FORWARD_IF_ERROR(settle_popped(f, ps, floor_index(ps)));
         if (e->frame == NO_FRAME)
-            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
+            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, base_of(ps)));
         else
             EFL_FORWARD_IF_ERROR(on_return(f, ps, e->frame - 1));
         break;
@@ -959,14 +1147,27 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     case EFL_EV_SPAWN:
         EFL_FORWARD_IF_ERROR(adopt(f, ps, e->frame));
         break;
+    case EFL_EV_FOLLOW_CALL:
+        if (e->frame != 0 && e->frame != HELD_PID(e) && e->frame < f->procs_cap) {
+            ps->wait = WAIT_QUEUED;
+            ps->wait_server = e->frame;
+            ps->wait_depth = ps->depth;
+        }
+        break;
+    case EFL_EV_FOLLOW_TAKE:
+        EFL_FORWARD_IF_ERROR(graft(f, ps, HELD_PID(e), e->frame, e->ts));
+        break;
+    case EFL_EV_FOLLOW_END:
+        EFL_FORWARD_IF_ERROR(ungraft(f, ps, HELD_PID(e), e->ts));
+        break;
     case EFL_EV_LOST:
         /* Its stack is no longer known: say so, and start again from a
          * [dropped N events] frame. */
         if (ps->scoped && ps->root_depth > 0)
             f->p->windows[ps->window].lossy = 1;
-        if (ps->node != 0 && ps->proc_node != 0) {
-            EFL_FORWARD_IF_ERROR(child_kind(f, ps->proc_node, EFL_FRAME_DROPPED, e->frame, &ps->resync));
-            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));
+        if (ps->node != 0 && base_of(ps) != 0) {
+            EFL_FORWARD_IF_ERROR(child_kind(f, base_of(ps), EFL_FRAME_DROPPED, e->frame, &ps->resync));
+            EFL_FORWARD_IF_ERROR(reset_stack(f, ps, base_of(ps)));
             ps->stack[1] = (struct stack_entry){ps->resync, NO_ENTRY_FRAME, 0, 0};
             ps->depth = 2;
             f->stack_entries++;
@@ -976,6 +1177,9 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     default:
         break;
     }
+    /* Returned out of the call it waited in. */
+    if (ps->wait != WAIT_NONE && ps->depth < ps->wait_depth)
+        EFL_FORWARD_IF_ERROR(end_wait(f, ps, e->ts));
     return EFL_OK;
 }
 

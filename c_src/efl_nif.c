@@ -10,6 +10,7 @@
 #define EFL_NIF_ATOM_DEF(name) ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DEF)
 #undef EFL_NIF_ATOM_DEF
+ERL_NIF_TERM efl_atom_gen_call;
 
 struct efl_tracer_state efl_tracer;
 
@@ -60,6 +61,7 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 #define EFL_NIF_ATOM_INIT(name) efl_atom_##name = enif_make_atom(env, #name);
     EFL_NIF_ATOMS(EFL_NIF_ATOM_INIT)
 #undef EFL_NIF_ATOM_INIT
+    efl_atom_gen_call = enif_make_atom(env, "$gen_call");
     if (!efl_nif_raw_checks_hold(env))
         return 2;
     if (efl_nif_fold_load(env) != 0)

@@ -34,11 +34,12 @@
     X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
-    X(formats) X(event_bytes)
+    X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
 #undef EFL_NIF_ATOM_DECL
+extern ERL_NIF_TERM efl_atom_gen_call; /* '$gen_call' */
 
 /* Thread slots (rings) at most, and session ids below this. */
 #define EFL_NIF_MAX_SLOTS 512
@@ -94,8 +95,20 @@ static inline uint32_t efl_raw_atom(ERL_NIF_TERM t)
 
 int efl_nif_raw_checks_hold(ErlNifEnv *env);
 
-/* Tracer state is a small integer: session id << 1 | is_meta. */
-int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, int *meta);
+/* What a tracer state traces for: a process's own events, or a meta
+ * pattern's: the profiled function's (root), or a followed call's steps. */
+enum efl_tracer_role {
+    EFL_ROLE_PROCESS,
+    EFL_ROLE_ROOT,
+    EFL_ROLE_FOLLOW_CALL, /* gen:do_call/4: a caller sends a request and waits */
+    EFL_ROLE_FOLLOW_TAKE, /* a server takes a followed request up */
+    EFL_ROLE_FOLLOW_END,  /* a server is back in its loop: done with it */
+    EFL_ROLE_END
+};
+
+/* Tracer state is a small integer: session id << 3 | role. */
+#define EFL_NIF_STATE(id, role) ((int)((id) << 3 | (role)))
+int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, unsigned *role);
 
 /* The calling thread's ring in the current set, or NULL when it has none. */
 struct efl_ring *efl_nif_my_ring(void);

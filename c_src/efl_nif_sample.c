@@ -39,10 +39,9 @@ static void write_event(struct efl_ring *ring, unsigned id, uint64_t ts, ERL_NIF
 ERL_NIF_TERM efl_nif_record_samples(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    unsigned id;
-    int meta;
+    unsigned id, role;
     ErlNifUInt64 period_ns;
-    if (!efl_nif_decode_state(argv[0], &id, &meta) || meta || !enif_is_list(env, argv[1]) ||
+    if (!efl_nif_decode_state(argv[0], &id, &role) || role != EFL_ROLE_PROCESS || !enif_is_list(env, argv[1]) ||
         !enif_get_uint64(env, argv[2], &period_ns))
         return enif_make_badarg(env);
     if (id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE))

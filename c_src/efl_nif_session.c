@@ -233,7 +233,8 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
 
 /* start_session(#{archive, ring_events, threads, meta, root_pid, root_frame,
  *                 budget, every, notify}) ->
- *     {ok, TracerState, MetaTracerState} | {error, already_running} | {error, {Atom, Path}}
+ *     {ok, TracerState, MetaTracerState, #{follow_call, follow_take, follow_end}}
+ *     | {error, already_running} | {error, {Atom, Path}}
  *
  * threads: how many threads may call a callback (normal and dirty
  * schedulers, and a few spare); each gets a ring of ring_events.
@@ -244,7 +245,10 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
  * max_events, max_bytes: limits of the run; `notify` gets
  * {eflambe_limit, max_events | max_bytes} when one is reached.
  * flusher_idle_ms: how long the flusher may sleep while idle (events that
- * come slowly, as samples do). */
+ * come slowly, as samples do).
+ * The follow_* states are the meta tracer states of a followed call's
+ * steps: a caller calling (gen:do_call/4), a server taking the request up,
+ * the server done with it. */
 ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -297,8 +301,15 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
         __atomic_store_n(&efl_tracer.lost_no_ring, 0, __ATOMIC_RELAXED);
         /* Publishes all of the above to the callbacks. */
         __atomic_store_n(&efl_tracer.active, id, __ATOMIC_SEQ_CST);
-        result = enif_make_tuple3(env, efl_atom_ok, enif_make_int(env, (int)(id << 1)),
-                                  enif_make_int(env, (int)(id << 1 | 1)));
+        ERL_NIF_TERM keys[] = {efl_atom_follow_call, efl_atom_follow_take, efl_atom_follow_end};
+        ERL_NIF_TERM vals[] = {enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_CALL)),
+                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_TAKE)),
+                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_END))};
+        ERL_NIF_TERM follow;
+        enif_make_map_from_arrays(env, keys, vals, 3, &follow);
+        result = enif_make_tuple4(env, efl_atom_ok,
+                                  enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_PROCESS)),
+                                  enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_ROOT)), follow);
     }
     changing = 0;
     enif_mutex_unlock(session_lock);
@@ -330,7 +341,7 @@ ERL_NIF_TERM efl_nif_running_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
     (void)argc;
     (void)argv;
     unsigned id = __atomic_load_n(&node_session, __ATOMIC_ACQUIRE);
-    return id ? enif_make_int(env, (int)(id << 1)) : efl_atom_undefined;
+    return id ? enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_PROCESS)) : efl_atom_undefined;
 }
 
 /* stop_session(TracerState) -> {ok, #{events, dropped, bytes, stopped, modules}}
@@ -339,9 +350,8 @@ ERL_NIF_TERM efl_nif_running_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
 ERL_NIF_TERM efl_nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    unsigned id;
-    int meta;
-    if (!efl_nif_decode_state(argv[0], &id, &meta) || meta)
+    unsigned id, role;
+    if (!efl_nif_decode_state(argv[0], &id, &role) || role != EFL_ROLE_PROCESS)
         return enif_make_badarg(env);
     enif_mutex_lock(session_lock);
     struct session *s = session;
@@ -385,12 +395,12 @@ ERL_NIF_TERM efl_nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 ERL_NIF_TERM efl_nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    unsigned id;
-    int meta;
+    unsigned id, role;
     unsigned reason = argv[1] == efl_atom_timeout ? EFL_STOP_TIMEOUT
                       : argv[1] == efl_atom_stopped ? EFL_STOP_STOPPED
                                                     : EFL_STOP_NONE;
-    if (!efl_nif_decode_state(argv[0], &id, &meta) || meta || reason == EFL_STOP_NONE)
+    if (!efl_nif_decode_state(argv[0], &id, &role) || role != EFL_ROLE_PROCESS ||
+        reason == EFL_STOP_NONE)
         return enif_make_badarg(env);
     ERL_NIF_TERM result = enif_make_tuple2(env, efl_atom_error, efl_atom_not_running);
     enif_mutex_lock(session_lock);

@@ -39,15 +39,15 @@ struct efl_ring *efl_nif_my_ring(void)
     return my_ring();
 }
 
-int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, int *meta)
+int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, unsigned *role)
 {
     if (!EFL_RAW_IS_SMALL(t))
         return 0;
     int64_t v = EFL_RAW_SMALL_VALUE(t);
-    if (v < 2 || v >= (int64_t)EFL_NIF_SESSION_ID_MAX * 2)
+    if (v < 8 || v >= (int64_t)EFL_NIF_SESSION_ID_MAX * 8 || (v & 7) >= EFL_ROLE_END)
         return 0;
-    *id = (unsigned)(v >> 1);
-    *meta = (int)(v & 1);
+    *id = (unsigned)(v >> 3);
+    *role = (unsigned)(v & 7);
     return 1;
 }
 
@@ -101,12 +101,17 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
 {
     (void)env;
     (void)argc;
-    unsigned id;
-    int meta;
-    if (!efl_nif_decode_state(argv[1], &id, &meta) ||
+    unsigned id, role;
+    if (!efl_nif_decode_state(argv[1], &id, &role) ||
         id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE))
         return efl_atom_remove;
     ERL_NIF_TERM tag = argv[0], pid = argv[2];
+    int meta = role != EFL_ROLE_PROCESS;
+    /* A followed call's steps: the match spec let only tokened processes
+     * (working for a followed call) through. */
+    if (role >= EFL_ROLE_FOLLOW_CALL)
+        return EFL_RAW_IS_LOCAL_PID(pid) && tag == efl_atom_call ? efl_atom_trace
+                                                                 : efl_atom_discard;
     if (!efl_tracer.capturing) {
         if (meta && pid != (ERL_NIF_TERM)efl_tracer.root_pid)
             return efl_atom_discard;
@@ -135,9 +140,16 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     return tag == efl_atom_trace_status ? efl_atom_remove : efl_atom_discard;
 }
 
-static unsigned event_kind(ERL_NIF_TERM tag, int meta)
+static unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
 {
-    if (meta) {
+    if (role >= EFL_ROLE_FOLLOW_CALL) {
+        if (tag != efl_atom_call)
+            return 0;
+        return role == EFL_ROLE_FOLLOW_CALL ? EFL_EV_FOLLOW_CALL
+               : role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_TAKE
+                                              : EFL_EV_FOLLOW_END;
+    }
+    if (role == EFL_ROLE_ROOT) {
         if (tag == efl_atom_call)
             return EFL_EV_ROOT_CALL;
         if (tag == efl_atom_return_from)
@@ -163,8 +175,46 @@ static unsigned event_kind(ERL_NIF_TERM tag, int meta)
     return 0;
 }
 
-/* Writes one trace event into the calling thread's ring. */
-static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TERM argv[])
+/* The caller a server's followed request came from: in the arguments of
+ * the function that takes it up, gen_server's message {'$gen_call',
+ * {From, Tag}, Request} or gen_statem's event {{call, {From, Tag}}, _}. */
+static ERL_NIF_TERM request_caller(ErlNifEnv *env, ERL_NIF_TERM mfa)
+{
+    const ERL_NIF_TERM *t, *from, *ev;
+    int n;
+    ERL_NIF_TERM args, arg;
+    if (!enif_get_tuple(env, mfa, &n, &t) || n != 3)
+        return 0;
+    args = t[2];
+    while (enif_get_list_cell(env, args, &arg, &args)) {
+        if (!enif_get_tuple(env, arg, &n, &ev))
+            continue;
+        if (n == 3 && ev[0] == efl_atom_gen_call && enif_get_tuple(env, ev[1], &n, &from) &&
+            n == 2 && EFL_RAW_IS_LOCAL_PID(from[0]))
+            return from[0];
+        if (n == 2 && enif_get_tuple(env, ev[0], &n, &ev) && n == 2 && ev[0] == efl_atom_call &&
+            enif_get_tuple(env, ev[1], &n, &from) && n == 2 && EFL_RAW_IS_LOCAL_PID(from[0]))
+            return from[0];
+    }
+    return 0;
+}
+
+/* The process a followed caller calls: gen:do_call/4's first argument. */
+static ERL_NIF_TERM called_server(ErlNifEnv *env, ERL_NIF_TERM mfa)
+{
+    const ERL_NIF_TERM *t;
+    int n;
+    ERL_NIF_TERM first, rest;
+    if (!enif_get_tuple(env, mfa, &n, &t) || n != 3 ||
+        !enif_get_list_cell(env, t[2], &first, &rest) || !EFL_RAW_IS_LOCAL_PID(first))
+        return 0;
+    return first;
+}
+
+/* Writes one trace event into the calling thread's ring; `other`: the
+ * process a spawn or a followed call names. */
+static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                   ERL_NIF_TERM other)
 {
     uint64_t ts = efl_clock_read(&efl_tracer.clock);
     struct efl_ring *ring = my_ring();
@@ -173,10 +223,10 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
         return;
     }
     struct efl_event e = {.ts = ts, .pid = argv[2], .kind = (uint8_t)kind, .session = id};
-    if (kind == EFL_EV_SPAWN) {
-        e.mod = (uint32_t)argv[3];
-        e.fun = (uint32_t)((uint64_t)argv[3] >> 32);
-    } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END &&
+    if (efl_event_names_process(kind)) {
+        e.mod = (uint32_t)other;
+        e.fun = (uint32_t)((uint64_t)other >> 32);
+    } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
                (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
         read_mfa(env, argv[3], &e);
     }
@@ -190,14 +240,18 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
 ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    unsigned id;
-    int meta;
-    if (!efl_nif_decode_state(argv[1], &id, &meta) ||
+    unsigned id, role;
+    if (!efl_nif_decode_state(argv[1], &id, &role) ||
         id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE) ||
         !EFL_RAW_IS_LOCAL_PID(argv[2]))
         return efl_atom_ok;
-    unsigned kind = event_kind(argv[0], meta);
-    if (kind == 0 || (kind == EFL_EV_SPAWN && !EFL_RAW_IS_LOCAL_PID(argv[3])))
+    int meta = role != EFL_ROLE_PROCESS;
+    unsigned kind = event_kind(argv[0], role);
+    ERL_NIF_TERM other = kind == EFL_EV_SPAWN         ? argv[3]
+                         : kind == EFL_EV_FOLLOW_CALL ? called_server(env, argv[3])
+                         : kind == EFL_EV_FOLLOW_TAKE ? request_caller(env, argv[3])
+                                                      : 0;
+    if (kind == 0 || (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other)))
         return efl_atom_ok;
     int capturing = efl_tracer.capturing;
     /* apply: the caller's own events before its profiled call (eflambe
@@ -215,7 +269,7 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
             efl_capture_leave(capture, argv[2]);
         return efl_atom_ok;
     }
-    record(id, kind, env, argv);
+    record(id, kind, env, argv, other);
     if (kind == EFL_EV_SPAWN && capturing)
         efl_capture_adopt(capture, argv[3]);
     /* The end of a captured call is counted even when its event was lost. */

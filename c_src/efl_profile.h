@@ -21,7 +21,8 @@ enum efl_frame_kind {
     EFL_FRAME_SLEEP,    /* scheduled out */
     EFL_FRAME_GC,       /* garbage collecting */
     EFL_FRAME_WINDOW,   /* a = window index; groups one profiled call, never shown */
-    EFL_FRAME_DROPPED   /* a = events lost: the stack above it is resynchronised */
+    EFL_FRAME_DROPPED,  /* a = events lost: the stack above it is resynchronised */
+    EFL_FRAME_QUEUED    /* a followed call waits: its request is not taken up yet */
 };
 
 struct efl_frame {

@@ -16,6 +16,7 @@ struct perf {
     struct efl_buf *out;
     struct efl_buf command;
     unsigned tid;
+    uint32_t proc;           /* the process node being written */
     uint64_t clock_us;
     struct efl_buf frames;   /* this stack's frame lines, leaf first */
 };
@@ -53,10 +54,7 @@ static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, c
     (void)path;
     (void)len;
     struct perf *w = ctx;
-    uint32_t proc = node;
-    while (p->frames[p->nodes[proc].frame].kind != EFL_FRAME_PROCESS)
-        proc = p->nodes[proc].parent;
-    return proc == node ? EFL_OK : stack(w, p, proc, node);
+    return node == w->proc ? EFL_OK : stack(w, p, w->proc, node);
 }
 
 /* The process number: <0.85.0> gives 85. */
@@ -78,6 +76,7 @@ efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl
         w.command.len = 0;
         w.clock_us = 0;
         w.tid = process_number(p->processes[fr->a]);
+        w.proc = procs[i];
         s = efl_node_name(p, procs[i], &w.command);
         /* The walk from the process node itself visits its stacks. */
         if (s == EFL_OK)

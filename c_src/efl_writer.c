@@ -69,6 +69,8 @@ efl_status efl_frame_name(const struct efl_profile *p, uint32_t frame, struct ef
         return efl_buf_puts(out, "gc");
     case EFL_FRAME_DROPPED:
         return efl_buf_printf(out, "[dropped %u events]", fr->a);
+    case EFL_FRAME_QUEUED:
+        return efl_buf_puts(out, "[queued]");
     default:
         return EFL_OK;
     }
@@ -353,9 +355,15 @@ efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_
 {
     EFL_FORWARD_IF_ERROR(efl_subtree(p, root, nodes, n));
     size_t k = 0;
-    for (size_t i = 0; i < *n; i++)
-        if (p->frames[p->nodes[(*nodes)[i]].frame].kind == EFL_FRAME_PROCESS)
+    /* A process under a followed call's frame is part of its caller's
+     * stacks, not a process of its own here. */
+    for (size_t i = 0; i < *n; i++) {
+        const struct efl_node *node = &p->nodes[(*nodes)[i]];
+        uint32_t parent = node->parent;
+        if (p->frames[node->frame].kind == EFL_FRAME_PROCESS &&
+            (parent == 0 || p->frames[p->nodes[parent].frame].kind == EFL_FRAME_WINDOW))
             (*nodes)[k++] = (*nodes)[i];
+    }
     *n = k;
     qsort(*nodes, k, sizeof **nodes, by_index);
     return EFL_OK;

@@ -50,7 +50,8 @@ efl_status efl_walk_stacks(const struct efl_profile *p, uint32_t root, const cha
 /* The nodes of root's subtree (root excluded), parents before children;
  * *n of them, in an array to free. */
 efl_status efl_subtree(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n);
-/* The process nodes in root's subtree, in index order; *n of them. */
+/* The process nodes in root's subtree, in index order; *n of them. Not
+ * those of followed processes, which are frames of their callers' stacks. */
 efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n);
 /* The positions in p->timeline of a process node's changes, in time
  * order; *n of them (the array is the profile's). */

@@ -96,7 +96,7 @@ run(Target, Runner, Opts) ->
     try eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
             Outcome = case armed(Guard, Session) of
-                          ok -> traced(Runner, Session);
+                          ok -> traced(Runner, Session, maps:get(follow, Opts));
                           {error, _} = NotArmed -> NotArmed
                       end,
             Stopped = stopped(Guard, Session),
@@ -120,15 +120,16 @@ run(Target, Runner, Opts) ->
 
 %% (OTP 25's spec of erlang:trace_info/2 leaves out tracer modules:
 %% {tracer, {Module, State}}, which it does return.)
--dialyzer({no_match, traced/2}).
+-dialyzer({no_match, traced/3}).
 %% The window the folder keeps is the call of profiled/1: its meta trace
 %% pattern marks entry and exit. This module is not call traced, so the
 %% first frame of every stack is the user's function, and a recursive
 %% target costs no meta event per call. The guard armed the node and
 %% disarms it (which a timeout may do long before the call returns).
--spec traced(fun(() -> term()), eflambe_session:session()) ->
+-spec traced(fun(() -> term()), eflambe_session:session(), eflambe_follow:follow()) ->
           {value, term()} | {raised, atom(), term(), list()}.
-traced(Runner, #{tracer := TracerState}) ->
+traced(Runner, #{tracer := TracerState}, Follow) ->
+    Mark = eflambe_follow:mark(Follow),
     try
         ?MODULE:profiled(Runner)
     of
@@ -136,6 +137,7 @@ traced(Runner, #{tracer := TracerState}) ->
     catch
         Class:Reason:Stack -> {raised, Class, Reason, Stack}
     after
+        eflambe_follow:unmark(Mark),
         %% Unless a later run traces this process by now.
         case erlang:trace_info(self(), tracer) of
             {tracer, {eflambe_tracer, TracerState}} -> erlang:trace(self(), false, [all]);
@@ -151,14 +153,14 @@ profiled(Runner) ->
 %% one process that arms and disarms, so a stop() that comes early cannot
 %% disarm before the arming it would undo.
 -spec arm(pid(), eflambe_session:session(), eflambe_options:opts()) -> ok.
-arm(Caller, #{tracer := TracerState, meta := MetaState}, Opts) ->
+arm(Caller, #{tracer := TracerState, meta := MetaState} = Session, Opts) ->
     eflambe_session:arm_local(Opts),
     _ = erlang:trace_pattern({?MODULE, '_', '_'}, false, [local]),
     _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),
     _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection,
                                     set_on_spawn, {tracer, eflambe_tracer, TracerState}]),
-    ok.
+    eflambe_follow:arm(maps:get(follow, Opts), Session).
 
 %% Hands the session to the guard, which arms the node; ok once it has.
 -spec armed(pid(), eflambe_session:session()) -> ok | {error, term()}.
@@ -178,6 +180,7 @@ armed(Guard, #{tracer := TracerState} = Session) ->
 -spec disarm_node() -> ok.
 disarm_node() ->
     _ = erlang:trace_pattern(?WINDOW, false, [meta]),
+    eflambe_follow:disarm(),
     eflambe_session:disarm_local().
 
 %% The session, stopped: by the guard, now or earlier (a timeout, stop(),

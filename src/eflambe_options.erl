@@ -25,6 +25,7 @@
                   max_bytes => pos_integer(),
                   exclude => [module() | {module(), atom(), arity() | '_'}],
                   timeout => timeout(),
+                  follow => eflambe_follow:follow(),
                   every => pos_integer(),
                   spawned => boolean(),
                   node => node()}.
@@ -56,15 +57,16 @@ defaults(apply) ->
       exclude => [],
       max_events => ?DEFAULT_MAX_EVENTS,
       max_bytes => ?DEFAULT_MAX_BYTES,
-      timeout => infinity};
+      timeout => infinity,
+      follow => false};
 defaults(capture) ->
-    (defaults(apply))#{return => filename,
+    (maps:remove(follow, defaults(apply)))#{return => filename,
                        every => 1,
                        spawned => false,
                        node => node(),
                        fetch_archive => undefined};
 defaults(sample) ->
-    (maps:without([exclude, timeout], defaults(apply)))#{return => filename,
+    (maps:without([exclude, timeout, follow], defaults(apply)))#{return => filename,
                                                         hz => 97,
                                                         duration => 10000,
                                                         pids => all,
@@ -182,6 +184,8 @@ check(_, max_events, N) ->
     {error, {bad_max_events, N, {expected_between, 1, ?MAX_U64}}};
 check(_, max_bytes, N) ->
     {error, {bad_max_bytes, N, {expected_between, 1, ?MAX_U64}}};
+check(apply, follow, Follow) ->
+    eflambe_follow:check(Follow);
 check(_, node, Node) when is_atom(Node) ->
     {ok, Node};
 check(_, node, Node) ->

@@ -10,7 +10,10 @@
 
 -export_type([session/0]).
 
--type session() :: #{tracer := integer(), meta := integer(), archive := file:filename(),
+-type session() :: #{tracer := integer(), meta := integer(),
+                     follow := #{follow_call := integer(), follow_take := integer(),
+                                 follow_end := integer()},
+                     archive := file:filename(),
                      keep := boolean(), mode := atom()}.
 
 %% Threads besides the schedulers that may run a tracer callback.
@@ -92,12 +95,13 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
                    max_bytes => maps:get(max_bytes, Opts),
                    meta => metadata(Mode, Params, Opts)},
     case eflambe_tracer:start_session(Args) of
-        {ok, TracerState, MetaState} ->
+        {ok, TracerState, MetaState, FollowStates} ->
             _ = case get(?OWNER_OF) of
                     {Caller, Ref} -> Caller ! {Ref, started, TracerState};
                     undefined -> ok
                 end,
-            {ok, #{tracer => TracerState, meta => MetaState, archive => Archive,
+            {ok, #{tracer => TracerState, meta => MetaState, follow => FollowStates,
+                   archive => Archive,
                    keep => Kept =/= undefined, mode => Mode}};
         {error, already_running} = Error ->
             Error;

@@ -50,7 +50,9 @@ trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
                       budget => pos_integer() | undefined, every => pos_integer(),
                       notify => pid() | undefined, max_events => pos_integer(),
                       max_bytes => pos_integer(), atom() => term()}) ->
-          {ok, integer(), integer()} | {error, already_running | {atom(), term()}}.
+          {ok, integer(), integer(), #{follow_call := integer(), follow_take := integer(),
+                                       follow_end := integer()}}
+          | {error, already_running | {atom(), term()}}.
 start_session(_Params) ->
     erlang:nif_error(not_loaded).
 

@@ -101,8 +101,8 @@ static inline struct efl_event efl_test_event(const struct efl_script *s)
     e.ts = (uint64_t)s->us * 1000;
     e.pid = s->pid;
     e.kind = (uint8_t)s->kind;
-    if ((s->kind == EFL_EV_SPAWN || s->kind == EFL_EV_LOST) && s->mfa) {
-        /* The child's pid number, or the events lost, as text. */
+    if ((efl_event_names_process(s->kind) || s->kind == EFL_EV_LOST) && s->mfa) {
+        /* The other process's pid number, or the events lost, as text. */
         e.mod = (uint32_t)strtoul(s->mfa, NULL, 10);
     } else if (s->mfa) {
         char mod[256], fun[256];

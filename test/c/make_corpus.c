@@ -3,7 +3,7 @@
  * c_src corpus` (EFLAMBE_BLESS=1 scripts/test.sh); a file that exists is
  * never rewritten, so archives written by an older version stay as they
  * were (version 1.0: apply, capture and what is cut from them; 1.1:
- * sites). The expected outcome of each file is in
+ * sites; 2.0: follow). The expected outcome of each file is in
  * test/data/archives/expected.txt. Files named fuzz-* are inputs the fuzzer
  * once found a bug with, kept as they are; many_rings and no_passes are
  * shapes of hostile archives. */
@@ -55,6 +55,33 @@ static const struct efl_script sites_script[] = {
     {0, 180, 1, EFL_EV_RETURN_TO, "app:emit/1"},
     {0, 190, 1, EFL_EV_RETURN_TO, "shell:eval/3"},
     {0, 191, 1, EFL_EV_ROOT_RETURN, NULL},
+};
+
+/* Version 2.0: a followed call. Process 1 calls server 2 and waits,
+ * [queued] while 2 finishes another request; 2 takes it up, works, is
+ * done; 1 sleeps until it runs again. Process 3, which got the call's
+ * token but is not profiled, calls 2 as well: nothing of it shows. */
+static const struct efl_script follow_script[] = {
+    {0, 100, 1, EFL_EV_ROOT_CALL, NULL},
+    {0, 102, 1, EFL_EV_CALL, "app:main/1"},
+    {1, 105, 2, EFL_EV_IN, NULL},
+    {1, 106, 2, EFL_EV_CALL, "srv:other/1"},
+    {0, 110, 1, EFL_EV_CALL, "gen:do_call/4"},
+    {0, 111, 1, EFL_EV_FOLLOW_CALL, "2"},
+    {0, 115, 1, EFL_EV_OUT, NULL},
+    {1, 120, 2, EFL_EV_CALL, "gen_server:loop/7"},
+    {1, 130, 2, EFL_EV_CALL, "gen_server:handle_msg/6"},
+    {1, 131, 2, EFL_EV_FOLLOW_TAKE, "1"},
+    {1, 140, 2, EFL_EV_CALL, "srv:handle_call/3"},
+    {1, 150, 3, EFL_EV_FOLLOW_CALL, "2"},
+    {1, 180, 2, EFL_EV_RETURN_TO, "gen_server:handle_msg/6"},
+    {1, 190, 2, EFL_EV_CALL, "gen_server:loop/7"},
+    {1, 191, 2, EFL_EV_FOLLOW_END, NULL},
+    {1, 195, 2, EFL_EV_OUT, NULL},
+    {0, 200, 1, EFL_EV_IN, NULL},
+    {0, 205, 1, EFL_EV_RETURN_TO, "app:main/1"},
+    {0, 210, 1, EFL_EV_RETURN_TO, "shell:eval/3"},
+    {0, 211, 1, EFL_EV_ROOT_RETURN, NULL},
 };
 
 static struct efl_name name(const char *s)
@@ -191,6 +218,12 @@ int main(int argc, char **argv)
                                 append_sites(sites_path)))
         return 1;
 
+    char follow_path[1024];
+    snprintf(follow_path, sizeof follow_path, "%s/follow.eftrace", dir);
+    const char *follow_meta = "node=corpus@host\nmode=apply\ntarget=app:main/1\n";
+    if (!exists(follow_path) && write_script(follow_path, follow_meta, follow_script, 20, 5, NULL))
+        return 1;
+
     int bad = 0;
     /* The site table's locator pointing past its table. */
     struct efl_buf sites = efl_test_read_file(sites_path);
@@ -212,9 +245,12 @@ int main(int argc, char **argv)
     whole.data[whole.len / 2] ^= 0x10;
     bad |= spit(dir, "flipped.eftrace", whole.data, whole.len);
     whole.data[whole.len / 2] ^= 0x10;
-    /* Written by a future major version. */
+    /* Written by a future major version (2 when this file was made, which
+     * eflambe came to write: the reader of 2.0 reads it). */
     whole.data[16] = 2;
     bad |= spit(dir, "newer_major.eftrace", whole.data, whole.len);
+    whole.data[16] = 3;
+    bad |= spit(dir, "major_3.eftrace", whole.data, whole.len);
     bad |= spit(dir, "empty.eftrace", "", 0);
     const char foreign[] = "<0.85.0>;app:main/1 12\n";
     bad |= spit(dir, "foreign.folded", foreign, sizeof foreign - 1);

@@ -1,0 +1,113 @@
+%% @private
+%% {follow, true | [Name | Pid]}: follows the work a profiled call asks of
+%% other processes with gen_server and gen_statem calls, and grafts it
+%% under the caller's waiting frame.
+%%
+%% The profiled process carries a sequential trace token (a label, no
+%% flags: nothing is ever sent to a seq tracer). Every message it sends
+%% carries it, and a process that receives such a message holds it until it
+%% takes a message without one: the token marks the processes working for
+%% the profiled call, transitively, and only while they do. Meta trace
+%% patterns whose match specs test it ({is_seq_trace}) then:
+%%   - at gen:do_call/4, in a tokened caller, switch call tracing on in the
+%%     server (the match spec's trace action: no Erlang round trip) and
+%%     record the call (the folder shows the wait as [queued]);
+%%   - where a server takes a request up (gen_server:handle_msg/6,7,
+%%     gen_statem:loop_event/5), record whose request it is;
+%%   - where it is back in its loop (gen_server:loop/7,
+%%     gen_statem:loop_receive/3), record that it is done.
+%% Another client's request carries no token: the server's work for it is
+%% recorded but grafted nowhere.
+-module(eflambe_follow).
+
+-export([check/1, arm/2, disarm/0, mark/1, unmark/1]).
+
+-define(LABEL, 16#EF1A).
+-define(CALL, {gen, do_call, 4}).
+-define(TAKES, [{gen_server, handle_msg, 6}, {gen_server, handle_msg, 7},
+                {gen_statem, loop_event, 5}]).
+-define(ENDS, [{gen_server, loop, 7}, {gen_statem, loop_receive, 3}]).
+
+-type follow() :: false | true | [atom() | pid()].
+-export_type([follow/0]).
+
+%% The option's value: true, or the processes (names or local pids) to
+%% follow, and nobody else may be using sequential tracing (a token of
+%% ours would overwrite theirs as messages carry it).
+-spec check(term()) -> {ok, follow()} | {error, term()}.
+check(false) ->
+    {ok, false};
+check(Follow) when Follow =:= true; is_list(Follow) ->
+    case {seq_trace:get_system_tracer(), seq_trace:get_token()} of
+        {false, []} when Follow =:= true -> {ok, true};
+        {false, []} -> check_list(Follow);
+        {false, _Token} -> {error, {follow, {seq_trace_in_use, self()}}};
+        {Tracer, _} -> {error, {follow, {seq_trace_in_use, Tracer}}}
+    end;
+check(Other) ->
+    {error, {bad_follow, Other, {expected, 'true | false | [Name | Pid]'}}}.
+
+-spec check_list(list()) -> {ok, [atom() | pid()]} | {error, term()}.
+check_list(List) ->
+    case eflambe_options:proper_list(List) andalso
+        lists:all(fun(X) -> is_atom(X) orelse (is_pid(X) andalso node(X) =:= node()) end, List) of
+        true -> {ok, List};
+        false -> {error, {bad_follow, List, {expected, 'true | false | [Name | Pid]'}}}
+    end.
+
+%% Sets the meta patterns; a name that is not registered now is left out.
+-spec arm(follow(), eflambe_session:session()) -> ok.
+arm(false, _Session) ->
+    ok;
+arm(Follow, #{tracer := TracerState, follow := States}) ->
+    %% A pattern is set on loaded code only.
+    _ = [code:ensure_loaded(M) || M <- [gen, gen_server, gen_statem]],
+    #{follow_call := CallState, follow_take := TakeState, follow_end := EndState} = States,
+    ServerFlags = [call, return_to, arity, running, garbage_collection,
+                   {{tracer, eflambe_tracer, TracerState}}],
+    Only = only(Follow),
+    CallSpec = [{['$1', '_', '_', '_'], [{is_seq_trace}, {is_pid, '$1'} | Only],
+                 [{trace, '$1', [], ServerFlags}]}],
+    _ = erlang:trace_pattern(?CALL, CallSpec, [{meta, eflambe_tracer, CallState}]),
+    Tokened = [{'_', [{is_seq_trace}], []}],
+    _ = [erlang:trace_pattern(MFA, Tokened, [{meta, eflambe_tracer, TakeState}]) || MFA <- ?TAKES],
+    _ = [erlang:trace_pattern(MFA, Tokened, [{meta, eflambe_tracer, EndState}]) || MFA <- ?ENDS],
+    ok.
+
+%% The guard that keeps the servers of a list: one of them.
+-spec only(true | [atom() | pid()]) -> list().
+only(true) ->
+    [];
+only(List) ->
+    Pids = [P || X <- List, P <- [case X of
+                                      Name when is_atom(Name) -> whereis(Name);
+                                      Pid -> Pid
+                                  end], is_pid(P)],
+    case Pids of
+        [] -> [false];
+        [P] -> [{'=:=', '$1', P}];
+        [P | Ps] -> [lists:foldl(fun(Q, G) -> {'orelse', {'=:=', '$1', Q}, G} end,
+                                 {'=:=', '$1', P}, Ps)]
+    end.
+
+-spec disarm() -> ok.
+disarm() ->
+    _ = [erlang:trace_pattern(MFA, false, [meta]) || MFA <- [?CALL | ?TAKES ++ ?ENDS]],
+    ok.
+
+%% In the profiled process, around the profiled call: carries the token.
+%% Returns what to give unmark/1 afterwards.
+-spec mark(follow()) -> term().
+mark(false) ->
+    none;
+mark(_Follow) ->
+    Old = seq_trace:get_token(),
+    _ = seq_trace:set_token(label, ?LABEL),
+    {token, Old}.
+
+-spec unmark(term()) -> ok.
+unmark(none) ->
+    ok;
+unmark({token, Old}) ->
+    _ = seq_trace:set_token(Old),
+    ok.

@@ -1,0 +1,204 @@
+%% {follow, ...}: the work a profiled call asks of gen_servers and
+%% gen_statems, grafted under the caller's waiting frame, checked for its
+%% shape and its proportions, and that nothing stays armed.
+-module(eflambe_follow_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(S, eflambe_follow_server).
+-define(WAIT, <<"gen:do_call/4">>).
+
+all() ->
+    [server_work_under_the_wait, other_clients_not_mixed_in, chain_of_servers, statem_call,
+     callee_crashes, callee_never_answers, only_listed_servers, without_follow,
+     every_format, bad_options].
+
+init_per_testcase(_Case, Config) ->
+    {ok, B} = ?S:start(none),
+    {ok, A} = ?S:start(B),
+    [{servers, {A, B}} | Config].
+
+end_per_testcase(_Case, Config) ->
+    {A, B} = ?config(servers, Config),
+    [catch ?S:stop(P) || P <- [A, B]],
+    assert_nothing_armed().
+
+assert_nothing_armed() ->
+    %% (undefined: the module is not loaded.)
+    [?assert(lists:member(erlang:trace_info(MFA, meta), [{meta, false}, {meta, undefined}]))
+     || MFA <- [{gen, do_call, 4}, {gen_server, handle_msg, 6}, {gen_server, loop, 7},
+                {gen_statem, loop_event, 5}, {gen_statem, loop_receive, 3}]],
+    ?assertEqual([], [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
+                           erlang:trace_info(P, tracer) =/= undefined]),
+    ?assertEqual([], seq_trace:get_token()),
+    ?assertEqual(undefined, eflambe_tracer:running_session()).
+
+parse(Folded) ->
+    eflambe_test_util:parse(Folded).
+
+%% Microseconds of the stacks that pass through Frame, and of those whose
+%% frames after it include Leaf.
+under(Lines, Frame) ->
+    [{Rest, N} || {Frames, N} <- Lines, Rest <- [after_frame(Frame, Frames)], Rest =/= none].
+
+after_frame(_Frame, []) -> none;
+after_frame(Frame, [Frame | Rest]) -> Rest;
+after_frame(Frame, [_ | Rest]) -> after_frame(Frame, Rest).
+
+total(Lines) ->
+    lists:sum([N || {_, N} <- Lines]).
+
+with(Lines, Frame) ->
+    [L || {Frames, _} = L <- Lines, lists:member(Frame, Frames)].
+
+pid_frame(Pid) ->
+    list_to_binary(pid_to_list(Pid)).
+
+%% ---- cases ----------------------------------------------------------------
+
+%% The server's work for the call (light N, heavy 3N) is under the client's
+%% gen:do_call/4, below the server's process frame, in proportion; the
+%% client's own sleeping there is not counted twice.
+server_work_under_the_wait(Config) ->
+    {_A, B} = ?config(servers, Config),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 300000]}, [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    Under = under(Lines, ?WAIT),
+    Graft = under(Under, pid_frame(B)),
+    Light = total(with(Graft, <<"eflambe_follow_server:light/1">>)),
+    Heavy = total(with(Graft, <<"eflambe_follow_server:heavy/1">>)),
+    ct:pal("light ~p us, heavy ~p us, all ~p us, under the wait ~p us", [Light, Heavy, total(Lines), total(Under)]),
+    ?assert(Light > 0),
+    Ratio = Heavy / Light,
+    ?assert(Ratio > 2.0 andalso Ratio < 4.5),
+    %% The request handled as gen_server does it.
+    ?assert(lists:any(fun({[<<"gen_server:handle_msg/6">>, <<"gen_server:try_handle_call/4">>,
+                            <<"eflambe_follow_server:handle_call/3">> | _], _}) -> true;
+                         (_) -> false
+                      end, Graft)),
+    %% The wait is the server's time, not the server's time plus a sleep.
+    Sleep = total([L || {[<<"sleep">>], _} = L <- Under]),
+    ?assert(Sleep < 0.1 * total(Graft)),
+    %% One process in the profile: the server is part of the client's stacks.
+    ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])).
+
+%% A second client keeps the server busy with other work meanwhile: none
+%% of it is in the profile, and its requests ahead of ours show as [queued].
+other_clients_not_mixed_in(Config) ->
+    {_A, B} = ?config(servers, Config),
+    Other = spawn_link(fun() -> ?S:other_client_loop(B, 20000) end),
+    timer:sleep(20),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 100000]}, [{return, flamegraph}, {follow, true}]),
+    Other ! stop,
+    Lines = parse(Folded),
+    ?assertEqual([], with(Lines, <<"eflambe_follow_server:other/1">>)),
+    Graft = under(under(Lines, ?WAIT), pid_frame(B)),
+    ?assert(total(with(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0).
+
+%% client -> A -> B: B's work under A's under the client's.
+chain_of_servers(Config) ->
+    {A, B} = ?config(servers, Config),
+    {ok, Folded} = eflambe:apply({?S, client, [A, 200000]}, [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    InA = under(under(Lines, ?WAIT), pid_frame(A)),
+    InB = under(under(InA, ?WAIT), pid_frame(B)),
+    ALight = total([L || {F, _} = L <- InA, lists:member(<<"eflambe_follow_server:light/1">>, F),
+                         not lists:member(pid_frame(B), F)]),
+    BLight = total(with(InB, <<"eflambe_follow_server:light/1">>)),
+    BHeavy = total(with(InB, <<"eflambe_follow_server:heavy/1">>)),
+    ct:pal("A light ~p, B light ~p, B heavy ~p", [ALight, BLight, BHeavy]),
+    ?assert(ALight > 0 andalso BLight > 0),
+    ?assert(BHeavy / BLight > 2.0 andalso BHeavy / BLight < 4.5).
+
+statem_call(_Config) ->
+    {ok, M} = ?S:statem_start(),
+    try
+        {ok, Folded} = eflambe:apply({?S, statem_client, [M, 200000]},
+                                     [{return, flamegraph}, {follow, true}]),
+        Graft = under(under(parse(Folded), <<"gen:do_call/4">>), pid_frame(M)),
+        Light = total(with(Graft, <<"eflambe_follow_server:light/1">>)),
+        Heavy = total(with(Graft, <<"eflambe_follow_server:heavy/1">>)),
+        ct:pal("statem: light ~p, heavy ~p", [Light, Heavy]),
+        ?assert(Light > 0 andalso Heavy / Light > 2.0 andalso Heavy / Light < 4.5)
+    after
+        gen_statem:stop(M)
+    end.
+
+%% The server crashes in handle_call: the call's profile has its work up
+%% to the crash, and the client goes on.
+callee_crashes(Config) ->
+    {_A, B} = ?config(servers, Config),
+    unlink(B),
+    {ok, Folded} = eflambe:apply({?S, client_catching, [B, crash, 5000]},
+                                 [{return, flamegraph}, {follow, true}]),
+    Graft = under(under(parse(Folded), ?WAIT), pid_frame(B)),
+    ?assert(total(with(Graft, <<"eflambe_follow_server:light/1">>)) > 0).
+
+%% The server never answers in time: the client's wait ends at its timeout
+%% and the server's work after that is not grafted.
+callee_never_answers(Config) ->
+    {_A, B} = ?config(servers, Config),
+    {ok, Folded} = eflambe:apply({?S, client_catching, [B, {stall, 300}, 50]},
+                                 [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    Graft = under(under(Lines, ?WAIT), pid_frame(B)),
+    ?assert(total(with(Graft, <<"eflambe_follow_server:light/1">>)) > 0),
+    %% The profile ends when the client's call does, about 50 ms in, not
+    %% when the server wakes up.
+    ?assert(total(Lines) < 200000).
+
+%% {follow, [B]}: the client calls A, which is not followed.
+only_listed_servers(Config) ->
+    {A, B} = ?config(servers, Config),
+    {ok, Folded} = eflambe:apply({?S, client, [A, 50000]}, [{return, flamegraph}, {follow, [B]}]),
+    Lines = parse(Folded),
+    ?assertEqual([], with(Lines, pid_frame(A))),
+    {ok, Folded2} = eflambe:apply({?S, client, [B, 50000]}, [{return, flamegraph}, {follow, [B]}]),
+    ?assertNotEqual([], with(parse(Folded2), pid_frame(B))).
+
+%% Without the option nothing is followed: the call is a sleep.
+without_follow(Config) ->
+    {_A, B} = ?config(servers, Config),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 50000]}, [{return, flamegraph}]),
+    Lines = parse(Folded),
+    ?assertEqual([], with(Lines, pid_frame(B))),
+    ?assertNotEqual([], with(Lines, <<"sleep">>)).
+
+%% Every writer: the server's frames, in the client's one process.
+every_format(Config) ->
+    {A, _B} = ?config(servers, Config),
+    Dir = ?config(priv_dir, Config),
+    Archive = filename:join(Dir, "follow.eftrace"),
+    {ok, Folded} = eflambe:apply({?S, client, [A, 50000]},
+                                 [{return, flamegraph}, {follow, true}, {archive, Archive}]),
+    %% Replay gives the same stacks.
+    {ok, Replayed} = eflambe:replay(Archive, [{return, flamegraph}]),
+    ?assertEqual(parse(Folded), parse(Replayed)),
+    {ok, Perf} = eflambe:replay(Archive, [{return, flamegraph}, {output_format, perf}]),
+    Commands = lists:usort([hd(binary:split(L, <<" ">>)) || L <- binary:split(Perf, <<"\n">>, [global]),
+                                                           L =/= <<>>, binary:first(L) =/= $\t]),
+    ?assertEqual([pid_frame(self())], Commands),
+    ?assertNotEqual(nomatch, binary:match(Perf, <<"eflambe_follow_server:heavy/1">>)),
+    {ok, Json} = eflambe:replay(Archive, [{return, flamegraph}, {output_format, speedscope}]),
+    ?assertEqual(1, length(binary:matches(Json, <<"\"type\":\"evented\"">>))),
+    ?assertNotEqual(nomatch, binary:match(Json, <<"eflambe_follow_server:heavy/1">>)),
+    {ok, Svg} = eflambe:replay(Archive, [{return, flamegraph}, {output_format, svg}]),
+    ?assertNotEqual(nomatch, binary:match(Svg, <<"eflambe_follow_server:heavy/1">>)).
+
+bad_options(_Config) ->
+    ?assertMatch({error, {bad_follow, 42, _}}, eflambe:apply({lists, seq, [1, 3]}, [{follow, 42}])),
+    ?assertMatch({error, {bad_follow, [a | b], _}},
+                 eflambe:apply({lists, seq, [1, 3]}, [{follow, [a | b]}])),
+    ?assertMatch({error, {unknown_option, {follow, true}}},
+                 eflambe:capture({lists, seq, 2}, 1, [{follow, true}, {timeout, 10}])),
+    %% Someone else's sequential trace token: refused, left as it was.
+    seq_trace:set_token(label, 17),
+    try
+        ?assertMatch({error, {follow, {seq_trace_in_use, _}}},
+                     eflambe:apply({lists, seq, [1, 3]}, [{follow, true}]))
+    after
+        seq_trace:set_token([])
+    end.
