@@ -16,6 +16,7 @@ main(Args) ->
     capture_cost(N + 3),
     archive_sizes(N),
     against_eprof(),
+    eflambe_bench_ping:main(),
     sampling_cost().
 
 overhead(N) ->

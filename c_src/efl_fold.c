@@ -105,6 +105,7 @@ struct proc_state {
     uint32_t caller;       /* while grafted: the caller's process id; 0 otherwise */
     uint32_t graft_owner;  /* while grafted: the process node whose tree it is in */
     uint32_t graft_base;   /* while grafted: its stacks' base, under the caller's frame */
+    uint32_t graft_level;  /* while grafted: 1 under a profiled process, 2 under a grafted one... */
     uint32_t last_call;    /* followed, not grafted: the frame it last called, + 1 */
     struct saved_stack saved;
 };
@@ -942,6 +943,11 @@ static efl_status open_window(struct efl_folder *f, struct proc_state *ps,
  * is done with it (or the caller stops waiting: an answer, a timeout, the
  * server's death). The server's own stack is set aside meanwhile. */
 
+/* Followed calls inside followed calls are grafted this deep at most; a
+ * deeper one stays a wait (a ring of servers calling each other would
+ * otherwise grow without end). */
+#define FOLLOW_DEPTH_MAX 16
+
 /* Does the process's time count now (else its events are only followed)? */
 static int counts(const struct proc_state *ps)
 {
@@ -972,7 +978,7 @@ static efl_status ungraft(struct efl_folder *f, struct proc_state *s, uint32_t s
     s->overflow = s->saved.overflow;
     s->overflow_frame = s->saved.overflow_frame;
     s->saved = (struct saved_stack){0};
-    s->caller = s->graft_owner = s->graft_base = 0;
+    s->caller = s->graft_owner = s->graft_base = s->graft_level = 0;
     if (c->wait == WAIT_SERVED && c->served_by == sid) {
         /* Time is credited when the next event comes, to the stack on top
          * meanwhile: up to here the caller was served. */
@@ -993,7 +999,7 @@ static efl_status graft(struct efl_folder *f, struct proc_state *s, uint32_t sid
     if (cid == 0 || cid >= f->procs_cap || cid == sid)
         return EFL_OK;
     struct proc_state *c = &f->procs[cid];
-    if (!counts(c) || c->wait == WAIT_NONE || c->node == 0)
+    if (!counts(c) || c->wait == WAIT_NONE || c->node == 0 || c->graft_level >= FOLLOW_DEPTH_MAX)
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(ungraft(f, s, sid, ts));
     /* Up to here the caller waited [queued]. */
@@ -1010,6 +1016,7 @@ static efl_status graft(struct efl_folder *f, struct proc_state *s, uint32_t sid
     s->caller = cid;
     s->graft_owner = owner_of(c);
     s->graft_base = base;
+    s->graft_level = c->graft_level + 1;
     EFL_FORWARD_IF_ERROR(reset_stack(f, s, base));
     /* The function that took the request up was called just before. */
     if (s->last_call != 0)

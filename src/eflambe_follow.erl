@@ -65,7 +65,7 @@ arm(Follow, #{tracer := TracerState, follow := States}) ->
     #{follow_call := CallState, follow_take := TakeState, follow_end := EndState} = States,
     ServerFlags = [call, return_to, arity, running, garbage_collection,
                    {{tracer, eflambe_tracer, TracerState}}],
-    Only = only(Follow),
+    Only = only(Follow) ++ not_traced_by_others(TracerState),
     CallSpec = [{['$1', '_', '_', '_'], [{is_seq_trace}, {is_pid, '$1'} | Only],
                  [{trace, '$1', [], ServerFlags}]}],
     _ = erlang:trace_pattern(?CALL, CallSpec, [{meta, eflambe_tracer, CallState}]),
@@ -89,6 +89,20 @@ only(List) ->
         [P | Ps] -> [lists:foldl(fun(Q, G) -> {'orelse', {'=:=', '$1', Q}, G} end,
                                  {'=:=', '$1', P}, Ps)]
     end.
+
+%% The match spec's trace action would take a process away from another
+%% tracer: those are left alone (their work for the call stays a wait),
+%% and said so.
+-spec not_traced_by_others(integer()) -> list().
+not_traced_by_others(TracerState) ->
+    Ours = {tracer, {eflambe_tracer, TracerState}},
+    Others = [P || P <- processes(), T <- [erlang:trace_info(P, tracer)],
+                   T =/= {tracer, []}, T =/= undefined, T =/= Ours],
+    _ = Others =:= [] orelse
+        logger:warning("eflambe: {follow, _} leaves alone ~b process(es) traced by another "
+                       "tracer (their work for the call shows as a wait): ~p",
+                       [length(Others), lists:sublist(Others, 10)]),
+    [{'=/=', '$1', P} || P <- Others].
 
 -spec disarm() -> ok.
 disarm() ->

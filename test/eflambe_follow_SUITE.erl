@@ -14,7 +14,7 @@
 all() ->
     [server_work_under_the_wait, other_clients_not_mixed_in, chain_of_servers, statem_call,
      callee_crashes, callee_never_answers, only_listed_servers, without_follow,
-     every_format, bad_options].
+     traced_by_another_tracer, every_format, bad_options].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -166,6 +166,22 @@ without_follow(Config) ->
     Lines = parse(Folded),
     ?assertEqual([], with(Lines, pid_frame(B))),
     ?assertNotEqual([], with(Lines, <<"sleep">>)).
+
+%% A server another tracer traces is left to it: its work stays a wait,
+%% and its tracer and flags are as they were.
+traced_by_another_tracer(Config) ->
+    {_A, B} = ?config(servers, Config),
+    Tracer = spawn_link(fun() -> receive stop -> ok end end),
+    erlang:trace(B, true, [send, {tracer, Tracer}]),
+    try
+        {ok, Folded} = eflambe:apply({?S, client, [B, 20000]}, [{return, flamegraph}, {follow, true}]),
+        ?assertEqual([], with(parse(Folded), pid_frame(B))),
+        ?assertEqual({tracer, Tracer}, erlang:trace_info(B, tracer)),
+        ?assertEqual({flags, [send]}, erlang:trace_info(B, flags))
+    after
+        erlang:trace(B, false, [all]),
+        Tracer ! stop
+    end.
 
 %% Every writer: the server's frames, in the client's one process.
 every_format(Config) ->

@@ -140,7 +140,7 @@ real_consumers(Config) ->
                                brendan_gregg -> json_object([{<<"all">>, integer_to_binary(All)}]);
                                _ -> TotalsJson
                            end, ", \"tolerance\": ", Tolerance(F), "}"]
-                          || {F, File} <- Files, F =/= svg]),
+                          || {F, File} <- Files, F =/= svg] ++ followed_profiles(Dir)),
          "], \"svgs\": [{\"file\": ", json_string(proplists:get_value(svg, Files)),
          ", \"search\": \"fib\", \"share\": ", io_lib:format("~.4f", [100 * Fib / All]), "}, ",
          deep_svg(Dir), "]}"]),
@@ -151,6 +151,27 @@ real_consumers(Config) ->
     ct:pal("~s", [Out]),
     ?assertEqual(0, Status),
     ?assertEqual(nomatch, binary:match(Out, <<"FAIL">>)).
+
+%% A profile that follows a call into a gen_server (eflambe_follow_SUITE):
+%% the server's work is in the client's one profile, in every format.
+followed_profiles(Dir) ->
+    {ok, Server} = eflambe_follow_server:start(none),
+    Archive = filename:join(Dir, "follow.eftrace"),
+    {ok, Folded} = eflambe:apply({eflambe_follow_server, client, [Server, 50000]},
+                                 [{return, flamegraph}, {follow, true}, {archive, Archive}]),
+    eflambe_follow_server:stop(Server),
+    Lines = eflambe_test_util:parse(Folded),
+    All = integer_to_binary(lists:sum([N || {_, N} <- Lines])),
+    Client = list_to_binary(pid_to_list(self())),
+    [begin
+         {ok, File} = eflambe:replay(Archive, [{output_format, F}, {output_directory, Dir}]),
+         Totals = case F of
+                      brendan_gregg -> json_object([{<<"all">>, All}]);
+                      _ -> json_object([{Client, All}])
+                  end,
+         ["{\"file\": ", json_string(File), ", \"totals\": ", Totals, ", \"tolerance\": ",
+          integer_to_binary(length(Lines) div 2 + 1), "}"]
+     end || F <- [brendan_gregg, perf, speedscope]].
 
 %% A graph 300 frames deep (about 5,000 pixels), whose root must still be
 %% on the first screen when opened on its own.
