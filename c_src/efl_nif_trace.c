@@ -20,6 +20,10 @@ static unsigned next_slot; /* atomic: slots handed out so far */
 static THREAD_LOCAL int thread_slot = -1;
 static THREAD_LOCAL struct efl_ring_set *thread_set;
 static THREAD_LOCAL struct efl_ring *thread_ring;
+/* capture: this thread runs a captured caller's gen:do_call/4 match spec,
+ * whose trace action is switching tracing on in the server (erts asks
+ * enabled(trace_status) for it there and then): the server is adopted. */
+static THREAD_LOCAL int follow_adopting;
 
 static inline struct efl_ring *my_ring(void)
 {
@@ -109,9 +113,12 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     int meta = role != EFL_ROLE_PROCESS;
     /* A followed call's steps: the match spec let only tokened processes
      * (working for a followed call) through. */
-    if (role >= EFL_ROLE_FOLLOW_CALL)
-        return EFL_RAW_IS_LOCAL_PID(pid) && tag == efl_atom_call ? efl_atom_trace
-                                                                 : efl_atom_discard;
+    if (role >= EFL_ROLE_FOLLOW_CALL) {
+        int follows = EFL_RAW_IS_LOCAL_PID(pid) && tag == efl_atom_call &&
+                      (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid));
+        follow_adopting = follows && role == EFL_ROLE_FOLLOW_CALL && efl_tracer.capturing;
+        return follows ? efl_atom_trace : efl_atom_discard;
+    }
     if (!efl_tracer.capturing) {
         if (meta && pid != (ERL_NIF_TERM)efl_tracer.root_pid)
             return efl_atom_discard;
@@ -128,6 +135,10 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         if (tag == efl_atom_trace_status)
             return efl_capture_armed(capture) ? efl_atom_trace : efl_atom_remove;
         return efl_atom_trace;
+    }
+    if (tag == efl_atom_trace_status && follow_adopting) {
+        follow_adopting = 0;
+        efl_capture_adopt(capture, pid);
     }
     if (efl_capture_inside(capture, pid))
         /* Of the `procs' events only spawn is used. */
@@ -269,9 +280,13 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
             efl_capture_leave(capture, argv[2]);
         return efl_atom_ok;
     }
+    if (kind == EFL_EV_FOLLOW_CALL)
+        follow_adopting = 0;
     record(id, kind, env, argv, other);
-    if (kind == EFL_EV_SPAWN && capturing)
-        efl_capture_adopt(capture, argv[3]);
+    /* A process spawned inside a captured call, or called by one that
+     * follows, is part of it (its own events pass the checks). */
+    if ((kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL) && capturing)
+        efl_capture_adopt(capture, other);
     /* The end of a captured call is counted even when its event was lost. */
     if (capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&
         efl_capture_leave(capture, argv[2]) && efl_tracer.notify)

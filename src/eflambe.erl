@@ -91,7 +91,8 @@
       | {exclude, [module() | {module(), atom(), arity() | '_'}]}
       | {max_events, pos_integer()}
       | {max_bytes, pos_integer()}
-      | {timeout, timeout()}.
+      | {timeout, timeout()}
+      | {follow, boolean() | [atom() | pid()]}.
 %% `output_directory': where the flamegraph file goes (default: the current
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
 %% 1048576, 32768 events). `archive': keep the run's trace archive at this
@@ -113,7 +114,12 @@
 %% (the call goes on); for capture, how long to wait for the calls. A
 %% profile cut short says so: a warning is logged, SVG and speedscope
 %% titles say "partial", and lost events appear as [dropped N events]
-%% frames.
+%% frames. `follow' (default false): `true' follows the work the call asks
+%% of gen_servers and gen_statems (gen:call) into them, transitively, and
+%% shows it under the caller's gen:do_call/4 frame, after a [queued] frame
+%% for the time its request waited; `[Name | Pid]' follows only into those.
+%% Other clients' requests are not shown. Refused while someone else uses
+%% sequential tracing (the profiled call carries a seq_trace token).
 
 -type capture_option() ::
         option()

@@ -123,18 +123,20 @@ record(MFA, N, Session, Watch, #{timeout := Timeout} = Opts) ->
 %% inherit the flags; the tracer adopts them on their spawn event) and
 %% their stacks go into that call's flamegraph.
 -spec arm(mfa(), eflambe_session:session(), eflambe_options:opts()) -> ok.
-arm(MFA, #{tracer := TracerState, meta := MetaState}, #{spawned := Spawned} = Opts) ->
+arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
+    #{spawned := Spawned, follow := Follow} = Opts) ->
     eflambe_session:arm_local(Opts),
     Flags = [call, return_to, arity, running, garbage_collection,
              {{tracer, eflambe_tracer, TracerState}}]
         ++ [F || Spawned, F <- [procs, set_on_spawn]],
-    1 = erlang:trace_pattern(MFA, [{'_', [], [{trace, [], Flags}, {exception_trace}]}],
-                             [{meta, eflambe_tracer, MetaState}]),
-    ok.
+    Actions = [{trace, [], Flags}, {exception_trace} | eflambe_follow:mark_action(Follow)],
+    1 = erlang:trace_pattern(MFA, [{'_', [], Actions}], [{meta, eflambe_tracer, MetaState}]),
+    eflambe_follow:arm(Follow, Session).
 
 -spec disarm(mfa()) -> ok.
 disarm(MFA) ->
     _ = erlang:trace_pattern(MFA, false, [meta]),
+    eflambe_follow:disarm(),
     eflambe_session:disarm_local().
 
 -type why() :: done | timeout | stopped | caller_down | {target_reloaded, mfa()}

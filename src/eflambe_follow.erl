@@ -20,7 +20,7 @@
 %% recorded but grafted nowhere.
 -module(eflambe_follow).
 
--export([check/1, arm/2, disarm/0, mark/1, unmark/1]).
+-export([check/1, arm/2, disarm/0, mark/1, unmark/1, mark_action/1]).
 
 -define(LABEL, 16#EF1A).
 -define(CALL, {gen, do_call, 4}).
@@ -118,6 +118,16 @@ mark(_Follow) ->
     Old = seq_trace:get_token(),
     _ = seq_trace:set_token(label, ?LABEL),
     {token, Old}.
+
+%% capture: the target's match spec gives the caller the token as the
+%% call begins. It keeps it until it takes a message without one (a server
+%% whose handle_call is captured: its next request); the calls it makes
+%% outside a captured call are not followed (the tracer ignores them).
+-spec mark_action(follow()) -> list().
+mark_action(false) ->
+    [];
+mark_action(_Follow) ->
+    [{set_seq_token, label, ?LABEL}].
 
 -spec unmark(term()) -> ok.
 unmark(none) ->

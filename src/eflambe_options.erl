@@ -60,7 +60,7 @@ defaults(apply) ->
       timeout => infinity,
       follow => false};
 defaults(capture) ->
-    (maps:remove(follow, defaults(apply)))#{return => filename,
+    (defaults(apply))#{return => filename,
                        every => 1,
                        spawned => false,
                        node => node(),
@@ -184,7 +184,7 @@ check(_, max_events, N) ->
     {error, {bad_max_events, N, {expected_between, 1, ?MAX_U64}}};
 check(_, max_bytes, N) ->
     {error, {bad_max_bytes, N, {expected_between, 1, ?MAX_U64}}};
-check(apply, follow, Follow) ->
+check(Mode, follow, Follow) when Mode =:= apply; Mode =:= capture ->
     eflambe_follow:check(Follow);
 check(_, node, Node) when is_atom(Node) ->
     {ok, Node};

@@ -125,7 +125,7 @@ call(Node, MFA, N, Opts) ->
 -spec remote_options(eflambe_options:opts(), [atom()]) -> list().
 remote_options(Opts, Extra) ->
     Same = [buffer_size, archive, timeout, every, spawned, max_depth, recursion, exclude, max_events,
-            max_bytes | Extra],
+            max_bytes, follow | Extra],
     [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
      | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined]].
 

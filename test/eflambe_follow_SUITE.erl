@@ -14,7 +14,7 @@
 all() ->
     [server_work_under_the_wait, other_clients_not_mixed_in, chain_of_servers, statem_call,
      callee_crashes, callee_never_answers, only_listed_servers, without_follow,
-     traced_by_another_tracer, every_format, bad_options].
+     traced_by_another_tracer, captured_call_follows, every_format, bad_options].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -183,6 +183,29 @@ traced_by_another_tracer(Config) ->
         Tracer ! stop
     end.
 
+%% capture: the next call of client/2, made by another process, followed
+%% into the server (A, then B).
+captured_call_follows(Config) ->
+    {A, B} = ?config(servers, Config),
+    Self = self(),
+    Capturer = spawn_link(fun() ->
+                                  Self ! {captured, eflambe:capture({?S, client, 2}, 1,
+                                                                    [{return, flamegraph},
+                                                                     {follow, true}])}
+                          end),
+    eflambe_test_util:wait_armed({?S, client, 2}),
+    Client = spawn_link(fun() -> ?S:client(A, 100000) end),
+    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    unlink(Capturer),
+    Lines = parse(Folded),
+    ?assertEqual([pid_frame(Client)], lists:usort([hd(F) || {F, _} <- Lines])),
+    InA = under(under(Lines, ?WAIT), pid_frame(A)),
+    InB = under(under(InA, ?WAIT), pid_frame(B)),
+    BLight = total(with(InB, <<"eflambe_follow_server:light/1">>)),
+    BHeavy = total(with(InB, <<"eflambe_follow_server:heavy/1">>)),
+    ct:pal("captured: A ~p us, B light ~p, heavy ~p", [total(InA), BLight, BHeavy]),
+    ?assert(BLight > 0 andalso BHeavy / BLight > 2.0 andalso BHeavy / BLight < 4.5).
+
 %% Every writer: the server's frames, in the client's one process.
 every_format(Config) ->
     {A, _B} = ?config(servers, Config),
@@ -209,7 +232,7 @@ bad_options(_Config) ->
     ?assertMatch({error, {bad_follow, [a | b], _}},
                  eflambe:apply({lists, seq, [1, 3]}, [{follow, [a | b]}])),
     ?assertMatch({error, {unknown_option, {follow, true}}},
-                 eflambe:capture({lists, seq, 2}, 1, [{follow, true}, {timeout, 10}])),
+                 eflambe:sample([{follow, true}, {duration, 10}])),
     %% Someone else's sequential trace token: refused, left as it was.
     seq_trace:set_token(label, 17),
     try
