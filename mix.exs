@@ -5,7 +5,9 @@
 #
 # The C part (the NIF and eflambe-fold) is built by c_src/Makefile, the
 # Erlang part by Mix's Erlang compiler, as rebar3 does it with rebar.config.
-# It needs the same Debian packages (scripts/deps.sh lists them).
+# It needs the same Debian packages (scripts/deps.sh lists them). lib/ holds
+# what Elixir users get besides :eflambe: EflambeLive (SVG flamegraphs for
+# Livebook) and `mix profile.eflambe`.
 defmodule Eflambe.MixProject do
   use Mix.Project
 
@@ -15,6 +17,8 @@ defmodule Eflambe.MixProject do
       version: "0.1.0",
       language: :erlang,
       erlc_paths: ["src"],
+      # EflambeLive and the profile.eflambe Mix task.
+      elixirc_paths: ["lib"],
       erlc_options: [:debug_info],
       compilers: [:eflambe_c | Mix.compilers()],
       deps: []
