@@ -17,6 +17,9 @@ struct efl_buf {
      * buffer: an output streams to its file instead of growing whole in
      * memory. Not closed by efl_buf_free. */
     FILE *sink;
+    /* The name of the sink's file, when a writer needs it (perf.data
+     * names a file of symbols after it). */
+    const char *path;
 };
 
 void efl_buf_free(struct efl_buf *b);

@@ -24,6 +24,8 @@ static void usage(FILE *to)
             "                     perf           perf script text (speedscope, Firefox Profiler)\n"
             "                     speedscope     speedscope JSON, one time-ordered profile per process\n"
             "                     svg            an interactive flamegraph for a web browser\n"
+            "                     perf_data      perf.data for perf report and hotspot (with -o\n"
+            "                                    FILE; the function names go into FILE.syms)\n"
             "  -o OUTPUT        write to OUTPUT instead of standard output\n"
             "  --call K         an archive of eflambe:capture holds one profile per\n"
             "                   captured call: fold only the K-th to end (1 = first);\n"
@@ -129,6 +131,11 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (writer->file_only && output == NULL) {
+        fprintf(stderr, "eflambe-fold: --format %s is written to a file only: give -o FILE\n", format);
+        return 2;
+    }
+
     struct efl_profile *p = NULL;
     struct efl_fold_opts opts = {.timeline = writer->needs_timeline, .max_depth = max_depth,
                                  .collapse_recursion = collapse};
@@ -155,7 +162,7 @@ int main(int argc, char **argv)
         }
     }
     /* The output goes out as it is written (a megabyte at a time). */
-    struct efl_buf out = {.sink = output ? fopen(output, "wb") : stdout};
+    struct efl_buf out = {.sink = output ? fopen(output, "wb") : stdout, .path = output};
     if (out.sink == NULL) {
         fprintf(stderr, "eflambe-fold: cannot write %s: %s\n", output, strerror(errno));
         efl_profile_free(p);

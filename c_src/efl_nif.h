@@ -34,7 +34,8 @@
     X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
-    X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end)
+    X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
+    X(needs_a_file) X(file_only)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)

@@ -138,6 +138,7 @@ static efl_status write_output(const struct efl_profile *p, const struct efl_wri
         return w->write(p, 0, out);
     errno = 0;
     out->sink = efl_buf_create_file(path, 0644);
+    out->path = path;
     *err = errno;
     EFL_RETURN_ERROR_IF(out->sink == NULL, EFL_ERR_IO);
     efl_status s = w->write(p, 0, out);
@@ -191,6 +192,12 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         free(path);
         free(output);
         return enif_make_tuple2(env, efl_atom_error, enif_make_tuple2(env, efl_atom_unknown_format, argv[1]));
+    }
+    /* perf.data names a file of symbols after its own. */
+    if (w->file_only && output == NULL) {
+        free(path);
+        return enif_make_tuple2(env, efl_atom_error,
+                                enif_make_tuple2(env, efl_atom_needs_a_file, argv[1]));
     }
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
@@ -292,7 +299,8 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     return enif_make_tuple2(env, efl_atom_ok, info);
 }
 
-/* capabilities() -> #{formats := [{Format, Extension}], event_bytes := 32}
+/* capabilities() -> #{formats := [{Format, Extension}], event_bytes := 32,
+ *                    file_only := [Format]}
  * What this build supports, so that Erlang keeps no copy of the lists. */
 ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -307,10 +315,15 @@ ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
             enif_make_tuple2(env, enif_make_atom(env, w[i].format),
                              enif_make_string(env, w[i].extension, ERL_NIF_LATIN1)),
             formats);
-    ERL_NIF_TERM keys[] = {efl_atom_formats, efl_atom_event_bytes};
-    ERL_NIF_TERM vals[] = {formats, enif_make_uint(env, (unsigned)sizeof(struct efl_event))};
+    ERL_NIF_TERM file_only = enif_make_list(env, 0);
+    for (size_t i = n; i-- > 0;)
+        if (w[i].file_only)
+            file_only = enif_make_list_cell(env, enif_make_atom(env, w[i].format), file_only);
+    ERL_NIF_TERM keys[] = {efl_atom_formats, efl_atom_event_bytes, efl_atom_file_only};
+    ERL_NIF_TERM vals[] = {formats, enif_make_uint(env, (unsigned)sizeof(struct efl_event)),
+                           file_only};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 2, &map);
+    enif_make_map_from_arrays(env, keys, vals, 3, &map);
     return map;
 }
 

@@ -6,7 +6,8 @@
 #include "efl_writer.h"
 
 static const struct efl_writer writers[] = {
-#define EFL_WRITER_ENTRY(format, extension, timeline, write) {#format, extension, timeline, write},
+#define EFL_WRITER_ENTRY(format, extension, timeline, file_only, write)                        \
+    {#format, extension, timeline, file_only, write},
     EFL_WRITERS(EFL_WRITER_ENTRY)
 #undef EFL_WRITER_ENTRY
 };

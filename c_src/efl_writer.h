@@ -14,19 +14,22 @@ struct efl_writer {
     const char *format;     /* the output_format option's value */
     const char *extension;  /* the file name's usual extension, with its dot */
     int needs_timeline;     /* the profile must have its timeline (efl_fold_opts) */
+    int file_only;          /* writes to a file only: out->path is set */
     efl_status (*write)(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 };
 
 /* The one list of output formats: the output_format value, the usual
- * extension, whether it needs the timeline, the writer. The NIF tells
- * Erlang the formats and extensions from this list. */
+ * extension, whether it needs the timeline, whether it is written to a
+ * file only (it names another file after its own), the writer. The NIF
+ * tells Erlang the formats, extensions and file-only ones from this list. */
 #define EFL_WRITERS(X)                                                  \
-    X(brendan_gregg, ".folded", 0, efl_write_folded)                    \
-    X(perf, ".linux-perf.txt", 0, efl_write_perf)                       \
-    X(speedscope, ".speedscope.json", 1, efl_write_speedscope)          \
-    X(svg, ".svg", 0, efl_write_svg)
+    X(brendan_gregg, ".folded", 0, 0, efl_write_folded)                 \
+    X(perf, ".linux-perf.txt", 0, 0, efl_write_perf)                    \
+    X(speedscope, ".speedscope.json", 1, 0, efl_write_speedscope)       \
+    X(svg, ".svg", 0, 0, efl_write_svg)                                 \
+    X(perf_data, ".perf.data", 0, 1, efl_write_perf_data)
 
-#define EFL_WRITER_DECL(format, extension, timeline, write)             \
+#define EFL_WRITER_DECL(format, extension, timeline, file_only, write)  \
     efl_status write(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 EFL_WRITERS(EFL_WRITER_DECL)
 #undef EFL_WRITER_DECL

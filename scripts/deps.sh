@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(erlang-nox erlang-dev rebar3 libck-dev libzstd-dev gcc make)
 if [ "${1:-}" = test ]; then
-    packages+=(erlang-common-test erlang-eunit erlang-proper clang libclang-rt-dev chromium elixir)
+    packages+=(erlang-common-test erlang-eunit erlang-proper clang libclang-rt-dev chromium elixir
+               linux-perf hotspot)
     # Node.js may come from elsewhere than Debian: only ask for it when missing.
     command -v node >/dev/null 2>&1 || packages+=(nodejs)
     command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -63,7 +63,7 @@
 
 -type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]} | fun(() -> term()).
 
--type output_format() :: brendan_gregg | perf | speedscope | svg.
+-type output_format() :: brendan_gregg | perf | speedscope | svg | perf_data.
 %% `brendan_gregg' (default): folded stacks, one line per distinct stack,
 %% as flamegraph.pl, inferno and speedscope read them (`.folded').
 %% `perf': `perf script' text, as speedscope and Firefox Profiler import it
@@ -71,6 +71,10 @@
 %% importer knows it by name). `speedscope': speedscope's JSON, one time-ordered profile
 %% per process, to step through what the call did (`.speedscope.json').
 %% `svg': a self-contained interactive flamegraph (`.svg').
+%% `perf_data': perf's binary perf.data, for `perf report', `perf script'
+%% and hotspot (`.perf.data'), with the function names in a small ELF file
+%% of symbols beside it (`.perf.data.syms'); written to a file only (apply,
+%% sample, replay; for a capture, replay its archive).
 
 -type return_kind() :: value | flamegraph | filename.
 %% `value' (default): `{ok, Value}' with what the function returned (if
@@ -100,8 +104,8 @@
 %% deleted after folding). `open': once written, open the file in that
 %% program (`speedscope', the npm package's command, or any program by name
 %% or path), started without a shell; a program that is not installed is an
-%% error before anything is traced. `hotspot' is refused: it reads only
-%% perf.data files. `max_depth' (default 1024): stacks are cut at that many
+%% error before anything is traced. `hotspot' reads only perf.data: with
+%% `{output_format, perf_data}'. `max_depth' (default 1024): stacks are cut at that many
 %% functions, the deeper time staying with the last frame. `recursion'
 %% (default `exact'): every frame of a recursion is drawn, as deep as it
 %% really was; `collapse' draws a function that calls itself as one frame.

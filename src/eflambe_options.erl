@@ -99,8 +99,11 @@ proper_list(_) ->
     false.
 
 -spec parse(mode(), list(), opts()) -> {ok, opts()} | {error, term()}.
-parse(_Mode, [], Opts) ->
-    default_directory(Opts);
+parse(Mode, [], Opts) ->
+    case file_only(Mode, Opts) of
+        ok -> default_directory(Opts);
+        {error, _} = Error -> Error
+    end;
 parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
     case maps:is_key(Key, Opts) of
         false ->
@@ -113,6 +116,31 @@ parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
     end;
 parse(_Mode, [Option | _], _Opts) ->
     {error, {unknown_option, Option}}.
+
+%% perf.data is written to a file only (it names the file of symbols
+%% beside it), here, one file per run: hotspot reads nothing else.
+-spec file_only(mode(), opts()) -> ok | {error, term()}.
+file_only(Mode, #{output_format := Format} = Opts) ->
+    #{file_only := FileOnly} = eflambe_tracer:capabilities(),
+    Remote = maps:get(node, Opts, node()) =/= node(),
+    Hotspot = is_list(maps:get(open, Opts, undefined)) andalso
+        filename:basename(maps:get(open, Opts)) =:= "hotspot",
+    case lists:member(Format, FileOnly) of
+        false when Hotspot ->
+            {error, {open, hotspot, "hotspot reads perf.data files: use {output_format, perf_data}"}};
+        false ->
+            ok;
+        true when Mode =:= capture ->
+            {error, {output_format, Format, "a file per run only: capture with {archive, Path}, "
+                                            "then replay the archive as " ++ atom_to_list(Format)}};
+        true when Remote ->
+            {error, {output_format, Format, "written on this node only: use {fetch_archive, Path}, "
+                                            "then replay it here"}};
+        true when map_get(return, Opts) =:= flamegraph ->
+            {error, {output_format, Format, "written to a file only: use {return, filename}"}};
+        true ->
+            ok
+    end.
 
 %% A file is written to the current directory unless another is named:
 %% checked now, like one named, not after the run.
@@ -239,12 +267,9 @@ check_directory(Dir) ->
 
 %% The program to open the output with: speedscope (its npm command), or any
 %% program by name or path, run without a shell with the file as its only
-%% argument. hotspot reads perf.data files only, which eflambe does not
-%% write: refused.
+%% argument. hotspot reads perf.data files only (file_only/2 checks that
+%% the output is one).
 -spec check_program(term()) -> {ok, file:filename()} | {error, term()}.
-check_program(hotspot) ->
-    {error, {open, hotspot, "hotspot reads only perf.data files (from perf record); open the "
-                            "perf or speedscope output with speedscope or Firefox Profiler"}};
 check_program(speedscope) ->
     find_program("speedscope");
 check_program(Program) when is_atom(Program) ->

@@ -13,7 +13,8 @@
 
 all() ->
     [golden_replay, golden_cli, file_extensions, streamed_files, streaming_never_clobbers,
-     svg_is_self_contained, open_in_program, real_consumers].
+     svg_is_self_contained, open_in_program, real_consumers, perf_data_in_perf_and_hotspot,
+     perf_data_files_only].
 
 data_dir() ->
     Src = proplists:get_value(source, ?MODULE:module_info(compile)),
@@ -70,7 +71,7 @@ file_extensions(Config) ->
          {ok, File} = eflambe:apply({?W, fib, [12]}, [{output_format, F}, {return, filename},
                                                       {output_directory, Dir}]),
          ?assertEqual(Ext, lists:nthtail(length(File) - length(Ext), File))
-     end || {F, Ext} <- [{brendan_gregg, ".folded"} | ?FORMATS]].
+     end || {F, Ext} <- [{brendan_gregg, ".folded"}, {perf_data, ".perf.data"} | ?FORMATS]].
 
 %% One file, nothing fetched from elsewhere.
 svg_is_self_contained(_Config) ->
@@ -97,7 +98,9 @@ open_in_program(Config) ->
     ?assertEqual({ok, iolist_to_binary(["1|", File])}, file:read_file(Log)),
     ?assertNot(filelib:is_regular(filename:join(Priv, "pwned"))),
     ?assertNot(filelib:is_regular("pwned")),
-    ?assertMatch({error, {open, hotspot, _}}, eflambe:apply({?W, fib, [5]}, [{open, hotspot}])),
+    %% hotspot opens perf.data only (or is not installed here).
+    ?assertMatch({error, {open, H, _}} when H =:= hotspot; H =:= "hotspot",
+                 eflambe:apply({?W, fib, [5]}, [{open, hotspot}])),
     ?assertMatch({error, {open, "no-such-viewer-here", _}},
                  eflambe:apply({?W, fib, [5]}, [{open, "no-such-viewer-here"}])),
     ?assertMatch({error, {bad_open, 42}}, eflambe:apply({?W, fib, [5]}, [{open, 42}])).
@@ -151,6 +154,74 @@ real_consumers(Config) ->
     ct:pal("~s", [Out]),
     ?assertEqual(0, Status),
     ?assertEqual(nomatch, binary:match(Out, <<"FAIL">>)).
+
+%% perf.data, read back by perf itself (perf script: the periods of each
+%% process add up to its folded total, to the microsecond; perf report: the
+%% Erlang names) and by hotspot's own parser. Skipped, saying why, where
+%% perf cannot run.
+perf_data_in_perf_and_hotspot(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Archive = filename:join(Dir, "perf_data.eftrace"),
+    {ok, Folded} = eflambe:apply({?W, parent, [21]}, [{return, flamegraph}, {archive, Archive}]),
+    Totals = lists:foldl(fun({[P | _], N}, M) -> maps:update_with(P, fun(X) -> X + N end, N, M) end,
+                         #{}, eflambe_test_util:parse(Folded)),
+    {ok, File} = eflambe:replay(Archive, [{output_format, perf_data}, {output_directory, Dir}]),
+    ?assertEqual(".perf.data", lists:nthtail(length(File) - 10, File)),
+    ?assert(filelib:is_regular(File ++ ".syms")),
+    %% eflambe-fold writes the same file.
+    Cli = filename:join(code:priv_dir(eflambe), "eflambe-fold"),
+    CliOut = filename:join(Dir, "cli.perf.data"),
+    {0, _} = run(Cli, [Archive, "--format", "perf_data", "-o", CliOut]),
+    {2, NoFile} = run(Cli, [Archive, "--format", "perf_data"]),
+    ?assertNotEqual(nomatch, binary:match(NoFile, <<"-o FILE">>)),
+    case os:find_executable("perf") of
+        false ->
+            {skip, "perf is not installed (Debian: linux-perf)"};
+        Perf ->
+            case run(Perf, ["script", "-i", File, "-F", "comm,period", "--hide-call-graph"]) of
+                {0, Script} ->
+                    Periods = lists:foldl(
+                                fun(Line, M) ->
+                                        case string:lexemes(Line, " \t") of
+                                            [Comm, N] -> maps:update_with(Comm, fun(X) -> X + binary_to_integer(N) end,
+                                                                          binary_to_integer(N), M);
+                                            _ -> M
+                                        end
+                                end, #{}, binary:split(Script, <<"\n">>, [global, trim_all])),
+                    ct:pal("perf script totals ~p~nfolded totals ~p", [Periods, Totals]),
+                    ?assertEqual(Totals, Periods),
+                    {0, Report} = run(Perf, ["report", "--stdio", "-i", CliOut, "--sort", "sym"]),
+                    ?assertNotEqual(nomatch, binary:match(Report, <<"[.] eflambe_workload:fib/1">>)),
+                    hotspot_reads(File);
+                {Status, Out} ->
+                    {skip, io_lib:format("perf script cannot run here (~p): ~s", [Status, Out])}
+            end
+    end.
+
+%% hotspot's parser (the program hotspot runs on a perf.data file) resolves
+%% the names through the file of symbols.
+hotspot_reads(File) ->
+    Parsers = filelib:wildcard("/usr/lib/*/libexec/hotspot-perfparser"),
+    case Parsers of
+        [] ->
+            {comment, "hotspot is not installed: its parser not run"};
+        [Parser | _] ->
+            Out = File ++ ".b2qt",
+            {0, _} = run(Parser, ["--input", File, "--output", Out]),
+            {ok, Stream} = file:read_file(Out),
+            ?assertNotEqual(nomatch, binary:match(Stream, <<"eflambe_workload:fib/1">>)),
+            ok
+    end.
+
+%% perf.data goes to a file, once per run: what cannot be is refused first.
+perf_data_files_only(_Config) ->
+    ?assertMatch({error, {output_format, perf_data, _}},
+                 eflambe:apply({?W, fib, [5]}, [{output_format, perf_data}, {return, flamegraph}])),
+    ?assertMatch({error, {output_format, perf_data, _}},
+                 eflambe:capture({?W, fib, 1}, 1, [{output_format, perf_data}, {timeout, 10}])),
+    ?assertMatch({error, {needs_a_file, perf_data}},
+                 eflambe_tracer:fold(<<"/nonexistent">>, perf_data, false,
+                                     #{max_depth => 10, recursion => exact})).
 
 %% A profile that follows a call into a gen_server (eflambe_follow_SUITE):
 %% the server's work is in the client's one profile, in every format.

@@ -1,6 +1,7 @@
 /* The folder on hand-written event sequences, against expected folded text.
  * Each case runs with the events on one ring and spread over three: the
  * output must not change. */
+#define _GNU_SOURCE /* memmem, memrchr */
 #include <time.h>
 
 #include "efl_fold.h"
@@ -773,6 +774,88 @@ static void holding_bounded(void)
     free(s);
 }
 
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* perf.data: its header's sections cover the file; every record of the
+ * data section is whole; the sample periods add up to the folded
+ * output's; the file of symbols beside it is an ELF file naming every
+ * function. (perf and hotspot read it in eflambe_formats_SUITE.) */
+static void perf_data_layout(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "a:main/0"},   {0, 10, 1, C, "a:work/1"}, {0, 40, 1, R, "a:main/0"},
+        {0, 45, 1, OUT, NULL},      {1, 60, 2, C, "b:loop/0"}, {1, 90, 1, IN, NULL},
+        {1, 100, 1, R, NULL},       {1, 120, 2, R, NULL},
+    };
+    struct efl_profile *p = NULL;
+    char *folded = fold(s, sizeof s / sizeof s[0], 0, &p);
+    uint64_t folded_total = 0;
+    for (char *line = folded; line && *line;) {
+        char *end = strchr(line, '\n'), *space = memrchr(line, ' ', (size_t)(end - line));
+        folded_total += strtoull(space + 1, NULL, 10);
+        line = end + 1;
+    }
+    free(folded);
+    if (p == NULL)
+        return;
+    const char *path = efl_test_tmpfile("perf-data");
+    char syms[300];
+    snprintf(syms, sizeof syms, "%s.syms", path);
+    unlink(path);
+    unlink(syms);
+    struct efl_buf none = {0};
+    CHECK_STATUS(efl_write_perf_data(p, 0, &none), EFL_ERR_ARG); /* no file: refused */
+    struct efl_buf out = {.sink = efl_buf_create_file(path, 0600), .path = path};
+    CHECK(out.sink != NULL);
+    CHECK_STATUS(efl_write_perf_data(p, 0, &out), EFL_OK);
+    CHECK_STATUS(efl_buf_spill(&out, 1), EFL_OK);
+    fclose(out.sink);
+    efl_buf_free(&out);
+    efl_profile_free(p);
+    struct efl_buf file = efl_test_read_file(path), elf = efl_test_read_file(syms);
+    CHECK(file.len > 104 && memcmp(file.data, "PERFILE2", 8) == 0);
+    uint64_t data_off = le64(file.data + 40), data_len = le64(file.data + 48);
+    CHECK(data_off + data_len == file.len);
+    uint64_t periods = 0, samples = 0, comms = 0, mmaps = 0;
+    for (uint64_t at = data_off; at + 8 <= file.len;) {
+        uint32_t type;
+        uint16_t size;
+        memcpy(&type, file.data + at, 4);
+        memcpy(&size, file.data + at + 6, 2);
+        CHECK(size >= 8 && at + size <= file.len);
+        if (size < 8)
+            break;
+        if (type == 9) { /* SAMPLE: ip, pid/tid, time, period, ... */
+            periods += le64(file.data + at + 8 + 24);
+            samples++;
+        }
+        comms += type == 3;
+        mmaps += type == 1;
+        at += size;
+    }
+    /* Two processes; their periods add up to the folded output's total. */
+    CHECK(comms == 2 && mmaps == 2);
+    CHECK(samples >= 4);
+    CHECK(folded_total > 0 && periods == folded_total);
+    CHECK(elf.len > 64 && memcmp(elf.data, "\x7f" "ELF", 4) == 0);
+    const char *names[] = {"a:main/0", "a:work/1", "b:loop/0", "sleep"};
+    for (size_t i = 0; i < 4; i++)
+        CHECK(memmem(elf.data, elf.len, names[i], strlen(names[i]) + 1) != NULL);
+    /* The MMAP records name it by its absolute path. */
+    char *real = realpath(syms, NULL);
+    CHECK(real != NULL && memmem(file.data, file.len, real, strlen(real)) != NULL);
+    free(real);
+    efl_buf_free(&file);
+    efl_buf_free(&elf);
+    unlink(path);
+    unlink(syms);
+}
+
 int main(void)
 {
     RUN(nesting);
@@ -803,5 +886,6 @@ int main(void)
     RUN(streamed_unsorted_folded);
     RUN(many_rings_many_passes);
     RUN(holding_bounded);
+    RUN(perf_data_layout);
     return efl_test_done();
 }
