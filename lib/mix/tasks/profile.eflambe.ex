@@ -18,7 +18,8 @@ defmodule Mix.Tasks.Profile.Eflambe do
 
     * `-e`, `--eval` - the code to profile (else a file of code)
     * `--format` - `brendan_gregg` (folded stacks, the default), `perf`,
-      `speedscope` or `svg`
+      `speedscope`, `svg` or `perf_data` (for hotspot and `perf report`; not
+      with `--capture`)
     * `--output-dir` - where the file goes (default: the current directory)
     * `--open` - open the file with this program once written (`speedscope`, ...)
     * `--capture` - `Module.function/arity` (or `:erlang_module.function/arity`):
@@ -153,7 +154,7 @@ defmodule Mix.Tasks.Profile.Eflambe do
   end
 
   defp output_format(name) do
-    formats = ~w(brendan_gregg perf speedscope svg)
+    formats = ~w(brendan_gregg perf speedscope svg perf_data)
 
     if name in formats,
       do: String.to_atom(name),
