@@ -112,8 +112,9 @@ record_samples(_TracerState, _Samples, _PeriodNs) ->
     erlang:nif_error(not_loaded).
 
 %% What this build supports: each output format with its usual file name
-%% extension (c_src/efl_writer.h keeps the one list), and the size of a
-%% trace event in the rings.
--spec capabilities() -> #{formats := [{atom(), string()}], event_bytes := pos_integer()}.
+%% extension (c_src/efl_writer.h keeps the one list), those written to a
+%% file only, and the size of a trace event in the rings.
+-spec capabilities() -> #{formats := [{atom(), string()}], file_only := [atom()],
+                          event_bytes := pos_integer()}.
 capabilities() ->
     erlang:nif_error(not_loaded).
