@@ -93,10 +93,12 @@ struct proc_state {
     uint32_t nspec, spec_cap;
     struct credit *log;
     size_t nlog, log_cap;
-    /* Following calls into other processes. A followed process (one that
-     * took up a followed request) counts only while it works on one: its
-     * stacks are then grafted under its caller's waiting frame. */
-    uint8_t followed;
+    /* Following calls into other processes. A process's stacks are grafted
+     * under its caller's waiting frame while it works on a followed
+     * request. One that is traced only because a followed call called it
+     * (no event of it before: first_ts >= follow_ts) counts only then. */
+    uint8_t has_first, has_follow;
+    uint64_t first_ts, follow_ts; /* its first event read; the first call of it read */
     uint8_t adopted;       /* spawned inside a profiled call: its time counts */
     uint8_t wait;          /* WAIT_*, as a caller */
     uint32_t wait_server;  /* the process it called */
@@ -106,7 +108,7 @@ struct proc_state {
     uint32_t graft_owner;  /* while grafted: the process node whose tree it is in */
     uint32_t graft_base;   /* while grafted: its stacks' base, under the caller's frame */
     uint32_t graft_level;  /* while grafted: 1 under a profiled process, 2 under a grafted one... */
-    uint32_t last_call;    /* followed, not grafted: the frame it last called, + 1 */
+    uint32_t last_call;    /* the frame it last called, + 1: a graft starts from it */
     struct saved_stack saved;
 };
 
@@ -285,6 +287,26 @@ static efl_status intern_frame(struct efl_folder *f, const struct efl_frame *fr,
 static efl_status fold_ready(struct efl_folder *f, uint64_t limit);
 static efl_status queue_ring(struct efl_folder *f, uint32_t ring);
 
+static void note_first(struct proc_state *ps, uint64_t ts)
+{
+    if (!ps->has_first || ts < ps->first_ts)
+        ps->first_ts = ts;
+    ps->has_first = 1;
+}
+
+static void note_followed(struct proc_state *ps, uint64_t ts)
+{
+    if (!ps->has_follow || ts < ps->follow_ts)
+        ps->follow_ts = ts;
+    ps->has_follow = 1;
+}
+
+/* Traced only because a followed call called it. */
+static int followed_only(const struct proc_state *ps)
+{
+    return ps->has_follow && (!ps->has_first || ps->first_ts >= ps->follow_ts);
+}
+
 static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
 {
     struct efl_folder *f = ctx;
@@ -328,14 +350,15 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
      * profiled calls (events of it before the call are then left out). */
     if (r->kind == EFL_EV_ROOT_CALL && r->pid < f->procs_cap)
         f->procs[r->pid].scoped = 1;
-    /* A process that takes up followed requests, or that a followed call
-     * calls, counts only while it works on one (events of it in between
-     * are left out). Marked as soon as read: its own events may come
-     * first, while it serves others. */
-    if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap)
-        f->procs[r->pid].followed = 1;
+    /* Known as soon as read: a process's own events may be folded before
+     * the followed call that switched its tracing on (it served others
+     * first). */
+    if (r->pid < f->procs_cap)
+        note_first(&f->procs[r->pid], r->ts);
     if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap)
-        f->procs[r->mod].followed = 1;
+        note_followed(&f->procs[r->mod], r->ts);
+    if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap)
+        note_followed(&f->procs[r->pid], r->ts);
     return re->queued ? EFL_OK : queue_ring(f, ring);
 }
 
@@ -962,14 +985,16 @@ static efl_status ungraft(struct efl_folder *f, struct proc_state *s, uint32_t s
 {
     if (s->caller == 0)
         return EFL_OK;
-    /* What it waited for in turn ends with it. */
-    if (s->wait == WAIT_SERVED && s->served_by < f->procs_cap)
-        EFL_FORWARD_IF_ERROR(ungraft(f, &f->procs[s->served_by], s->served_by, ts));
+    /* Its own state first: an archive may make a ring of grafts, which
+     * the recursion below then meets ungrafted. */
+    uint32_t cid = s->caller, served = s->wait == WAIT_SERVED ? s->served_by : 0;
     s->wait = WAIT_NONE;
-    struct proc_state *c = &f->procs[s->caller];
     settle_all(f, s);
     f->stack_entries -= s->depth;
-    free(s->stack);
+    /* What it did meanwhile goes on in its own stack (a process that
+     * counts on its own too): the graft began with the frame on top of it. */
+    struct stack_entry *graft_stack = s->stack;
+    uint32_t graft_depth = s->depth;
     s->stack = s->saved.stack;
     s->depth = s->saved.depth;
     s->cap = s->saved.cap;
@@ -979,6 +1004,22 @@ static efl_status ungraft(struct efl_folder *f, struct proc_state *s, uint32_t s
     s->overflow_frame = s->saved.overflow_frame;
     s->saved = (struct saved_stack){0};
     s->caller = s->graft_owner = s->graft_base = s->graft_level = 0;
+    efl_status st = EFL_OK;
+    if (s->depth > 1 && s->overflow == 0 && graft_depth > 1 &&
+        top_entry(s)->frame == graft_stack[1].frame) {
+        f->stack_entries--;
+        s->depth--;
+        s->node = top_entry(s)->node;
+        for (uint32_t i = 1; st == EFL_OK && i < graft_depth; i++)
+            if (graft_stack[i].frame != NO_ENTRY_FRAME)
+                st = push(f, s, graft_stack[i].frame, 0);
+    }
+    free(graft_stack);
+    EFL_FORWARD_IF_ERROR(st);
+    /* What it waited for in turn ends with it. */
+    if (served != 0 && served < f->procs_cap)
+        EFL_FORWARD_IF_ERROR(ungraft(f, &f->procs[served], served, ts));
+    struct proc_state *c = &f->procs[cid];
     if (c->wait == WAIT_SERVED && c->served_by == sid) {
         /* Time is credited when the next event comes, to the stack on top
          * meanwhile: up to here the caller was served. */
@@ -1093,12 +1134,13 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     unsigned kind = HELD_KIND(e);
     int follow_event = kind == EFL_EV_FOLLOW_CALL || kind == EFL_EV_FOLLOW_TAKE ||
                        kind == EFL_EV_FOLLOW_END;
-    /* A followed process between requests, unless its own time counts
-     * too (a process of the profiled call): only what a graft needs. A
-     * process seen only through a followed call's steps is nobody the
-     * profile shows (a process that got the call's token from a message). */
-    if (ps->caller == 0 && !ps->scoped && !ps->adopted && (ps->followed || follow_event))
-        return ps->followed ? between_requests(f, ps, e) : EFL_OK;
+    /* A process traced only because a followed call called it, between
+     * requests: only what a graft needs. A process seen only through a
+     * followed call's steps is nobody the profile shows (a process that got
+     * the call's token from a message). */
+    if (ps->caller == 0 && !ps->scoped && !ps->adopted &&
+        (followed_only(ps) || (follow_event && ps->proc_node == 0)))
+        return followed_only(ps) ? between_requests(f, ps, e) : EFL_OK;
     if (ps->proc_node == 0 && !ps->scoped && ps->caller == 0) {
         EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));
         EFL_FORWARD_IF_ERROR(reset_stack(f, ps, ps->proc_node));

@@ -38,14 +38,24 @@
 check(false) ->
     {ok, false};
 check(Follow) when Follow =:= true; is_list(Follow) ->
-    case {seq_trace:get_system_tracer(), seq_trace:get_token()} of
-        {false, []} when Follow =:= true -> {ok, true};
-        {false, []} -> check_list(Follow);
-        {false, _Token} -> {error, {follow, {seq_trace_in_use, self()}}};
+    case {seq_trace:get_system_tracer(), own_token()} of
+        {false, true} when Follow =:= true -> {ok, true};
+        {false, true} -> check_list(Follow);
+        {false, false} -> {error, {follow, {seq_trace_in_use, self()}}};
         {Tracer, _} -> {error, {follow, {seq_trace_in_use, Tracer}}}
     end;
 check(Other) ->
     {error, {bad_follow, Other, {expected, 'true | false | [Name | Pid]'}}}.
+
+%% No token, or one of an earlier run's (a message of a followed process
+%% carried it here after the run: harmless, with no trace flags).
+-spec own_token() -> boolean().
+own_token() ->
+    case seq_trace:get_token(label) of
+        [] -> true;
+        {label, ?LABEL} -> true;
+        {label, _} -> false
+    end.
 
 -spec check_list(list()) -> {ok, [atom() | pid()]} | {error, term()}.
 check_list(List) ->
@@ -115,7 +125,10 @@ disarm() ->
 mark(false) ->
     none;
 mark(_Follow) ->
-    Old = seq_trace:get_token(),
+    Old = case own_token() of
+              true -> [];
+              false -> seq_trace:get_token()
+          end,
     _ = seq_trace:set_token(label, ?LABEL),
     {token, Old}.
 

@@ -25,6 +25,11 @@ end_per_testcase(_Case, _Config) ->
 
 %% ---- helpers ------------------------------------------------------------
 
+%% A run is in progress: every function carries its local call pattern.
+wait_armed() ->
+    eflambe_test_util:wait_until(
+      fun() -> erlang:trace_info({?W, fib, 1}, traced) =:= {traced, local} end).
+
 %% Profiles MFA and returns the folded lines as [{Frames, Microseconds}].
 profile(M, F, A) ->
     profile(M, F, A, []).
@@ -226,9 +231,12 @@ already_running(_Config) ->
                         R = eflambe:apply({?W, waiter, []}, [{return, flamegraph}]),
                         Self ! {first, R}
                 end),
-    timer:sleep(200),
-    ?assertEqual({error, already_running}, eflambe:apply({?W, fib, [5]})),
-    Pid ! stop,
+    try
+        wait_armed(),
+        ?assertEqual({error, already_running}, eflambe:apply({?W, fib, [5]}))
+    after
+        Pid ! stop
+    end,
     receive {first, R} -> ?assertMatch({ok, _}, R) end.
 
 %% A caller that already has a tracer is refused, and its tracer stays.
@@ -320,9 +328,13 @@ lost_events(_Config) ->
 %% A caller killed mid-call leaves nothing armed, and the next run starts.
 caller_killed(_Config) ->
     Pid = spawn(fun() -> eflambe:apply({?W, waiter, []}) end),
-    timer:sleep(200),
-    ?assertEqual({traced, local}, erlang:trace_info({?W, fib, 1}, traced)),
-    exit(Pid, kill),
+    %% Armed (on a loaded machine that takes a while); the caller is killed
+    %% however the wait ends, so no run is left behind.
+    try
+        wait_armed()
+    after
+        exit(Pid, kill)
+    end,
     eflambe_test_util:wait_until(fun() -> eflambe_tracer:running_session() =:= undefined end),
     ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)),
     ?assertMatch({ok, _}, eflambe:apply({?W, fib, [10]}, [{return, flamegraph}])).

@@ -57,17 +57,17 @@ static const struct efl_script sites_script[] = {
     {0, 191, 1, EFL_EV_ROOT_RETURN, NULL},
 };
 
-/* Version 2.0: a followed call. Process 1 calls server 2 and waits,
- * [queued] while 2 finishes another request; 2 takes it up, works, is
- * done; 1 sleeps until it runs again. Process 3, which got the call's
+/* Version 2.0: a followed call. Process 1 calls server 2 (which the call
+ * switches tracing on in) and waits, [queued] while 2 finishes another
+ * request; 2 takes it up, works, is done; 1 sleeps until it runs again. Process 3, which got the call's
  * token but is not profiled, calls 2 as well: nothing of it shows. */
 static const struct efl_script follow_script[] = {
     {0, 100, 1, EFL_EV_ROOT_CALL, NULL},
     {0, 102, 1, EFL_EV_CALL, "app:main/1"},
-    {1, 105, 2, EFL_EV_IN, NULL},
-    {1, 106, 2, EFL_EV_CALL, "srv:other/1"},
     {0, 110, 1, EFL_EV_CALL, "gen:do_call/4"},
     {0, 111, 1, EFL_EV_FOLLOW_CALL, "2"},
+    {1, 112, 2, EFL_EV_IN, NULL},
+    {1, 113, 2, EFL_EV_CALL, "srv:other/1"},
     {0, 115, 1, EFL_EV_OUT, NULL},
     {1, 120, 2, EFL_EV_CALL, "gen_server:loop/7"},
     {1, 130, 2, EFL_EV_CALL, "gen_server:handle_msg/6"},

@@ -774,6 +774,49 @@ static void holding_bounded(void)
     free(s);
 }
 
+#define FC EFL_EV_FOLLOW_CALL
+#define FT EFL_EV_FOLLOW_TAKE
+#define FE EFL_EV_FOLLOW_END
+
+/* A followed call: process 1 waits [queued] for server 2, then 2's work is
+ * under 1's waiting frame, and 1's sleep meanwhile is not counted. */
+static void followed_call(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "a:main/0"},          {0, 10, 1, C, "gen:do_call/4"},
+        {0, 11, 1, FC, "2"},               {0, 15, 1, OUT, NULL},
+        {1, 20, 2, C, "srv:other/1"},      {1, 30, 2, C, "gen_server:handle_msg/6"},
+        {1, 31, 2, FT, "1"},               {1, 35, 2, C, "srv:handle_call/3"},
+        {1, 75, 2, R, "gen_server:handle_msg/6"}, {1, 80, 2, FE, NULL},
+        {0, 90, 1, IN, NULL},              {0, 95, 1, R, "a:main/0"},
+        {0, 100, 1, R, NULL},
+    };
+    check_fold(s, sizeof s / sizeof s[0],
+               "<0.1.0>;a:main/0 15\n"
+               "<0.1.0>;a:main/0;gen:do_call/4 10\n"
+               "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;[queued] 16\n"
+               "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;gen_server:handle_msg/6 9\n"
+               "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;gen_server:handle_msg/6;srv:handle_call/3 40\n"
+               "<0.1.0>;a:main/0;gen:do_call/4;sleep 10\n");
+}
+
+/* A hostile archive: two processes each taking the other's request, in a
+ * ring, then ending in any order: folded without looping or crashing. */
+static void follow_ring_survives(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "a:main/0"},  {0, 1, 2, C, "b:main/0"},  {0, 2, 1, FC, "2"},
+        {0, 3, 2, FT, "1"},        {0, 4, 2, FC, "1"},        {0, 5, 1, FT, "2"},
+        {0, 6, 2, C, "b:work/0"},  {0, 7, 1, C, "a:work/0"},  {0, 8, 2, FE, NULL},
+        {0, 9, 1, FE, NULL},       {0, 10, 1, FT, "1"},       {0, 11, 2, FT, "2"},
+        {0, 12, 1, FE, NULL},      {0, 13, 1, R, NULL},       {0, 14, 2, R, NULL},
+    };
+    struct efl_profile *p = NULL;
+    free(fold(s, sizeof s / sizeof s[0], 0, &p));
+    CHECK(p != NULL);
+    efl_profile_free(p);
+}
+
 static uint64_t le64(const unsigned char *p)
 {
     uint64_t v;
@@ -887,5 +930,7 @@ int main(void)
     RUN(many_rings_many_passes);
     RUN(holding_bounded);
     RUN(perf_data_layout);
+    RUN(followed_call);
+    RUN(follow_ring_survives);
     return efl_test_done();
 }
