@@ -18,6 +18,10 @@
 #include "efl_ring.h"
 #include "efl_status.h"
 
+/* Everything here is the library's own: the callbacks reach the state and
+ * the atoms without the GOT. */
+#pragma GCC visibility push(hidden)
+
 #define EFL_NIF_ATOMS(X)                                                \
     X(already_running) X(bytes) X(call) X(discard) X(dropped) X(error)  \
     X(events) X(exception_from) X(gc_major_end) X(gc_major_start)       \
@@ -114,19 +118,18 @@ int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, unsigned *role);
 /* The calling thread's ring in the current set, or NULL when it has none. */
 struct efl_ring *efl_nif_my_ring(void);
 
-/* Writes one event into the calling thread's ring (a loss marker first
- * if events were lost); counts it lost if the ring is full. */
-static inline void efl_nif_write(struct efl_ring *ring, const struct efl_event *ev)
+/* The slot of the calling thread's ring to write pid's next event into
+ * (after a loss marker, if events were lost), or NULL when the ring is full
+ * (the event is counted lost). The caller fills it and commits. */
+static inline struct efl_event *efl_nif_reserve(struct efl_ring *ring, uint64_t ts,
+                                                uint32_t session, uint64_t pid)
 {
     struct efl_event *e = NULL;
-    if (efl_ring_report_losses(ring, ev->ts, ev->session))
+    if (efl_ring_report_losses(ring, ts, session))
         e = efl_ring_reserve(ring);
-    if (e == NULL) {
-        efl_ring_lose(ring, ev->pid);
-        return;
-    }
-    *e = *ev;
-    efl_ring_commit(ring);
+    if (e == NULL)
+        efl_ring_lose(ring, pid);
+    return e;
 }
 
 /* {error, {StatusAtom, Detail}} */
@@ -153,5 +156,7 @@ ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 int efl_nif_session_load(void);
 void efl_nif_session_unload(void);
 int efl_nif_fold_load(ErlNifEnv *env);
+
+#pragma GCC visibility pop
 
 #endif

@@ -25,9 +25,12 @@ static int stack_frame(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *mod, uint32_t *
 static void write_event(struct efl_ring *ring, unsigned id, uint64_t ts, ERL_NIF_TERM pid,
                         unsigned kind, uint32_t mod, uint32_t fun, unsigned arity)
 {
-    struct efl_event e = {.ts = ts, .pid = pid, .mod = mod, .fun = fun, .kind = (uint8_t)kind,
-                          .arity = (uint8_t)(arity > 255 ? 255 : arity), .session = id};
-    efl_nif_write(ring, &e);
+    struct efl_event *e = efl_nif_reserve(ring, ts, id, pid);
+    if (e == NULL)
+        return;
+    *e = (struct efl_event){.ts = ts, .pid = pid, .mod = mod, .fun = fun, .kind = (uint8_t)kind,
+                            .arity = (uint8_t)(arity > 255 ? 255 : arity), .session = id};
+    efl_ring_commit(ring);
 }
 
 /* record_samples(TracerState, [{Pid, StackTrace}], PeriodNs) -> ok

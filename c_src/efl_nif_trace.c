@@ -151,14 +151,26 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     return tag == efl_atom_trace_status ? efl_atom_remove : efl_atom_discard;
 }
 
-static unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
+/* The event a trace message makes, 0 for none. A process's own events
+ * first: they are nearly all of them. */
+static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
 {
-    if (role >= EFL_ROLE_FOLLOW_CALL) {
-        if (tag != efl_atom_call)
-            return 0;
-        return role == EFL_ROLE_FOLLOW_CALL ? EFL_EV_FOLLOW_CALL
-               : role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_TAKE
-                                              : EFL_EV_FOLLOW_END;
+    if (role == EFL_ROLE_PROCESS) {
+        if (tag == efl_atom_call)
+            return EFL_EV_CALL;
+        if (tag == efl_atom_return_to)
+            return EFL_EV_RETURN_TO;
+        if (tag == efl_atom_in || tag == efl_atom_in_exiting)
+            return EFL_EV_IN;
+        if (tag == efl_atom_out || tag == efl_atom_out_exiting || tag == efl_atom_out_exited)
+            return EFL_EV_OUT;
+        if (tag == efl_atom_gc_minor_start || tag == efl_atom_gc_major_start)
+            return EFL_EV_GC_START;
+        if (tag == efl_atom_gc_minor_end || tag == efl_atom_gc_major_end)
+            return EFL_EV_GC_END;
+        if (tag == efl_atom_spawn)
+            return EFL_EV_SPAWN;
+        return 0;
     }
     if (role == EFL_ROLE_ROOT) {
         if (tag == efl_atom_call)
@@ -169,21 +181,11 @@ static unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
             return EFL_EV_ROOT_EXCEPTION;
         return 0;
     }
-    if (tag == efl_atom_call)
-        return EFL_EV_CALL;
-    if (tag == efl_atom_return_to)
-        return EFL_EV_RETURN_TO;
-    if (tag == efl_atom_in || tag == efl_atom_in_exiting)
-        return EFL_EV_IN;
-    if (tag == efl_atom_out || tag == efl_atom_out_exiting || tag == efl_atom_out_exited)
-        return EFL_EV_OUT;
-    if (tag == efl_atom_gc_minor_start || tag == efl_atom_gc_major_start)
-        return EFL_EV_GC_START;
-    if (tag == efl_atom_gc_minor_end || tag == efl_atom_gc_major_end)
-        return EFL_EV_GC_END;
-    if (tag == efl_atom_spawn)
-        return EFL_EV_SPAWN;
-    return 0;
+    if (tag != efl_atom_call)
+        return 0;
+    return role == EFL_ROLE_FOLLOW_CALL ? EFL_EV_FOLLOW_CALL
+           : role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_TAKE
+                                          : EFL_EV_FOLLOW_END;
 }
 
 /* The caller a server's followed request came from: in the arguments of
@@ -233,15 +235,23 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
         __atomic_fetch_add(&efl_tracer.lost_no_ring, 1, __ATOMIC_RELAXED);
         return;
     }
-    struct efl_event e = {.ts = ts, .pid = argv[2], .kind = (uint8_t)kind, .session = id};
+    struct efl_event *e = efl_nif_reserve(ring, ts, id, argv[2]);
+    if (e == NULL)
+        return;
+    e->ts = ts;
+    e->pid = argv[2];
+    e->mod = e->fun = 0;
+    e->kind = (uint8_t)kind;
+    e->arity = 0;
+    e->session = id;
     if (efl_event_names_process(kind)) {
-        e.mod = (uint32_t)other;
-        e.fun = (uint32_t)((uint64_t)other >> 32);
+        e->mod = (uint32_t)other;
+        e->fun = (uint32_t)((uint64_t)other >> 32);
     } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
                (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
-        read_mfa(env, argv[3], &e);
+        read_mfa(env, argv[3], e);
     }
-    efl_nif_write(ring, &e);
+    efl_ring_commit(ring);
     /* A burst does not wait for the flusher's sleep to end. */
     if (__atomic_load_n(&efl_tracer.flusher_sleeping, __ATOMIC_RELAXED) && efl_ring_filling(ring))
         efl_flusher_wake(&efl_tracer.flusher_sleeping);
@@ -258,12 +268,18 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         return efl_atom_ok;
     int meta = role != EFL_ROLE_PROCESS;
     unsigned kind = event_kind(argv[0], role);
-    ERL_NIF_TERM other = kind == EFL_EV_SPAWN         ? argv[3]
-                         : kind == EFL_EV_FOLLOW_CALL ? called_server(env, argv[3])
-                         : kind == EFL_EV_FOLLOW_TAKE ? request_caller(env, argv[3])
-                                                      : 0;
-    if (kind == 0 || (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other)))
+    if (kind == 0)
         return efl_atom_ok;
+    /* The process a spawn or a followed call names (kinds from SPAWN on). */
+    ERL_NIF_TERM other = 0;
+    if (kind >= EFL_EV_SPAWN) {
+        other = kind == EFL_EV_SPAWN         ? argv[3]
+                : kind == EFL_EV_FOLLOW_CALL ? called_server(env, argv[3])
+                : kind == EFL_EV_FOLLOW_TAKE ? request_caller(env, argv[3])
+                                             : 0;
+        if (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other))
+            return efl_atom_ok;
+    }
     int capturing = efl_tracer.capturing;
     /* apply: the caller's own events before its profiled call (eflambe
      * arming) are nobody's business; only the callers' own thread writes
