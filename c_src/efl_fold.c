@@ -22,6 +22,10 @@ struct held_event {
 #define NO_FRAME 0
 
 _Static_assert(EFL_EV_KIND_END <= 16, "event kinds must fit in 4 bits");
+/* Kinds that are not a process's own events come last (checks test ranges). */
+_Static_assert(EFL_EV_LOST == EFL_EV_SPAWN + 1 && EFL_EV_FOLLOW_CALL == EFL_EV_LOST + 1 &&
+                   EFL_EV_FOLLOW_END + 1 == EFL_EV_KIND_END,
+               "SPAWN, LOST and the FOLLOW kinds are the last");
 
 struct ring_events {
     struct held_event *ev;
@@ -153,6 +157,7 @@ struct efl_folder {
     uint32_t undefined_function; /* frame of error_handler:undefined_function/3, + 1 */
     int collapse;                /* {recursion, collapse} */
     int sampled;                 /* a sampling run: each call event is a real frame */
+    int following;               /* a run that followed calls: first events are noted */
     uint64_t stack_entries;      /* in use by all processes, bounded */
     uint64_t credits;            /* held by all speculations, bounded */
     /* What the returns of calls of unknown kind showed, per (caller frame,
@@ -335,7 +340,7 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     e->ts = r->ts;
     e->pid_kind = r->pid << 4 | r->kind;
     e->frame = NO_FRAME;
-    if (efl_event_names_process(r->kind) || r->kind == EFL_EV_LOST) {
+    if (r->kind >= EFL_EV_SPAWN && (efl_event_names_process(r->kind) || r->kind == EFL_EV_LOST)) {
         e->frame = r->mod; /* the other process's id; the events lost */
     } else if (r->mod != 0) {
         struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
@@ -352,13 +357,16 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
         f->procs[r->pid].scoped = 1;
     /* Known as soon as read: a process's own events may be folded before
      * the followed call that switched its tracing on (it served others
-     * first). */
-    if (r->pid < f->procs_cap)
+     * first). First events only in runs that followed calls (the header
+     * says so): it costs a look at the process for every event. */
+    if (f->following && r->pid < f->procs_cap)
         note_first(&f->procs[r->pid], r->ts);
-    if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap)
-        note_followed(&f->procs[r->mod], r->ts);
-    if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap)
-        note_followed(&f->procs[r->pid], r->ts);
+    if (r->kind >= EFL_EV_FOLLOW_CALL) {
+        if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap)
+            note_followed(&f->procs[r->mod], r->ts);
+        if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap)
+            note_followed(&f->procs[r->pid], r->ts);
+    }
     return re->queued ? EFL_OK : queue_ring(f, ring);
 }
 
@@ -367,6 +375,8 @@ static efl_status on_meta(void *ctx, const char *line, size_t len)
     struct efl_folder *f = ctx;
     if (len == 11 && memcmp(line, "mode=sample", 11) == 0)
         f->sampled = 1;
+    if (len == 11 && memcmp(line, "follow=true", 11) == 0)
+        f->following = 1;
     size_t have = f->p->meta ? strlen(f->p->meta) : 0;
     char *meta = realloc(f->p->meta, have + len + 2);
     EFL_RETURN_ERROR_IF(meta == NULL, EFL_ERR_NOMEM);
@@ -1132,14 +1142,13 @@ static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e)
 {
     unsigned kind = HELD_KIND(e);
-    int follow_event = kind == EFL_EV_FOLLOW_CALL || kind == EFL_EV_FOLLOW_TAKE ||
-                       kind == EFL_EV_FOLLOW_END;
+    int follow_event = kind >= EFL_EV_FOLLOW_CALL; /* the last kinds */
     /* A process traced only because a followed call called it, between
      * requests: only what a graft needs. A process seen only through a
      * followed call's steps is nobody the profile shows (a process that got
      * the call's token from a message). */
-    if (ps->caller == 0 && !ps->scoped && !ps->adopted &&
-        (followed_only(ps) || (follow_event && ps->proc_node == 0)))
+    if (__builtin_expect(ps->has_follow || follow_event, 0) && ps->caller == 0 && !ps->scoped &&
+        !ps->adopted && (followed_only(ps) || (follow_event && ps->proc_node == 0)))
         return followed_only(ps) ? between_requests(f, ps, e) : EFL_OK;
     if (ps->proc_node == 0 && !ps->scoped && ps->caller == 0) {
         EFL_FORWARD_IF_ERROR(child_kind(f, 0, EFL_FRAME_PROCESS, HELD_PID(e), &ps->proc_node));

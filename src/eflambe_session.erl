@@ -390,7 +390,9 @@ metadata(Mode, Params, Opts) ->
              {start_time, calendar:system_time_to_rfc3339(erlang:system_time(second))},
              {mode, Mode},
              {target, Target},
-             {output_format, maps:get(output_format, Opts)}],
+             {output_format, maps:get(output_format, Opts)}]
+        %% The folder then notes when each process was first seen.
+        ++ [{follow, true} || maps:get(follow, Opts, false) =/= false],
     [[atom_to_list(K), $=, value_text(V), $\n] || {K, V} <- Lines].
 
 -spec value_text(term()) -> iodata().
