@@ -25,6 +25,7 @@
 #define MAP_START 0x400000u
 #define HEADER_BYTES 104u
 #define COMM_MAX 4000u
+#define EVENT_ID 1u
 /* What perf sees: a software event (cpu-clock), sampled with these. */
 #define SAMPLE_TYPE (PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_PERIOD | \
                      PERF_SAMPLE_CALLCHAIN)
@@ -373,13 +374,17 @@ static efl_status write_perf_data(struct perf_data *w, const char *syms_path)
     EFL_FORWARD_IF_ERROR(put64(b, attr_bytes));
     EFL_FORWARD_IF_ERROR(put64(b, HEADER_BYTES)); /* attrs: offset, size */
     EFL_FORWARD_IF_ERROR(put64(b, attr_bytes));
-    EFL_FORWARD_IF_ERROR(put64(b, HEADER_BYTES + attr_bytes)); /* data */
+    /* After the attribute, its one id (hotspot's parser knows an
+     * attribute by its ids), then the data. */
+    uint64_t ids_at = HEADER_BYTES + attr_bytes;
+    EFL_FORWARD_IF_ERROR(put64(b, ids_at + 8)); /* data */
     EFL_FORWARD_IF_ERROR(put64(b, data));
     for (int i = 0; i < 2 + 4; i++) /* event types (unused); no features */
         EFL_FORWARD_IF_ERROR(put64(b, 0));
     EFL_FORWARD_IF_ERROR(put(b, &attr, sizeof attr));
-    EFL_FORWARD_IF_ERROR(put64(b, 0)); /* the attribute's ids: none */
-    EFL_FORWARD_IF_ERROR(put64(b, 0));
+    EFL_FORWARD_IF_ERROR(put64(b, ids_at)); /* the attribute's ids: offset, size */
+    EFL_FORWARD_IF_ERROR(put64(b, 8));
+    EFL_FORWARD_IF_ERROR(put64(b, EVENT_ID));
     for (size_t i = 0; i < w->nprocs; i++) {
         EFL_FORWARD_IF_ERROR(thread_records(w, i, syms_path));
         uint64_t unused = 0;

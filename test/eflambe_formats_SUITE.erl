@@ -210,7 +210,23 @@ hotspot_reads(File) ->
             {0, _} = run(Parser, ["--input", File, "--output", Out]),
             {ok, Stream} = file:read_file(Out),
             ?assertNotEqual(nomatch, binary:match(Stream, <<"eflambe_workload:fib/1">>)),
-            ok
+            hotspot_opens(File)
+    end.
+
+%% hotspot itself, without a display, for 15 seconds: it reads the file to
+%% its end and takes every sample (its parser knew no event for samples
+%% without an attribute id: "Unexpected attribute id").
+hotspot_opens(File) ->
+    case {os:find_executable("hotspot"), os:find_executable("timeout")} of
+        {Hotspot, Timeout} when is_list(Hotspot), is_list(Timeout) ->
+            {_, Out} = eflambe_test_util:run(Timeout, ["15", Hotspot, File],
+                                             [{env, [{"QT_QPA_PLATFORM", "offscreen"}]}]),
+            ct:pal("~s", [Out]),
+            ?assertNotEqual(nomatch, binary:match(Out, <<"FINISHED_ROUND">>)),
+            ?assertEqual(nomatch, binary:match(Out, <<"Unexpected attribute">>)),
+            ok;
+        _ ->
+            {comment, "hotspot is not installed: not opened"}
     end.
 
 %% perf.data goes to a file, once per run: what cannot be is refused first.
