@@ -39,7 +39,7 @@
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
-    X(needs_a_file) X(file_only)
+    X(needs_a_file) X(file_only) X(server)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -108,6 +108,8 @@ enum efl_tracer_role {
     EFL_ROLE_FOLLOW_CALL, /* gen:do_call/4: a caller sends a request and waits */
     EFL_ROLE_FOLLOW_TAKE, /* a server takes a followed request up */
     EFL_ROLE_FOLLOW_END,  /* a server is back in its loop: done with it */
+    EFL_ROLE_SERVER,      /* a server's own events, its tracing switched on by a
+                           * followed call's match spec */
     EFL_ROLE_END
 };
 

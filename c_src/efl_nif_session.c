@@ -233,7 +233,7 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
 
 /* start_session(#{archive, ring_events, threads, meta, root_pid, root_frame,
  *                 budget, every, notify}) ->
- *     {ok, TracerState, MetaTracerState, #{follow_call, follow_take, follow_end}}
+ *     {ok, TracerState, MetaTracerState, #{follow_call, follow_take, follow_end, server}}
  *     | {error, already_running} | {error, {Atom, Path}}
  *
  * threads: how many threads may call a callback (normal and dirty
@@ -248,7 +248,8 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
  * come slowly, as samples do).
  * The follow_* states are the meta tracer states of a followed call's
  * steps: a caller calling (gen:do_call/4), a server taking the request up,
- * the server done with it. */
+ * the server done with it; `server` the tracer state a followed call's
+ * match spec switches a server's tracing on with. */
 ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -301,12 +302,14 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
         __atomic_store_n(&efl_tracer.lost_no_ring, 0, __ATOMIC_RELAXED);
         /* Publishes all of the above to the callbacks. */
         __atomic_store_n(&efl_tracer.active, id, __ATOMIC_SEQ_CST);
-        ERL_NIF_TERM keys[] = {efl_atom_follow_call, efl_atom_follow_take, efl_atom_follow_end};
+        ERL_NIF_TERM keys[] = {efl_atom_follow_call, efl_atom_follow_take, efl_atom_follow_end,
+                               efl_atom_server};
         ERL_NIF_TERM vals[] = {enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_CALL)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_TAKE)),
-                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_END))};
+                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_END)),
+                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_SERVER))};
         ERL_NIF_TERM follow;
-        enif_make_map_from_arrays(env, keys, vals, 3, &follow);
+        enif_make_map_from_arrays(env, keys, vals, 4, &follow);
         result = enif_make_tuple4(env, efl_atom_ok,
                                   enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_PROCESS)),
                                   enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_ROOT)), follow);

