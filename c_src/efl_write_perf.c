@@ -57,13 +57,6 @@ static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, c
     return node == w->proc ? EFL_OK : stack(w, p, w->proc, node);
 }
 
-/* The process number: <0.85.0> gives 85. */
-static unsigned process_number(const char *name)
-{
-    const char *dot = strchr(name, '.');
-    return dot ? (unsigned)strtoul(dot + 1, NULL, 10) : 0;
-}
-
 efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl_buf *out)
 {
     uint32_t *procs;
@@ -75,7 +68,7 @@ efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl
         const struct efl_frame *fr = &p->frames[p->nodes[procs[i]].frame];
         w.command.len = 0;
         w.clock_us = 0;
-        w.tid = process_number(p->processes[fr->a]);
+        w.tid = efl_process_number(p->processes[fr->a]);
         w.proc = procs[i];
         s = efl_node_name(p, procs[i], &w.command);
         /* The walk from the process node itself visits its stacks. */

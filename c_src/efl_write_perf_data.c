@@ -54,17 +54,10 @@ static efl_status put64(struct efl_buf *b, uint64_t v)
     return efl_buf_append(b, &v, 8);
 }
 
-/* The process number: <0.85.0> gives 85. */
-static uint32_t process_number(const char *name)
-{
-    const char *dot = strchr(name, '.');
-    return dot ? (uint32_t)strtoul(dot + 1, NULL, 10) : 0;
-}
-
 static uint32_t thread_of(const struct perf_data *w, size_t i)
 {
     const struct efl_frame *fr = &w->p->frames[w->p->nodes[w->procs[i]].frame];
-    uint32_t n = process_number(w->p->processes[fr->a]);
+    uint32_t n = efl_process_number(w->p->processes[fr->a]);
     return n ? n : (uint32_t)i + 1;
 }
 

@@ -31,6 +31,12 @@ uint64_t efl_ns_to_us(uint64_t ns)
     return (ns + 500) / 1000;
 }
 
+unsigned efl_process_number(const char *name)
+{
+    const char *dot = strchr(name, '.');
+    return dot ? (unsigned)strtoul(dot + 1, NULL, 10) : 0;
+}
+
 /* Frame names go into folded lines: no ';' (the separator), no control
  * characters (line breaks). */
 static efl_status append_clean(struct efl_buf *out, const char *s)

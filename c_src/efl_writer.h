@@ -41,6 +41,8 @@ const struct efl_writer *efl_writer_find(const char *format);
 
 /* Helpers shared by writers. */
 uint64_t efl_ns_to_us(uint64_t ns);
+/* A process's number, perf's pid for it: <0.85.0> gives 85 (0: none). */
+unsigned efl_process_number(const char *name);
 /* Visits every node of root's subtree (root itself excluded) depth first,
  * parents before children, with the node's full stack in `path` (frame
  * names joined by `sep`, window nodes left out). Each name is formatted
