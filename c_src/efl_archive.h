@@ -13,9 +13,11 @@
 #include "efl_stop.h"
 
 /* 2.0 added the events of followed calls (EFL_EV_FOLLOW_*): kinds a 1.x
- * reader cannot skip. A 1.x archive has none of them. */
+ * reader cannot skip. A 1.x archive has none of them. 2.1: a followed
+ * call may name its caller itself: a process spawned for it afterwards
+ * (erpc's), which a 2.0 reader leaves unfollowed. */
 #define EFL_ARCHIVE_MAJOR 2
-#define EFL_ARCHIVE_MINOR 0
+#define EFL_ARCHIVE_MINOR 1
 
 /* Record tags. Event records are EFL_REC_EVENT + kind. */
 enum efl_record_tag {

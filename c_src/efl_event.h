@@ -18,7 +18,8 @@ enum efl_event_kind {
     EFL_EV_SPAWN,          /* spawned a process: mod and fun hold its pid (low, high) */
     EFL_EV_LOST,           /* mod events of this process (0: of several) were lost */
     /* Following work across processes (archive version 2): */
-    EFL_EV_FOLLOW_CALL,    /* calls server mod/fun (its pid, as for a spawn) and waits */
+    EFL_EV_FOLLOW_CALL,    /* calls server mod/fun (its pid, as for a spawn; its own
+                            * for a process spawned for the call) and waits */
     EFL_EV_FOLLOW_TAKE,    /* takes up the request of caller mod/fun (its pid) */
     EFL_EV_FOLLOW_END,     /* is done with the request it took */
     EFL_EV_KIND_END

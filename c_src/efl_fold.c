@@ -105,7 +105,8 @@ struct proc_state {
     uint64_t first_ts, follow_ts; /* its first event read; the first call of it read */
     uint8_t adopted;       /* spawned inside a profiled call: its time counts */
     uint8_t wait;          /* WAIT_*, as a caller */
-    uint32_t wait_server;  /* the process it called */
+    uint32_t wait_server;  /* the process it called; 0: one spawned for the call (erpc's) */
+    uint32_t take_caller;  /* the caller of the first request it took up (read ahead) */
     uint32_t served_by;    /* the process grafted under it, while WAIT_SERVED */
     uint32_t wait_depth;   /* its stack's depth in the call: returning below ends the wait */
     uint32_t caller;       /* while grafted: the caller's process id; 0 otherwise */
@@ -362,10 +363,13 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     if (f->following && r->pid < f->procs_cap)
         note_first(&f->procs[r->pid], r->ts);
     if (r->kind >= EFL_EV_FOLLOW_CALL) {
-        if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap)
+        if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap && r->mod != r->pid)
             note_followed(&f->procs[r->mod], r->ts);
-        if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap)
+        if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap) {
             note_followed(&f->procs[r->pid], r->ts);
+            if (f->procs[r->pid].take_caller == 0)
+                f->procs[r->pid].take_caller = r->mod;
+        }
     }
     return re->queued ? EFL_OK : queue_ring(f, ring);
 }
@@ -558,7 +562,8 @@ static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint
     if (ps->gc)
         return child_kind(f, ps->node, EFL_FRAME_GC, 0, node);
     if (ps->out && ps->wait == WAIT_QUEUED) {
-        EFL_FORWARD_IF_ERROR(child_kind(f, ps->node, EFL_FRAME_PROCESS, ps->wait_server, node));
+        if (ps->wait_server != 0)
+            EFL_FORWARD_IF_ERROR(child_kind(f, ps->node, EFL_FRAME_PROCESS, ps->wait_server, node));
         return child_kind(f, *node, EFL_FRAME_QUEUED, 0, node);
     }
     if (ps->out)
@@ -1143,6 +1148,14 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
 {
     unsigned kind = HELD_KIND(e);
     int follow_event = kind >= EFL_EV_FOLLOW_CALL; /* the last kinds */
+    /* Born while its first request's caller waited on a call that named
+     * no process (erpc's): spawned for it, followed from its birth. (Its
+     * take is read before its birth is folded, but for a take that comes
+     * a whole drain pass later: then its birth is a process of its own.) */
+    if (__builtin_expect(ps->take_caller != 0, 0) && ps->proc_node == 0 && ps->caller == 0 &&
+        !ps->scoped && !ps->adopted && ps->take_caller < f->procs_cap &&
+        f->procs[ps->take_caller].wait == WAIT_QUEUED && f->procs[ps->take_caller].wait_server == 0)
+        note_followed(ps, ps->first_ts);
     /* A process traced only because a followed call called it, between
      * requests: only what a graft needs. A process seen only through a
      * followed call's steps is nobody the profile shows (a process that got
@@ -1206,9 +1219,11 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         EFL_FORWARD_IF_ERROR(adopt(f, ps, e->frame));
         break;
     case EFL_EV_FOLLOW_CALL:
-        if (e->frame != 0 && e->frame != HELD_PID(e) && e->frame < f->procs_cap) {
+        /* Naming itself: the process that serves it is spawned later
+         * (erpc's), and unknown meanwhile. */
+        if (e->frame != 0 && e->frame < f->procs_cap) {
             ps->wait = WAIT_QUEUED;
-            ps->wait_server = e->frame;
+            ps->wait_server = e->frame != HELD_PID(e) ? e->frame : 0;
             ps->wait_depth = ps->depth;
         }
         break;

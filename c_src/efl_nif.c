@@ -66,6 +66,8 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
         return 2;
     if (efl_nif_fold_load(env) != 0)
         return 3;
+    if (efl_nif_follow_load() != 0)
+        return 1;
     if (efl_nif_session_load() != 0)
         return 1;
     loaded_versions++;
@@ -82,8 +84,10 @@ static void unload(ErlNifEnv *env, void *priv)
 {
     (void)env;
     (void)priv;
-    if (--loaded_versions == 0)
+    if (--loaded_versions == 0) {
         efl_nif_session_unload();
+        efl_nif_follow_unload();
+    }
 }
 
 static ErlNifFunc funcs[] = {

@@ -4,6 +4,7 @@
  *   efl_nif_trace.c    the erl_tracer callbacks (enabled/3, trace/5)
  *   efl_nif_sample.c   the sampler's record_samples/3
  *   efl_nif_session.c  ring sets, session start/stop and its options
+ *   efl_nif_follow.c   a followed call's steps, read from meta events
  *   efl_nif_fold.c     fold, archive header, call sites, output binaries,
  *                      the formats this build writes */
 #ifndef EFL_NIF_H
@@ -39,7 +40,7 @@
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
-    X(needs_a_file) X(file_only) X(server)
+    X(needs_a_file) X(file_only) X(server) X(follow_spawn)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -105,17 +106,30 @@ int efl_nif_raw_checks_hold(ErlNifEnv *env);
 enum efl_tracer_role {
     EFL_ROLE_PROCESS,
     EFL_ROLE_ROOT,
-    EFL_ROLE_FOLLOW_CALL, /* gen:do_call/4: a caller sends a request and waits */
-    EFL_ROLE_FOLLOW_TAKE, /* a server takes a followed request up */
-    EFL_ROLE_FOLLOW_END,  /* a server is back in its loop: done with it */
-    EFL_ROLE_SERVER,      /* a server's own events, its tracing switched on by a
-                           * followed call's match spec */
+    EFL_ROLE_FOLLOW_CALL,  /* gen:do_call/4, erpc:call/5: a caller sends a request
+                            * and waits */
+    EFL_ROLE_FOLLOW_TAKE,  /* a server takes a followed request up */
+    EFL_ROLE_FOLLOW_END,   /* a server is back in its loop: done with it */
+    EFL_ROLE_SERVER,       /* a server's own events, its tracing switched on by a
+                            * followed call's match spec */
+    EFL_ROLE_FOLLOW_SPAWN, /* erpc's spawn_request: notes whose request it is */
     EFL_ROLE_END
 };
+_Static_assert(EFL_ROLE_END <= 8, "a role takes 3 bits of the tracer state");
 
 /* Tracer state is a small integer: session id << 3 | role. */
 #define EFL_NIF_STATE(id, role) ((int)((id) << 3 | (role)))
 int efl_nif_decode_state(ERL_NIF_TERM t, unsigned *id, unsigned *role);
+
+/* efl_nif_follow.c: a followed call's steps (see there). */
+int efl_nif_follow_load(void);
+void efl_nif_follow_unload(void);
+void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM caller,
+                              ERL_NIF_TERM mfa);
+ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
+                                   int *spawned);
+int efl_nif_follow_erpc_pending(void);
+ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_TERM mfa);
 
 /* The calling thread's ring in the current set, or NULL when it has none. */
 struct efl_ring *efl_nif_my_ring(void);

@@ -108,11 +108,19 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     ERL_NIF_TERM tag = argv[0], pid = argv[2];
     /* A followed call's steps: the match spec let only tokened processes
      * (working for a followed call) through. */
-    if (role >= EFL_ROLE_FOLLOW_CALL && role <= EFL_ROLE_FOLLOW_END)
-        return EFL_RAW_IS_LOCAL_PID(pid) && tag == efl_atom_call &&
-                       (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid))
+    if ((role >= EFL_ROLE_FOLLOW_CALL && role <= EFL_ROLE_FOLLOW_END) ||
+        role == EFL_ROLE_FOLLOW_SPAWN) {
+        if (!EFL_RAW_IS_LOCAL_PID(pid) || (tag != efl_atom_call && tag != efl_atom_exception_from))
+            return efl_atom_discard;
+        if (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid))
+            return efl_atom_trace;
+        /* capture: erpc's process for a captured call joins it at its take,
+         * whose match spec (switching its tracing on) runs only if let
+         * through; trace/5 keeps the take only if it is one. */
+        return role == EFL_ROLE_FOLLOW_TAKE && tag == efl_atom_call && efl_nif_follow_erpc_pending()
                    ? efl_atom_trace
                    : efl_atom_discard;
+    }
     /* capture: a server a followed call switched on joins the capture
      * (whichever comes first: erts asks about it on whatever thread, and
      * the call's own event adopts it too), while calls may still come; it
@@ -183,47 +191,14 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
             return EFL_EV_ROOT_EXCEPTION;
         return 0;
     }
-    if (tag != efl_atom_call)
+    /* erpc's process: the function it ran is over (it exits). */
+    if (tag == efl_atom_exception_from)
+        return role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_END : 0;
+    if (tag != efl_atom_call || role == EFL_ROLE_FOLLOW_SPAWN)
         return 0;
     return role == EFL_ROLE_FOLLOW_CALL ? EFL_EV_FOLLOW_CALL
            : role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_TAKE
                                           : EFL_EV_FOLLOW_END;
-}
-
-/* The caller a server's followed request came from: in the arguments of
- * the function that takes it up, gen_server's message {'$gen_call',
- * {From, Tag}, Request} or gen_statem's event {{call, {From, Tag}}, _}. */
-static ERL_NIF_TERM request_caller(ErlNifEnv *env, ERL_NIF_TERM mfa)
-{
-    const ERL_NIF_TERM *t, *from, *ev;
-    int n;
-    ERL_NIF_TERM args, arg;
-    if (!enif_get_tuple(env, mfa, &n, &t) || n != 3)
-        return 0;
-    args = t[2];
-    while (enif_get_list_cell(env, args, &arg, &args)) {
-        if (!enif_get_tuple(env, arg, &n, &ev))
-            continue;
-        if (n == 3 && ev[0] == efl_atom_gen_call && enif_get_tuple(env, ev[1], &n, &from) &&
-            n == 2 && EFL_RAW_IS_LOCAL_PID(from[0]))
-            return from[0];
-        if (n == 2 && enif_get_tuple(env, ev[0], &n, &ev) && n == 2 && ev[0] == efl_atom_call &&
-            enif_get_tuple(env, ev[1], &n, &from) && n == 2 && EFL_RAW_IS_LOCAL_PID(from[0]))
-            return from[0];
-    }
-    return 0;
-}
-
-/* The process a followed caller calls: gen:do_call/4's first argument. */
-static ERL_NIF_TERM called_server(ErlNifEnv *env, ERL_NIF_TERM mfa)
-{
-    const ERL_NIF_TERM *t;
-    int n;
-    ERL_NIF_TERM first, rest;
-    if (!enif_get_tuple(env, mfa, &n, &t) || n != 3 ||
-        !enif_get_list_cell(env, t[2], &first, &rest) || !EFL_RAW_IS_LOCAL_PID(first))
-        return 0;
-    return first;
 }
 
 /* Writes one trace event into the calling thread's ring; `other`: the
@@ -270,19 +245,31 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         return efl_atom_ok;
     int meta = role != EFL_ROLE_PROCESS && role != EFL_ROLE_SERVER;
     unsigned kind = event_kind(argv[0], role);
-    if (kind == 0)
+    if (kind == 0) {
+        if (role == EFL_ROLE_FOLLOW_SPAWN && argv[0] == efl_atom_call)
+            efl_nif_follow_note_erpc(env, id, argv[2], argv[3]);
         return efl_atom_ok;
+    }
     /* The process a spawn or a followed call names (kinds from SPAWN on). */
     ERL_NIF_TERM other = 0;
+    int spawned = 0;
     if (kind >= EFL_EV_SPAWN) {
         other = kind == EFL_EV_SPAWN         ? argv[3]
-                : kind == EFL_EV_FOLLOW_CALL ? called_server(env, argv[3])
-                : kind == EFL_EV_FOLLOW_TAKE ? request_caller(env, argv[3])
+                : kind == EFL_EV_FOLLOW_CALL ? efl_nif_follow_callee(env, argv[2], argv[3])
+                : kind == EFL_EV_FOLLOW_TAKE ? efl_nif_follow_caller(env, id, argv[3], &spawned)
                                              : 0;
         if (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other))
             return efl_atom_ok;
     }
     int capturing = efl_tracer.capturing;
+    struct efl_capture *capture = &efl_tracer.capture;
+    /* A take outside the capture: erpc's process for a captured call (its
+     * caller's spawn_request noted it, inside), which joins it. */
+    if (capturing && kind == EFL_EV_FOLLOW_TAKE && !efl_capture_inside(capture, argv[2])) {
+        if (!spawned)
+            return efl_atom_ok;
+        efl_capture_adopt(capture, argv[2]);
+    }
     /* apply: the caller's own events before its profiled call (eflambe
      * arming) are nobody's business; only the callers' own thread writes
      * and reads root_started. */
@@ -291,7 +278,6 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
             return efl_atom_ok;
         efl_tracer.root_started = 1;
     }
-    struct efl_capture *capture = &efl_tracer.capture;
     /* A call `every` passed over is followed to its return, not recorded. */
     if (capturing && meta && efl_capture_skipping(capture, argv[2])) {
         if (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION)
@@ -301,7 +287,7 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     record(id, kind, env, argv, other);
     /* A process spawned inside a captured call, or called by one that
      * follows, is part of it (its own events pass the checks). */
-    if ((kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL) && capturing)
+    if ((kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL) && capturing && other != argv[2])
         efl_capture_adopt(capture, other);
     /* The end of a captured call is counted even when its event was lost. */
     if (capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&

@@ -160,7 +160,7 @@ arm(Caller, #{tracer := TracerState, meta := MetaState} = Session, Opts) ->
                              [{meta, eflambe_tracer, MetaState}]),
     _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection,
                                     set_on_spawn, {tracer, eflambe_tracer, TracerState}]),
-    eflambe_follow:arm(maps:get(follow, Opts), Session).
+    eflambe_follow:arm(maps:get(follow, Opts), [Caller], Session).
 
 %% Hands the session to the guard, which arms the node; ok once it has.
 -spec armed(pid(), eflambe_session:session()) -> ok | {error, term()}.

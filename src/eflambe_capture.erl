@@ -131,7 +131,7 @@ arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
         ++ [F || Spawned, F <- [procs, set_on_spawn]],
     Actions = [{trace, [], Flags}, {exception_trace} | eflambe_follow:mark_action(Follow)],
     1 = erlang:trace_pattern(MFA, [{'_', [], Actions}], [{meta, eflambe_tracer, MetaState}]),
-    eflambe_follow:arm(Follow, Session).
+    eflambe_follow:arm(Follow, [], Session).
 
 -spec disarm(mfa()) -> ok.
 disarm(MFA) ->

@@ -1,14 +1,15 @@
 %% @private
 %% {follow, true | [Name | Pid]}: follows the work a profiled call asks of
-%% other processes with gen_server and gen_statem calls, and grafts it
-%% under the caller's waiting frame.
+%% other processes with gen_server, gen_statem and local erpc calls, and
+%% grafts it under the caller's waiting frame.
 %%
 %% The profiled process carries a sequential trace token (a label, no
 %% flags: nothing is ever sent to a seq tracer). Every message it sends
 %% carries it, and a process that receives such a message holds it until it
 %% takes a message without one: the token marks the processes working for
-%% the profiled call, transitively, and only while they do. Meta trace
-%% patterns whose match specs test it ({is_seq_trace}) then:
+%% the profiled call, transitively, and only while they do. (apply's caller
+%% gets it back at each call it makes, if a message without one took it.)
+%% Meta trace patterns whose match specs test it ({is_seq_trace}) then:
 %%   - at gen:do_call/4, in a tokened caller, switch call tracing on in the
 %%     server (the match spec's trace action: no Erlang round trip) and
 %%     record the call (the folder shows the wait as [queued]);
@@ -16,17 +17,26 @@
 %%     gen_statem:loop_event/5), record whose request it is;
 %%   - where it is back in its loop (gen_server:loop/7,
 %%     gen_statem:loop_receive/3), record that it is done.
+%% A local erpc:call with a timeout runs in a process spawned for it: the
+%% call is recorded at erpc:call/5, its spawn_request notes the request's
+%% reference (the NIF keeps it), and the spawned process, at
+%% erpc:execute_call/4, switches its own tracing on and names its caller by
+%% that reference; the function's exit ends its work. (Without a timeout,
+%% erpc runs the function in the caller: nothing to follow.)
 %% Another client's request carries no token: the server's work for it is
 %% recorded but grafted nowhere.
 -module(eflambe_follow).
 
--export([check/1, arm/2, disarm/0, mark/1, unmark/1, mark_action/1]).
+-export([check/1, arm/3, disarm/0, mark/1, unmark/1, mark_action/1]).
 
 -define(LABEL, 16#EF1A).
 -define(CALL, {gen, do_call, 4}).
 -define(TAKES, [{gen_server, handle_msg, 6}, {gen_server, handle_msg, 7},
                 {gen_statem, loop_event, 5}]).
 -define(ENDS, [{gen_server, loop, 7}, {gen_statem, loop_receive, 3}]).
+-define(ERPC_CALL, {erpc, call, 5}).
+-define(ERPC_SPAWN, {erlang, spawn_request, 5}).
+-define(ERPC_RUN, {erpc, execute_call, 4}).
 
 -type follow() :: false | true | [atom() | pid()].
 -export_type([follow/0]).
@@ -64,26 +74,52 @@ check_list(List) ->
     end.
 
 %% Sets the meta patterns; a name that is not registered now is left out.
--spec arm(follow(), eflambe_session:session()) -> ok.
-arm(false, _Session) ->
+%% Roots: the processes that get the token back when they call (apply's
+%% caller).
+-spec arm(follow(), [pid()], eflambe_session:session()) -> ok.
+arm(false, _Roots, _Session) ->
     ok;
-arm(Follow, #{tracer := TracerState, follow := States}) ->
+arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
     %% A pattern is set on loaded code only.
-    _ = [code:ensure_loaded(M) || M <- [gen, gen_server, gen_statem]],
+    _ = [code:ensure_loaded(M) || M <- [gen, gen_server, gen_statem, erpc]],
     #{follow_call := CallState, follow_take := TakeState, follow_end := EndState,
-      server := ServerState} = States,
+      server := ServerState, follow_spawn := SpawnState} = States,
     %% The server's tracer state says so: a capture adopts it (erts asks
     %% the tracer about it at once, on whichever thread).
     ServerFlags = [call, return_to, arity, running, garbage_collection,
                    {{tracer, eflambe_tracer, ServerState}}],
     Only = only(Follow) ++ not_traced_by_others(TracerState),
-    CallSpec = [{['$1', '_', '_', '_'], [{is_seq_trace}, {is_pid, '$1'} | Only],
-                 [{trace, '$1', [], ServerFlags}]}],
-    _ = erlang:trace_pattern(?CALL, CallSpec, [{meta, eflambe_tracer, CallState}]),
+    Caller = fun(Head, Guards, Body) -> caller_spec(Roots, Head, Guards, Body) end,
+    meta(?CALL, Caller(['$1', '_', '_', '_'], [{is_pid, '$1'} | Only],
+                       [{trace, '$1', [], ServerFlags}]), CallState),
     Tokened = [{'_', [{is_seq_trace}], []}],
-    _ = [erlang:trace_pattern(MFA, Tokened, [{meta, eflambe_tracer, TakeState}]) || MFA <- ?TAKES],
-    _ = [erlang:trace_pattern(MFA, Tokened, [{meta, eflambe_tracer, EndState}]) || MFA <- ?ENDS],
+    _ = [meta(MFA, Tokened, TakeState) || MFA <- ?TAKES],
+    _ = [meta(MFA, Tokened, EndState) || MFA <- ?ENDS],
+    %% erpc's process is nobody a list names.
+    _ = Follow =:= true andalso
+        begin
+            Local = {'=:=', '$1', {node}},
+            meta(?ERPC_CALL, Caller(['$1', '_', '_', '_', '$2'], [Local, {'=/=', '$2', infinity}],
+                                    []), CallState),
+            meta(?ERPC_SPAWN, Caller(['$1', erpc, execute_call, '_', '_'], [Local], []),
+                 SpawnState),
+            meta(?ERPC_RUN, [{'_', [{is_seq_trace}], [{trace, [], ServerFlags}, {exception_trace}]}],
+                 TakeState)
+        end,
     ok.
+
+-spec meta(mfa(), list(), integer()) -> ok.
+meta(MFA, Spec, State) ->
+    _ = erlang:trace_pattern(MFA, Spec, [{meta, eflambe_tracer, State}]),
+    ok.
+
+%% A match spec for a caller's step: in a tokened process, or in a root,
+%% which gets the token back first (a message without one took it).
+-spec caller_spec([pid()], list(), list(), list()) -> list().
+caller_spec(Roots, Head, Guards, Body) ->
+    [{Head, [{'=:=', {self}, Root} | Guards], [{set_seq_token, label, ?LABEL} | Body]}
+     || Root <- Roots]
+        ++ [{Head, [{is_seq_trace} | Guards], Body}].
 
 %% The guard that keeps the servers of a list: one of them.
 -spec only(true | [atom() | pid()]) -> list().
@@ -123,7 +159,7 @@ not_traced_by_others(TracerState) ->
 -spec disarm() -> ok.
 disarm() ->
     _ = [erlang:trace_pattern(MFA, false, [meta])
-         || MFA <- [?CALL | ?TAKES ++ ?ENDS],
+         || MFA <- [?CALL, ?ERPC_CALL, ?ERPC_SPAWN, ?ERPC_RUN | ?TAKES ++ ?ENDS],
             case erlang:trace_info(MFA, meta) of
                 {meta, {eflambe_tracer, _}} -> true;
                 _ -> false

@@ -1,5 +1,5 @@
-%% {follow, ...}: the work a profiled call asks of gen_servers and
-%% gen_statems, grafted under the caller's waiting frame, checked for its
+%% {follow, ...}: the work a profiled call asks of gen_servers,
+%% gen_statems and local erpc calls, grafted under the caller's waiting frame, checked for its
 %% shape and its proportions, and that nothing stays armed.
 -module(eflambe_follow_SUITE).
 
@@ -15,7 +15,8 @@ all() ->
     [server_work_under_the_wait, other_clients_not_mixed_in, chain_of_servers, statem_call,
      callee_crashes, callee_never_answers, only_listed_servers, without_follow,
      traced_by_another_tracer, captured_call_follows, server_started_in_the_call, every_format,
-     bad_options].
+     bad_options, erpc_call_local, erpc_call_raises, erpc_without_timeout, erpc_then_gen_call,
+     captured_erpc_call].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -31,7 +32,8 @@ assert_nothing_armed() ->
     %% (undefined: the module is not loaded.)
     [?assert(lists:member(erlang:trace_info(MFA, meta), [{meta, false}, {meta, undefined}]))
      || MFA <- [{gen, do_call, 4}, {gen_server, handle_msg, 6}, {gen_server, loop, 7},
-                {gen_statem, loop_event, 5}, {gen_statem, loop_receive, 3}]],
+                {gen_statem, loop_event, 5}, {gen_statem, loop_receive, 3}, {erpc, call, 5},
+                {erlang, spawn_request, 5}, {erpc, execute_call, 4}]],
     ?assertEqual([], [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
                            erlang:trace_info(P, tracer) =/= undefined]),
     %% A token of the run may have come back with a message: harmless.
@@ -274,3 +276,81 @@ bad_options(_Config) ->
     after
         seq_trace:set_token([])
     end.
+
+%% ---- erpc -------------------------------------------------------------------
+
+-define(ERPC_WAIT, <<"erpc:call/5">>).
+
+%% The work of the process erpc spawns for a local call with a timeout is
+%% under the caller's erpc:call/5, below that process's frame, from its
+%% birth: one process in the profile.
+erpc_call_local(_Config) ->
+    {ok, Folded} = eflambe:apply({?S, erpc_client, [300000, 5000]},
+                                 [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
+    [Child] = lists:usort([P || {[P, <<"erpc:execute_call/4">> | _], _} <- under(Lines, ?ERPC_WAIT)]),
+    Graft = under(under(Lines, ?ERPC_WAIT), Child),
+    Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
+    Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
+    ct:pal("erpc: light ~p us, heavy ~p us, all ~p us", [Light, Heavy, total(Lines)]),
+    ?assert(in_proportion(Light, Heavy)),
+    %% Its work ends with the function (its exit), not at the caller's
+    %% next step: the caller's sleep there is short.
+    Sleep = total([L || {[<<"sleep">>], _} = L <- under(Lines, ?ERPC_WAIT)]),
+    ?assert(Sleep < 0.1 * total(Graft)).
+
+%% The function raises: erpc:call raises in the caller; the work done is
+%% grafted all the same.
+erpc_call_raises(_Config) ->
+    Work = fun() ->
+                   {'EXIT', _} = (catch erpc:call(node(), ?S, erpc_work, [not_a_number], 5000)),
+                   ?S:erpc_client(50000, 5000)
+           end,
+    {ok, Folded} = eflambe:apply(Work, [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
+    ?assert(total(on_cpu(under(Lines, ?ERPC_WAIT), <<"eflambe_follow_server:heavy/1">>)) > 0).
+
+%% Without a timeout erpc runs the function in the caller: its work is the
+%% caller's own, under erpc:call/5.
+erpc_without_timeout(_Config) ->
+    {ok, Folded} = eflambe:apply({?S, erpc_client, [100000, infinity]},
+                                 [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
+    ?assertNotEqual([], [L || {[_, <<"erpc:call/5">>, <<"erpc:execute_call/3">> | _], _} = L <- Lines,
+                              lists:member(<<"eflambe_follow_server:heavy/1">>, element(1, L))]).
+
+%% erpc's answer is a 'DOWN' message, which carries no sequential trace
+%% token and so takes the caller's: the caller gets it back at its next
+%% call, and the gen_server call after the erpc call is followed too.
+erpc_then_gen_call(Config) ->
+    {_A, B} = ?config(servers, Config),
+    {ok, Folded} = eflambe:apply({?S, erpc_then_call, [B, 100000]},
+                                 [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    InErpc = under(Lines, ?ERPC_WAIT),
+    InB = under(under(Lines, ?WAIT), pid_frame(B)),
+    ?assert(total(on_cpu(InErpc, <<"eflambe_follow_server:heavy/1">>)) > 0),
+    ?assert(total(on_cpu(InB, <<"eflambe_follow_server:heavy/1">>)) > 0).
+
+%% capture: the erpc call of a captured call, made by another process.
+captured_erpc_call(_Config) ->
+    Self = self(),
+    Capturer = spawn_link(fun() ->
+                                  Self ! {captured, eflambe:capture({?S, erpc_client, 2}, 1,
+                                                                    [{return, flamegraph},
+                                                                     {follow, true}])}
+                          end),
+    eflambe_test_util:wait_armed({?S, erpc_client, 2}),
+    Client = spawn_link(fun() -> ?S:erpc_client(200000, 5000) end),
+    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    unlink(Capturer),
+    Lines = parse(Folded),
+    ?assertEqual([pid_frame(Client)], lists:usort([hd(F) || {F, _} <- Lines])),
+    Graft = under(Lines, ?ERPC_WAIT),
+    Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
+    Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
+    ct:pal("captured erpc: light ~p us, heavy ~p us", [Light, Heavy]),
+    ?assert(in_proportion(Light, Heavy)).

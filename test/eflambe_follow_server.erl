@@ -6,6 +6,7 @@
 
 -export([start/1, stop/1, init/1, handle_call/3, handle_cast/2, handle_info/2]).
 -export([client/2, client_catching/3, other_client_loop/2]).
+-export([erpc_client/2, erpc_work/1, erpc_then_call/2]).
 -export([statem_start/0, callback_mode/0, ready/3, statem_client/2]).
 
 start(Next) ->
@@ -55,6 +56,20 @@ client(Server, N) ->
 
 client_catching(Server, Request, Timeout) ->
     catch gen_server:call(Server, Request, Timeout).
+
+%% A local erpc call with a timeout: erpc runs the function in a process
+%% of its own.
+erpc_client(N, Timeout) ->
+    erpc:call(node(), ?MODULE, erpc_work, [N], Timeout).
+
+erpc_work(N) ->
+    light(N) + heavy(3 * N).
+
+%% An erpc call (whose answer, a 'DOWN' message, carries no token), then a
+%% gen_server call, which is followed all the same.
+erpc_then_call(Server, N) ->
+    _ = erpc_client(N, 5000),
+    client(Server, N).
 
 %% Another client, not profiled: keeps the server busy with other work.
 other_client_loop(Server, N) ->

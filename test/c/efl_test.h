@@ -116,14 +116,16 @@ static inline struct efl_event efl_test_event(const struct efl_script *s)
     return e;
 }
 
-/* Writes the script to an archive, each event to its ring, one write call
- * per run of consecutive events on one ring (as the flusher would). */
-static inline efl_status efl_test_write_script(const char *path, const struct efl_script *s,
-                                               size_t n, unsigned rings_override)
+/* Writes the script to an archive with the header's meta lines, each
+ * event to its ring, one write call per run of consecutive events on one
+ * ring (as the flusher would). */
+static inline efl_status efl_test_write_script_meta(const char *path, const struct efl_script *s,
+                                                    size_t n, unsigned rings_override,
+                                                    const char *meta)
 {
     struct efl_archive_writer *w;
     unlink(path); /* the writer creates a new file only */
-    EFL_FORWARD_IF_ERROR(efl_archive_writer_open(&w, path, "mode=test\n", &efl_test_namer));
+    EFL_FORWARD_IF_ERROR(efl_archive_writer_open(&w, path, meta, &efl_test_namer));
     for (size_t i = 0; i < n; i++) {
         struct efl_event e = efl_test_event(&s[i]);
         unsigned ring = rings_override ? (unsigned)(i % rings_override) : s[i].ring;
@@ -134,6 +136,12 @@ static inline efl_status efl_test_write_script(const char *path, const struct ef
         }
     }
     return efl_archive_writer_close(w, NULL);
+}
+
+static inline efl_status efl_test_write_script(const char *path, const struct efl_script *s,
+                                               size_t n, unsigned rings_override)
+{
+    return efl_test_write_script_meta(path, s, n, rings_override, "mode=test\n");
 }
 
 /* The whole file (empty if it cannot be read). */

@@ -19,11 +19,15 @@
 #define GS EFL_EV_GC_START
 #define GE EFL_EV_GC_END
 
+/* The header's meta lines of the scripts folded: a run that followed
+ * calls says so (the folder then notes each process's first event). */
+static const char *script_meta = "mode=test\n";
+
 static char *fold_with(const struct efl_script *s, size_t n, unsigned rings,
                        const struct efl_fold_opts *opts, struct efl_profile **keep)
 {
     const char *path = efl_test_tmpfile("fold");
-    CHECK_STATUS(efl_test_write_script(path, s, n, rings), EFL_OK);
+    CHECK_STATUS(efl_test_write_script_meta(path, s, n, rings, script_meta), EFL_OK);
     struct efl_profile *p = NULL;
     CHECK_STATUS(efl_fold_archive(path, opts, &p), EFL_OK);
     unlink(path);
@@ -791,6 +795,7 @@ static void followed_call(void)
         {0, 90, 1, IN, NULL},              {0, 95, 1, R, "a:main/0"},
         {0, 100, 1, R, NULL},
     };
+    script_meta = "mode=test\nfollow=true\n";
     check_fold(s, sizeof s / sizeof s[0],
                "<0.1.0>;a:main/0 15\n"
                "<0.1.0>;a:main/0;gen:do_call/4 10\n"
@@ -798,6 +803,33 @@ static void followed_call(void)
                "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;gen_server:handle_msg/6 9\n"
                "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;gen_server:handle_msg/6;srv:handle_call/3 40\n"
                "<0.1.0>;a:main/0;gen:do_call/4;sleep 10\n");
+    script_meta = "mode=test\n";
+}
+
+/* A local erpc call: the caller's call names no process (itself); the
+ * process spawned for it is followed from its birth (its spawn_init and
+ * execute_call before the take count as the caller's wait), and its work
+ * ends where its function exits. */
+static void followed_erpc_call(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "a:main/0"},          {0, 10, 1, C, "erpc:call/5"},
+        {0, 11, 1, FC, "1"},               {0, 15, 1, OUT, NULL},
+        {1, 20, 2, C, "erts_internal:spawn_init/1"}, {1, 22, 2, C, "erpc:execute_call/4"},
+        {1, 23, 2, FT, "1"},               {1, 25, 2, C, "w:work/0"},
+        {1, 65, 2, R, "erpc:execute_call/4"}, {1, 70, 2, FE, NULL},
+        {1, 72, 2, OUT, NULL},             {0, 80, 1, IN, NULL},
+        {0, 85, 1, R, "a:main/0"},         {0, 90, 1, R, NULL},
+    };
+    script_meta = "mode=test\nfollow=true\n";
+    check_fold(s, sizeof s / sizeof s[0],
+               "<0.1.0>;a:main/0 15\n"
+               "<0.1.0>;a:main/0;erpc:call/5 10\n"
+               "<0.1.0>;a:main/0;erpc:call/5;<0.2.0>;erpc:execute_call/4 7\n"
+               "<0.1.0>;a:main/0;erpc:call/5;<0.2.0>;erpc:execute_call/4;w:work/0 40\n"
+               "<0.1.0>;a:main/0;erpc:call/5;[queued] 8\n"
+               "<0.1.0>;a:main/0;erpc:call/5;sleep 10\n");
+    script_meta = "mode=test\n";
 }
 
 /* A hostile archive: two processes each taking the other's request, in a
@@ -931,6 +963,7 @@ int main(void)
     RUN(holding_bounded);
     RUN(perf_data_layout);
     RUN(followed_call);
+    RUN(followed_erpc_call);
     RUN(follow_ring_survives);
     return efl_test_done();
 }

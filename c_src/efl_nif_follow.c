@@ -1,0 +1,135 @@
+/* The steps of a followed call the tracer callbacks read from a meta
+ * event's arguments: whom a caller calls, and whose request a process
+ * takes up. erpc's process for a local call names its caller nowhere: the
+ * caller's spawn_request notes its request's reference here, and the
+ * spawned process finds its caller by it. */
+#include <string.h>
+
+#include "efl_nif.h"
+
+/* erpc calls whose process has not begun yet, a few at most at a time: an
+ * entry is overwritten after EFL_ERPC_SLOTS newer ones (a process that
+ * never began), and a lookup takes it out. */
+#define EFL_ERPC_SLOTS 64
+
+struct erpc_request {
+    uint64_t key;      /* hash of the request's reference; 0: free */
+    uint64_t caller;   /* the caller's pid (a raw immediate) */
+    unsigned session;
+};
+
+static ErlNifMutex *erpc_lock; /* held for a slot's read or write only */
+static struct erpc_request erpc_requests[EFL_ERPC_SLOTS];
+static unsigned erpc_next;
+static unsigned erpc_pending; /* atomic: slots in use (written under the lock) */
+
+int efl_nif_follow_load(void)
+{
+    if (erpc_lock == NULL)
+        erpc_lock = enif_mutex_create("eflambe_erpc_requests");
+    return erpc_lock == NULL;
+}
+
+void efl_nif_follow_unload(void)
+{
+    if (erpc_lock != NULL)
+        enif_mutex_destroy(erpc_lock);
+    erpc_lock = NULL;
+}
+
+static uint64_t ref_key(ERL_NIF_TERM ref)
+{
+    return enif_hash(ERL_NIF_INTERNAL_HASH, ref, 0) | (uint64_t)1 << 63;
+}
+
+/* The arguments of the {M, F, Args} a call event carries, or 0. */
+static ERL_NIF_TERM call_args(ErlNifEnv *env, ERL_NIF_TERM mfa)
+{
+    const ERL_NIF_TERM *t;
+    int n;
+    return enif_get_tuple(env, mfa, &n, &t) && n == 3 ? t[2] : 0;
+}
+
+/* erlang:spawn_request(Node, erpc, execute_call, [Ref | _], Opts) in a
+ * followed caller (its match spec checked the rest). */
+void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM caller,
+                              ERL_NIF_TERM mfa)
+{
+    ERL_NIF_TERM args = call_args(env, mfa), arg, ref;
+    for (int i = 0; i < 4; i++)
+        if (!enif_get_list_cell(env, args, &arg, &args))
+            return;
+    if (!enif_get_list_cell(env, arg, &ref, &arg) || !enif_is_ref(env, ref))
+        return;
+    uint64_t key = ref_key(ref);
+    enif_mutex_lock(erpc_lock);
+    struct erpc_request *r = &erpc_requests[erpc_next++ % EFL_ERPC_SLOTS];
+    if (r->key == 0)
+        __atomic_fetch_add(&erpc_pending, 1, __ATOMIC_RELAXED);
+    *r = (struct erpc_request){key, caller, session};
+    enif_mutex_unlock(erpc_lock);
+}
+
+/* erpc:execute_call(Ref, M, F, A): the caller that noted Ref, or 0. */
+static ERL_NIF_TERM erpc_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM ref)
+{
+    if (!enif_is_ref(env, ref))
+        return 0;
+    uint64_t key = ref_key(ref), caller = 0;
+    enif_mutex_lock(erpc_lock);
+    for (unsigned i = 0; i < EFL_ERPC_SLOTS; i++) {
+        struct erpc_request *r = &erpc_requests[i];
+        if (r->key == key && r->session == session) {
+            caller = r->caller;
+            r->key = 0;
+            __atomic_fetch_sub(&erpc_pending, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    enif_mutex_unlock(erpc_lock);
+    return (ERL_NIF_TERM)caller;
+}
+
+int efl_nif_follow_erpc_pending(void)
+{
+    return __atomic_load_n(&erpc_pending, __ATOMIC_RELAXED) != 0;
+}
+
+/* The caller whose request a process takes up, or 0: in the arguments of
+ * the function that takes it, gen_server's message {'$gen_call', {From,
+ * Tag}, Request}, gen_statem's event {{call, {From, Tag}}, _}, or erpc's
+ * reference (*spawned is then set). */
+ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
+                                   int *spawned)
+{
+    const ERL_NIF_TERM *ev, *from;
+    int n;
+    ERL_NIF_TERM args = call_args(env, mfa), arg;
+    *spawned = 0;
+    if (enif_get_list_cell(env, args, &arg, &args) && enif_is_ref(env, arg)) {
+        *spawned = 1;
+        return erpc_caller(env, session, arg);
+    }
+    args = call_args(env, mfa);
+    while (enif_get_list_cell(env, args, &arg, &args)) {
+        if (!enif_get_tuple(env, arg, &n, &ev))
+            continue;
+        if (n == 3 && ev[0] == efl_atom_gen_call && enif_get_tuple(env, ev[1], &n, &from) &&
+            n == 2 && EFL_RAW_IS_LOCAL_PID(from[0]))
+            return from[0];
+        if (n == 2 && enif_get_tuple(env, ev[0], &n, &ev) && n == 2 && ev[0] == efl_atom_call &&
+            enif_get_tuple(env, ev[1], &n, &from) && n == 2 && EFL_RAW_IS_LOCAL_PID(from[0]))
+            return from[0];
+    }
+    return 0;
+}
+
+/* The process a followed caller calls: gen:do_call/4's first argument;
+ * the caller itself for erpc:call/5, whose process is not spawned yet. */
+ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_TERM mfa)
+{
+    ERL_NIF_TERM first, rest;
+    if (!enif_get_list_cell(env, call_args(env, mfa), &first, &rest))
+        return 0;
+    return EFL_RAW_IS_ATOM(first) ? caller : first;
+}
