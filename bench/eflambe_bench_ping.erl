@@ -1,49 +1,63 @@
 %% The cost of {follow, true}: a client making 100,000 gen_server calls to
-%% a server that answers at once, untraced, profiled by eflambe:apply, and
-%% profiled following the calls into the server. Rounds interleaved, the
-%% median of each; the time is the client's loop, inside the profiled call.
+%% a server that answers at once, and 20,000 local erpc calls (each served
+%% by a process spawned for it), untraced, profiled by eflambe:apply, and
+%% profiled following the calls. Rounds interleaved, the median of each;
+%% the time is the client's loop, inside the profiled call.
 -module(eflambe_bench_ping).
 -behaviour(gen_server).
 
--export([main/0, init/1, handle_call/3, handle_cast/2, loop/2]).
+-export([main/0, init/1, handle_call/3, handle_cast/2, loop/3]).
 
--define(CALLS, 100000).
 -define(ROUNDS, 5).
 
 main() ->
     {ok, Server} = gen_server:start(?MODULE, [], []),
-    Variants = [untraced, apply, apply_follow],
-    Rounds = [[{V, run(V, Server)} || V <- Variants] || _ <- lists:seq(1, ?ROUNDS)],
-    Median = fun(V) -> median([proplists:get_value(V, R) || R <- Rounds]) end,
-    Untraced = Median(untraced),
-    io:format("~nCost of following: ~b gen_server calls to a server that answers at once, "
-              "~b rounds, median~n", [?CALLS, ?ROUNDS]),
-    io:format("~-16s ~12s ~12s ~12s~n", ["variant", "median ms", "us/call", "x untraced"]),
-    [io:format("~-16s ~12.1f ~12.2f ~12.2f~n",
-               [V, Median(V) / 1000, Median(V) / ?CALLS, Median(V) / Untraced])
-     || V <- Variants],
-    io:format("~nfollow / apply: ~.2f (what following adds to a traced call: the server "
-              "traced too, three meta events a call)~n", [Median(apply_follow) / Median(apply)]),
+    measure(gen_server, Server, 100000,
+            "gen_server calls to a server that answers at once",
+            "the server traced too, three meta events a call"),
+    measure(erpc, node(), 20000,
+            "local erpc calls with a timeout (a process spawned for each)",
+            "four meta events a call; apply traces the spawned process either way"),
     gen_server:stop(Server).
 
-run(untraced, Server) ->
-    loop(Server, ?CALLS);
-run(apply, Server) ->
-    {ok, Us} = eflambe:apply({?MODULE, loop, [Server, ?CALLS]}, [{return, value}, {output_directory, "/tmp"}]),
+measure(Kind, To, Calls, What, Why) ->
+    Variants = [untraced, apply, apply_follow],
+    Rounds = [[{V, run(V, Kind, To, Calls)} || V <- Variants] || _ <- lists:seq(1, ?ROUNDS)],
+    Median = fun(V) -> median([proplists:get_value(V, R) || R <- Rounds]) end,
+    Untraced = Median(untraced),
+    io:format("~nCost of following: ~b ~s, ~b rounds, median~n", [Calls, What, ?ROUNDS]),
+    io:format("~-16s ~12s ~12s ~12s~n", ["variant", "median ms", "us/call", "x untraced"]),
+    [io:format("~-16s ~12.1f ~12.2f ~12.2f~n",
+               [V, Median(V) / 1000, Median(V) / Calls, Median(V) / Untraced])
+     || V <- Variants],
+    io:format("~nfollow / apply: ~.2f (what following adds to a traced call: ~s)~n",
+              [Median(apply_follow) / Median(apply), Why]).
+
+run(untraced, Kind, To, Calls) ->
+    loop(Kind, To, Calls);
+run(apply, Kind, To, Calls) ->
+    {ok, Us} = eflambe:apply({?MODULE, loop, [Kind, To, Calls]},
+                             [{return, value}, {output_directory, "/tmp"}]),
     Us;
-run(apply_follow, Server) ->
-    {ok, Us} = eflambe:apply({?MODULE, loop, [Server, ?CALLS]},
+run(apply_follow, Kind, To, Calls) ->
+    {ok, Us} = eflambe:apply({?MODULE, loop, [Kind, To, Calls]},
                              [{return, value}, {follow, true}, {output_directory, "/tmp"}]),
     Us.
 
 %% The client: microseconds for N calls.
-loop(Server, N) ->
+loop(Kind, To, N) ->
     T0 = erlang:monotonic_time(microsecond),
-    calls(Server, N),
+    calls(Kind, To, N),
     erlang:monotonic_time(microsecond) - T0.
 
-calls(_Server, 0) -> ok;
-calls(Server, N) -> pong = gen_server:call(Server, ping), calls(Server, N - 1).
+calls(_Kind, _To, 0) ->
+    ok;
+calls(gen_server, Server, N) ->
+    pong = gen_server:call(Server, ping),
+    calls(gen_server, Server, N - 1);
+calls(erpc, Node, N) ->
+    Node = erpc:call(Node, erlang, node, [], 5000),
+    calls(erpc, Node, N - 1).
 
 median(L) ->
     lists:nth((length(L) + 1) div 2, lists:sort(L)).
