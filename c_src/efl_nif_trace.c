@@ -110,7 +110,8 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
      * (working for a followed call) through. */
     if ((role >= EFL_ROLE_FOLLOW_CALL && role <= EFL_ROLE_FOLLOW_END) ||
         role == EFL_ROLE_FOLLOW_SPAWN) {
-        if (!EFL_RAW_IS_LOCAL_PID(pid) || (tag != efl_atom_call && tag != efl_atom_exception_from))
+        if (!EFL_RAW_IS_LOCAL_PID(pid) || (tag != efl_atom_call && tag != efl_atom_exception_from &&
+                                           tag != efl_atom_return_from))
             return efl_atom_discard;
         if (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid))
             return efl_atom_trace;
@@ -191,8 +192,9 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
             return EFL_EV_ROOT_EXCEPTION;
         return 0;
     }
-    /* erpc's process: the function it ran is over (it exits). */
-    if (tag == efl_atom_exception_from)
+    /* erpc's process: the function it ran is over (it exits: OTP 25's
+     * execute_call/4 never returns, but a later one might). */
+    if (tag == efl_atom_exception_from || tag == efl_atom_return_from)
         return role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_END : 0;
     if (tag != efl_atom_call || role == EFL_ROLE_FOLLOW_SPAWN)
         return 0;

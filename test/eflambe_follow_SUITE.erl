@@ -72,6 +72,20 @@ in_proportion(Light, Heavy) ->
 pid_frame(Pid) ->
     list_to_binary(pid_to_list(Pid)).
 
+%% Captures, following, the next call of MFA, which a process running Run
+%% makes: the folded stacks and that process.
+capture_one(MFA, Run) ->
+    Self = self(),
+    Capturer = spawn_link(fun() ->
+                                  Self ! {captured, eflambe:capture(MFA, 1, [{return, flamegraph},
+                                                                             {follow, true}])}
+                          end),
+    eflambe_test_util:wait_armed(MFA),
+    Client = spawn_link(Run),
+    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    unlink(Capturer),
+    {Folded, Client}.
+
 %% ---- cases ----------------------------------------------------------------
 
 %% The server's work for the call (light N, heavy 3N) is under the client's
@@ -201,16 +215,7 @@ traced_by_another_tracer(Config) ->
 %% into the server (A, then B).
 captured_call_follows(Config) ->
     {A, B} = ?config(servers, Config),
-    Self = self(),
-    Capturer = spawn_link(fun() ->
-                                  Self ! {captured, eflambe:capture({?S, client, 2}, 1,
-                                                                    [{return, flamegraph},
-                                                                     {follow, true}])}
-                          end),
-    eflambe_test_util:wait_armed({?S, client, 2}),
-    Client = spawn_link(fun() -> ?S:client(A, 100000) end),
-    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
-    unlink(Capturer),
+    {Folded, Client} = capture_one({?S, client, 2}, fun() -> ?S:client(A, 100000) end),
     Lines = parse(Folded),
     ?assertEqual([pid_frame(Client)], lists:usort([hd(F) || {F, _} <- Lines])),
     InA = under(under(Lines, ?WAIT), pid_frame(A)),
@@ -337,16 +342,8 @@ erpc_then_gen_call(Config) ->
 
 %% capture: the erpc call of a captured call, made by another process.
 captured_erpc_call(_Config) ->
-    Self = self(),
-    Capturer = spawn_link(fun() ->
-                                  Self ! {captured, eflambe:capture({?S, erpc_client, 2}, 1,
-                                                                    [{return, flamegraph},
-                                                                     {follow, true}])}
-                          end),
-    eflambe_test_util:wait_armed({?S, erpc_client, 2}),
-    Client = spawn_link(fun() -> ?S:erpc_client(200000, 5000) end),
-    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
-    unlink(Capturer),
+    {Folded, Client} = capture_one({?S, erpc_client, 2},
+                                   fun() -> ?S:erpc_client(200000, 5000) end),
     Lines = parse(Folded),
     ?assertEqual([pid_frame(Client)], lists:usort([hd(F) || {F, _} <- Lines])),
     Graft = under(Lines, ?ERPC_WAIT),

@@ -56,6 +56,14 @@ static void check_fold(const struct efl_script *s, size_t n, const char *want)
     }
 }
 
+/* The same, for a run that followed calls (its header says so). */
+static void check_fold_following(const struct efl_script *s, size_t n, const char *want)
+{
+    script_meta = "mode=test\nfollow=true\n";
+    check_fold(s, n, want);
+    script_meta = "mode=test\n";
+}
+
 #define CHECK_FOLD(script, want) check_fold(script, sizeof script / sizeof script[0], want)
 
 /* Time between two events goes to the stack that ran during it. */
@@ -795,15 +803,13 @@ static void followed_call(void)
         {0, 90, 1, IN, NULL},              {0, 95, 1, R, "a:main/0"},
         {0, 100, 1, R, NULL},
     };
-    script_meta = "mode=test\nfollow=true\n";
-    check_fold(s, sizeof s / sizeof s[0],
+    check_fold_following(s, sizeof s / sizeof s[0],
                "<0.1.0>;a:main/0 15\n"
                "<0.1.0>;a:main/0;gen:do_call/4 10\n"
                "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;[queued] 16\n"
                "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;gen_server:handle_msg/6 9\n"
                "<0.1.0>;a:main/0;gen:do_call/4;<0.2.0>;gen_server:handle_msg/6;srv:handle_call/3 40\n"
                "<0.1.0>;a:main/0;gen:do_call/4;sleep 10\n");
-    script_meta = "mode=test\n";
 }
 
 /* A local erpc call: the caller's call names no process (itself); the
@@ -821,15 +827,13 @@ static void followed_erpc_call(void)
         {1, 72, 2, OUT, NULL},             {0, 80, 1, IN, NULL},
         {0, 85, 1, R, "a:main/0"},         {0, 90, 1, R, NULL},
     };
-    script_meta = "mode=test\nfollow=true\n";
-    check_fold(s, sizeof s / sizeof s[0],
+    check_fold_following(s, sizeof s / sizeof s[0],
                "<0.1.0>;a:main/0 15\n"
                "<0.1.0>;a:main/0;erpc:call/5 10\n"
                "<0.1.0>;a:main/0;erpc:call/5;<0.2.0>;erpc:execute_call/4 7\n"
                "<0.1.0>;a:main/0;erpc:call/5;<0.2.0>;erpc:execute_call/4;w:work/0 40\n"
                "<0.1.0>;a:main/0;erpc:call/5;[queued] 8\n"
                "<0.1.0>;a:main/0;erpc:call/5;sleep 10\n");
-    script_meta = "mode=test\n";
 }
 
 /* A hostile archive: two processes each taking the other's request, in a
