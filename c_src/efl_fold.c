@@ -1048,14 +1048,17 @@ static efl_status ungraft(struct efl_folder *f, struct proc_state *s, uint32_t s
     return EFL_OK;
 }
 
-/* Server s (process sid) takes up the request of caller cid. */
+/* Server s (process sid) takes up the request of caller cid, which waits
+ * for it (or for a process spawned for the call). A profiled process is
+ * never grafted: its stacks are its call's. */
 static efl_status graft(struct efl_folder *f, struct proc_state *s, uint32_t sid, uint32_t cid,
                         uint64_t ts)
 {
-    if (cid == 0 || cid >= f->procs_cap || cid == sid)
+    if (cid == 0 || cid >= f->procs_cap || cid == sid || s->scoped)
         return EFL_OK;
     struct proc_state *c = &f->procs[cid];
-    if (!counts(c) || c->wait == WAIT_NONE || c->node == 0 || c->graft_level >= FOLLOW_DEPTH_MAX)
+    if (!counts(c) || c->wait == WAIT_NONE || c->node == 0 || c->graft_level >= FOLLOW_DEPTH_MAX ||
+        (c->wait_server != 0 && c->wait_server != sid))
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(ungraft(f, s, sid, ts));
     /* Up to here the caller waited [queued]. */
@@ -1083,11 +1086,16 @@ static efl_status graft(struct efl_folder *f, struct proc_state *s, uint32_t sid
     return EFL_OK;
 }
 
-/* The caller is no longer waiting (it returned out of the call). */
+/* The caller is no longer waiting (it returned out of the call, or runs
+ * its own code again). */
 static efl_status end_wait(struct efl_folder *f, struct proc_state *c, uint64_t ts)
 {
-    if (c->wait == WAIT_SERVED && c->served_by < f->procs_cap)
-        EFL_FORWARD_IF_ERROR(ungraft(f, &f->procs[c->served_by], c->served_by, ts));
+    if (c->wait == WAIT_SERVED && c->served_by < f->procs_cap) {
+        /* Its server's work up to here was for it. */
+        struct proc_state *s = &f->procs[c->served_by];
+        EFL_FORWARD_IF_ERROR(credit(f, s, ts));
+        EFL_FORWARD_IF_ERROR(ungraft(f, s, c->served_by, ts));
+    }
     c->wait = WAIT_NONE;
     return EFL_OK;
 }
@@ -1171,6 +1179,10 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL && ps->caller == 0)
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(credit(f, ps, e->ts));
+    /* Running its own code again (woken by an answer sent before the
+     * server was done, or by something else): it no longer waits. */
+    if (ps->wait == WAIT_SERVED && (kind == EFL_EV_CALL || kind == EFL_EV_RETURN_TO))
+        EFL_FORWARD_IF_ERROR(end_wait(f, ps, e->ts));
 
     if (ps->scoped && ps->root_depth > 0)
         f->p->windows[ps->window].end_ns = e->ts;

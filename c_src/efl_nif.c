@@ -11,6 +11,9 @@
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DEF)
 #undef EFL_NIF_ATOM_DEF
 ERL_NIF_TERM efl_atom_gen_call;
+ERL_NIF_TERM efl_atom_gen_cast;
+ERL_NIF_TERM efl_atom_receive;
+ERL_NIF_TERM efl_atom_alias;
 
 struct efl_tracer_state efl_tracer;
 
@@ -62,6 +65,9 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
     EFL_NIF_ATOMS(EFL_NIF_ATOM_INIT)
 #undef EFL_NIF_ATOM_INIT
     efl_atom_gen_call = enif_make_atom(env, "$gen_call");
+    efl_atom_gen_cast = enif_make_atom(env, "$gen_cast");
+    efl_atom_receive = enif_make_atom(env, "receive");
+    efl_atom_alias = enif_make_atom(env, "alias");
     if (!efl_nif_raw_checks_hold(env))
         return 2;
     if (efl_nif_fold_load(env) != 0)

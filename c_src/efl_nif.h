@@ -40,12 +40,16 @@
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
-    X(needs_a_file) X(file_only) X(server) X(follow_spawn)
+    X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
+    X(follow_seq) X(extra)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
 #undef EFL_NIF_ATOM_DECL
 extern ERL_NIF_TERM efl_atom_gen_call; /* '$gen_call' */
+extern ERL_NIF_TERM efl_atom_gen_cast; /* '$gen_cast' */
+extern ERL_NIF_TERM efl_atom_receive;  /* 'receive' */
+extern ERL_NIF_TERM efl_atom_alias;
 
 /* Thread slots (rings) at most, and session ids below this. */
 #define EFL_NIF_MAX_SLOTS 512
@@ -113,6 +117,8 @@ enum efl_tracer_role {
     EFL_ROLE_SERVER,       /* a server's own events, its tracing switched on by a
                             * followed call's match spec */
     EFL_ROLE_FOLLOW_SPAWN, /* erpc's spawn_request: notes whose request it is */
+    EFL_ROLE_FOLLOW_SEQ,   /* the node's sequential tracer: plain messages' sends
+                            * and takes */
     EFL_ROLE_END
 };
 _Static_assert(EFL_ROLE_END <= 8, "a role takes 3 bits of the tracer state");
@@ -129,6 +135,19 @@ void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM cal
 ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
                                    int *spawned);
 int efl_nif_follow_erpc_pending(void);
+/* A plain request sent (its send event passed the send pattern). */
+void efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to);
+/* A plain message's step, from the sequential tracer's SeqTraceInfo
+ * ({send | 'receive', Serial, From, To, Message}); fills in its sender and
+ * receiver. */
+enum efl_message_step {
+    EFL_MESSAGE_NONE,
+    EFL_MESSAGE_TAKEN,    /* the receiver took the sender's request up */
+    EFL_MESSAGE_ANSWERED  /* the sender, serving the receiver, answered it */
+};
+enum efl_message_step efl_nif_follow_message(ErlNifEnv *env, unsigned session,
+                                             ERL_NIF_TERM info, ERL_NIF_TERM *from,
+                                             ERL_NIF_TERM *to);
 ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_TERM mfa);
 
 /* The calling thread's ring in the current set, or NULL when it has none. */

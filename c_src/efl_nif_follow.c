@@ -1,8 +1,9 @@
 /* The steps of a followed call the tracer callbacks read from a meta
- * event's arguments: whom a caller calls, and whose request a process
- * takes up. erpc's process for a local call names its caller nowhere: the
- * caller's spawn_request notes its request's reference here, and the
- * spawned process finds its caller by it. */
+ * event's arguments (whom a caller calls, whose request a process takes
+ * up) or from the sequential tracer's (plain messages). erpc's process for
+ * a local call names its caller nowhere: the caller's spawn_request notes
+ * its request's reference here, and the spawned process finds its caller
+ * by it. */
 #include <string.h>
 
 #include "efl_nif.h"
@@ -23,18 +24,24 @@ static struct erpc_request erpc_requests[EFL_ERPC_SLOTS];
 static unsigned erpc_next;
 static unsigned erpc_pending; /* atomic: slots in use (written under the lock) */
 
+static ErlNifMutex *message_lock;
+
 int efl_nif_follow_load(void)
 {
     if (erpc_lock == NULL)
         erpc_lock = enif_mutex_create("eflambe_erpc_requests");
-    return erpc_lock == NULL;
+    if (message_lock == NULL)
+        message_lock = enif_mutex_create("eflambe_message_requests");
+    return erpc_lock == NULL || message_lock == NULL;
 }
 
 void efl_nif_follow_unload(void)
 {
     if (erpc_lock != NULL)
         enif_mutex_destroy(erpc_lock);
-    erpc_lock = NULL;
+    if (message_lock != NULL)
+        enif_mutex_destroy(message_lock);
+    erpc_lock = message_lock = NULL;
 }
 
 static uint64_t ref_key(ERL_NIF_TERM ref)
@@ -132,4 +139,85 @@ ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_
     if (!enif_get_list_cell(env, call_args(env, mfa), &first, &rest))
         return 0;
     return EFL_RAW_IS_ATOM(first) ? caller : first;
+}
+
+/* ---- plain messages -------------------------------------------------- */
+
+/* A plain request is a tokened message that names its sender (the send
+ * pattern's match spec picks them: eflambe_follow), recorded at its send;
+ * the receiver takes it up when it takes it (the sequential tracer's
+ * receive event, in the receiver, at the take) and is done when it sends
+ * its caller a message (the answer). Who asked whom and who serves whom:
+ * two small tables keyed by pid, direct-mapped (a collision forgets an
+ * older request: its wait stays a wait). */
+#define EFL_MESSAGE_SLOTS 256
+
+struct message_link {
+    uint64_t pid;   /* the key; 0: free */
+    uint64_t peer;  /* the process it asked (requests) or serves (serving) */
+    unsigned session;
+};
+
+/* (message_lock, above: held for a slot's read or write only) */
+static struct message_link requests[EFL_MESSAGE_SLOTS], serving[EFL_MESSAGE_SLOTS];
+
+static struct message_link *slot(struct message_link *table, uint64_t pid)
+{
+    /* A local pid's number is in the bits above its 4-bit tag. */
+    return &table[(pid >> 4) % EFL_MESSAGE_SLOTS];
+}
+
+/* Takes the link of pid to peer out of the table; 1 if it was there. */
+static int take_link(struct message_link *table, uint64_t pid, uint64_t peer, unsigned session)
+{
+    struct message_link *l = slot(table, pid);
+    if (l->pid != pid || l->peer != peer || l->session != session)
+        return 0;
+    __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* Under the lock; pid last, for the look without it. */
+static void link_to(struct message_link *l, uint64_t pid, uint64_t peer, unsigned session)
+{
+    __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
+    l->peer = peer;
+    l->session = session;
+    __atomic_store_n(&l->pid, pid, __ATOMIC_RELEASE);
+}
+
+void efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to)
+{
+    enif_mutex_lock(message_lock);
+    link_to(slot(requests, from), from, to, session);
+    enif_mutex_unlock(message_lock);
+}
+
+enum efl_message_step efl_nif_follow_message(ErlNifEnv *env, unsigned session,
+                                             ERL_NIF_TERM info, ERL_NIF_TERM *from,
+                                             ERL_NIF_TERM *to)
+{
+    const ERL_NIF_TERM *t;
+    int n;
+    if (!enif_get_tuple(env, info, &n, &t) || n != 5 || !EFL_RAW_IS_LOCAL_PID(t[2]) ||
+        !EFL_RAW_IS_LOCAL_PID(t[3]) || t[2] == t[3] ||
+        (t[0] != efl_atom_send && t[0] != efl_atom_receive))
+        return EFL_MESSAGE_NONE;
+    *from = t[2];
+    *to = t[3];
+    /* Most tokened messages are neither: a look without the lock first
+     * (a stale look only sends this one to the lock). */
+    struct message_link *l = t[0] == efl_atom_send ? slot(serving, t[2]) : slot(requests, t[2]);
+    if (__atomic_load_n(&l->pid, __ATOMIC_RELAXED) != t[2])
+        return EFL_MESSAGE_NONE;
+    enum efl_message_step step = EFL_MESSAGE_NONE;
+    enif_mutex_lock(message_lock);
+    if (t[0] == efl_atom_send && take_link(serving, t[2], t[3], session)) {
+        step = EFL_MESSAGE_ANSWERED;
+    } else if (t[0] == efl_atom_receive && take_link(requests, t[2], t[3], session)) {
+        link_to(slot(serving, t[3]), t[3], t[2], session);
+        step = EFL_MESSAGE_TAKEN;
+    }
+    enif_mutex_unlock(message_lock);
+    return step;
 }

@@ -234,7 +234,7 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
 /* start_session(#{archive, ring_events, threads, meta, root_pid, root_frame,
  *                 budget, every, notify}) ->
  *     {ok, TracerState, MetaTracerState,
- *      #{follow_call, follow_take, follow_end, server, follow_spawn}}
+ *      #{follow_call, follow_take, follow_end, server, follow_spawn, follow_seq}}
  *     | {error, already_running} | {error, {Atom, Path}}
  *
  * threads: how many threads may call a callback (normal and dirty
@@ -251,7 +251,8 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
  * steps: a caller calling (gen:do_call/4, erpc:call/5), a server taking
  * the request up, the server done with it, erpc's spawn_request noting its
  * request; `server` the tracer state a followed call's match spec switches
- * a server's tracing on with. */
+ * a server's tracing on with; `follow_seq` the node's sequential tracer's,
+ * for plain messages. */
 ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -305,14 +306,15 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
         /* Publishes all of the above to the callbacks. */
         __atomic_store_n(&efl_tracer.active, id, __ATOMIC_SEQ_CST);
         ERL_NIF_TERM keys[] = {efl_atom_follow_call, efl_atom_follow_take, efl_atom_follow_end,
-                               efl_atom_server, efl_atom_follow_spawn};
+                               efl_atom_server, efl_atom_follow_spawn, efl_atom_follow_seq};
         ERL_NIF_TERM vals[] = {enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_CALL)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_TAKE)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_END)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_SERVER)),
-                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_SPAWN))};
+                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_SPAWN)),
+                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_SEQ))};
         ERL_NIF_TERM follow;
-        enif_make_map_from_arrays(env, keys, vals, 5, &follow);
+        enif_make_map_from_arrays(env, keys, vals, sizeof keys / sizeof keys[0], &follow);
         result = enif_make_tuple4(env, efl_atom_ok,
                                   enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_PROCESS)),
                                   enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_ROOT)), follow);

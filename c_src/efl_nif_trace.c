@@ -106,6 +106,9 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE))
         return efl_atom_remove;
     ERL_NIF_TERM tag = argv[0], pid = argv[2];
+    /* The node's sequential tracer, while a run follows plain messages. */
+    if (role == EFL_ROLE_FOLLOW_SEQ)
+        return efl_atom_trace;
     /* A followed call's steps: the match spec let only tokened processes
      * (working for a followed call) through. */
     if ((role >= EFL_ROLE_FOLLOW_CALL && role <= EFL_ROLE_FOLLOW_END) ||
@@ -181,6 +184,9 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
             return EFL_EV_GC_END;
         if (tag == efl_atom_spawn)
             return EFL_EV_SPAWN;
+        /* A plain request (only those pass the send pattern). */
+        if (tag == efl_atom_send)
+            return EFL_EV_FOLLOW_CALL;
         return 0;
     }
     if (role == EFL_ROLE_ROOT) {
@@ -203,10 +209,11 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
                                           : EFL_EV_FOLLOW_END;
 }
 
-/* Writes one trace event into the calling thread's ring; `other`: the
+/* Writes one trace event of process pid into the calling thread's ring;
+ * mfa: the trace term's {M, F, Args}, if the kind has one; `other`: the
  * process a spawn or a followed call names. */
-static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TERM argv[],
-                   ERL_NIF_TERM other)
+static void record(unsigned id, unsigned kind, ErlNifEnv *env, ERL_NIF_TERM pid,
+                   ERL_NIF_TERM mfa, ERL_NIF_TERM other)
 {
     uint64_t ts = efl_clock_read(&efl_tracer.clock);
     struct efl_ring *ring = my_ring();
@@ -214,11 +221,11 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
         __atomic_fetch_add(&efl_tracer.lost_no_ring, 1, __ATOMIC_RELAXED);
         return;
     }
-    struct efl_event *e = efl_nif_reserve(ring, ts, id, argv[2]);
+    struct efl_event *e = efl_nif_reserve(ring, ts, id, pid);
     if (e == NULL)
         return;
     e->ts = ts;
-    e->pid = argv[2];
+    e->pid = pid;
     e->mod = e->fun = 0;
     e->kind = (uint8_t)kind;
     e->arity = 0;
@@ -228,12 +235,39 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, const ERL_NIF_TER
         e->fun = (uint32_t)((uint64_t)other >> 32);
     } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
                (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
-        read_mfa(env, argv[3], e);
+        read_mfa(env, mfa, e);
     }
     efl_ring_commit(ring);
     /* A burst does not wait for the flusher's sleep to end. */
     if (__atomic_load_n(&efl_tracer.flusher_sleeping, __ATOMIC_RELAXED) && efl_ring_filling(ring))
         efl_flusher_wake(&efl_tracer.flusher_sleeping);
+}
+
+/* A send event's receiver: its options' extra. */
+static ERL_NIF_TERM sent_to(ErlNifEnv *env, ERL_NIF_TERM opts)
+{
+    ERL_NIF_TERM to;
+    return enif_get_map_value(env, opts, efl_atom_extra, &to) ? to : 0;
+}
+
+/* trace(seq_trace, TracerState, Label, SeqTraceInfo, Opts): a plain
+ * message's send (in its sender) or take (in its receiver). */
+static ERL_NIF_TERM seq_event(ErlNifEnv *env, unsigned id, const ERL_NIF_TERM argv[])
+{
+    ERL_NIF_TERM from = 0, to = 0;
+    enum efl_message_step step = argv[0] == efl_atom_seq_trace
+                                     ? efl_nif_follow_message(env, id, argv[3], &from, &to)
+                                     : EFL_MESSAGE_NONE;
+    /* capture: only processes of a captured call (a server its send
+     * switched on has joined it). */
+    int capturing = efl_tracer.capturing;
+    if (step == EFL_MESSAGE_TAKEN && (!capturing || efl_capture_inside(&efl_tracer.capture, from))) {
+        record(id, EFL_EV_FOLLOW_TAKE, env, to, 0, from);
+    } else if (step == EFL_MESSAGE_ANSWERED &&
+               (!capturing || efl_capture_inside(&efl_tracer.capture, from))) {
+        record(id, EFL_EV_FOLLOW_END, env, from, 0, 0);
+    }
+    return efl_atom_ok;
 }
 
 /* trace(TraceTag, TracerState, Tracee, TraceTerm, Opts) */
@@ -242,8 +276,11 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     (void)argc;
     unsigned id, role;
     if (!efl_nif_decode_state(argv[1], &id, &role) ||
-        id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE) ||
-        !EFL_RAW_IS_LOCAL_PID(argv[2]))
+        id != __atomic_load_n(&efl_tracer.active, __ATOMIC_ACQUIRE))
+        return efl_atom_ok;
+    if (role == EFL_ROLE_FOLLOW_SEQ)
+        return seq_event(env, id, argv);
+    if (!EFL_RAW_IS_LOCAL_PID(argv[2]))
         return efl_atom_ok;
     int meta = role != EFL_ROLE_PROCESS && role != EFL_ROLE_SERVER;
     unsigned kind = event_kind(argv[0], role);
@@ -256,12 +293,15 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     ERL_NIF_TERM other = 0;
     int spawned = 0;
     if (kind >= EFL_EV_SPAWN) {
-        other = kind == EFL_EV_SPAWN         ? argv[3]
-                : kind == EFL_EV_FOLLOW_CALL ? efl_nif_follow_callee(env, argv[2], argv[3])
+        other = kind == EFL_EV_SPAWN ? argv[3]
+                : kind == EFL_EV_FOLLOW_CALL
+                    ? (meta ? efl_nif_follow_callee(env, argv[2], argv[3]) : sent_to(env, argv[4]))
                 : kind == EFL_EV_FOLLOW_TAKE ? efl_nif_follow_caller(env, id, argv[3], &spawned)
                                              : 0;
         if (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other))
             return efl_atom_ok;
+        if (kind == EFL_EV_FOLLOW_CALL && !meta)
+            efl_nif_follow_request(id, argv[2], other);
     }
     int capturing = efl_tracer.capturing;
     struct efl_capture *capture = &efl_tracer.capture;
@@ -286,7 +326,7 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
             efl_capture_leave(capture, argv[2]);
         return efl_atom_ok;
     }
-    record(id, kind, env, argv, other);
+    record(id, kind, env, argv[2], argv[3], other);
     /* A process spawned inside a captured call, or called by one that
      * follows, is part of it (its own events pass the checks). */
     if ((kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL) && capturing && other != argv[2])

@@ -159,7 +159,8 @@ arm(Caller, #{tracer := TracerState, meta := MetaState} = Session, Opts) ->
     _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),
     _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection,
-                                    set_on_spawn, {tracer, eflambe_tracer, TracerState}]),
+                                    set_on_spawn, {tracer, eflambe_tracer, TracerState}
+                                    | eflambe_follow:flags(maps:get(follow, Opts))]),
     eflambe_follow:arm(maps:get(follow, Opts), [Caller], Session).
 
 %% Hands the session to the guard, which arms the node; ok once it has.

@@ -128,7 +128,7 @@ arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
     eflambe_session:arm_local(Opts),
     Flags = [call, return_to, arity, running, garbage_collection,
              {{tracer, eflambe_tracer, TracerState}}]
-        ++ [F || Spawned, F <- [procs, set_on_spawn]],
+        ++ [F || Spawned, F <- [procs, set_on_spawn]] ++ eflambe_follow:flags(Follow),
     Actions = [{trace, [], Flags}, {exception_trace} | eflambe_follow:mark_action(Follow)],
     1 = erlang:trace_pattern(MFA, [{'_', [], Actions}], [{meta, eflambe_tracer, MetaState}]),
     eflambe_follow:arm(Follow, [], Session).

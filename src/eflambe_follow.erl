@@ -27,7 +27,7 @@
 %% recorded but grafted nowhere.
 -module(eflambe_follow).
 
--export([check/1, arm/3, disarm/0, mark/1, unmark/1, mark_action/1]).
+-export([check/1, arm/3, disarm/0, mark/1, unmark/1, mark_action/1, flags/1]).
 
 -define(LABEL, 16#EF1A).
 -define(CALL, {gen, do_call, 4}).
@@ -48,14 +48,25 @@
 check(false) ->
     {ok, false};
 check(Follow) when Follow =:= true; is_list(Follow) ->
-    case {seq_trace:get_system_tracer(), own_token()} of
-        {false, true} when Follow =:= true -> {ok, true};
-        {false, true} -> check_list(Follow);
-        {false, false} -> {error, {follow, {seq_trace_in_use, self()}}};
-        {Tracer, _} -> {error, {follow, {seq_trace_in_use, Tracer}}}
+    case {free_seq_tracer(), own_token()} of
+        {true, true} when Follow =:= true -> {ok, true};
+        {true, true} -> check_list(Follow);
+        {true, false} -> {error, {follow, {seq_trace_in_use, self()}}};
+        {false, _} -> {error, {follow, {seq_trace_in_use, seq_trace:get_system_tracer()}}}
     end;
 check(Other) ->
     {error, {bad_follow, Other, {expected, 'true | false | [Name | Pid]'}}}.
+
+%% No sequential tracer, or an earlier run's (a run's end removes it: one
+%% the node's halt of a guard left).
+-dialyzer({no_match, free_seq_tracer/0}).
+-spec free_seq_tracer() -> boolean().
+free_seq_tracer() ->
+    case seq_trace:get_system_tracer() of
+        false -> true;
+        {eflambe_tracer, _} -> true;
+        _ -> false
+    end.
 
 %% No token, or one of an earlier run's (a message of a followed process
 %% carried it here after the run: harmless, with no trace flags).
@@ -86,9 +97,10 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
       server := ServerState, follow_spawn := SpawnState} = States,
     %% The server's tracer state says so: a capture adopts it (erts asks
     %% the tracer about it at once, on whichever thread).
-    ServerFlags = [call, return_to, arity, running, garbage_collection,
+    ServerFlags = [call, return_to, arity, running, garbage_collection, send,
                    {{tracer, eflambe_tracer, ServerState}}],
     Only = only(Follow) ++ not_traced_by_others(TracerState),
+    arm_messages(Roots, Only, ServerFlags, maps:get(follow_seq, States)),
     Caller = fun(Head, Guards, Body) -> caller_spec(Roots, Head, Guards, Body) end,
     meta(?CALL, Caller(['$1', '_', '_', '_'], [{is_pid, '$1'} | Only],
                        [{trace, '$1', [], ServerFlags}]), CallState),
@@ -108,6 +120,57 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
         end,
     ok.
 
+%% Plain messages: a request (a message naming its sender, which a process
+%% traced with `send` sends with the token: flags/1) switches tracing on in
+%% its receiver and is recorded (the `send` trace pattern); the node's
+%% sequential tracer, this run's, sees each tokened message taken and sent
+%% (the token's receive and send flags): the NIF pairs the request's take,
+%% and the answer, with it. Left out, and said so, when someone else set a
+%% send pattern or a sequential tracer meanwhile.
+-spec arm_messages([pid()], list(), list(), integer()) -> ok.
+arm_messages(Roots, Only, ServerFlags, SeqState) ->
+    {match_spec, Current} = erlang:trace_info(send, match_spec),
+    case (Current =:= true orelse mentions(Current, eflambe_tracer)) andalso free_seq_tracer() of
+        true ->
+            To = [{is_seq_trace}, {is_pid, '$1'}, {'=/=', '$1', {self}}
+                  | [{'=/=', '$1', R} || R <- Roots] ++ Only],
+            Spec = [{['$1', '$2'], To ++ Names, [{trace, '$1', [], ServerFlags}]}
+                    || Names <- names_sender()],
+            send_pattern(Spec),
+            _ = seq_trace:set_system_tracer({eflambe_tracer, SeqState}),
+            ok;
+        false ->
+            logger:warning("eflambe: {follow, _} leaves plain messages unfollowed: the send "
+                           "trace pattern (~p) or the sequential tracer (~p) is someone else's",
+                           [Current, seq_trace:get_system_tracer()])
+    end.
+
+%% (OTP 25's spec of erlang:trace_pattern/3 leaves out `send`, which it
+%% takes.)
+-dialyzer({[no_fail_call, no_return], send_pattern/1}).
+-spec send_pattern(true | list()) -> true.
+send_pattern(Spec) ->
+    _ = erlang:trace_pattern(send, Spec, []),
+    true.
+
+%% Guards on a message ('$2') that name its sender, so that its receiver
+%% can answer: {self(), ...} or its pid second or third ({Ref, self(), ...},
+%% {io_request, self(), ...}), or {{self(), Tag}, ...}. gen's calls and
+%% casts are not plain (meta patterns follow those).
+-spec names_sender() -> [list()].
+names_sender() ->
+    Tuple = [{is_tuple, '$2'}, {'>=', {size, '$2'}, 2},
+             {'=/=', {element, 1, '$2'}, '$gen_call'}, {'=/=', {element, 1, '$2'}, '$gen_cast'}],
+    [Tuple ++ [{'>=', {size, '$2'}, N}, {'=:=', {element, N, '$2'}, {self}}]
+     || N <- [1, 2, 3]]
+        ++ [Tuple ++ [{is_tuple, {element, 1, '$2'}}, {'>=', {size, {element, 1, '$2'}}, 1},
+                      {'=:=', {element, 1, {element, 1, '$2'}}, {self}}]].
+
+%% The trace flags a followed run's own processes need besides its others.
+-spec flags(follow()) -> [send].
+flags(false) -> [];
+flags(_Follow) -> [send].
+
 -spec meta(mfa(), list(), integer()) -> ok.
 meta(MFA, Spec, State) ->
     _ = erlang:trace_pattern(MFA, Spec, [{meta, eflambe_tracer, State}]),
@@ -117,9 +180,15 @@ meta(MFA, Spec, State) ->
 %% which gets the token back first (a message without one took it).
 -spec caller_spec([pid()], list(), list(), list()) -> list().
 caller_spec(Roots, Head, Guards, Body) ->
-    [{Head, [{'=:=', {self}, Root} | Guards], [{set_seq_token, label, ?LABEL} | Body]}
-     || Root <- Roots]
+    [{Head, [{'=:=', {self}, Root} | Guards], token_actions() ++ Body} || Root <- Roots]
         ++ [{Head, [{is_seq_trace} | Guards], Body}].
+
+%% Our token: the label, and the flags that make the sequential tracer see
+%% each message it travels with, sent and taken.
+-spec token_actions() -> list().
+token_actions() ->
+    [{set_seq_token, label, ?LABEL}, {set_seq_token, send, true},
+     {set_seq_token, 'receive', true}].
 
 %% The guard that keeps the servers of a list: one of them.
 -spec only(true | [atom() | pid()]) -> list().
@@ -164,7 +233,20 @@ disarm() ->
                 {meta, {eflambe_tracer, _}} -> true;
                 _ -> false
             end],
+    _ = case seq_trace:get_system_tracer() of
+            {eflambe_tracer, _} -> seq_trace:set_system_tracer(false);
+            _ -> ok
+        end,
+    {match_spec, Send} = erlang:trace_info(send, match_spec),
+    _ = mentions(Send, eflambe_tracer) andalso send_pattern(true),
     ok.
+
+%% Does the term hold the atom (our send pattern names our tracer)?
+-spec mentions(term(), atom()) -> boolean().
+mentions(A, A) -> true;
+mentions(T, A) when is_tuple(T) -> mentions(tuple_to_list(T), A);
+mentions([H | T], A) -> mentions(H, A) orelse mentions(T, A);
+mentions(_, _) -> false.
 
 %% In the profiled process, around the profiled call: carries the token.
 %% Returns what to give unmark/1 afterwards.
@@ -176,7 +258,7 @@ mark(_Follow) ->
               true -> [];
               false -> seq_trace:get_token()
           end,
-    _ = seq_trace:set_token(label, ?LABEL),
+    _ = [seq_trace:set_token(Component, Value) || {set_seq_token, Component, Value} <- token_actions()],
     {token, Old}.
 
 %% capture: the target's match spec gives the caller the token as the
@@ -187,7 +269,7 @@ mark(_Follow) ->
 mark_action(false) ->
     [];
 mark_action(_Follow) ->
-    [{set_seq_token, label, ?LABEL}].
+    token_actions().
 
 -spec unmark(term()) -> ok.
 unmark(none) ->

@@ -9,6 +9,7 @@
 -compile([export_all, nowarn_export_all]).
 
 -define(S, eflambe_follow_server).
+-define(PLAIN_WAIT, <<"eflambe_follow_server:plain_ask/2">>).
 -define(WAIT, <<"gen:do_call/4">>).
 
 all() ->
@@ -16,7 +17,8 @@ all() ->
      callee_crashes, callee_never_answers, only_listed_servers, without_follow,
      traced_by_another_tracer, captured_call_follows, server_started_in_the_call, every_format,
      bad_options, erpc_call_local, erpc_call_raises, erpc_without_timeout, erpc_then_gen_call,
-     captured_erpc_call].
+     captured_erpc_call, plain_request_under_the_wait, plain_other_clients_not_mixed_in,
+     plain_note_not_a_request, captured_plain_request].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -36,6 +38,8 @@ assert_nothing_armed() ->
                 {erlang, spawn_request, 5}, {erpc, execute_call, 4}]],
     ?assertEqual([], [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
                            erlang:trace_info(P, tracer) =/= undefined]),
+    ?assertEqual({match_spec, true}, erlang:trace_info(send, match_spec)),
+    ?assertEqual(false, seq_trace:get_system_tracer()),
     %% A token of the run may have come back with a message: harmless.
     ?assert(lists:member(seq_trace:get_token(label), [[], {label, 16#EF1A}])),
     ?assertEqual(undefined, eflambe_tracer:running_session()).
@@ -351,3 +355,75 @@ captured_erpc_call(_Config) ->
     Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
     ct:pal("captured erpc: light ~p us, heavy ~p us", [Light, Heavy]),
     ?assert(in_proportion(Light, Heavy)).
+
+%% ---- plain messages -----------------------------------------------------------
+
+%% {self(), Request} to a process that answers it: the receiver's work,
+%% from its take of the request to its answer, is under the sender's
+%% waiting frame, in proportion, in one process.
+plain_request_under_the_wait(_Config) ->
+    P = ?S:plain_start(),
+    try
+        {ok, Folded} = eflambe:apply({?S, plain_ask, [P, 300000]},
+                                     [{return, flamegraph}, {follow, true}]),
+        Lines = parse(Folded),
+        ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
+        Graft = under(under(Lines, ?PLAIN_WAIT), pid_frame(P)),
+        Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
+        Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
+        ct:pal("plain: light ~p us, heavy ~p us, all ~p us", [Light, Heavy, total(Lines)]),
+        ?assert(in_proportion(Light, Heavy)),
+        Sleep = total([L || {[<<"sleep">>], _} = L <- under(Lines, ?PLAIN_WAIT)]),
+        ?assert(Sleep < 0.1 * total(Graft))
+    after
+        P ! stop
+    end.
+
+%% Another client keeps the server busy meanwhile: none of its work is in
+%% the profile.
+plain_other_clients_not_mixed_in(_Config) ->
+    P = ?S:plain_start(),
+    Other = spawn_link(fun() -> ?S:plain_other_loop(P, 20000) end),
+    try
+        timer:sleep(20),
+        {ok, Folded} = eflambe:apply({?S, plain_ask, [P, 100000]},
+                                     [{return, flamegraph}, {follow, true}]),
+        Lines = parse(Folded),
+        ?assertEqual([], with(Lines, <<"eflambe_follow_server:other/1">>)),
+        Graft = under(under(Lines, ?PLAIN_WAIT), pid_frame(P)),
+        ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0)
+    after
+        Other ! stop,
+        P ! stop
+    end.
+
+%% A message that does not name its sender asks for no answer: the
+%% receiver's work for it is not the sender's (which sleeps on its own).
+plain_note_not_a_request(_Config) ->
+    P = ?S:plain_start(),
+    try
+        {ok, Folded} = eflambe:apply({?S, plain_note, [P, 300000]},
+                                     [{return, flamegraph}, {follow, true}]),
+        Lines = parse(Folded),
+        ?assertEqual([], with(Lines, <<"eflambe_follow_server:heavy/1">>)),
+        ?assertNotEqual([], with(Lines, <<"timer:sleep/1">>))
+    after
+        P ! stop
+    end.
+
+%% capture: the plain request of a captured call, made by another process.
+captured_plain_request(_Config) ->
+    P = ?S:plain_start(),
+    try
+        {Folded, Client} = capture_one({?S, plain_ask, 2}, fun() -> ?S:plain_ask(P, 200000) end),
+        Lines = parse(Folded),
+        ?assertEqual([pid_frame(Client)], lists:usort([hd(F) || {F, _} <- Lines])),
+        Graft = under(under(Lines, ?PLAIN_WAIT), pid_frame(P)),
+        Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
+        Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
+        ct:pal("captured plain: light ~p us, heavy ~p us", [Light, Heavy]),
+        ?assert(in_proportion(Light, Heavy))
+    after
+        P ! stop
+    end.
+

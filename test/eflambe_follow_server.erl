@@ -7,6 +7,7 @@
 -export([start/1, stop/1, init/1, handle_call/3, handle_cast/2, handle_info/2]).
 -export([client/2, client_catching/3, other_client_loop/2]).
 -export([erpc_client/2, erpc_work/1, erpc_then_call/2]).
+-export([plain_start/0, plain_loop/0, plain_ask/2, plain_note/2, plain_other_loop/2]).
 -export([statem_start/0, callback_mode/0, ready/3, statem_client/2]).
 
 start(Next) ->
@@ -93,3 +94,46 @@ ready({call, From}, {work, N}, Data) ->
 
 statem_client(Server, N) ->
     gen_statem:call(Server, {work, N}).
+
+%% ---- plain messages -----------------------------------------------------
+
+%% A server of plain messages: {From, Request} answered with {self(),
+%% Answer}; a note ({note, N}: no sender, no answer) does heavy work too.
+plain_start() ->
+    spawn(?MODULE, plain_loop, []).
+
+plain_loop() ->
+    receive
+        {From, {work, N}} ->
+            From ! {self(), light(N) + heavy(3 * N)},
+            plain_loop();
+        {From, {other, N}} ->
+            From ! {self(), other(N)},
+            plain_loop();
+        {note, N} ->
+            _ = heavy(N),
+            plain_loop();
+        stop ->
+            ok
+    end.
+
+plain_ask(Server, N) ->
+    Server ! {self(), {work, N}},
+    receive
+        {Server, Answer} -> Answer
+    end.
+
+%% A note, then a sleep of the sender's own, not a wait for the server.
+plain_note(Server, N) ->
+    Server ! {note, N},
+    timer:sleep(100).
+
+plain_other_loop(Server, N) ->
+    receive
+        stop -> ok
+    after 0 ->
+        Server ! {self(), {other, N}},
+        receive {Server, _} -> ok end,
+        plain_other_loop(Server, N)
+    end.
+

@@ -836,6 +836,25 @@ static void followed_erpc_call(void)
                "<0.1.0>;a:main/0;erpc:call/5;sleep 10\n");
 }
 
+/* A plain request: the caller, woken by something else, runs its own code
+ * again while the server still works: the server's work up to then is
+ * the caller's wait, the rest is not. */
+static void caller_runs_again(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "a:main/0"},    {0, 10, 1, FC, "2"},         {0, 15, 1, OUT, NULL},
+        {1, 18, 2, IN, NULL},        {1, 20, 2, FT, "1"},         {1, 22, 2, C, "s:work/0"},
+        {0, 40, 1, IN, NULL},        {0, 42, 1, C, "a:other/0"},  {0, 50, 1, R, "a:main/0"},
+        {1, 60, 2, R, NULL},         {1, 62, 2, FE, NULL},        {0, 70, 1, R, NULL},
+    };
+    check_fold_following(s, sizeof s / sizeof s[0],
+                         "<0.1.0>;a:main/0 35\n"
+                         "<0.1.0>;a:main/0;<0.2.0> 2\n"
+                         "<0.1.0>;a:main/0;<0.2.0>;[queued] 5\n"
+                         "<0.1.0>;a:main/0;<0.2.0>;s:work/0 20\n"
+                         "<0.1.0>;a:main/0;a:other/0 8\n");
+}
+
 /* A hostile archive: two processes each taking the other's request, in a
  * ring, then ending in any order: folded without looping or crashing. */
 static void follow_ring_survives(void)
@@ -968,6 +987,7 @@ int main(void)
     RUN(perf_data_layout);
     RUN(followed_call);
     RUN(followed_erpc_call);
+    RUN(caller_runs_again);
     RUN(follow_ring_survives);
     return efl_test_done();
 }
