@@ -135,8 +135,9 @@ void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM cal
 ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
                                    int *spawned);
 int efl_nif_follow_erpc_pending(void);
-/* A plain request sent (its send event passed the send pattern). */
-void efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to);
+/* A message naming its sender sent (its send event passed the send
+ * pattern): 1 if it is a request, 0 if it answers one. */
+int efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to);
 /* A plain message's step, from the sequential tracer's SeqTraceInfo
  * ({send | 'receive', Serial, From, To, Message}); fills in its sender and
  * receiver. */

@@ -153,9 +153,10 @@ ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_
 #define EFL_MESSAGE_SLOTS 256
 
 struct message_link {
-    uint64_t pid;   /* the key; 0: free */
-    uint64_t peer;  /* the process it asked (requests) or serves (serving) */
+    uint64_t pid;      /* the key; 0: free */
+    uint64_t peer;     /* the process it asked (requests) or serves (serving) */
     unsigned session;
+    unsigned answered; /* serving: it sent its caller a message */
 };
 
 /* (message_lock, above: held for a slot's read or write only) */
@@ -183,14 +184,32 @@ static void link_to(struct message_link *l, uint64_t pid, uint64_t peer, unsigne
     __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
     l->peer = peer;
     l->session = session;
+    l->answered = 0;
     __atomic_store_n(&l->pid, pid, __ATOMIC_RELEASE);
 }
 
-void efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to)
+/* A process's link to peer in the table, or NULL. */
+static struct message_link *link_of(struct message_link *table, uint64_t pid, uint64_t peer,
+                                    unsigned session)
+{
+    struct message_link *l = slot(table, pid);
+    return l->pid == pid && l->peer == peer && l->session == session ? l : NULL;
+}
+
+/* A message naming its sender is its answer when the sender serves the
+ * receiver ({self(), Answer} is as common as {self(), Request}); the
+ * sequential tracer's event of the same send may come before this one or
+ * after it: the link stays, marked, until both have been seen. */
+int efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to)
 {
     enif_mutex_lock(message_lock);
-    link_to(slot(requests, from), from, to, session);
+    struct message_link *l = link_of(serving, from, to, session);
+    if (l != NULL && l->answered)
+        __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
+    else if (l == NULL)
+        link_to(slot(requests, from), from, to, session);
     enif_mutex_unlock(message_lock);
+    return l == NULL;
 }
 
 enum efl_message_step efl_nif_follow_message(ErlNifEnv *env, unsigned session,
@@ -212,7 +231,10 @@ enum efl_message_step efl_nif_follow_message(ErlNifEnv *env, unsigned session,
         return EFL_MESSAGE_NONE;
     enum efl_message_step step = EFL_MESSAGE_NONE;
     enif_mutex_lock(message_lock);
-    if (t[0] == efl_atom_send && take_link(serving, t[2], t[3], session)) {
+    struct message_link *served;
+    if (t[0] == efl_atom_send && (served = link_of(serving, t[2], t[3], session)) != NULL &&
+        !served->answered) {
+        served->answered = 1;
         step = EFL_MESSAGE_ANSWERED;
     } else if (t[0] == efl_atom_receive && take_link(requests, t[2], t[3], session)) {
         link_to(slot(serving, t[3]), t[3], t[2], session);

@@ -243,11 +243,17 @@ static void record(unsigned id, unsigned kind, ErlNifEnv *env, ERL_NIF_TERM pid,
         efl_flusher_wake(&efl_tracer.flusher_sleeping);
 }
 
-/* A send event's receiver: its options' extra. */
+/* A send event's receiver: its options' extra, a pid or a registered
+ * name (0 for another node's). */
 static ERL_NIF_TERM sent_to(ErlNifEnv *env, ERL_NIF_TERM opts)
 {
     ERL_NIF_TERM to;
-    return enif_get_map_value(env, opts, efl_atom_extra, &to) ? to : 0;
+    ErlNifPid pid;
+    if (!enif_get_map_value(env, opts, efl_atom_extra, &to))
+        return 0;
+    if (EFL_RAW_IS_ATOM(to))
+        return enif_whereis_pid(env, to, &pid) ? enif_make_pid(env, &pid) : 0;
+    return to;
 }
 
 /* trace(seq_trace, TracerState, Label, SeqTraceInfo, Opts): a plain
@@ -300,8 +306,8 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
                                              : 0;
         if (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other))
             return efl_atom_ok;
-        if (kind == EFL_EV_FOLLOW_CALL && !meta)
-            efl_nif_follow_request(id, argv[2], other);
+        if (kind == EFL_EV_FOLLOW_CALL && !meta && !efl_nif_follow_request(id, argv[2], other))
+            return efl_atom_ok;
     }
     int capturing = efl_tracer.capturing;
     struct efl_capture *capture = &efl_tracer.capture;

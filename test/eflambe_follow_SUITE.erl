@@ -18,7 +18,7 @@ all() ->
      traced_by_another_tracer, captured_call_follows, server_started_in_the_call, every_format,
      bad_options, erpc_call_local, erpc_call_raises, erpc_without_timeout, erpc_then_gen_call,
      captured_erpc_call, plain_request_under_the_wait, plain_other_clients_not_mixed_in,
-     plain_note_not_a_request, captured_plain_request].
+     plain_note_not_a_request, captured_plain_request, lazy_loading_followed].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -426,4 +426,23 @@ captured_plain_request(_Config) ->
     after
         P ! stop
     end.
+
+%% The first call of a module not loaded yet: the caller waits in
+%% code_server:call/1 while the code server (a plain request, answered
+%% with a plain message) finds and reads the file, itself asking
+%% erl_prim_loader: that work is under the caller's wait, most of it.
+lazy_loading_followed(_Config) ->
+    M = eflambe_follow_lazy,
+    _ = code:purge(M),
+    _ = code:delete(M),
+    _ = code:purge(M),
+    false = erlang:module_loaded(M),
+    {ok, Folded} = eflambe:apply(fun() -> M:hello() end, [{return, flamegraph}, {follow, true}]),
+    Lines = parse(Folded),
+    ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
+    Wait = under(Lines, <<"code_server:call/1">>),
+    Graft = under(Wait, pid_frame(whereis(code_server))),
+    ct:pal("code_server:call/1 ~p us, the code server's work under it ~p us", [total(Wait), total(Graft)]),
+    ?assertNotEqual([], with(Graft, <<"erl_prim_loader:get_file/1">>)),
+    ?assert(total(Graft) > 0.8 * total(Wait)).
 
