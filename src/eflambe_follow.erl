@@ -1,10 +1,11 @@
 %% @private
 %% {follow, true | [Name | Pid]}: follows the work a profiled call asks of
-%% other processes with gen_server, gen_statem and local erpc calls, and
-%% grafts it under the caller's waiting frame.
+%% other processes with gen_server, gen_statem and local erpc calls and
+%% plain requests, and grafts it under the caller's waiting frame.
 %%
-%% The profiled process carries a sequential trace token (a label, no
-%% flags: nothing is ever sent to a seq tracer). Every message it sends
+%% The profiled process carries a sequential trace token (a label, and the
+%% send and receive flags: the node's sequential tracer, this run's NIF
+%% tracer state, sees tokened messages sent and taken). Every message it sends
 %% carries it, and a process that receives such a message holds it until it
 %% takes a message without one: the token marks the processes working for
 %% the profiled call, transitively, and only while they do. (apply's caller
@@ -23,6 +24,8 @@
 %% erpc:execute_call/4, switches its own tracing on and names its caller by
 %% that reference; the function's exit ends its work. (Without a timeout,
 %% erpc runs the function in the caller: nothing to follow.)
+%% A plain request (a tokened message naming its sender): see
+%% arm_messages/4.
 %% Another client's request carries no token: the server's work for it is
 %% recorded but grafted nowhere.
 -module(eflambe_follow).
@@ -132,8 +135,8 @@ arm_messages(Roots, Only, ServerFlags, SeqState) ->
     {match_spec, Current} = erlang:trace_info(send, match_spec),
     case (Current =:= true orelse mentions(Current, eflambe_tracer)) andalso free_seq_tracer() of
         true ->
-            To = [{is_seq_trace}, {is_pid, '$1'}, {'=/=', '$1', {self}}
-                  | [{'=/=', '$1', R} || R <- Roots] ++ Only],
+            To = [{is_seq_trace}, {'orelse', {is_pid, '$1'}, {is_atom, '$1'}},
+                  {'=/=', '$1', {self}} | [{'=/=', '$1', R} || R <- names(Roots)] ++ Only],
             Spec = [{['$1', '$2'], To ++ Names, [{trace, '$1', [], ServerFlags}]}
                     || Names <- names_sender()],
             send_pattern(Spec),
@@ -190,7 +193,8 @@ token_actions() ->
     [{set_seq_token, label, ?LABEL}, {set_seq_token, send, true},
      {set_seq_token, 'receive', true}].
 
-%% The guard that keeps the servers of a list: one of them.
+%% The guard that keeps the servers of a list ('$1': a pid, or a name a
+%% message is sent to): one of them.
 -spec only(true | [atom() | pid()]) -> list().
 only(true) ->
     [];
@@ -199,12 +203,16 @@ only(List) ->
                                       Name when is_atom(Name) -> whereis(Name);
                                       Pid -> Pid
                                   end], is_pid(P)],
-    case Pids of
+    case names(Pids) of
         [] -> [false];
-        [P] -> [{'=:=', '$1', P}];
         [P | Ps] -> [lists:foldl(fun(Q, G) -> {'orelse', {'=:=', '$1', Q}, G} end,
                                  {'=:=', '$1', P}, Ps)]
     end.
+
+%% The processes, and the names they are registered under.
+-spec names([pid()]) -> [pid() | atom()].
+names(Pids) ->
+    Pids ++ [Name || P <- Pids, {registered_name, Name} <- [erlang:process_info(P, registered_name)]].
 
 %% The match spec's trace action would take a process away from another
 %% tracer: those are left alone (their work for the call stays a wait),
@@ -219,7 +227,7 @@ not_traced_by_others(TracerState) ->
         logger:warning("eflambe: {follow, _} leaves alone ~b process(es) traced by another "
                        "tracer (their work for the call shows as a wait): ~p",
                        [length(Others), lists:sublist(Others, 10)]),
-    [{'=/=', '$1', P} || P <- Others].
+    [{'=/=', '$1', P} || P <- names(Others)].
 
 %% Removes the patterns of a run that followed (ours only: a meta pattern
 %% someone else set on these functions stays).
