@@ -1,8 +1,10 @@
 %% The cost of {follow, true}: a client making 100,000 gen_server calls to
-%% a server that answers at once, and 20,000 local erpc calls (each served
-%% by a process spawned for it), untraced, profiled by eflambe:apply, and
-%% profiled following the calls. Rounds interleaved, the median of each;
-%% the time is the client's loop, inside the profiled call.
+%% a server that answers at once, as many plain requests ({self(), ping}
+%% answered {self(), pong}) to a process that answers at once, and 20,000
+%% local erpc calls (each served by a process spawned for it), untraced,
+%% profiled by eflambe:apply, and profiled following the calls. Rounds
+%% interleaved, the median of each; the time is the client's loop, inside
+%% the profiled call.
 -module(eflambe_bench_ping).
 -behaviour(gen_server).
 
@@ -14,7 +16,12 @@ main() ->
     {ok, Server} = gen_server:start(?MODULE, [], []),
     measure(gen_server, Server, 100000,
             "gen_server calls to a server that answers at once",
-            "the server traced too, three meta events a call"),
+            "the server traced too, three meta and two sequential trace events a call"),
+    Plain = spawn(fun plain/0),
+    measure(plain, Plain, 100000,
+            "plain requests to a process that answers at once",
+            "the receiver traced too, two send events and two sequential trace events a call"),
+    Plain ! stop,
     measure(erpc, node(), 20000,
             "local erpc calls with a timeout (a process spawned for each)",
             "four meta events a call; apply traces the spawned process either way"),
@@ -55,12 +62,22 @@ calls(_Kind, _To, 0) ->
 calls(gen_server, Server, N) ->
     pong = gen_server:call(Server, ping),
     calls(gen_server, Server, N - 1);
+calls(plain, Server, N) ->
+    Server ! {self(), ping},
+    receive {Server, pong} -> ok end,
+    calls(plain, Server, N - 1);
 calls(erpc, Node, N) ->
     Node = erpc:call(Node, erlang, node, [], 5000),
     calls(erpc, Node, N - 1).
 
 median(L) ->
     lists:nth((length(L) + 1) div 2, lists:sort(L)).
+
+plain() ->
+    receive
+        {From, ping} -> From ! {self(), pong}, plain();
+        stop -> ok
+    end.
 
 init([]) -> {ok, []}.
 handle_call(ping, _From, S) -> {reply, pong, S}.

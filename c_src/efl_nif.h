@@ -135,20 +135,14 @@ void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM cal
 ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
                                    int *spawned);
 int efl_nif_follow_erpc_pending(void);
-/* A message naming its sender sent (its send event passed the send
- * pattern): 1 if it is a request, 0 if it answers one. */
-int efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to);
-/* A plain message's step, from the sequential tracer's SeqTraceInfo
- * ({send | 'receive', Serial, From, To, Message}); fills in its sender and
- * receiver. */
-enum efl_message_step {
-    EFL_MESSAGE_NONE,
-    EFL_MESSAGE_TAKEN,    /* the receiver took the sender's request up */
-    EFL_MESSAGE_ANSWERED  /* the sender, serving the receiver, answered it */
-};
-enum efl_message_step efl_nif_follow_message(ErlNifEnv *env, unsigned session,
-                                             ERL_NIF_TERM info, ERL_NIF_TERM *from,
-                                             ERL_NIF_TERM *to);
+/* Plain messages: a message naming its sender sent (its send event
+ * passed the send pattern), a request or its answer; the sequential
+ * tracer's SeqTraceInfo ({'receive', Serial, From, To, Message}) of a
+ * message taken: 1 if it is a request (*from, *to filled in). */
+enum efl_message_step { EFL_MESSAGE_ASKED, EFL_MESSAGE_ANSWERED };
+enum efl_message_step efl_nif_follow_sent(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to);
+int efl_nif_follow_taken(ErlNifEnv *env, unsigned session, ERL_NIF_TERM info,
+                         ERL_NIF_TERM *from, ERL_NIF_TERM *to);
 ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_TERM mfa);
 
 /* The calling thread's ring in the current set, or NULL when it has none. */

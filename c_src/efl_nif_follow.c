@@ -143,20 +143,21 @@ ERL_NIF_TERM efl_nif_follow_callee(ErlNifEnv *env, ERL_NIF_TERM caller, ERL_NIF_
 
 /* ---- plain messages -------------------------------------------------- */
 
-/* A plain request is a tokened message that names its sender (the send
- * pattern's match spec picks them: eflambe_follow), recorded at its send;
- * the receiver takes it up when it takes it (the sequential tracer's
- * receive event, in the receiver, at the take) and is done when it sends
- * its caller a message (the answer). Who asked whom and who serves whom:
- * two small tables keyed by pid, direct-mapped (a collision forgets an
- * older request: its wait stays a wait). */
+/* A plain request is a tokened message that names its sender, so that the
+ * receiver can answer (the send pattern's match spec picks them for the
+ * processes a run follows: eflambe_follow); its receiver takes it up when
+ * it takes it (the sequential tracer's receive event, in the receiver, at
+ * the take) and is done when it answers: a message naming itself to its
+ * caller. (An answer that does not name its sender is not seen: the
+ * caller, woken by it, ends the wait as it runs again.) Who asked whom
+ * and who serves whom: two small tables keyed by pid, direct-mapped (a
+ * collision forgets an older request: its wait stays a wait). */
 #define EFL_MESSAGE_SLOTS 256
 
 struct message_link {
-    uint64_t pid;      /* the key; 0: free */
-    uint64_t peer;     /* the process it asked (requests) or serves (serving) */
+    uint64_t pid;   /* the key; 0: free */
+    uint64_t peer;  /* the process it asked (requests) or serves (serving) */
     unsigned session;
-    unsigned answered; /* serving: it sent its caller a message */
 };
 
 /* (message_lock, above: held for a slot's read or write only) */
@@ -168,7 +169,17 @@ static struct message_link *slot(struct message_link *table, uint64_t pid)
     return &table[(pid >> 4) % EFL_MESSAGE_SLOTS];
 }
 
-/* Takes the link of pid to peer out of the table; 1 if it was there. */
+/* Under the lock; pid last, for the look without it. */
+static void link_to(struct message_link *l, uint64_t pid, uint64_t peer, unsigned session)
+{
+    __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
+    l->peer = peer;
+    l->session = session;
+    __atomic_store_n(&l->pid, pid, __ATOMIC_RELEASE);
+}
+
+/* Takes the link of pid to peer out of the table, under the lock; 1 if it
+ * was there. */
 static int take_link(struct message_link *table, uint64_t pid, uint64_t peer, unsigned session)
 {
     struct message_link *l = slot(table, pid);
@@ -178,68 +189,34 @@ static int take_link(struct message_link *table, uint64_t pid, uint64_t peer, un
     return 1;
 }
 
-/* Under the lock; pid last, for the look without it. */
-static void link_to(struct message_link *l, uint64_t pid, uint64_t peer, unsigned session)
-{
-    __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
-    l->peer = peer;
-    l->session = session;
-    l->answered = 0;
-    __atomic_store_n(&l->pid, pid, __ATOMIC_RELEASE);
-}
-
-/* A process's link to peer in the table, or NULL. */
-static struct message_link *link_of(struct message_link *table, uint64_t pid, uint64_t peer,
-                                    unsigned session)
-{
-    struct message_link *l = slot(table, pid);
-    return l->pid == pid && l->peer == peer && l->session == session ? l : NULL;
-}
-
-/* A message naming its sender is its answer when the sender serves the
- * receiver ({self(), Answer} is as common as {self(), Request}); the
- * sequential tracer's event of the same send may come before this one or
- * after it: the link stays, marked, until both have been seen. */
-int efl_nif_follow_request(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to)
+enum efl_message_step efl_nif_follow_sent(unsigned session, ERL_NIF_TERM from, ERL_NIF_TERM to)
 {
     enif_mutex_lock(message_lock);
-    struct message_link *l = link_of(serving, from, to, session);
-    if (l != NULL && l->answered)
-        __atomic_store_n(&l->pid, 0, __ATOMIC_RELAXED);
-    else if (l == NULL)
+    int answer = take_link(serving, from, to, session);
+    if (!answer)
         link_to(slot(requests, from), from, to, session);
     enif_mutex_unlock(message_lock);
-    return l == NULL;
+    return answer ? EFL_MESSAGE_ANSWERED : EFL_MESSAGE_ASKED;
 }
 
-enum efl_message_step efl_nif_follow_message(ErlNifEnv *env, unsigned session,
-                                             ERL_NIF_TERM info, ERL_NIF_TERM *from,
-                                             ERL_NIF_TERM *to)
+int efl_nif_follow_taken(ErlNifEnv *env, unsigned session, ERL_NIF_TERM info,
+                         ERL_NIF_TERM *from, ERL_NIF_TERM *to)
 {
     const ERL_NIF_TERM *t;
     int n;
-    if (!enif_get_tuple(env, info, &n, &t) || n != 5 || !EFL_RAW_IS_LOCAL_PID(t[2]) ||
-        !EFL_RAW_IS_LOCAL_PID(t[3]) || t[2] == t[3] ||
-        (t[0] != efl_atom_send && t[0] != efl_atom_receive))
-        return EFL_MESSAGE_NONE;
+    if (!enif_get_tuple(env, info, &n, &t) || n != 5 || t[0] != efl_atom_receive ||
+        !EFL_RAW_IS_LOCAL_PID(t[2]) || !EFL_RAW_IS_LOCAL_PID(t[3]) || t[2] == t[3])
+        return 0;
+    /* Most tokened messages are no request: a look without the lock first
+     * (a stale look only sends this one to the lock). */
+    if (__atomic_load_n(&slot(requests, t[2])->pid, __ATOMIC_RELAXED) != t[2])
+        return 0;
+    enif_mutex_lock(message_lock);
+    int taken = take_link(requests, t[2], t[3], session);
+    if (taken)
+        link_to(slot(serving, t[3]), t[3], t[2], session);
+    enif_mutex_unlock(message_lock);
     *from = t[2];
     *to = t[3];
-    /* Most tokened messages are neither: a look without the lock first
-     * (a stale look only sends this one to the lock). */
-    struct message_link *l = t[0] == efl_atom_send ? slot(serving, t[2]) : slot(requests, t[2]);
-    if (__atomic_load_n(&l->pid, __ATOMIC_RELAXED) != t[2])
-        return EFL_MESSAGE_NONE;
-    enum efl_message_step step = EFL_MESSAGE_NONE;
-    enif_mutex_lock(message_lock);
-    struct message_link *served;
-    if (t[0] == efl_atom_send && (served = link_of(serving, t[2], t[3], session)) != NULL &&
-        !served->answered) {
-        served->answered = 1;
-        step = EFL_MESSAGE_ANSWERED;
-    } else if (t[0] == efl_atom_receive && take_link(requests, t[2], t[3], session)) {
-        link_to(slot(serving, t[3]), t[3], t[2], session);
-        step = EFL_MESSAGE_TAKEN;
-    }
-    enif_mutex_unlock(message_lock);
-    return step;
+    return taken;
 }

@@ -256,23 +256,15 @@ static ERL_NIF_TERM sent_to(ErlNifEnv *env, ERL_NIF_TERM opts)
     return to;
 }
 
-/* trace(seq_trace, TracerState, Label, SeqTraceInfo, Opts): a plain
- * message's send (in its sender) or take (in its receiver). */
+/* trace(seq_trace, TracerState, Label, SeqTraceInfo, Opts): a tokened
+ * message taken, in its receiver, at the take. */
 static ERL_NIF_TERM seq_event(ErlNifEnv *env, unsigned id, const ERL_NIF_TERM argv[])
 {
-    ERL_NIF_TERM from = 0, to = 0;
-    enum efl_message_step step = argv[0] == efl_atom_seq_trace
-                                     ? efl_nif_follow_message(env, id, argv[3], &from, &to)
-                                     : EFL_MESSAGE_NONE;
-    /* capture: only processes of a captured call (a server its send
-     * switched on has joined it). */
-    int capturing = efl_tracer.capturing;
-    if (step == EFL_MESSAGE_TAKEN && (!capturing || efl_capture_inside(&efl_tracer.capture, from))) {
+    ERL_NIF_TERM from, to;
+    /* capture: only the requests of a captured call's processes. */
+    if (argv[0] == efl_atom_seq_trace && efl_nif_follow_taken(env, id, argv[3], &from, &to) &&
+        (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, from)))
         record(id, EFL_EV_FOLLOW_TAKE, env, to, 0, from);
-    } else if (step == EFL_MESSAGE_ANSWERED &&
-               (!capturing || efl_capture_inside(&efl_tracer.capture, from))) {
-        record(id, EFL_EV_FOLLOW_END, env, from, 0, 0);
-    }
     return efl_atom_ok;
 }
 
@@ -306,8 +298,10 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
                                              : 0;
         if (efl_event_names_process(kind) && !EFL_RAW_IS_LOCAL_PID(other))
             return efl_atom_ok;
-        if (kind == EFL_EV_FOLLOW_CALL && !meta && !efl_nif_follow_request(id, argv[2], other))
-            return efl_atom_ok;
+        /* A plain message that names its sender: a request, or an answer. */
+        if (kind == EFL_EV_FOLLOW_CALL && !meta &&
+            efl_nif_follow_sent(id, argv[2], other) == EFL_MESSAGE_ANSWERED)
+            kind = EFL_EV_FOLLOW_END;
     }
     int capturing = efl_tracer.capturing;
     struct efl_capture *capture = &efl_tracer.capture;

@@ -4,8 +4,8 @@
 %% plain requests, and grafts it under the caller's waiting frame.
 %%
 %% The profiled process carries a sequential trace token (a label, and the
-%% send and receive flags: the node's sequential tracer, this run's NIF
-%% tracer state, sees tokened messages sent and taken). Every message it sends
+%% receive flag: the node's sequential tracer, this run's NIF tracer state,
+%% sees tokened messages taken). Every message it sends
 %% carries it, and a process that receives such a message holds it until it
 %% takes a message without one: the token marks the processes working for
 %% the profiled call, transitively, and only while they do. (apply's caller
@@ -123,21 +123,25 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
         end,
     ok.
 
-%% Plain messages: a request (a message naming its sender, which a process
-%% traced with `send` sends with the token: flags/1) switches tracing on in
-%% its receiver and is recorded (the `send` trace pattern); the node's
-%% sequential tracer, this run's, sees each tokened message taken and sent
-%% (the token's receive and send flags): the NIF pairs the request's take,
-%% and the answer, with it. Left out, and said so, when someone else set a
-%% send pattern or a sequential tracer meanwhile.
+%% Plain messages: a message naming its sender, which a process traced
+%% with `send` (flags/1) sends with the token, is a request or an answer
+%% (the `send` trace pattern; the NIF tells which): a request switches
+%% tracing on in its receiver and is recorded. The node's sequential
+%% tracer, this run's, sees each tokened message taken (the token's receive
+%% flag): the NIF pairs the take of a request with it. Left out, and said
+%% so, when someone else set a send pattern or a sequential tracer.
 -spec arm_messages([pid()], list(), list(), integer()) -> ok.
 arm_messages(Roots, Only, ServerFlags, SeqState) ->
     {match_spec, Current} = erlang:trace_info(send, match_spec),
     case (Current =:= true orelse mentions(Current, eflambe_tracer)) andalso free_seq_tracer() of
         true ->
+            %% To a root: an answer, or a request it is not grafted for
+            %% (its flags are its own).
+            ToRoot = [[{is_seq_trace}, {'=:=', '$1', R}] || R <- names(Roots)],
             To = [{is_seq_trace}, {'orelse', {is_pid, '$1'}, {is_atom, '$1'}},
                   {'=/=', '$1', {self}} | [{'=/=', '$1', R} || R <- names(Roots)] ++ Only],
-            Spec = [{['$1', '$2'], To ++ Names, [{trace, '$1', [], ServerFlags}]}
+            Spec = [{['$1', '$2'], Root ++ Names, []} || Root <- ToRoot, Names <- names_sender()]
+                ++ [{['$1', '$2'], To ++ Names, [{trace, '$1', [], ServerFlags}]}
                     || Names <- names_sender()],
             send_pattern(Spec),
             _ = seq_trace:set_system_tracer({eflambe_tracer, SeqState}),
@@ -186,12 +190,11 @@ caller_spec(Roots, Head, Guards, Body) ->
     [{Head, [{'=:=', {self}, Root} | Guards], token_actions() ++ Body} || Root <- Roots]
         ++ [{Head, [{is_seq_trace} | Guards], Body}].
 
-%% Our token: the label, and the flags that make the sequential tracer see
-%% each message it travels with, sent and taken.
+%% Our token: the label, and the flag that makes the sequential tracer see
+%% each message it travels with taken.
 -spec token_actions() -> list().
 token_actions() ->
-    [{set_seq_token, label, ?LABEL}, {set_seq_token, send, true},
-     {set_seq_token, 'receive', true}].
+    [{set_seq_token, label, ?LABEL}, {set_seq_token, 'receive', true}].
 
 %% The guard that keeps the servers of a list ('$1': a pid, or a name a
 %% message is sent to): one of them.
