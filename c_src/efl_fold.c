@@ -107,6 +107,7 @@ struct proc_state {
     uint8_t wait;          /* WAIT_*, as a caller */
     uint32_t wait_server;  /* the process it called; 0: one spawned for the call (erpc's) */
     uint32_t take_caller;  /* the caller of the first request it took up (read ahead) */
+    uint8_t wait_slept;    /* it was scheduled out since its wait began */
     uint32_t served_by;    /* the process grafted under it, while WAIT_SERVED */
     uint32_t wait_depth;   /* its stack's depth in the call: returning below ends the wait */
     uint32_t caller;       /* while grafted: the caller's process id; 0 otherwise */
@@ -156,6 +157,8 @@ struct efl_folder {
     uint32_t *symbol_site, symbol_site_cap;
     uint32_t *frame_site, frame_site_cap;
     uint32_t undefined_function; /* frame of error_handler:undefined_function/3, + 1 */
+    uint32_t send_bif[2];            /* erlang:send/2 and /3's frames + 1: a plain
+                                     * request sent through them waits in their caller */
     int collapse;                /* {recursion, collapse} */
     int sampled;                 /* a sampling run: each call event is a real frame */
     int following;               /* a run that followed calls: first events are noted */
@@ -455,6 +458,8 @@ static efl_status note_frame_site(struct efl_folder *f, uint32_t frame)
     const char *mod = f->p->symbols[fr->a], *fun = f->p->symbols[fr->b];
     if (fr->arity == 3 && strcmp(mod, "error_handler") == 0 && strcmp(fun, "undefined_function") == 0)
         f->undefined_function = frame + 1;
+    if ((fr->arity == 2 || fr->arity == 3) && strcmp(mod, "erlang") == 0 && strcmp(fun, "send") == 0)
+        f->send_bif[fr->arity - 2] = frame + 1;
     if (f->sites == NULL)
         return EFL_OK;
     EFL_GROW(f->frame_site, frame, f->frame_site_cap);
@@ -1063,8 +1068,12 @@ static efl_status graft(struct efl_folder *f, struct proc_state *s, uint32_t sid
     EFL_FORWARD_IF_ERROR(ungraft(f, s, sid, ts));
     /* Up to here the caller waited [queued]. */
     EFL_FORWARD_IF_ERROR(credit(f, c, ts));
-    uint32_t base;
-    EFL_FORWARD_IF_ERROR(child_kind(f, c->node, EFL_FRAME_PROCESS, sid, &base));
+    /* Under the frame that waits (the caller may not be back from its
+     * send yet: the request can be taken before). */
+    uint32_t base, waiting = c->wait_depth >= 1 && c->wait_depth <= c->depth
+                                 ? c->stack[c->wait_depth - 1].node
+                                 : c->node;
+    EFL_FORWARD_IF_ERROR(child_kind(f, waiting, EFL_FRAME_PROCESS, sid, &base));
     settle_all(f, s);
     s->saved = (struct saved_stack){s->stack, s->depth, s->cap, s->node, s->resync,
                                     s->overflow_frame, s->overflow};
@@ -1179,9 +1188,12 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL && ps->caller == 0)
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(credit(f, ps, e->ts));
-    /* Running its own code again (woken by an answer sent before the
-     * server was done, or by something else): it no longer waits. */
-    if (ps->wait == WAIT_SERVED && (kind == EFL_EV_CALL || kind == EFL_EV_RETURN_TO))
+    /* Running its own code again once it slept in the wait (woken by an
+     * answer sent before the server was done, or by something else): it
+     * no longer waits. (Before it slept, its code is the call's own: the
+     * return from the send may come after the server took the request.) */
+    if (ps->wait == WAIT_SERVED && ps->wait_slept &&
+        (kind == EFL_EV_CALL || kind == EFL_EV_RETURN_TO))
         EFL_FORWARD_IF_ERROR(end_wait(f, ps, e->ts));
 
     if (ps->scoped && ps->root_depth > 0)
@@ -1220,6 +1232,8 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_OUT:
         ps->out = 1;
+        if (ps->wait != WAIT_NONE)
+            ps->wait_slept = 1;
         break;
     case EFL_EV_GC_START:
         ps->gc = 1;
@@ -1237,6 +1251,12 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
             ps->wait = WAIT_QUEUED;
             ps->wait_server = e->frame != HELD_PID(e) ? e->frame : 0;
             ps->wait_depth = ps->depth;
+            ps->wait_slept = ps->out;
+            /* Sent through erlang:send/2,3: its caller waits. */
+            if (ps->depth > 1 && top_entry(ps)->frame != NO_ENTRY_FRAME &&
+                (top_entry(ps)->frame + 1 == f->send_bif[0] ||
+                 top_entry(ps)->frame + 1 == f->send_bif[1]))
+                ps->wait_depth--;
         }
         break;
     case EFL_EV_FOLLOW_TAKE:

@@ -3,9 +3,9 @@
 %% other processes with gen_server, gen_statem and local erpc calls and
 %% plain requests, and grafts it under the caller's waiting frame.
 %%
-%% The profiled process carries a sequential trace token (a label, and the
-%% receive flag: the node's sequential tracer, this run's NIF tracer state,
-%% sees tokened messages taken). Every message it sends
+%% The profiled process carries a sequential trace token (a label; for
+%% plain messages also the receive flag, with which the node's sequential
+%% tracer, this run's NIF tracer state, sees them taken). Every message it sends
 %% carries it, and a process that receives such a message holds it until it
 %% takes a message without one: the token marks the processes working for
 %% the profiled call, transitively, and only while they do. (apply's caller
@@ -40,6 +40,10 @@
 -define(ERPC_CALL, {erpc, call, 5}).
 -define(ERPC_SPAWN, {erlang, spawn_request, 5}).
 -define(ERPC_RUN, {erpc, execute_call, 4}).
+%% The token's receive flag: the node's sequential tracer sees the takes
+%% of the messages the token travels with, on for plain messages only.
+-define(TAKES_SEEN, {set_seq_token, 'receive', true}).
+-define(TAKES_UNSEEN, {set_seq_token, 'receive', false}).
 
 -type follow() :: false | true | [atom() | pid()].
 -export_type([follow/0]).
@@ -105,8 +109,9 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
     Only = only(Follow) ++ not_traced_by_others(TracerState),
     arm_messages(Roots, Only, ServerFlags, maps:get(follow_seq, States)),
     Caller = fun(Head, Guards, Body) -> caller_spec(Roots, Head, Guards, Body) end,
+    %% (A gen call's messages need no sequential tracer: see arm_messages/4.)
     meta(?CALL, Caller(['$1', '_', '_', '_'], [{is_pid, '$1'} | Only],
-                       [{trace, '$1', [], ServerFlags}]), CallState),
+                       [?TAKES_UNSEEN, {trace, '$1', [], ServerFlags}]), CallState),
     Tokened = [{'_', [{is_seq_trace}], []}],
     _ = [meta(MFA, Tokened, TakeState) || MFA <- ?TAKES],
     _ = [meta(MFA, Tokened, EndState) || MFA <- ?ENDS],
@@ -126,10 +131,13 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
 %% Plain messages: a message naming its sender, which a process traced
 %% with `send` (flags/1) sends with the token, is a request or an answer
 %% (the `send` trace pattern; the NIF tells which): a request switches
-%% tracing on in its receiver and is recorded. The node's sequential
-%% tracer, this run's, sees each tokened message taken (the token's receive
-%% flag): the NIF pairs the take of a request with it. Left out, and said
-%% so, when someone else set a send pattern or a sequential tracer.
+%% tracing on in its receiver and is recorded. The pattern also sets the
+%% token's receive flag, which the message carries: the node's sequential
+%% tracer, this run's, sees it taken, and the NIF pairs the take of a
+%% request with it. (A gen call clears the flag: its steps come from meta
+%% patterns, and its messages' takes would cost two sequential trace events
+%% a call.) Left out, and said so, when someone else set a send pattern or
+%% a sequential tracer.
 -spec arm_messages([pid()], list(), list(), integer()) -> ok.
 arm_messages(Roots, Only, ServerFlags, SeqState) ->
     {match_spec, Current} = erlang:trace_info(send, match_spec),
@@ -140,9 +148,9 @@ arm_messages(Roots, Only, ServerFlags, SeqState) ->
             ToRoot = [[{is_seq_trace}, {'=:=', '$1', R}] || R <- names(Roots)],
             To = [{is_seq_trace}, {'orelse', {is_pid, '$1'}, {is_atom, '$1'}},
                   {'=/=', '$1', {self}} | [{'=/=', '$1', R} || R <- names(Roots)] ++ Only],
-            Spec = [{['$1', '$2'], Root ++ Names, []} || Root <- ToRoot, Names <- names_sender()]
-                ++ [{['$1', '$2'], To ++ Names, [{trace, '$1', [], ServerFlags}]}
-                    || Names <- names_sender()],
+            Spec = [{['$1', '$2'], Root ++ names_sender(), [?TAKES_SEEN]} || Root <- ToRoot]
+                ++ [{['$1', '$2'], To ++ names_sender(),
+                     [?TAKES_SEEN, {trace, '$1', [], ServerFlags}]}],
             send_pattern(Spec),
             _ = seq_trace:set_system_tracer({eflambe_tracer, SeqState}),
             ok;
@@ -163,15 +171,18 @@ send_pattern(Spec) ->
 %% Guards on a message ('$2') that name its sender, so that its receiver
 %% can answer: {self(), ...} or its pid second or third ({Ref, self(), ...},
 %% {io_request, self(), ...}), or {{self(), Tag}, ...}. gen's calls and
-%% casts are not plain (meta patterns follow those).
--spec names_sender() -> [list()].
+%% casts are not plain (meta patterns follow those). One clause: it is
+%% tried at each send of a followed process.
+-spec names_sender() -> list().
 names_sender() ->
-    Tuple = [{is_tuple, '$2'}, {'>=', {size, '$2'}, 2},
-             {'=/=', {element, 1, '$2'}, '$gen_call'}, {'=/=', {element, 1, '$2'}, '$gen_cast'}],
-    [Tuple ++ [{'>=', {size, '$2'}, N}, {'=:=', {element, N, '$2'}, {self}}]
-     || N <- [1, 2, 3]]
-        ++ [Tuple ++ [{is_tuple, {element, 1, '$2'}}, {'>=', {size, {element, 1, '$2'}}, 1},
-                      {'=:=', {element, 1, {element, 1, '$2'}}, {self}}]].
+    Self = fun(N, T) -> {'=:=', {element, N, T}, {self}} end,
+    [{is_tuple, '$2'}, {'>=', {size, '$2'}, 2},
+     {'=/=', {element, 1, '$2'}, '$gen_call'}, {'=/=', {element, 1, '$2'}, '$gen_cast'},
+     {'orelse', Self(1, '$2'),
+      {'orelse', Self(2, '$2'),
+       {'orelse', {'andalso', {'>=', {size, '$2'}, 3}, Self(3, '$2')},
+        {'andalso', {is_tuple, {element, 1, '$2'}}, {'>=', {size, {element, 1, '$2'}}, 1},
+         Self(1, {element, 1, '$2'})}}}}].
 
 %% The trace flags a followed run's own processes need besides its others.
 -spec flags(follow()) -> [send].
@@ -190,11 +201,11 @@ caller_spec(Roots, Head, Guards, Body) ->
     [{Head, [{'=:=', {self}, Root} | Guards], token_actions() ++ Body} || Root <- Roots]
         ++ [{Head, [{is_seq_trace} | Guards], Body}].
 
-%% Our token: the label, and the flag that makes the sequential tracer see
-%% each message it travels with taken.
+%% Our token: the label (the send pattern sets the receive flag for plain
+%% messages: arm_messages/4).
 -spec token_actions() -> list().
 token_actions() ->
-    [{set_seq_token, label, ?LABEL}, {set_seq_token, 'receive', true}].
+    [{set_seq_token, label, ?LABEL}].
 
 %% The guard that keeps the servers of a list ('$1': a pid, or a name a
 %% message is sent to): one of them.

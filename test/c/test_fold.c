@@ -838,21 +838,43 @@ static void followed_erpc_call(void)
 
 /* A plain request: the caller, woken by something else, runs its own code
  * again while the server still works: the server's work up to then is
- * the caller's wait, the rest is not. */
+ * the caller's wait, the rest is not. (Its return from the send, which
+ * comes after the take, is the call's own: it had not slept yet.) */
 static void caller_runs_again(void)
 {
     static const struct efl_script s[] = {
-        {0, 0, 1, C, "a:main/0"},    {0, 10, 1, FC, "2"},         {0, 15, 1, OUT, NULL},
-        {1, 18, 2, IN, NULL},        {1, 20, 2, FT, "1"},         {1, 22, 2, C, "s:work/0"},
+        {0, 0, 1, C, "a:main/0"},    {0, 10, 1, FC, "2"},         {0, 12, 1, C, "erlang:send/2"},
+        {1, 13, 2, IN, NULL},        {1, 14, 2, FT, "1"},         {0, 14, 1, R, "a:main/0"},
+        {0, 15, 1, OUT, NULL},
+        {1, 22, 2, C, "s:work/0"},
         {0, 40, 1, IN, NULL},        {0, 42, 1, C, "a:other/0"},  {0, 50, 1, R, "a:main/0"},
         {1, 60, 2, R, NULL},         {1, 62, 2, FE, NULL},        {0, 70, 1, R, NULL},
     };
     check_fold_following(s, sizeof s / sizeof s[0],
-                         "<0.1.0>;a:main/0 35\n"
-                         "<0.1.0>;a:main/0;<0.2.0> 2\n"
-                         "<0.1.0>;a:main/0;<0.2.0>;[queued] 5\n"
+                         "<0.1.0>;a:main/0 32\n"
+                         "<0.1.0>;a:main/0;<0.2.0> 8\n"
                          "<0.1.0>;a:main/0;<0.2.0>;s:work/0 20\n"
-                         "<0.1.0>;a:main/0;a:other/0 8\n");
+                         "<0.1.0>;a:main/0;a:other/0 8\n"
+                         "<0.1.0>;a:main/0;erlang:send/2 2\n");
+}
+
+/* A plain request sent through erlang:send/2: the wait is its caller's
+ * (the return from the send does not end it). */
+static void sent_through_send_bif(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "a:main/0"},    {0, 10, 1, C, "erlang:send/2"}, {0, 11, 1, FC, "2"},
+        {0, 12, 1, R, "a:main/0"},   {0, 13, 1, OUT, NULL},           {1, 14, 2, IN, NULL},
+        {1, 15, 2, FT, "1"},         {1, 16, 2, C, "s:work/0"},       {1, 40, 2, R, NULL},
+        {1, 41, 2, FE, NULL},        {0, 45, 1, IN, NULL},            {0, 50, 1, R, NULL},
+    };
+    check_fold_following(s, sizeof s / sizeof s[0],
+                         "<0.1.0>;a:main/0 16\n"
+                         "<0.1.0>;a:main/0;<0.2.0> 2\n"
+                         "<0.1.0>;a:main/0;<0.2.0>;[queued] 2\n"
+                         "<0.1.0>;a:main/0;<0.2.0>;s:work/0 24\n"
+                         "<0.1.0>;a:main/0;erlang:send/2 2\n"
+                         "<0.1.0>;a:main/0;sleep 4\n");
 }
 
 /* A hostile archive: two processes each taking the other's request, in a
@@ -988,6 +1010,7 @@ int main(void)
     RUN(followed_call);
     RUN(followed_erpc_call);
     RUN(caller_runs_again);
+    RUN(sent_through_send_bif);
     RUN(follow_ring_survives);
     return efl_test_done();
 }
