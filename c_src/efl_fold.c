@@ -368,9 +368,11 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     if (r->kind >= EFL_EV_FOLLOW_CALL) {
         if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap && r->mod != r->pid)
             note_followed(&f->procs[r->mod], r->ts);
+        /* (A take naming the process itself: switched on for a followed
+         * call here.) */
         if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap) {
             note_followed(&f->procs[r->pid], r->ts);
-            if (f->procs[r->pid].take_caller == 0)
+            if (f->procs[r->pid].take_caller == 0 && r->mod != r->pid)
                 f->procs[r->pid].take_caller = r->mod;
         }
     }

@@ -134,7 +134,6 @@ void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM cal
                               ERL_NIF_TERM mfa);
 ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
                                    int *spawned);
-int efl_nif_follow_erpc_pending(void);
 /* Plain messages: a message naming its sender sent (its send event
  * passed the send pattern), a request or its answer; the sequential
  * tracer's SeqTraceInfo ({'receive', Serial, From, To, Message}) of a

@@ -22,7 +22,6 @@ struct erpc_request {
 static ErlNifMutex *erpc_lock; /* held for a slot's read or write only */
 static struct erpc_request erpc_requests[EFL_ERPC_SLOTS];
 static unsigned erpc_next;
-static unsigned erpc_pending; /* atomic: slots in use (written under the lock) */
 
 static ErlNifMutex *message_lock;
 
@@ -70,10 +69,7 @@ void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM cal
         return;
     uint64_t key = ref_key(ref);
     enif_mutex_lock(erpc_lock);
-    struct erpc_request *r = &erpc_requests[erpc_next++ % EFL_ERPC_SLOTS];
-    if (r->key == 0)
-        __atomic_fetch_add(&erpc_pending, 1, __ATOMIC_RELAXED);
-    *r = (struct erpc_request){key, caller, session};
+    erpc_requests[erpc_next++ % EFL_ERPC_SLOTS] = (struct erpc_request){key, caller, session};
     enif_mutex_unlock(erpc_lock);
 }
 
@@ -89,17 +85,11 @@ static ERL_NIF_TERM erpc_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM r
         if (r->key == key && r->session == session) {
             caller = r->caller;
             r->key = 0;
-            __atomic_fetch_sub(&erpc_pending, 1, __ATOMIC_RELAXED);
             break;
         }
     }
     enif_mutex_unlock(erpc_lock);
     return (ERL_NIF_TERM)caller;
-}
-
-int efl_nif_follow_erpc_pending(void)
-{
-    return __atomic_load_n(&erpc_pending, __ATOMIC_RELAXED) != 0;
 }
 
 /* The caller whose request a process takes up, or 0: in the arguments of

@@ -88,6 +88,52 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
         e->mod = e->fun = 0;
 }
 
+/* Writes one trace event of process pid, at ts, into the calling thread's
+ * ring; mfa: the trace term's {M, F, Args}, if the kind has one; `other`:
+ * the process a spawn or a followed call names. */
+static void record_at(uint64_t ts, unsigned id, unsigned kind, ErlNifEnv *env, ERL_NIF_TERM pid,
+                      ERL_NIF_TERM mfa, ERL_NIF_TERM other)
+{
+    struct efl_ring *ring = my_ring();
+    if (ring == NULL) {
+        __atomic_fetch_add(&efl_tracer.lost_no_ring, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    struct efl_event *e = efl_nif_reserve(ring, ts, id, pid);
+    if (e == NULL)
+        return;
+    e->ts = ts;
+    e->pid = pid;
+    e->mod = e->fun = 0;
+    e->kind = (uint8_t)kind;
+    e->arity = 0;
+    e->session = id;
+    if (efl_event_names_process(kind)) {
+        e->mod = (uint32_t)other;
+        e->fun = (uint32_t)((uint64_t)other >> 32);
+    } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
+               (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
+        read_mfa(env, mfa, e);
+    }
+    efl_ring_commit(ring);
+    /* A burst does not wait for the flusher's sleep to end. */
+    if (__atomic_load_n(&efl_tracer.flusher_sleeping, __ATOMIC_RELAXED) && efl_ring_filling(ring))
+        efl_flusher_wake(&efl_tracer.flusher_sleeping);
+}
+
+static void record(unsigned id, unsigned kind, ErlNifEnv *env, ERL_NIF_TERM pid, ERL_NIF_TERM mfa,
+                   ERL_NIF_TERM other)
+{
+    record_at(efl_clock_read(&efl_tracer.clock), id, kind, env, pid, mfa, other);
+}
+
+/* When this thread's caller began a followed call (or a send): erts asks
+ * enabled/3 before it runs the call's (the send's) match spec, whose trace
+ * action switches the server on, and the server (on another thread) may
+ * record events before the call's own event is: the call is dated from
+ * the question. */
+static THREAD_LOCAL uint64_t call_began;
+
 /* enabled(TraceTag, TracerState, Tracee)
  *
  * For apply, the process tracer traces everything and the meta tracer only
@@ -116,27 +162,37 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         if (!EFL_RAW_IS_LOCAL_PID(pid) || (tag != efl_atom_call && tag != efl_atom_exception_from &&
                                            tag != efl_atom_return_from))
             return efl_atom_discard;
-        if (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid))
+        if (!efl_tracer.capturing || efl_capture_inside(&efl_tracer.capture, pid)) {
+            if (role == EFL_ROLE_FOLLOW_CALL && tag == efl_atom_call)
+                call_began = efl_clock_read(&efl_tracer.clock);
             return efl_atom_trace;
-        /* capture: erpc's process for a captured call joins it at its take,
-         * whose match spec (switching its tracing on) runs only if let
-         * through; trace/5 keeps the take only if it is one. */
-        return role == EFL_ROLE_FOLLOW_TAKE && tag == efl_atom_call && efl_nif_follow_erpc_pending()
+        }
+        /* capture: a process taking up a captured call's request joins it
+         * at its take, whose match spec (switching its tracing on) runs
+         * only if let through; trace/5 keeps the take only if the caller
+         * is inside. */
+        return role == EFL_ROLE_FOLLOW_TAKE && tag == efl_atom_call &&
+                       efl_capture_armed(&efl_tracer.capture)
                    ? efl_atom_trace
                    : efl_atom_discard;
     }
-    /* capture: a server a followed call switched on joins the capture
-     * (whichever comes first: erts asks about it on whatever thread, and
-     * the call's own event adopts it too), while calls may still come; it
-     * is followed only while it works for a captured call. */
+    /* capture: a server a followed call switched on stays traced (erts
+     * asks about it at once, on whatever thread, before the call's own
+     * event adopts it) but counts only once adopted: by a captured call's
+     * call to it or its take of one's request; its events are followed
+     * only while it works for a captured call. */
     if (role == EFL_ROLE_SERVER) {
         if (!efl_tracer.capturing || !EFL_RAW_IS_LOCAL_PID(pid))
             return efl_atom_trace;
-        if (efl_capture_armed(&efl_tracer.capture))
-            efl_capture_adopt(&efl_tracer.capture, pid);
+        if (!efl_capture_inside(&efl_tracer.capture, pid))
+            return tag == efl_atom_trace_status ? efl_atom_trace : efl_atom_discard;
         role = EFL_ROLE_PROCESS;
     }
     int meta = role != EFL_ROLE_PROCESS;
+    /* A plain request is a followed call too (its send pattern's match
+     * spec switches the receiver on). */
+    if (tag == efl_atom_send && !meta)
+        call_began = efl_clock_read(&efl_tracer.clock);
     if (!efl_tracer.capturing) {
         if (meta && pid != (ERL_NIF_TERM)efl_tracer.root_pid)
             return efl_atom_discard;
@@ -209,40 +265,6 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
                                           : EFL_EV_FOLLOW_END;
 }
 
-/* Writes one trace event of process pid into the calling thread's ring;
- * mfa: the trace term's {M, F, Args}, if the kind has one; `other`: the
- * process a spawn or a followed call names. */
-static void record(unsigned id, unsigned kind, ErlNifEnv *env, ERL_NIF_TERM pid,
-                   ERL_NIF_TERM mfa, ERL_NIF_TERM other)
-{
-    uint64_t ts = efl_clock_read(&efl_tracer.clock);
-    struct efl_ring *ring = my_ring();
-    if (ring == NULL) {
-        __atomic_fetch_add(&efl_tracer.lost_no_ring, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    struct efl_event *e = efl_nif_reserve(ring, ts, id, pid);
-    if (e == NULL)
-        return;
-    e->ts = ts;
-    e->pid = pid;
-    e->mod = e->fun = 0;
-    e->kind = (uint8_t)kind;
-    e->arity = 0;
-    e->session = id;
-    if (efl_event_names_process(kind)) {
-        e->mod = (uint32_t)other;
-        e->fun = (uint32_t)((uint64_t)other >> 32);
-    } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
-               (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
-        read_mfa(env, mfa, e);
-    }
-    efl_ring_commit(ring);
-    /* A burst does not wait for the flusher's sleep to end. */
-    if (__atomic_load_n(&efl_tracer.flusher_sleeping, __ATOMIC_RELAXED) && efl_ring_filling(ring))
-        efl_flusher_wake(&efl_tracer.flusher_sleeping);
-}
-
 /* A send event's receiver: its options' extra, a pid or a registered
  * name (0 for another node's). */
 static ERL_NIF_TERM sent_to(ErlNifEnv *env, ERL_NIF_TERM opts)
@@ -305,10 +327,10 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     }
     int capturing = efl_tracer.capturing;
     struct efl_capture *capture = &efl_tracer.capture;
-    /* A take outside the capture: erpc's process for a captured call (its
-     * caller's spawn_request noted it, inside), which joins it. */
+    /* A take outside the capture of a captured call's request (erpc's
+     * process: its caller's spawn_request noted it, inside): it joins. */
     if (capturing && kind == EFL_EV_FOLLOW_TAKE && !efl_capture_inside(capture, argv[2])) {
-        if (!spawned)
+        if (!spawned && !efl_capture_inside(capture, other))
             return efl_atom_ok;
         efl_capture_adopt(capture, argv[2]);
     }
@@ -326,7 +348,13 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
             efl_capture_leave(capture, argv[2]);
         return efl_atom_ok;
     }
-    record(id, kind, env, argv[2], argv[3], other);
+    /* A followed call is dated from enabled/3's question (call_began). */
+    uint64_t ts = efl_clock_read(&efl_tracer.clock);
+    if (kind == EFL_EV_FOLLOW_CALL && call_began != 0 && call_began <= ts &&
+        ts - call_began < 1000000)
+        ts = call_began;
+    call_began = 0;
+    record_at(ts, id, kind, env, argv[2], argv[3], other);
     /* A process spawned inside a captured call, or called by one that
      * follows, is part of it (its own events pass the checks). */
     if ((kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL) && capturing && other != argv[2])

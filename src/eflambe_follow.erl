@@ -106,7 +106,8 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
     %% the tracer about it at once, on whichever thread).
     ServerFlags = [call, return_to, arity, running, garbage_collection, send,
                    {{tracer, eflambe_tracer, ServerState}}],
-    Only = only(Follow) ++ not_traced_by_others(TracerState),
+    Others = traced_by_others(TracerState),
+    Only = only(Follow) ++ [{'=/=', '$1', P} || P <- names(Others)],
     arm_messages(Roots, Only, ServerFlags, maps:get(follow_seq, States)),
     Caller = fun(Head, Guards, Body) -> caller_spec(Roots, Head, Guards, Body) end,
     %% (A gen call's messages need no sequential tracer: see arm_messages/4.)
@@ -231,9 +232,9 @@ names(Pids) ->
 %% The match spec's trace action would take a process away from another
 %% tracer: those are left alone (their work for the call stays a wait),
 %% and said so.
--dialyzer({no_match, not_traced_by_others/1}).
--spec not_traced_by_others(integer()) -> list().
-not_traced_by_others(TracerState) ->
+-dialyzer({no_match, traced_by_others/1}).
+-spec traced_by_others(integer()) -> [pid()].
+traced_by_others(TracerState) ->
     Others = [P || P <- processes(), T <- [erlang:trace_info(P, tracer)],
                    T =/= {tracer, []}, T =/= undefined,
                    not eflambe_session:ours(T, TracerState)],
@@ -241,7 +242,7 @@ not_traced_by_others(TracerState) ->
         logger:warning("eflambe: {follow, _} leaves alone ~b process(es) traced by another "
                        "tracer (their work for the call shows as a wait): ~p",
                        [length(Others), lists:sublist(Others, 10)]),
-    [{'=/=', '$1', P} || P <- names(Others)].
+    Others.
 
 %% Removes the patterns of a run that followed (ours only: a meta pattern
 %% someone else set on these functions stays).
