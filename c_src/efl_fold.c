@@ -157,8 +157,8 @@ struct efl_folder {
     uint32_t *symbol_site, symbol_site_cap;
     uint32_t *frame_site, frame_site_cap;
     uint32_t undefined_function; /* frame of error_handler:undefined_function/3, + 1 */
-    uint32_t send_bif[2];            /* erlang:send/2 and /3's frames + 1: a plain
-                                     * request sent through them waits in their caller */
+    uint32_t send_bif[2];        /* frames of erlang:send/2 and /3, + 1: a plain
+                                  * request sent through them waits in their caller */
     int collapse;                /* {recursion, collapse} */
     int sampled;                 /* a sampling run: each call event is a real frame */
     int following;               /* a run that followed calls: first events are noted */
@@ -368,8 +368,7 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     if (r->kind >= EFL_EV_FOLLOW_CALL) {
         if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap && r->mod != r->pid)
             note_followed(&f->procs[r->mod], r->ts);
-        /* (A take naming the process itself: switched on for a followed
-         * call here.) */
+        /* (A take naming the process itself grafts nothing: no caller.) */
         if (r->kind == EFL_EV_FOLLOW_TAKE && r->pid < f->procs_cap) {
             note_followed(&f->procs[r->pid], r->ts);
             if (f->procs[r->pid].take_caller == 0 && r->mod != r->pid)

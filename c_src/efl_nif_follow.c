@@ -74,10 +74,8 @@ void efl_nif_follow_note_erpc(ErlNifEnv *env, unsigned session, ERL_NIF_TERM cal
 }
 
 /* erpc:execute_call(Ref, M, F, A): the caller that noted Ref, or 0. */
-static ERL_NIF_TERM erpc_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM ref)
+static ERL_NIF_TERM erpc_caller(unsigned session, ERL_NIF_TERM ref)
 {
-    if (!enif_is_ref(env, ref))
-        return 0;
     uint64_t key = ref_key(ref), caller = 0;
     enif_mutex_lock(erpc_lock);
     for (unsigned i = 0; i < EFL_ERPC_SLOTS; i++) {
@@ -101,13 +99,12 @@ ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TER
 {
     const ERL_NIF_TERM *ev, *from;
     int n;
-    ERL_NIF_TERM args = call_args(env, mfa), arg;
+    ERL_NIF_TERM args = call_args(env, mfa), arg, rest;
     *spawned = 0;
-    if (enif_get_list_cell(env, args, &arg, &args) && enif_is_ref(env, arg)) {
+    if (enif_get_list_cell(env, args, &arg, &rest) && enif_is_ref(env, arg)) {
         *spawned = 1;
-        return erpc_caller(env, session, arg);
+        return erpc_caller(session, arg);
     }
-    args = call_args(env, mfa);
     while (enif_get_list_cell(env, args, &arg, &args)) {
         if (!enif_get_tuple(env, arg, &n, &ev))
             continue;
