@@ -17,38 +17,6 @@ static int kernel_uses_tsc(void)
     return ok;
 }
 
-static int has_flag(const char *flags, const char *flag)
-{
-    size_t n = strlen(flag);
-    for (const char *p = strstr(flags, flag); p != NULL; p = strstr(p + 1, flag))
-        if (p > flags && (p[-1] == ' ' || p[-1] == '\t') &&
-            (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-/* Virtual machines often run the kernel on a paravirtual clock (kvm-clock)
- * though their TSC is fit: invariant (constant_tsc, nonstop_tsc) and
- * declared in sync on every CPU by the hypervisor (tsc_reliable, on which
- * the kernel skips its own synchronisation checks). */
-static int cpu_declares_reliable_tsc(void)
-{
-    char line[8192];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f == NULL)
-        return 0;
-    int ok = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, "flags", 5) == 0) {
-            ok = has_flag(line, "constant_tsc") && has_flag(line, "nonstop_tsc") &&
-                 has_flag(line, "tsc_reliable");
-            break;
-        }
-    }
-    fclose(f);
-    return ok;
-}
-
 /* A (TSC, monotonic ns) pair read as close together as possible. */
 static void sample(int64_t *tsc, int64_t *ns)
 {
@@ -70,7 +38,7 @@ void efl_clock_calibrate(struct efl_clock *c)
 {
     memset(c, 0, sizeof *c);
 #if defined(__x86_64__)
-    if (!kernel_uses_tsc() && !cpu_declares_reliable_tsc())
+    if (!kernel_uses_tsc())
         return;
     int64_t t1, n1, t2, n2;
     sample(&t1, &n1);

@@ -1,9 +1,10 @@
 /* The tracer's clock: nanoseconds on CLOCK_MONOTONIC's time line. Where the
- * TSC is trusted, by the kernel (clocksource "tsc": invariant and in sync
- * across cores) or by the hypervisor (CPU flags constant_tsc, nonstop_tsc
- * and tsc_reliable, as under kvm-clock), it is read directly and scaled,
- * which costs half of a vDSO clock_gettime or less; elsewhere
- * clock_gettime is used. */
+ * kernel itself keeps time with the TSC (clocksource "tsc": it found the
+ * TSC invariant and in sync across cores, and watches it), the TSC is read
+ * directly and scaled, which costs half of a vDSO clock_gettime or less.
+ * Elsewhere clock_gettime(CLOCK_MONOTONIC) is used: a guest whose kernel
+ * runs on kvm-clock with tsc=unstable was seen with one thread's TSC stamp
+ * 27 us behind another's, though its CPU flags declared the TSC reliable. */
 #ifndef EFL_CLOCK_H
 #define EFL_CLOCK_H
 

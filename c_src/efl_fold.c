@@ -103,6 +103,7 @@ struct proc_state {
      * (no event of it before: first_ts >= follow_ts) counts only then. */
     uint8_t has_first, has_follow;
     uint64_t first_ts, follow_ts; /* its first event read; the first call of it read */
+    uint64_t born_ts;      /* the spawn that created it, read: none of its events is older */
     uint8_t adopted;       /* spawned inside a profiled call: its time counts */
     uint8_t wait;          /* WAIT_*, as a caller */
     uint32_t wait_server;  /* the process it called; 0: one spawned for the call (erpc's) */
@@ -161,7 +162,6 @@ struct efl_folder {
                                   * request sent through them waits in their caller */
     int collapse;                /* {recursion, collapse} */
     int sampled;                 /* a sampling run: each call event is a real frame */
-    int following;               /* a run that followed calls: first events are noted */
     uint64_t stack_entries;      /* in use by all processes, bounded */
     uint64_t credits;            /* held by all speculations, bounded */
     /* What the returns of calls of unknown kind showed, per (caller frame,
@@ -333,6 +333,22 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
         f->p->early_folds++;
     }
     struct ring_events *re = &f->rings[ring];
+    /* Stamps of two threads may disagree by a little: a process's events
+     * never come before the spawn that created it, or it would be a
+     * process of its own (the child's read after the spawn are moved up to
+     * it; the spawn read after the child's first event, down, as far as
+     * its ring's order allows). */
+    uint64_t ts = r->ts;
+    if (r->pid < f->procs_cap && f->procs[r->pid].born_ts > ts)
+        ts = f->procs[r->pid].born_ts;
+    if (r->kind == EFL_EV_SPAWN && r->mod < f->procs_cap && r->mod != r->pid) {
+        struct proc_state *child = &f->procs[r->mod];
+        uint64_t floor = re->n > re->pos ? re->ev[re->n - 1].ts : 0;
+        if (child->has_first && child->first_ts < ts)
+            ts = child->first_ts > floor ? child->first_ts : floor;
+        if (child->born_ts == 0)
+            child->born_ts = ts;
+    }
     /* Folded events make room before the array grows. */
     if (re->n == re->cap && re->pos * 2 >= re->n && re->pos > 0) {
         memmove(re->ev, re->ev + re->pos, (re->n - re->pos) * sizeof *re->ev);
@@ -341,7 +357,7 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     }
     EFL_GROW(re->ev, re->n, re->cap);
     struct held_event *e = &re->ev[re->n];
-    e->ts = r->ts;
+    e->ts = ts;
     e->pid_kind = r->pid << 4 | r->kind;
     e->frame = NO_FRAME;
     if (r->kind >= EFL_EV_SPAWN && (efl_event_names_process(r->kind) || r->kind == EFL_EV_LOST)) {
@@ -361,10 +377,9 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
         f->procs[r->pid].scoped = 1;
     /* Known as soon as read: a process's own events may be folded before
      * the followed call that switched its tracing on (it served others
-     * first). First events only in runs that followed calls (the header
-     * says so): it costs a look at the process for every event. */
-    if (f->following && r->pid < f->procs_cap)
-        note_first(&f->procs[r->pid], r->ts);
+     * first), or before the spawn that created it. */
+    if (r->pid < f->procs_cap)
+        note_first(&f->procs[r->pid], ts);
     if (r->kind >= EFL_EV_FOLLOW_CALL) {
         if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap && r->mod != r->pid)
             note_followed(&f->procs[r->mod], r->ts);
@@ -383,8 +398,6 @@ static efl_status on_meta(void *ctx, const char *line, size_t len)
     struct efl_folder *f = ctx;
     if (len == 11 && memcmp(line, "mode=sample", 11) == 0)
         f->sampled = 1;
-    if (len == 11 && memcmp(line, "follow=true", 11) == 0)
-        f->following = 1;
     size_t have = f->p->meta ? strlen(f->p->meta) : 0;
     char *meta = realloc(f->p->meta, have + len + 2);
     EFL_RETURN_ERROR_IF(meta == NULL, EFL_ERR_NOMEM);

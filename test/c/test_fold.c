@@ -269,6 +269,45 @@ static void spawned_inside_window(void)
     efl_profile_free(p);
 }
 
+/* Two threads' stamps may disagree a little: a child whose first event is
+ * stamped before its spawn (read before it, or after it) is still the
+ * spawned process of the window, not a process of its own. */
+static void child_stamped_before_spawn(void)
+{
+    static const struct efl_script read_first[] = {
+        {0, 0, 1, RC, "m:t/0"},
+        {1, 4, 2, C, "m:child/0"},
+        {0, 5, 1, EFL_EV_SPAWN, "2"},
+        {0, 10, 1, RR, "m:t/0"},
+        {1, 16, 2, R, NULL},
+    };
+    static const struct efl_script read_after[] = {
+        {0, 0, 1, RC, "m:t/0"},
+        {0, 5, 1, EFL_EV_SPAWN, "2"},
+        {1, 4, 2, C, "m:child/0"},
+        {0, 10, 1, RR, "m:t/0"},
+        {1, 16, 2, R, NULL},
+    };
+    const struct {
+        const struct efl_script *s;
+        const char *want;
+    } cases[] = {{read_first, "<0.1.0>;m:t/0 10\n<0.2.0>;m:child/0 12\n"},
+                 {read_after, "<0.1.0>;m:t/0 10\n<0.2.0>;m:child/0 11\n"}};
+    for (size_t i = 0; i < 2; i++) {
+        struct efl_profile *p;
+        char *got = fold_with(cases[i].s, 5, 0, NULL, &p);
+        CHECK_STR(got, cases[i].want);
+        free(got);
+        struct efl_buf win = {0};
+        CHECK(p->nwindows == 1);
+        CHECK_STATUS(efl_write_folded(p, p->windows[0].node, &win), EFL_OK);
+        efl_buf_append(&win, "", 1);
+        CHECK_STR((char *)win.data, cases[i].want);
+        efl_buf_free(&win);
+        efl_profile_free(p);
+    }
+}
+
 /* Stacks deeper than the cap are cut, not grown without bound. */
 static void depth_cap(void)
 {
@@ -989,6 +1028,7 @@ int main(void)
     RUN(root_window);
     RUN(root_window_without_frame);
     RUN(spawned_inside_window);
+    RUN(child_stamped_before_spawn);
     RUN(depth_cap);
     RUN(max_depth_option);
     RUN(lost_events_resync);
