@@ -2,9 +2,11 @@
  * out. Events are held per ring until a drain pass says every earlier one
  * has been read, then merged by timestamp through a heap and replayed
  * against each process's real stack. Single threaded. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "efl_cost.h"
 #include "efl_fold.h"
 #include "efl_map.h"
 #include "efl_sites.h"
@@ -116,6 +118,12 @@ struct proc_state {
     uint32_t graft_base;   /* while grafted: its stacks' base, under the caller's frame */
     uint32_t graft_level;  /* while grafted: 1 under a profiled process, 2 under a grafted one... */
     uint32_t last_call;    /* the frame it last called, + 1: a graft starts from it */
+    /* As the owner of a timeline, the time credited to its stacks so far:
+     * the timeline's clock, so that it adds up as the weights do. */
+    uint64_t clock;
+    uint8_t clock_set;
+    uint8_t last_kind;     /* of its last event folded: what the interval since cost */
+    uint32_t owed;         /* tracing cost its intervals could not pay yet, ns */
     struct saved_stack saved;
 };
 
@@ -161,6 +169,8 @@ struct efl_folder {
     uint32_t send_bif[2];        /* frames of erlang:send/2 and /3, + 1: a plain
                                   * request sent through them waits in their caller */
     int collapse;                /* {recursion, collapse} */
+    int raw_time;                /* keep the tracing cost in the frames' time */
+    struct efl_cost cost;        /* what tracing cost each interval (the header's) */
     int sampled;                 /* a sampling run: each call event is a real frame */
     uint64_t stack_entries;      /* in use by all processes, bounded */
     uint64_t credits;            /* held by all speculations, bounded */
@@ -187,6 +197,7 @@ efl_status efl_folder_new(struct efl_folder **fp, const struct efl_fold_opts *op
     f->held_max = opts && opts->held_max ? opts->held_max : EFL_FOLD_HELD_MAX;
     f->name_bytes_max = opts && opts->name_bytes_max ? opts->name_bytes_max : EFL_FOLD_NAME_BYTES_MAX;
     f->collapse = opts && opts->collapse_recursion;
+    f->raw_time = opts && opts->raw_time;
     f->max_depth = opts && opts->max_depth > 0 && opts->max_depth < EFL_FOLD_MAX_DEPTH
                        ? opts->max_depth
                        : EFL_FOLD_MAX_DEPTH;
@@ -398,6 +409,8 @@ static efl_status on_meta(void *ctx, const char *line, size_t len)
     struct efl_folder *f = ctx;
     if (len == 11 && memcmp(line, "mode=sample", 11) == 0)
         f->sampled = 1;
+    if (!f->raw_time)
+        (void)efl_cost_note_line(&f->cost, line, len);
     size_t have = f->p->meta ? strlen(f->p->meta) : 0;
     char *meta = realloc(f->p->meta, have + len + 2);
     EFL_RETURN_ERROR_IF(meta == NULL, EFL_ERR_NOMEM);
@@ -559,8 +572,6 @@ static efl_status child_kind(struct efl_folder *f, uint32_t parent, uint8_t kind
 
 /* ---- folding -------------------------------------------------------- */
 
-/* The node on top for a process: its stack, with a gc or sleep frame when
- * it is not running; its process node when nothing is known. */
 /* The process node whose tree the process's stacks are in now. */
 static uint32_t owner_of(const struct proc_state *ps)
 {
@@ -573,6 +584,18 @@ static uint32_t base_of(const struct proc_state *ps)
     return ps->caller ? ps->graft_base : ps->proc_node;
 }
 
+/* The process whose timeline shows its stacks now (itself, or the caller
+ * it is grafted under): the one whose clock its time advances. */
+static struct proc_state *owner_proc(struct efl_folder *f, struct proc_state *ps)
+{
+    if (ps->caller == 0)
+        return ps;
+    uint32_t pid = f->p->frames[f->p->nodes[ps->graft_owner].frame].a;
+    return pid < f->procs_cap ? &f->procs[pid] : ps;
+}
+
+/* The node on top for a process: its stack, with a gc or sleep frame when
+ * it is not running; its process node when nothing is known. */
 static efl_status on_top(struct efl_folder *f, const struct proc_state *ps, uint32_t *node)
 {
     *node = ps->node;
@@ -602,8 +625,13 @@ static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint6
     if (node == ps->shown)
         return EFL_OK;
     struct efl_profile *p = f->p;
+    struct proc_state *owner = owner_proc(f, ps);
+    if (!owner->clock_set) {
+        owner->clock = ts;
+        owner->clock_set = 1;
+    }
     EFL_GROW(p->timeline, p->ntimeline, f->timeline_cap);
-    p->timeline[p->ntimeline++] = (struct efl_change){ts, owner_of(ps), node};
+    p->timeline[p->ntimeline++] = (struct efl_change){owner->clock, owner_of(ps), node};
     ps->shown = node;
     return EFL_OK;
 }
@@ -611,8 +639,10 @@ static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint6
 static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint32_t node, uint64_t ns);
 
 /* Credits the time since the process's previous event to the stack that was
- * on top during it, with a gc or sleep frame when it was not running. */
-static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
+ * on top during it, with a gc or sleep frame when it was not running, less
+ * what tracing cost the process meanwhile (`cost`, at most all of it). */
+static efl_status credit_less(struct efl_folder *f, struct proc_state *ps, uint64_t ts,
+                              uint64_t cost)
 {
     /* While a followed process works on its request, that process's time
      * stands for this one's. */
@@ -620,15 +650,36 @@ static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t t
         ps->wait != WAIT_SERVED) {
         uint32_t node;
         EFL_FORWARD_IF_ERROR(on_top(f, ps, &node));
-        f->p->nodes[node].self_ns += ts - ps->last_ts;
-        f->p->total_ns += ts - ps->last_ts;
-        if (ps->nspec > 0)
-            EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ts - ps->last_ts));
+        /* Scheduled out, it pays the switch's cost only; running, what
+         * it owes too. */
+        uint64_t ns = ts - ps->last_ts, paid;
+        if (ps->out && !ps->gc) {
+            paid = cost < ns ? cost : ns;
+        } else {
+            uint64_t owed = ps->owed + cost;
+            paid = owed < ns ? owed : ns;
+            owed -= paid;
+            ps->owed = (uint32_t)(owed < f->cost.owed_max ? owed : f->cost.owed_max);
+        }
+        ns -= paid;
+        f->p->compensated_ns += paid;
+        f->p->nodes[node].self_ns += ns;
+        f->p->total_ns += ns;
+        owner_proc(f, ps)->clock += ns;
+        if (ps->nspec > 0 && ns > 0)
+            EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ns));
     }
     if (ts > ps->last_ts || !ps->seen)
         ps->last_ts = ts;
     ps->seen = 1;
     return EFL_OK;
+}
+
+/* Credits the time up to ts for another process's event (a graft begins
+ * or ends): the interval's tracing cost comes out of what follows. */
+static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
+{
+    return credit_less(f, ps, ts, 0);
 }
 
 static struct stack_entry *top_entry(struct proc_state *ps)
@@ -1201,7 +1252,8 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     /* A profiled process counts only inside the profiled call. */
     if (ps->scoped && ps->root_depth == 0 && kind != EFL_EV_ROOT_CALL && ps->caller == 0)
         return EFL_OK;
-    EFL_FORWARD_IF_ERROR(credit(f, ps, e->ts));
+    EFL_FORWARD_IF_ERROR(credit_less(f, ps, e->ts, efl_cost_between(&f->cost, ps->last_kind, kind)));
+    ps->last_kind = (uint8_t)kind;
     /* Running its own code again once it slept in the wait (woken by an
      * answer sent before the server was done, or by something else): it
      * no longer waits. (Before it slept, its code is the call's own: the

@@ -32,6 +32,8 @@ static void usage(FILE *to)
             "                   without it, all calls are folded together\n"
             "  --max-depth D    cut stacks at D functions below the process (default 1024)\n"
             "  --collapse-recursion  draw a function that calls itself as one frame\n"
+            "  --raw-time       keep the time tracing cost the processes (by default the\n"
+            "                   cost the archive records per event is taken out)\n"
             "  --help           this text\n"
             "\n"
             "A truncated archive (a node that died mid-write) is folded up to its\n"
@@ -76,7 +78,7 @@ int main(int argc, char **argv)
     const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
     long call = 0;
     unsigned max_depth = 0;
-    int collapse = 0;
+    int collapse = 0, raw_time = 0;
     int options_end = 0;
     for (int i = 1; i < argc; i++) {
         if (options_end || strcmp(argv[i], "-") == 0 || argv[i][0] != '-') {
@@ -97,6 +99,8 @@ int main(int argc, char **argv)
             output = argv[++i];
         } else if (strcmp(argv[i], "--collapse-recursion") == 0) {
             collapse = 1;
+        } else if (strcmp(argv[i], "--raw-time") == 0) {
+            raw_time = 1;
         } else if (strcmp(argv[i], "--max-depth") == 0 && i + 1 < argc) {
             char *end;
             long d = strtol(argv[++i], &end, 10);
@@ -138,7 +142,7 @@ int main(int argc, char **argv)
 
     struct efl_profile *p = NULL;
     struct efl_fold_opts opts = {.timeline = writer->needs_timeline, .max_depth = max_depth,
-                                 .collapse_recursion = collapse};
+                                 .collapse_recursion = collapse, .raw_time = raw_time};
     efl_status s = efl_fold_archive(archive, &opts, &p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),

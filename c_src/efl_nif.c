@@ -108,6 +108,7 @@ static ErlNifFunc funcs[] = {
     {"archive_header", 1, efl_nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"add_call_sites", 3, efl_nif_add_call_sites, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"capabilities", 0, efl_nif_capabilities, 0},
+    {"interval_costs", 1, efl_nif_interval_costs, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };
 
 ERL_NIF_INIT(eflambe_tracer, funcs, load, NULL, upgrade, unload)

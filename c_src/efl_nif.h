@@ -41,7 +41,7 @@
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
     X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
-    X(follow_seq) X(extra)
+    X(follow_seq) X(extra) X(raw_time) X(compensated_us)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -180,6 +180,7 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_interval_costs(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 /* load/unload of the files that own state: 0 on success. */
 int efl_nif_session_load(void);

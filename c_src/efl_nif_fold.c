@@ -9,6 +9,7 @@
 
 #include "efl_archive.h"
 #include "efl_fold.h"
+#include "efl_cost.h"
 #include "efl_nif.h"
 #include "efl_sites.h"
 #include "efl_writer.h"
@@ -82,7 +83,7 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
     ERL_NIF_TERM keys[] = {efl_atom_events, efl_atom_dropped, efl_atom_total_us, efl_atom_truncated,
                            efl_atom_cut_frames, efl_atom_extension, efl_atom_meta, efl_atom_stopped,
                            efl_atom_calls, efl_atom_guessed_calls, efl_atom_site_table, efl_atom_tail_resolved,
-                           efl_atom_returns, efl_atom_repaired_returns};
+                           efl_atom_returns, efl_atom_repaired_returns, efl_atom_compensated_us};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, p->events), enif_make_uint64(env, p->drops),
                            enif_make_uint64(env, efl_ns_to_us(p->total_ns)),
                            p->truncated ? efl_atom_true : efl_atom_false,
@@ -92,9 +93,10 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
                            enif_make_uint64(env, p->calls), enif_make_uint64(env, p->guessed_calls),
                            p->have_sites ? efl_atom_true : efl_atom_false,
                            enif_make_uint64(env, p->tail_resolved), enif_make_uint64(env, p->returns),
-                           enif_make_uint64(env, p->repaired_returns)};
+                           enif_make_uint64(env, p->repaired_returns),
+                           enif_make_uint64(env, efl_ns_to_us(p->compensated_ns))};
     ERL_NIF_TERM info;
-    enif_make_map_from_arrays(env, keys, vals, 14, &info);
+    enif_make_map_from_arrays(env, keys, vals, sizeof keys / sizeof keys[0], &info);
     return info;
 }
 
@@ -155,11 +157,13 @@ static efl_status write_output(const struct efl_profile *p, const struct efl_wri
     return s;
 }
 
-/* fold(ArchivePath, Format, Split, #{max_depth, recursion, output}) -> {ok, Data | [Window], Info}
+/* fold(ArchivePath, Format, Split, #{max_depth, recursion, raw_time, output})
+ *     -> {ok, Data | [Window], Info}
  *                                                                     | {error, {Atom, Detail}}
  * Split: false for one flamegraph of everything, true for one per profiled
  * call (a window), in the order the calls began. max_depth: stacks are cut
  * at that many functions below the process; recursion: exact | collapse;
+ * raw_time (optional, default false): keep the tracing cost in the time;
  * output (optional, not with Split): a file to create and stream the
  * flamegraph into, Data then {file, Path}; if it cannot be created or
  * written, {error, {output, Posix}} (eexist: the name is taken). */
@@ -203,8 +207,11 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     struct efl_buf out = {0};
     ERL_NIF_TERM data = 0;
     int err = 0;
+    ERL_NIF_TERM raw_time = efl_atom_false;
+    (void)enif_get_map_value(env, argv[3], efl_atom_raw_time, &raw_time);
     struct efl_fold_opts opts = {.timeline = w->needs_timeline, .max_depth = max_depth,
-                                 .collapse_recursion = recursion == efl_atom_collapse};
+                                 .collapse_recursion = recursion == efl_atom_collapse,
+                                 .raw_time = raw_time == efl_atom_true};
     efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
     if (st == EFL_OK && argv[2] == efl_atom_true) {
@@ -332,4 +339,29 @@ int efl_nif_fold_load(ErlNifEnv *env)
     output_type = enif_open_resource_type(env, NULL, "eflambe_output", output_free,
                                           ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
     return output_type == NULL;
+}
+
+/* interval_costs(ArchivePath) -> {ok, #{{KindA, KindB} => MeanNs}} | {error, {Atom, Path}}
+ * The mean interval between a process's consecutive events of kinds call
+ * and return_to (efl_cost_measure), for calibration. */
+ERL_NIF_TERM efl_nif_interval_costs(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = efl_nif_cstr(env, argv[0]);
+    if (path == NULL)
+        return enif_make_badarg(env);
+    uint32_t mean[EFL_EV_KIND_END][EFL_EV_KIND_END];
+    efl_status st = efl_cost_measure(path, mean);
+    free(path);
+    if (st != EFL_OK)
+        return efl_nif_error(env, st, argv[0]);
+    const unsigned kinds[] = {EFL_EV_CALL, EFL_EV_RETURN_TO};
+    const ERL_NIF_TERM names[] = {efl_atom_call, efl_atom_return_to};
+    ERL_NIF_TERM map = enif_make_new_map(env);
+    for (unsigned i = 0; i < 2; i++)
+        for (unsigned j = 0; j < 2; j++)
+            if (mean[kinds[i]][kinds[j]] != 0)
+                enif_make_map_put(env, map, enif_make_tuple2(env, names[i], names[j]),
+                                  enif_make_uint(env, mean[kinds[i]][kinds[j]]), &map);
+    return enif_make_tuple2(env, efl_atom_ok, map);
 }

@@ -21,6 +21,7 @@
                   open => undefined | file:filename(),
                   max_depth := 1..1024,
                   recursion := exact | collapse,
+                  compensate := boolean(),
                   max_events => pos_integer(),
                   max_bytes => pos_integer(),
                   exclude => [module() | {module(), atom(), arity() | '_'}],
@@ -54,6 +55,7 @@ defaults(apply) ->
       open => undefined,
       max_depth => 1024,
       recursion => exact,
+      compensate => true,
       exclude => [],
       max_events => ?DEFAULT_MAX_EVENTS,
       max_bytes => ?DEFAULT_MAX_BYTES,
@@ -78,7 +80,8 @@ defaults(replay) ->
       return => filename,
       open => undefined,
       max_depth => 1024,
-      recursion => exact}.
+      recursion => exact,
+      compensate => true}.
 
 -type mode() :: apply | capture | sample | replay.
 
@@ -193,6 +196,10 @@ check(_, recursion, R) when R =:= exact; R =:= collapse ->
     {ok, R};
 check(_, recursion, R) ->
     {error, {bad_recursion, R, {expected_one_of, [exact, collapse]}}};
+check(_, compensate, B) when is_boolean(B) ->
+    {ok, B};
+check(_, compensate, B) ->
+    {error, {bad_compensate, B, {expected_one_of, [true, false]}}};
 check(_, exclude, List) ->
     case proper_list(List) andalso [X || X <- List, not excludable(X)] of
         false -> {error, {bad_exclude, List, {expected, list}}};

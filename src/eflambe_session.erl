@@ -171,9 +171,11 @@ fold(Archive, Format, true, Opts) ->
     eflambe_tracer:fold(eflambe_options:native_name(Archive), Format, true, fold_options(Opts)).
 
 %% What the folder takes from the options.
--spec fold_options(eflambe_options:opts()) -> #{max_depth := 1..1024, recursion := exact | collapse}.
-fold_options(#{max_depth := MaxDepth, recursion := Recursion}) ->
-    #{max_depth => MaxDepth, recursion => Recursion}.
+-spec fold_options(eflambe_options:opts()) ->
+          #{max_depth := 1..1024, recursion := exact | collapse, raw_time := boolean()}.
+fold_options(#{max_depth := MaxDepth, recursion := Recursion} = Opts) ->
+    #{max_depth => MaxDepth, recursion => Recursion,
+      raw_time => not maps:get(compensate, Opts, true)}.
 
 %% Stops recording now, for a reason decided here (timeout, stop); the
 %% session stays open until finish/3, and the archive says why it ended.
@@ -400,10 +402,25 @@ metadata(Mode, Params, Opts) ->
              {mode, Mode},
              {target, Target},
              {output_format, maps:get(output_format, Opts)}]
-        %% The folder then notes when each process was first seen.
-        ++ [{follow, true} || maps:get(follow, Opts, false) =/= false],
-    [[atom_to_list(K), $=, value_text(V), $\n] || {K, V} <- Lines].
+        ++ [{follow, true} || maps:get(follow, Opts, false) =/= false]
+        %% What each trace event cost the traced process, for the folder
+        %% to take out (sampling traces no calls).
+        ++ case Mode of
+               sample -> [];
+               _ -> [{cost_key(K), V} || {K, V} <- lists:sort(maps:to_list(eflambe_calibrate:costs()))]
+           end,
+    [[key_text(K), $=, value_text(V), $\n] || {K, V} <- Lines].
+
+%% cost_call_ns, cost_call_return_to_ns... (c_src/efl_cost.h reads them).
+-spec cost_key(atom() | {atom(), atom()}) -> string().
+cost_key({A, B}) -> "cost_" ++ atom_to_list(A) ++ "_" ++ atom_to_list(B) ++ "_ns";
+cost_key(K) -> "cost_" ++ atom_to_list(K) ++ "_ns".
+
+-spec key_text(atom() | string()) -> string().
+key_text(K) when is_atom(K) -> atom_to_list(K);
+key_text(K) -> K.
 
 -spec value_text(term()) -> iodata().
 value_text(V) when is_atom(V) -> atom_to_list(V);
+value_text(V) when is_integer(V) -> integer_to_list(V);
 value_text(V) -> V.

@@ -6,14 +6,14 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
+-export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4, interval_costs/1,
          archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4,
+-nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4, interval_costs/1,
        archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
@@ -92,6 +92,14 @@ halt_session(_TracerState, _Reason) ->
           {ok, binary() | {file, file:filename_all()} | [map()], #{atom() => term()}}
           | {error, {atom(), term()}}.
 fold(_ArchivePath, _Format, _Split, _FoldOpts) ->
+    erlang:nif_error(not_loaded).
+
+%% The mean interval between a process's consecutive events of kinds call
+%% and return_to in an archive (eflambe_calibrate's).
+-spec interval_costs(file:filename_all()) ->
+          {ok, #{{call | return_to, call | return_to} => non_neg_integer()}}
+          | {error, {atom(), term()}}.
+interval_costs(_ArchivePath) ->
     erlang:nif_error(not_loaded).
 
 %% Appends the site table of the modules (their object code) to a closed

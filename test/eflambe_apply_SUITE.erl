@@ -136,9 +136,10 @@ spawned_process(_Config) ->
     ?assert(lists:any(fun(F) -> lists:member(<<"eflambe_workload:child_work/1">>, F) end,
                       Children)).
 
-%% The weights of the profiled process add up to the call's wall time.
+%% The weights of the profiled process add up to the call's wall time,
+%% with the tracing cost kept in (compensate false).
 weights_add_up_to_wall_time(_Config) ->
-    {ok, Folded} = eflambe:apply({?W, timed, [20]}, [{return, flamegraph}]),
+    {ok, Folded} = eflambe:apply({?W, timed, [20]}, [{return, flamegraph}, {compensate, false}]),
     Me = list_to_binary(pid_to_list(self())),
     Lines = parse(Folded),
     Total = weight(fun([P | _]) -> P =:= Me end, Lines),
@@ -313,7 +314,8 @@ stop_during_apply(_Config) ->
 %% affected stack restarts from a [dropped N events] frame, and the time
 %% still adds up to the call's.
 lost_events(_Config) ->
-    {ok, Folded} = eflambe:apply({?W, timed, [20]}, [{return, flamegraph}, {buffer_size, 2048}]),
+    {ok, Folded} = eflambe:apply({?W, timed, [20]}, [{return, flamegraph}, {buffer_size, 2048},
+                                                     {compensate, false}]),
     Lines = parse(Folded),
     ?assert(lists:any(fun({[_, Frame | _], _}) -> binary:match(Frame, <<"[dropped ">>) =/= nomatch;
                          (_) -> false
@@ -376,7 +378,7 @@ folded_format(_Config) ->
     ?assertEqual(length(Stacks), length(lists:usort(Stacks))).
 
 %% Property: for any mix of work and sleep, the profiled process's weights
-%% add up to the wall time the call measured itself.
+%% add up to the wall time the call measured itself (tracing cost kept in).
 weights_property(_Config) ->
     Prop = proper:forall(
              proper_types:non_empty(
@@ -384,7 +386,8 @@ weights_property(_Config) ->
                                    [{fib, proper_types:integer(5, 20)},
                                     {sleep, proper_types:integer(1, 10)}]))),
              fun(Steps) ->
-                     {ok, Folded} = eflambe:apply({?W, mixed, [Steps]}, [{return, flamegraph}]),
+                     {ok, Folded} = eflambe:apply({?W, mixed, [Steps]},
+                                                  [{return, flamegraph}, {compensate, false}]),
                      Me = list_to_binary(pid_to_list(self())),
                      Total = weight(fun([P | _]) -> P =:= Me end, parse(Folded)),
                      Wall = get(wall_us),

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* memmem, memrchr */
 #include <time.h>
 
+#include "efl_cost.h"
 #include "efl_fold.h"
 #include "efl_sites.h"
 #include "efl_writer.h"
@@ -306,6 +307,58 @@ static void child_stamped_before_spawn(void)
         efl_buf_free(&win);
         efl_profile_free(p);
     }
+}
+
+/* An archive whose header says what tracing cost: each interval loses its
+ * pair's cost; one too short to pay it owes the rest to the next; raw time
+ * keeps everything. */
+static void tracing_cost_taken_out(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:f/0"},
+        {0, 10, 1, C, "m:g/0"},
+        {0, 20, 1, R, "m:f/0"},
+        {0, 30, 1, R, NULL},
+        {0, 40, 1, C, "m:f/0"},
+        {0, 41, 1, C, "m:g/0"},  /* 1 us: pays half of its 2 us */
+        {0, 51, 1, R, "m:f/0"},  /* 3 us and the 1 us owed */
+        {0, 61, 1, R, NULL},
+    };
+    script_meta = "mode=test\ncost_call_call_ns=2000\ncost_call_return_to_ns=3000\n"
+                  "cost_return_to_return_to_ns=1000\ncost_return_to_call_ns=0\n";
+    for (unsigned rings = 1; rings <= 3; rings += 2) {
+        struct efl_profile *p;
+        char *got = fold(s, sizeof s / sizeof s[0], rings, &p);
+        CHECK_STR(got, "<0.1.0>;m:f/0 26\n<0.1.0>;m:f/0;m:g/0 13\n");
+        CHECK(p->compensated_ns == 12000);
+        free(got);
+        efl_profile_free(p);
+        got = fold_with(s, sizeof s / sizeof s[0], rings, &(struct efl_fold_opts){.raw_time = 1}, NULL);
+        CHECK_STR(got, "<0.1.0>;m:f/0 31\n<0.1.0>;m:f/0;m:g/0 20\n");
+        free(got);
+    }
+    script_meta = "mode=test\n";
+}
+
+/* The header's cost lines: per pair of kinds, or per kind for the rest. */
+static void cost_lines(void)
+{
+    struct efl_cost c = {0};
+    const char *good[] = {"cost_call_ns=200", "cost_sched_ns=120", "cost_return_to_call_ns=167",
+                          "cost_return_to_ns=88"};
+    const char *bad[] = {"cost_ns=1", "cost_call_ns=", "cost_call_ns=12x", "cost_calls_ns=1",
+                         "cost_call_sched_gc_ns=1", "cost_call_ns=1000000", "mode=sample"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK(efl_cost_note_line(&c, good[i], strlen(good[i])));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(!efl_cost_note_line(&c, bad[i], strlen(bad[i])));
+    CHECK(efl_cost_between(&c, EFL_EV_RETURN_TO, EFL_EV_CALL) == 167);
+    CHECK(efl_cost_between(&c, EFL_EV_CALL, EFL_EV_CALL) == 200);  /* 100 + 100 */
+    CHECK(efl_cost_between(&c, EFL_EV_OUT, EFL_EV_IN) == 120);
+    CHECK(efl_cost_between(&c, EFL_EV_GC_START, EFL_EV_GC_END) == 200);
+    CHECK(efl_cost_between(&c, EFL_EV_CALL, EFL_EV_RETURN_TO) == 144); /* 100 + 44 */
+    struct efl_cost none = {0};
+    CHECK(efl_cost_between(&none, EFL_EV_CALL, EFL_EV_CALL) == 0);
 }
 
 /* Stacks deeper than the cap are cut, not grown without bound. */
@@ -1029,6 +1082,8 @@ int main(void)
     RUN(root_window_without_frame);
     RUN(spawned_inside_window);
     RUN(child_stamped_before_spawn);
+    RUN(tracing_cost_taken_out);
+    RUN(cost_lines);
     RUN(depth_cap);
     RUN(max_depth_option);
     RUN(lost_events_resync);
