@@ -92,6 +92,7 @@
       | {open, speedscope | hotspot | atom() | file:filename()}
       | {max_depth, 1..1024}
       | {recursion, exact | collapse}
+      | {compensate, boolean()}
       | {exclude, [module() | {module(), atom(), arity() | '_'}]}
       | {max_events, pos_integer()}
       | {max_bytes, pos_integer()}
@@ -109,6 +110,9 @@
 %% functions, the deeper time staying with the last frame. `recursion'
 %% (default `exact'): every frame of a recursion is drawn, as deep as it
 %% really was; `collapse' draws a function that calls itself as one frame.
+%% `compensate' (default `true'): the tracing cost the node measured
+%% (recorded in the archive) is taken out of the frames' time; `false'
+%% keeps the traced run's own time.
 %% `exclude' (default []): modules and functions not traced at all (their
 %% time goes to their callers), to cut the volume at the source; not for
 %% replay.

@@ -79,10 +79,13 @@ calibrate() ->
 measure(TracerState) ->
     Loops = [{?MODULE, F, 1} || F <- [yielding, tree]],
     _ = [erlang:trace_pattern(MFA, true, [local]) || MFA <- Loops],
-    {Pid, Ref} = spawn_monitor(fun() -> exit({costs, in_process(TracerState)}) end),
+    Parent = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Parent ! {self(), in_process(TracerState)} end),
     try
         receive
-            {'DOWN', Ref, process, Pid, {costs, Costs}} -> {ok, Costs};
+            {Pid, Costs} ->
+                demonitor(Ref, [flush]),
+                {ok, Costs};
             {'DOWN', Ref, process, Pid, Reason} -> {error, {calibration_failed, Reason}}
         after 10000 ->
                 exit(Pid, kill),

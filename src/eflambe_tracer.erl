@@ -83,12 +83,13 @@ halt_session(_TracerState, _Reason) ->
 %% Split, one flamegraph per profiled call (in the order they began):
 %% #{pid, ended := return_from | exception_from | lost | open, start_us, end_us,
 %% data}. Stacks are cut at max_depth (1..1024) functions; with recursion
-%% collapse, a function calling itself stays one frame. With output (not
+%% collapse, a function calling itself stays one frame; with raw_time, the
+%% tracing cost is not taken out (efl_cost.h). With output (not
 %% with Split), the flamegraph is streamed into that new file (created with
 %% O_EXCL, never through a link) and the result is {file, Output}.
 -spec fold(file:filename_all(), atom(), boolean(),
            #{max_depth := 1..1024, recursion := exact | collapse,
-             output => file:filename_all()}) ->
+             raw_time => boolean(), output => file:filename_all()}) ->
           {ok, binary() | {file, file:filename_all()} | [map()], #{atom() => term()}}
           | {error, {atom(), term()}}.
 fold(_ArchivePath, _Format, _Split, _FoldOpts) ->
