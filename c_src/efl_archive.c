@@ -41,7 +41,7 @@
 static int has_mfa(unsigned kind)
 {
     return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_LOST &&
-           kind != EFL_EV_FOLLOW_END && !efl_event_names_process(kind);
+           kind != EFL_EV_FOLLOW_END && kind != EFL_EV_RECEIVE && !efl_event_names_process(kind);
 }
 
 /* ---- writer --------------------------------------------------------- */
@@ -481,6 +481,8 @@ static efl_status read_header(struct reader *r, struct source *src)
             s = EFL_ERR_CORRUPT;
         else if (r->sum->major > EFL_ARCHIVE_MAJOR)
             s = EFL_ERR_VERSION;
+        else if (r->v->version)
+            s = r->v->version(r->v->ctx, r->sum->major, r->sum->minor);
     }
     const char *p = (const char *)payload + 12, *end = (const char *)payload + size;
     while (s == EFL_OK && p < end && r->v->meta) {
@@ -643,8 +645,9 @@ static efl_status parse_frame(struct reader *r, const unsigned char *data, size_
             break;
         default:
             EFL_RETURN_ERROR_IF(tag <= EFL_REC_EVENT ||
-                                    tag >= EFL_REC_EVENT + (r->sum->major >= 2 ? EFL_EV_KIND_END
-                                                                              : EFL_EV_FOLLOW_CALL),
+                                    tag >= EFL_REC_EVENT + (r->sum->major >= 3   ? EFL_EV_KIND_END
+                                                            : r->sum->major == 2 ? EFL_EV_RECEIVE
+                                                                                 : EFL_EV_FOLLOW_CALL),
                                 EFL_ERR_CORRUPT);
             EFL_FORWARD_IF_ERROR(parse_event(r, &c, tag - EFL_REC_EVENT));
         }

@@ -15,9 +15,11 @@
 /* 2.0 added the events of followed calls (EFL_EV_FOLLOW_*): kinds a 1.x
  * reader cannot skip. A 1.x archive has none of them. 2.1: a followed
  * call may name its caller itself: a process spawned for it afterwards
- * (erpc's), which a 2.0 reader leaves unfollowed. */
-#define EFL_ARCHIVE_MAJOR 2
-#define EFL_ARCHIVE_MINOR 1
+ * (erpc's), which a 2.0 reader leaves unfollowed. 3.0: RECEIVE events
+ * (a wait told from a wait for a scheduler), which a 2.x reader cannot
+ * skip. */
+#define EFL_ARCHIVE_MAJOR 3
+#define EFL_ARCHIVE_MINOR 0
 
 /* Record tags. Event records are EFL_REC_EVENT + kind. */
 enum efl_record_tag {
@@ -100,6 +102,8 @@ struct efl_archive_visitor {
     efl_status (*pass)(void *ctx, uint64_t ts);
     /* The site table (efl_sites' serialized form), before anything else. */
     efl_status (*sites)(void *ctx, const void *data, size_t len);
+    /* The header's version, before its metadata lines. */
+    efl_status (*version)(void *ctx, unsigned major, unsigned minor);
 };
 
 struct efl_archive_summary {

@@ -22,6 +22,9 @@ enum efl_event_kind {
                             * for a process spawned for the call) and waits */
     EFL_EV_FOLLOW_TAKE,    /* takes up the request of caller mod/fun (its pid) */
     EFL_EV_FOLLOW_END,     /* is done with the request it took */
+    /* Archive version 3: */
+    EFL_EV_RECEIVE,        /* took a message or a receive's timeout from its queue (right
+                            * after it was scheduled in, if it had waited for it) */
     EFL_EV_KIND_END
 };
 

@@ -26,8 +26,8 @@ struct held_event {
 _Static_assert(EFL_EV_KIND_END <= 16, "event kinds must fit in 4 bits");
 /* Kinds that are not a process's own events come last (checks test ranges). */
 _Static_assert(EFL_EV_LOST == EFL_EV_SPAWN + 1 && EFL_EV_FOLLOW_CALL == EFL_EV_LOST + 1 &&
-                   EFL_EV_FOLLOW_END + 1 == EFL_EV_KIND_END,
-               "SPAWN, LOST and the FOLLOW kinds are the last");
+                   EFL_EV_FOLLOW_END + 1 == EFL_EV_RECEIVE,
+               "SPAWN, LOST and the FOLLOW kinds come together, before RECEIVE");
 
 struct ring_events {
     struct held_event *ev;
@@ -124,6 +124,13 @@ struct proc_state {
     uint8_t clock_set;
     uint8_t last_kind;     /* of its last event folded: what the interval since cost */
     uint32_t owed;         /* tracing cost its intervals could not pay yet, ns */
+    /* Scheduled out and in again: whether it waited in a receive or for a
+     * scheduler meanwhile is known at its next event (a RECEIVE: it
+     * waited); until then the time is held here, with its stack. */
+    uint64_t off_ns;
+    uint32_t off_node;
+    uint8_t off_held;
+    size_t off_change;     /* timeline: the change its scheduling out made, + 1 */
     struct saved_stack saved;
 };
 
@@ -172,6 +179,8 @@ struct efl_folder {
     int raw_time;                /* keep the tracing cost in the frames' time */
     struct efl_cost cost;        /* what tracing cost each interval (the header's) */
     int sampled;                 /* a sampling run: each call event is a real frame */
+    int receives;                /* RECEIVE events are recorded (archive version 3): time off
+                                  * the CPU is told apart, waiting or runnable */
     uint64_t stack_entries;      /* in use by all processes, bounded */
     uint64_t credits;            /* held by all speculations, bounded */
     /* What the returns of calls of unknown kind showed, per (caller frame,
@@ -391,7 +400,7 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
      * first), or before the spawn that created it. */
     if (r->pid < f->procs_cap)
         note_first(&f->procs[r->pid], ts);
-    if (r->kind >= EFL_EV_FOLLOW_CALL) {
+    if (r->kind >= EFL_EV_FOLLOW_CALL && r->kind <= EFL_EV_FOLLOW_END) {
         if (r->kind == EFL_EV_FOLLOW_CALL && r->mod < f->procs_cap && r->mod != r->pid)
             note_followed(&f->procs[r->mod], r->ts);
         /* (A take naming the process itself grafts nothing: no caller.) */
@@ -402,6 +411,14 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
         }
     }
     return re->queued ? EFL_OK : queue_ring(f, ring);
+}
+
+static efl_status on_version(void *ctx, unsigned major, unsigned minor)
+{
+    struct efl_folder *f = ctx;
+    (void)minor;
+    f->receives = major >= 3;
+    return EFL_OK;
 }
 
 static efl_status on_meta(void *ctx, const char *line, size_t len)
@@ -448,6 +465,7 @@ struct efl_archive_visitor efl_folder_visitor(struct efl_folder *f)
 {
     struct efl_archive_visitor v = {
         .ctx = f,
+        .version = on_version,
         .meta = on_meta,
         .symbol = on_symbol,
         .process = on_process,
@@ -633,6 +651,8 @@ static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint6
     EFL_GROW(p->timeline, p->ntimeline, f->timeline_cap);
     p->timeline[p->ntimeline++] = (struct efl_change){owner->clock, owner_of(ps), node};
     ps->shown = node;
+    if (ps->out && !ps->gc && ps->wait == WAIT_NONE)
+        ps->off_change = p->ntimeline;
     return EFL_OK;
 }
 
@@ -663,15 +683,46 @@ static efl_status credit_less(struct efl_folder *f, struct proc_state *ps, uint6
         }
         ns -= paid;
         f->p->compensated_ns += paid;
-        f->p->nodes[node].self_ns += ns;
         f->p->total_ns += ns;
         owner_proc(f, ps)->clock += ns;
-        if (ps->nspec > 0 && ns > 0)
-            EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ns));
+        if (ps->out && !ps->gc && ps->wait == WAIT_NONE && f->receives) {
+            /* Waiting or runnable: its next event after this one says. */
+            ps->off_ns += ns;
+            ps->off_node = ps->node;
+            ps->off_held = 1;
+        } else {
+            f->p->nodes[node].self_ns += ns;
+            if (ps->nspec > 0 && ns > 0)
+                EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ns));
+        }
     }
     if (ts > ps->last_ts || !ps->seen)
         ps->last_ts = ts;
     ps->seen = 1;
+    return EFL_OK;
+}
+
+/* Time off the CPU, held since the process was scheduled in, goes to a
+ * sleep frame (it waited in a receive: its first event is a RECEIVE) or a
+ * runnable one (it was ready to run: preempted, or yielding). */
+static efl_status settle_off_cpu(struct efl_folder *f, struct proc_state *ps, int waited)
+{
+    if (!ps->off_held)
+        return EFL_OK;
+    ps->off_held = 0;
+    uint64_t ns = ps->off_ns;
+    ps->off_ns = 0;
+    uint32_t node;
+    EFL_FORWARD_IF_ERROR(child_kind(f, ps->off_node, waited ? EFL_FRAME_SLEEP : EFL_FRAME_RUNNABLE,
+                                    0, &node));
+    f->p->nodes[node].self_ns += ns;
+    if (ps->nspec > 0 && ns > 0)
+        EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ns));
+    /* The timeline drew a sleep frame from the scheduling out on. */
+    if (!waited && ps->off_change != 0 && ps->off_change <= f->p->ntimeline &&
+        f->p->timeline[ps->off_change - 1].proc == owner_of(ps))
+        f->p->timeline[ps->off_change - 1].node = node;
+    ps->off_change = 0;
     return EFL_OK;
 }
 
@@ -1229,7 +1280,7 @@ static efl_status fold_event(struct efl_folder *f, const struct held_event *e)
 static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const struct held_event *e)
 {
     unsigned kind = HELD_KIND(e);
-    int follow_event = kind >= EFL_EV_FOLLOW_CALL; /* the last kinds */
+    int follow_event = kind >= EFL_EV_FOLLOW_CALL && kind <= EFL_EV_FOLLOW_END;
     /* Born while its first request's caller waited on a call that named
      * no process (erpc's): spawned for it, followed from its birth. (Its
      * take is read before its birth is folded, but for a take that comes
@@ -1254,6 +1305,11 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(credit_less(f, ps, e->ts, efl_cost_between(&f->cost, ps->last_kind, kind)));
     ps->last_kind = (uint8_t)kind;
+    /* Its first event since it was scheduled in says how it spent the
+     * time out: taking a message (or a timeout) from its queue, it had
+     * waited for one. */
+    if (ps->off_held && !ps->out)
+        EFL_FORWARD_IF_ERROR(settle_off_cpu(f, ps, kind == EFL_EV_RECEIVE));
     /* Running its own code again once it slept in the wait (woken by an
      * answer sent before the server was done, or by something else): it
      * no longer waits. (Before it slept, its code is the call's own: the
@@ -1428,6 +1484,9 @@ static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
 {
     efl_status s = fold_ready(f, UINT64_MAX);
+    /* Out when recording stopped: nothing says it was ready to run. */
+    for (size_t i = 0; s == EFL_OK && i < f->procs_cap; i++)
+        s = settle_off_cpu(f, &f->procs[i], 1);
     /* A profiled call still open at the end whose events were lost most
      * likely ended among them: the tracer counts an end even when its
      * event is lost. */

@@ -112,6 +112,7 @@ static void record_at(uint64_t ts, unsigned id, unsigned kind, ErlNifEnv *env, E
         e->mod = (uint32_t)other;
         e->fun = (uint32_t)((uint64_t)other >> 32);
     } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
+               kind != EFL_EV_RECEIVE &&
                (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {
         read_mfa(env, mfa, e);
     }
@@ -243,6 +244,8 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
         /* A plain request (only those pass the send pattern). */
         if (tag == efl_atom_send)
             return EFL_EV_FOLLOW_CALL;
+        if (tag == efl_atom_receive)
+            return EFL_EV_RECEIVE;
         return 0;
     }
     if (role == EFL_ROLE_ROOT) {
@@ -312,7 +315,7 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     /* The process a spawn or a followed call names (kinds from SPAWN on). */
     ERL_NIF_TERM other = 0;
     int spawned = 0;
-    if (kind >= EFL_EV_SPAWN) {
+    if (kind >= EFL_EV_SPAWN && kind <= EFL_EV_FOLLOW_END) {
         other = kind == EFL_EV_SPAWN ? argv[3]
                 : kind == EFL_EV_FOLLOW_CALL
                     ? (meta ? efl_nif_follow_callee(env, argv[2], argv[3]) : sent_to(env, argv[4]))

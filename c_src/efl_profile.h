@@ -18,11 +18,12 @@
 enum efl_frame_kind {
     EFL_FRAME_MFA,      /* a = module symbol, b = function symbol */
     EFL_FRAME_PROCESS,  /* a = process id */
-    EFL_FRAME_SLEEP,    /* scheduled out */
+    EFL_FRAME_SLEEP,    /* scheduled out, waiting in a receive (or for a port...) */
     EFL_FRAME_GC,       /* garbage collecting */
     EFL_FRAME_WINDOW,   /* a = window index; groups one profiled call, never shown */
     EFL_FRAME_DROPPED,  /* a = events lost: the stack above it is resynchronised */
-    EFL_FRAME_QUEUED    /* a followed call waits: its request is not taken up yet */
+    EFL_FRAME_QUEUED,   /* a followed call waits: its request is not taken up yet */
+    EFL_FRAME_RUNNABLE  /* scheduled out, ready to run: waiting for a scheduler */
 };
 
 struct efl_frame {

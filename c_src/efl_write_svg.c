@@ -38,13 +38,16 @@ static uint32_t hash(const char *s, size_t len)
     return h;
 }
 
-/* flamegraph.pl's warm palette; sleep blue, gc green, lost events grey. */
+/* flamegraph.pl's warm palette; sleep blue, runnable purple, gc green,
+ * lost events grey. */
 static void colour(const struct efl_frame *fr, const char *name, size_t len, char out[32])
 {
     uint32_t h = hash(name, len);
     unsigned a = h & 0xff, b = (h >> 8) & 0xff, c = (h >> 16) & 0xff;
     if (fr->kind == EFL_FRAME_SLEEP)
         snprintf(out, 32, "rgb(%u,%u,%u)", 80 + a % 40, 150 + b % 40, 220 + c % 30);
+    else if (fr->kind == EFL_FRAME_RUNNABLE)
+        snprintf(out, 32, "rgb(%u,%u,%u)", 160 + a % 40, 120 + b % 30, 210 + c % 40);
     else if (fr->kind == EFL_FRAME_GC)
         snprintf(out, 32, "rgb(%u,%u,%u)", 90 + a % 40, 190 + b % 40, 90 + c % 40);
     else if (fr->kind == EFL_FRAME_DROPPED)

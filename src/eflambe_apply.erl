@@ -158,7 +158,7 @@ arm(Caller, #{tracer := TracerState, meta := MetaState} = Session, Opts) ->
     _ = erlang:trace_pattern({?MODULE, '_', '_'}, false, [local]),
     _ = erlang:trace_pattern(?WINDOW, [{'_', [], [{exception_trace}]}],
                              [{meta, eflambe_tracer, MetaState}]),
-    _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection,
+    _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection, 'receive',
                                     set_on_spawn, {tracer, eflambe_tracer, TracerState}
                                     | eflambe_follow:flags(maps:get(follow, Opts))]),
     eflambe_follow:arm(maps:get(follow, Opts), [Caller], Session).

@@ -99,8 +99,9 @@ measure(TracerState) ->
 -spec in_process(integer()) -> #{sched := non_neg_integer()}.
 in_process(TracerState) ->
     Tracer = {tracer, eflambe_tracer, TracerState},
-    %% Calls and returns as in a run: their intervals, in the archive.
-    _ = erlang:trace(self(), true, [call, return_to, arity, Tracer]),
+    %% Calls and returns as in a run: their intervals, in the archive (the
+    %% garbage collections the trace terms cause apart, as in a run).
+    _ = erlang:trace(self(), true, [call, return_to, arity, garbage_collection, Tracer]),
     _ = [tree(?TREE) || _ <- lists:seq(1, ?TRIES)],
     _ = erlang:trace(self(), false, [all]),
     %% Scheduling: the wall time a yield adds, less its call's.

@@ -126,7 +126,7 @@ record(MFA, N, Session, Watch, #{timeout := Timeout} = Opts) ->
 arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
     #{spawned := Spawned, follow := Follow} = Opts) ->
     eflambe_session:arm_local(Opts),
-    Flags = [call, return_to, arity, running, garbage_collection,
+    Flags = [call, return_to, arity, running, garbage_collection, 'receive',
              {{tracer, eflambe_tracer, TracerState}}]
         ++ [F || Spawned, F <- [procs, set_on_spawn]] ++ eflambe_follow:flags(Follow),
     Actions = [{trace, [], Flags}, {exception_trace} | eflambe_follow:mark_action(Follow)],

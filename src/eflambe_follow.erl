@@ -104,7 +104,7 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
       server := ServerState, follow_spawn := SpawnState} = States,
     %% The server's tracer state says so: a capture adopts it (erts asks
     %% the tracer about it at once, on whichever thread).
-    ServerFlags = [call, return_to, arity, running, garbage_collection, send,
+    ServerFlags = [call, return_to, arity, running, garbage_collection, 'receive', send,
                    {{tracer, eflambe_tracer, ServerState}}],
     Others = traced_by_others(TracerState),
     Only = only(Follow) ++ [{'=/=', '$1', P} || P <- names(Others)],

@@ -6,12 +6,13 @@
 
 -export([all/0, init_per_suite/1, end_per_suite/1]).
 -export([calibrated_costs/1, bif_and_calls_ranked_as_untraced/1, sort_job_near_untraced/1,
-         cost_lines_in_archive/1]).
--export([fib/1, bif_work/1, mixed/1, sort_job/1]).
+         cost_lines_in_archive/1, blocked_receive_waits/1, busy_processes_are_runnable/1]).
+-export([fib/1, bif_work/1, mixed/1, sort_job/1, blocked/0, three/0, work_1/0, work_2/0,
+         work_3/0]).
 
 all() ->
     [calibrated_costs, bif_and_calls_ranked_as_untraced, sort_job_near_untraced,
-     cost_lines_in_archive].
+     cost_lines_in_archive, blocked_receive_waits, busy_processes_are_runnable].
 
 init_per_suite(Config) ->
     Config.
@@ -87,6 +88,64 @@ cost_lines_in_archive(Config) ->
     {ok, Comp} = eflambe:replay(Archive, [{return, flamegraph}]),
     {ok, Raw} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}]),
     ?assert(total(Comp) * 2 < total(Raw)).
+
+blocked() ->
+    receive after 30 -> ok end.
+
+%% Work of 1, 2 and 3 units in three processes at once, each in a function
+%% of its own (BIF work: what tracing costs barely matters).
+three() ->
+    Self = self(),
+    Ps = [spawn(fun() -> ?MODULE:F(), Self ! {done, self()} end) || F <- [work_1, work_2, work_3]],
+    [receive {done, P} -> ok end || P <- Ps],
+    ok.
+
+%% (Body calls: a tail call would put units/1 in their place.)
+work_1() -> units(1), 1.
+work_2() -> units(2), 2.
+work_3() -> units(3), 3.
+
+units(K) ->
+    L = lists:seq(1, 2000),
+    _ = [erlang:phash2(term_to_binary(L)) || _ <- lists:seq(1, K * 400)],
+    ok.
+
+%% A process blocked 30 ms in a receive waited 30 ms (sleep), and was
+%% never ready to run meanwhile.
+blocked_receive_waits(_Config) ->
+    {ok, Folded} = eflambe:apply({?MODULE, blocked, []}, [{return, flamegraph}]),
+    Sleep = ending(Folded, <<"sleep">>),
+    Runnable = ending(Folded, <<"runnable">>),
+    ct:pal("~s", [Folded]),
+    ?assert(Sleep >= 29000 andalso Sleep =< 33000),
+    ?assertEqual(0, Runnable).
+
+%% Three processes busy at once (more than the schedulers): each is ready
+%% to run while another runs (runnable), none waits (sleep), and their time
+%% on the CPU is in the proportions of their work (1:2:3, within 20%; 2-5%
+%% seen here, idle, with one scheduler and two).
+busy_processes_are_runnable(_Config) ->
+    {ok, Folded} = eflambe:apply({?MODULE, three, []}, [{return, flamegraph}]),
+    Lines = lines(Folded),
+    Of = fun(F) -> [{binary:split(S, <<";">>, [global]), N} || {S, N} <- Lines,
+                                                               binary:match(S, F) =/= nomatch] end,
+    OnCpu = [lists:sum([N || {Frames, N} <- Of(F),
+                             not lists:member(lists:last(Frames), [<<"sleep">>, <<"runnable">>])])
+             || F <- [<<"work_1/0">>, <<"work_2/0">>, <<"work_3/0">>]],
+    Runnable = [lists:sum([N || {Frames, N} <- Of(F), lists:last(Frames) =:= <<"runnable">>])
+                || F <- [<<"work_1/0">>, <<"work_2/0">>, <<"work_3/0">>]],
+    [One | _] = OnCpu,
+    Shares = [X / One || X <- OnCpu],
+    ct:pal("on the CPU ~p us (shares ~p), runnable ~p us", [OnCpu, Shares, Runnable]),
+    [?assert(abs(Share - Want) =< 0.2 * Want) || {Share, Want} <- lists:zip(Shares, [1, 2, 3])],
+    ?assert(lists:sum(Runnable) > 0),
+    ?assertEqual(0, ending(Folded, <<"work_1/0;sleep">>) + ending(Folded, <<"work_2/0;sleep">>)
+                 + ending(Folded, <<"work_3/0;sleep">>)).
+
+%% Time of the stacks ending in Frame (a frame or the end of a stack).
+ending(Folded, Frame) ->
+    lists:sum([N || {Stack, N} <- lines(Folded),
+                    binary:longest_common_suffix([Stack, Frame]) =:= byte_size(Frame)]).
 
 %% The least of 5 untraced runs, in microseconds.
 untraced(F) ->

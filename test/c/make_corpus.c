@@ -249,8 +249,11 @@ int main(int argc, char **argv)
      * eflambe came to write: the reader of 2.0 reads it). */
     whole.data[16] = 2;
     bad |= spit(dir, "newer_major.eftrace", whole.data, whole.len);
+    /* Major 3 too, which eflambe came to write next. */
     whole.data[16] = 3;
     bad |= spit(dir, "major_3.eftrace", whole.data, whole.len);
+    whole.data[16] = 4;
+    bad |= spit(dir, "major_4.eftrace", whole.data, whole.len);
     bad |= spit(dir, "empty.eftrace", "", 0);
     const char foreign[] = "<0.85.0>;app:main/1 12\n";
     bad |= spit(dir, "foreign.folded", foreign, sizeof foreign - 1);

@@ -54,7 +54,7 @@ static efl_status c_event(void *ctx, uint32_t ring, const struct efl_record *r)
 
 static struct efl_archive_visitor visitor(struct collected *c)
 {
-    struct efl_archive_visitor v = {c, c_meta, c_symbol, c_process, c_event, NULL, NULL, NULL};
+    struct efl_archive_visitor v = {c, c_meta, c_symbol, c_process, c_event, NULL, NULL, NULL, NULL};
     return v;
 }
 

@@ -154,7 +154,8 @@ static void exception_unwinds(void)
                   "<0.1.0>;m:f/0;m:k/0 10\n");
 }
 
-/* Scheduled out: a sleep frame on the stack where the process stopped. */
+/* Scheduled out, waiting in a receive (it takes a message first thing
+ * when scheduled in again): a sleep frame on the stack where it stopped. */
 static void sleep_frame(void)
 {
     static const struct efl_script s[] = {
@@ -162,12 +163,42 @@ static void sleep_frame(void)
         {0, 5, 1, C, "m:wait/0"},
         {0, 10, 1, OUT, "m:wait/0"},
         {1, 60, 1, IN, "m:wait/0"},   /* woken on another scheduler */
+        {1, 61, 1, EFL_EV_RECEIVE, NULL},
         {1, 70, 1, R, "m:f/0"},
         {1, 80, 1, R, NULL},
     };
     CHECK_FOLD(s, "<0.1.0>;m:f/0 15\n"
                   "<0.1.0>;m:f/0;m:wait/0 15\n"
                   "<0.1.0>;m:f/0;m:wait/0;sleep 50\n");
+}
+
+/* Scheduled out and in again without taking a message: it was ready to
+ * run meanwhile (preempted), a runnable frame; also on the timeline. */
+static void runnable_frame(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, C, "m:f/0"},
+        {0, 10, 1, OUT, "m:f/0"},
+        {1, 30, 1, IN, "m:f/0"},
+        {1, 35, 1, C, "m:g/0"},
+        {1, 40, 1, R, "m:f/0"},
+        {1, 50, 1, R, NULL},
+        {1, 60, 1, OUT, NULL},       /* out when recording stops: no say */
+    };
+    CHECK_FOLD(s, "<0.1.0>;m:f/0 25\n"
+                  "<0.1.0>;m:f/0;m:g/0 5\n"
+                  "<0.1.0>;m:f/0;runnable 20\n");
+    struct efl_profile *p;
+    char *got = fold_with(s, sizeof s / sizeof s[0], 1, &(struct efl_fold_opts){.timeline = 1}, &p);
+    free(got);
+    int runnable_shown = 0;
+    for (size_t i = 0; i < p->ntimeline; i++) {
+        const struct efl_frame *fr = &p->frames[p->nodes[p->timeline[i].node].frame];
+        runnable_shown += fr->kind == EFL_FRAME_RUNNABLE;
+        CHECK(fr->kind != EFL_FRAME_SLEEP);
+    }
+    CHECK(runnable_shown == 1);
+    efl_profile_free(p);
 }
 
 static void gc_frame(void)
@@ -1076,6 +1107,7 @@ int main(void)
     RUN(mutual_recursion);
     RUN(exception_unwinds);
     RUN(sleep_frame);
+    RUN(runnable_frame);
     RUN(gc_frame);
     RUN(processes_over_rings);
     RUN(root_window);
