@@ -38,10 +38,17 @@
 /* Keeps symbol ids small enough for the folder's 64-bit frame keys. */
 #define IDS_MAX (1u << 24)
 
-static int has_mfa(unsigned kind)
+/* From version 3, IN and OUT carry the thread's CPU time, not a function. */
+static int has_cpu(unsigned kind, unsigned major)
+{
+    return major >= 3 && (kind == EFL_EV_IN || kind == EFL_EV_OUT);
+}
+
+static int has_mfa(unsigned kind, unsigned major)
 {
     return kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_LOST &&
-           kind != EFL_EV_FOLLOW_END && kind != EFL_EV_RECEIVE && !efl_event_names_process(kind);
+           kind != EFL_EV_FOLLOW_END && kind != EFL_EV_RECEIVE && !efl_event_names_process(kind) &&
+           !has_cpu(kind, major);
 }
 
 /* ---- writer --------------------------------------------------------- */
@@ -240,7 +247,7 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
             EFL_FORWARD_IF_ERROR(process_id(w, e->pid, &pid));
         if (efl_event_names_process(e->kind))
             EFL_FORWARD_IF_ERROR(process_id(w, (uint64_t)e->fun << 32 | e->mod, &child));
-        if (has_mfa(e->kind)) {
+        if (has_mfa(e->kind, EFL_ARCHIVE_MAJOR)) {
             EFL_FORWARD_IF_ERROR(symbol_id(w, e->mod, &mod));
             if (mod != 0)
                 EFL_FORWARD_IF_ERROR(symbol_id(w, e->fun, &fun));
@@ -261,7 +268,9 @@ efl_status efl_archive_writer_events(struct efl_archive_writer *w, uint32_t ring
             efl_buf_put_varint_unchecked(&w->records, child);
         if (e->kind == EFL_EV_LOST)
             efl_buf_put_varint_unchecked(&w->records, e->mod);
-        if (has_mfa(e->kind)) {
+        if (has_cpu(e->kind, EFL_ARCHIVE_MAJOR))
+            efl_buf_put_varint_unchecked(&w->records, (uint64_t)e->fun << 32 | e->mod);
+        if (has_mfa(e->kind, EFL_ARCHIVE_MAJOR)) {
             efl_buf_put_varint_unchecked(&w->records, mod);
             if (mod != 0) {
                 efl_buf_put_varint_unchecked(&w->records, fun);
@@ -585,7 +594,9 @@ static efl_status parse_event(struct reader *r, struct efl_cursor *c, unsigned k
         EFL_FORWARD_IF_ERROR(read_id(c, r->processes, 0, &e.mod));
     if (kind == EFL_EV_LOST)
         EFL_FORWARD_IF_ERROR(read_id(c, UINT32_MAX, 1, &e.mod));
-    if (has_mfa(kind)) {
+    if (has_cpu(kind, r->sum->major))
+        EFL_FORWARD_IF_ERROR(efl_cursor_varint(c, &e.cpu));
+    if (has_mfa(kind, r->sum->major)) {
         EFL_FORWARD_IF_ERROR(read_id(c, r->symbols, 1, &e.mod));
         if (e.mod != 0) {
             const unsigned char *arity;

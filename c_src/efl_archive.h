@@ -80,9 +80,11 @@ void efl_archive_writer_abort(struct efl_archive_writer *w);
 
 /* A decoded event: pid, mod and fun are archive ids (0 = none); for a
  * spawn, mod is the new process's id; for a loss, mod is how many events
- * were lost and pid may be 0 (several processes). */
+ * were lost and pid may be 0 (several processes); for IN and OUT of
+ * version 3, cpu. */
 struct efl_record {
     uint64_t ts;
+    uint64_t cpu;   /* IN, OUT (version 3): the thread's CPU time, ns; else 0 */
     uint32_t pid;
     uint32_t mod;
     uint32_t fun;

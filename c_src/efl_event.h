@@ -11,8 +11,8 @@ enum efl_event_kind {
     EFL_EV_ROOT_CALL,      /* meta call of the profiled function: opens the window */
     EFL_EV_ROOT_RETURN,    /* meta return_from of the profiled function */
     EFL_EV_ROOT_EXCEPTION, /* meta exception_from of the profiled function */
-    EFL_EV_IN,             /* scheduled in */
-    EFL_EV_OUT,            /* scheduled out */
+    EFL_EV_IN,             /* scheduled in (3.0: with its thread's CPU time) */
+    EFL_EV_OUT,            /* scheduled out (3.0: with its thread's CPU time) */
     EFL_EV_GC_START,       /* garbage collection starts */
     EFL_EV_GC_END,         /* garbage collection ends */
     EFL_EV_SPAWN,          /* spawned a process: mod and fun hold its pid (low, high) */
@@ -36,7 +36,8 @@ static inline int efl_event_names_process(unsigned kind)
 
 /* 32 bytes. pid and the atoms are the VM's raw immediate term values (a local
  * pid and an atom are immediates, valid in any environment): the flusher turns
- * them into text later, off the scheduler. An MFA of 0/0 means "none". */
+ * them into text later, off the scheduler. An MFA of 0/0 means "none". IN
+ * and OUT hold the thread's CPU time (ns) in mod (low) and fun (high). */
 struct efl_event {
     uint64_t ts;     /* CLOCK_MONOTONIC, nanoseconds */
     uint64_t pid;

@@ -131,6 +131,16 @@ struct proc_state {
     uint32_t off_node;
     uint8_t off_held;
     size_t off_change;     /* timeline: the change its scheduling out made, + 1 */
+    /* Scheduled in (a slice), on a thread whose CPU time was read then:
+     * at the slice's end, what of its wall time the thread did not run
+     * was the OS's (another program, the flusher...), and is taken out of
+     * what the slice credited, in proportion (slice_log). */
+    uint8_t in_slice;
+    uint32_t slice_cpu;    /* the thread's CPU time at the slice's start, ns (low bits) */
+    uint64_t slice_ts;
+    struct credit *slice_log;
+    size_t nslice, slice_cap;
+    size_t slice_spec; /* its speculation log's entries from here on are the slice's */
     struct saved_stack saved;
 };
 
@@ -238,6 +248,7 @@ void efl_folder_free(struct efl_folder *f)
         free(f->procs[i].spec);
         free(f->procs[i].log);
         free(f->procs[i].saved.stack);
+        free(f->procs[i].slice_log);
     }
     free(f->procs);
     efl_sites_free(f->sites);
@@ -382,6 +393,8 @@ static efl_status on_event(void *ctx, uint32_t ring, const struct efl_record *r)
     e->frame = NO_FRAME;
     if (r->kind >= EFL_EV_SPAWN && (efl_event_names_process(r->kind) || r->kind == EFL_EV_LOST)) {
         e->frame = r->mod; /* the other process's id; the events lost */
+    } else if (r->kind == EFL_EV_IN || r->kind == EFL_EV_OUT) {
+        e->frame = (uint32_t)r->cpu; /* enough for a slice's CPU time; 0: not known */
     } else if (r->mod != 0) {
         struct efl_frame fr = {.kind = EFL_FRAME_MFA, .a = r->mod, .b = r->fun, .arity = r->arity};
         uint32_t frame;
@@ -658,6 +671,17 @@ static efl_status note_change(struct efl_folder *f, struct proc_state *ps, uint6
 
 static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint32_t node, uint64_t ns);
 
+static efl_status log_slice(struct proc_state *ps, uint32_t node, uint64_t ns)
+{
+    if (ps->nslice > 0 && ps->slice_log[ps->nslice - 1].node == node) {
+        ps->slice_log[ps->nslice - 1].ns += ns;
+        return EFL_OK;
+    }
+    EFL_GROW(ps->slice_log, ps->nslice, ps->slice_cap);
+    ps->slice_log[ps->nslice++] = (struct credit){node, ns};
+    return EFL_OK;
+}
+
 /* Credits the time since the process's previous event to the stack that was
  * on top during it, with a gc or sleep frame when it was not running, less
  * what tracing cost the process meanwhile (`cost`, at most all of it). */
@@ -694,6 +718,8 @@ static efl_status credit_less(struct efl_folder *f, struct proc_state *ps, uint6
             f->p->nodes[node].self_ns += ns;
             if (ps->nspec > 0 && ns > 0)
                 EFL_FORWARD_IF_ERROR(hold_credit(f, ps, node, ns));
+            if (ps->in_slice && !ps->out && ns > 0)
+                EFL_FORWARD_IF_ERROR(log_slice(ps, node, ns));
         }
     }
     if (ts > ps->last_ts || !ps->seen)
@@ -726,6 +752,49 @@ static efl_status settle_off_cpu(struct efl_folder *f, struct proc_state *ps, in
     return EFL_OK;
 }
 
+/* The slice that ends at ts (scheduled out, the thread's CPU time then
+ * `cpu`): the part of its wall time the thread did not run comes out of
+ * what the slice credited, in proportion, into an [os preempted] frame. */
+static efl_status end_slice(struct efl_folder *f, struct proc_state *ps, uint64_t ts, uint32_t cpu)
+{
+    if (!ps->in_slice)
+        return EFL_OK;
+    ps->in_slice = 0;
+    uint64_t wall = ts - ps->slice_ts, ran = (uint32_t)(cpu - ps->slice_cpu), credited = 0;
+    if (cpu == 0 || ts < ps->slice_ts || wall >= UINT32_MAX || ran >= wall)
+        return EFL_OK;
+    for (size_t i = 0; i < ps->nslice; i++)
+        credited += ps->slice_log[i].ns;
+    uint64_t stolen = wall - ran < credited ? wall - ran : credited, taken = 0;
+    if (stolen == 0)
+        return EFL_OK;
+    struct efl_node *nodes = f->p->nodes;
+    for (size_t i = 0; i < ps->nslice; i++) {
+        uint64_t t = (uint64_t)((unsigned __int128)ps->slice_log[i].ns * stolen / credited);
+        /* (A guess of the meantime may have moved it elsewhere since.) */
+        if (t > nodes[ps->slice_log[i].node].self_ns)
+            t = nodes[ps->slice_log[i].node].self_ns;
+        nodes[ps->slice_log[i].node].self_ns -= t;
+        taken += t;
+    }
+    for (size_t i = ps->slice_spec; i < ps->nlog; i++)
+        ps->log[i].ns -= (uint64_t)((unsigned __int128)ps->log[i].ns * stolen / credited);
+    uint32_t os;
+    EFL_FORWARD_IF_ERROR(child_kind(f, base_of(ps), EFL_FRAME_OS, 0, &os));
+    f->p->nodes[os].self_ns += taken;
+    f->p->os_ns += taken;
+    return EFL_OK;
+}
+
+static void begin_slice(struct proc_state *ps, uint64_t ts, uint32_t cpu)
+{
+    ps->in_slice = cpu != 0;
+    ps->slice_ts = ts;
+    ps->slice_cpu = cpu;
+    ps->nslice = 0;
+    ps->slice_spec = ps->nlog;
+}
+
 /* Credits the time up to ts for another process's event (a graft begins
  * or ends): the interval's tracing cost comes out of what follows. */
 static efl_status credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts)
@@ -749,6 +818,7 @@ static uint32_t floor_index(const struct proc_state *ps)
 
 static void settle_all(struct efl_folder *f, struct proc_state *ps)
 {
+    ps->slice_spec = 0;
     ps->nspec = 0;
     f->credits -= ps->nlog;
     ps->nlog = 0;
@@ -756,7 +826,9 @@ static void settle_all(struct efl_folder *f, struct proc_state *ps)
 
 static efl_status hold_credit(struct efl_folder *f, struct proc_state *ps, uint32_t node, uint64_t ns)
 {
-    if (ps->nlog > ps->spec[ps->nspec - 1].log_start && ps->log[ps->nlog - 1].node == node) {
+    /* (Not into an entry of before the slice: end_slice scales the slice's.) */
+    if (ps->nlog > ps->spec[ps->nspec - 1].log_start && ps->log[ps->nlog - 1].node == node &&
+        (!ps->in_slice || ps->nlog > ps->slice_spec)) {
         ps->log[ps->nlog - 1].ns += ns;
         return EFL_OK;
     }
@@ -820,6 +892,9 @@ static efl_status retract(struct efl_folder *f, struct proc_state *ps, const str
         uint32_t m;
         st = without(f, &memo, ps->log[i].node, s->caller_node, &m);
         if (st == EFL_OK && m != ps->log[i].node) {
+            /* (Never below zero, whatever an archive makes of the log.) */
+            if (ps->log[i].ns > f->p->nodes[ps->log[i].node].self_ns)
+                ps->log[i].ns = f->p->nodes[ps->log[i].node].self_ns;
             f->p->nodes[ps->log[i].node].self_ns -= ps->log[i].ns;
             f->p->nodes[m].self_ns += ps->log[i].ns;
             ps->log[i].node = m;
@@ -1351,8 +1426,10 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_IN:
         ps->out = 0;
+        begin_slice(ps, e->ts, e->frame);
         break;
     case EFL_EV_OUT:
+        EFL_FORWARD_IF_ERROR(end_slice(f, ps, e->ts, e->frame));
         ps->out = 1;
         if (ps->wait != WAIT_NONE)
             ps->wait_slept = 1;
@@ -1389,7 +1466,8 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_LOST:
         /* Its stack is no longer known: say so, and start again from a
-         * [dropped N events] frame. */
+         * [dropped N events] frame. Its slice's credits are unknown too. */
+        ps->in_slice = 0;
         if (ps->scoped && ps->root_depth > 0)
             f->p->windows[ps->window].lossy = 1;
         if (ps->node != 0 && base_of(ps) != 0) {

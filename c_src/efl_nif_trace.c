@@ -88,6 +88,14 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
         e->mod = e->fun = 0;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0)
+        return 0;
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 /* Writes one trace event of process pid, at ts, into the calling thread's
  * ring; mfa: the trace term's {M, F, Args}, if the kind has one; `other`:
  * the process a spawn or a followed call names. */
@@ -111,6 +119,12 @@ static void record_at(uint64_t ts, unsigned id, unsigned kind, ErlNifEnv *env, E
     if (efl_event_names_process(kind)) {
         e->mod = (uint32_t)other;
         e->fun = (uint32_t)((uint64_t)other >> 32);
+    } else if (kind == EFL_EV_IN || kind == EFL_EV_OUT) {
+        /* What the thread really ran of the slice: the OS may take the
+         * thread's core away meanwhile (the folder's slice_cpu). */
+        uint64_t cpu = thread_cpu_ns();
+        e->mod = (uint32_t)cpu;
+        e->fun = (uint32_t)(cpu >> 32);
     } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
                kind != EFL_EV_RECEIVE &&
                (kind != EFL_EV_ROOT_CALL || efl_tracer.root_frame)) {

@@ -23,7 +23,9 @@ enum efl_frame_kind {
     EFL_FRAME_WINDOW,   /* a = window index; groups one profiled call, never shown */
     EFL_FRAME_DROPPED,  /* a = events lost: the stack above it is resynchronised */
     EFL_FRAME_QUEUED,   /* a followed call waits: its request is not taken up yet */
-    EFL_FRAME_RUNNABLE  /* scheduled out, ready to run: waiting for a scheduler */
+    EFL_FRAME_RUNNABLE, /* scheduled out, ready to run: waiting for a scheduler */
+    EFL_FRAME_OS        /* scheduled in, its scheduler thread off the CPU (the OS ran
+                         * something else) */
 };
 
 struct efl_frame {
@@ -78,6 +80,7 @@ struct efl_profile {
     uint64_t end_ns;             /* the last event's time */
     uint64_t total_ns;
     uint64_t compensated_ns; /* tracing cost taken out of the frames' time */
+    uint64_t os_ns;          /* slices' time the OS took the thread away ([os preempted]) */
     uint64_t events;
     uint64_t drops;       /* events lost to full rings */
     uint64_t drops_unattributed;  /* of them, lost by several processes at once */

@@ -39,13 +39,15 @@ static uint32_t hash(const char *s, size_t len)
 }
 
 /* flamegraph.pl's warm palette; sleep blue, runnable purple, gc green,
- * lost events grey. */
+ * lost events grey, the OS's time blue-grey. */
 static void colour(const struct efl_frame *fr, const char *name, size_t len, char out[32])
 {
     uint32_t h = hash(name, len);
     unsigned a = h & 0xff, b = (h >> 8) & 0xff, c = (h >> 16) & 0xff;
     if (fr->kind == EFL_FRAME_SLEEP)
         snprintf(out, 32, "rgb(%u,%u,%u)", 80 + a % 40, 150 + b % 40, 220 + c % 30);
+    else if (fr->kind == EFL_FRAME_OS)
+        snprintf(out, 32, "rgb(%u,%u,%u)", 150 + a % 20, 150 + a % 20, 170 + a % 20);
     else if (fr->kind == EFL_FRAME_RUNNABLE)
         snprintf(out, 32, "rgb(%u,%u,%u)", 160 + a % 40, 120 + b % 30, 210 + c % 40);
     else if (fr->kind == EFL_FRAME_GC)

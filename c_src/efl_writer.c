@@ -76,6 +76,8 @@ efl_status efl_frame_name(const struct efl_profile *p, uint32_t frame, struct ef
         return efl_buf_puts(out, "gc");
     case EFL_FRAME_RUNNABLE:
         return efl_buf_puts(out, "runnable");
+    case EFL_FRAME_OS:
+        return efl_buf_puts(out, "[os preempted]");
     case EFL_FRAME_DROPPED:
         return efl_buf_printf(out, "[dropped %u events]", fr->a);
     case EFL_FRAME_QUEUED:

@@ -65,7 +65,7 @@ with(Lines, Frame) ->
 %% The same, running only: a loaded machine preempts a leaf now and then
 %% (a sleep above it), which moves wall-time proportions, not work.
 on_cpu(Lines, Frame) ->
-    [L || {Frames, _} = L <- with(Lines, Frame), lists:last(Frames) =/= <<"sleep">>].
+    [L || {Frames, _} = L <- with(Lines, Frame), not lists:member(lists:last(Frames), [<<"sleep">>, <<"runnable">>, <<"[os preempted]">>])].
 
 %% Heavy does three times light's work: measured 2.94 to 3.01 on an idle
 %% machine; beside two busy loops (the OS preempting the schedulers, which

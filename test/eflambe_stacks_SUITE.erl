@@ -38,7 +38,7 @@ burning(Lines) ->
 
 %% [{Functions, Microseconds}]: the process frame and sleep/gc taken off.
 stacks(Folded) ->
-    [{[F || F <- Frames, F =/= <<"sleep">>, F =/= <<"gc">>], W}
+    [{[F || F <- Frames, not lists:member(F, [<<"gc">> | [<<"sleep">>, <<"runnable">>, <<"[os preempted]">>]])], W}
      || {[_Pid | Frames], W} <- eflambe_test_util:parse(Folded)].
 
 weight_of(Stack, Lines) ->

@@ -6,13 +6,15 @@
 
 -export([all/0, init_per_suite/1, end_per_suite/1]).
 -export([calibrated_costs/1, bif_and_calls_ranked_as_untraced/1, sort_job_near_untraced/1,
-         cost_lines_in_archive/1, blocked_receive_waits/1, busy_processes_are_runnable/1]).
+         cost_lines_in_archive/1, blocked_receive_waits/1, busy_processes_are_runnable/1,
+         beside_busy_loops/1]).
 -export([fib/1, bif_work/1, mixed/1, sort_job/1, blocked/0, three/0, work_1/0, work_2/0,
          work_3/0]).
 
 all() ->
     [calibrated_costs, bif_and_calls_ranked_as_untraced, sort_job_near_untraced,
-     cost_lines_in_archive, blocked_receive_waits, busy_processes_are_runnable].
+     cost_lines_in_archive, blocked_receive_waits, busy_processes_are_runnable,
+     beside_busy_loops].
 
 init_per_suite(Config) ->
     Config.
@@ -122,25 +124,42 @@ blocked_receive_waits(_Config) ->
 
 %% Three processes busy at once (more than the schedulers): each is ready
 %% to run while another runs (runnable), none waits (sleep), and their time
-%% on the CPU is in the proportions of their work (1:2:3, within 20%; 2-5%
-%% seen here, idle, with one scheduler and two).
+%% on the CPU is in the proportions of their work (1:2:3, within 15%; 1-8%
+%% seen here, with one scheduler and two, idle and beside two busy loops).
 busy_processes_are_runnable(_Config) ->
+    cpu_shares(0.15).
+
+cpu_shares(Within) ->
     {ok, Folded} = eflambe:apply({?MODULE, three, []}, [{return, flamegraph}]),
     Lines = lines(Folded),
     Of = fun(F) -> [{binary:split(S, <<";">>, [global]), N} || {S, N} <- Lines,
                                                                binary:match(S, F) =/= nomatch] end,
     OnCpu = [lists:sum([N || {Frames, N} <- Of(F),
-                             not lists:member(lists:last(Frames), [<<"sleep">>, <<"runnable">>])])
+                             not lists:member(lists:last(Frames), [<<"sleep">>, <<"runnable">>, <<"[os preempted]">>])])
              || F <- [<<"work_1/0">>, <<"work_2/0">>, <<"work_3/0">>]],
     Runnable = [lists:sum([N || {Frames, N} <- Of(F), lists:last(Frames) =:= <<"runnable">>])
                 || F <- [<<"work_1/0">>, <<"work_2/0">>, <<"work_3/0">>]],
     [One | _] = OnCpu,
     Shares = [X / One || X <- OnCpu],
     ct:pal("on the CPU ~p us (shares ~p), runnable ~p us", [OnCpu, Shares, Runnable]),
-    [?assert(abs(Share - Want) =< 0.2 * Want) || {Share, Want} <- lists:zip(Shares, [1, 2, 3])],
+    [?assert(abs(Share - Want) =< Within * Want) || {Share, Want} <- lists:zip(Shares, [1, 2, 3])],
     ?assert(lists:sum(Runnable) > 0),
     ?assertEqual(0, ending(Folded, <<"work_1/0;sleep">>) + ending(Folded, <<"work_2/0;sleep">>)
                  + ending(Folded, <<"work_3/0;sleep">>)).
+
+%% The same with two programs busy beside the node, as on a production
+%% machine: the time the OS gives them is the OS's ([os preempted]), not
+%% the Erlang code's (shares within 30% here: 1-8% seen, once 30%); the
+%% blocked receive still waits 30 ms.
+beside_busy_loops(Config) ->
+    Loops = [string:trim(os:cmd("yes > /dev/null 2>&1 < /dev/null & echo $!")) || _ <- [1, 2]],
+    try
+        timer:sleep(100),
+        cpu_shares(0.3),
+        blocked_receive_waits(Config)
+    after
+        _ = [os:cmd("kill " ++ Pid) || Pid <- Loops]
+    end.
 
 %% Time of the stacks ending in Frame (a frame or the end of a stack).
 ending(Folded, Frame) ->

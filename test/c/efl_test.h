@@ -104,6 +104,14 @@ static inline struct efl_event efl_test_event(const struct efl_script *s)
     if ((efl_event_names_process(s->kind) || s->kind == EFL_EV_LOST) && s->mfa) {
         /* The other process's pid number, or the events lost, as text. */
         e.mod = (uint32_t)strtoul(s->mfa, NULL, 10);
+    } else if (s->kind == EFL_EV_IN || s->kind == EFL_EV_OUT) {
+        /* The thread's CPU time in microseconds, as text ("cpu=N"); none:
+         * not known. */
+        uint64_t cpu = s->mfa && strncmp(s->mfa, "cpu=", 4) == 0
+                           ? (uint64_t)strtoull(s->mfa + 4, NULL, 10) * 1000
+                           : 0;
+        e.mod = (uint32_t)cpu;
+        e.fun = (uint32_t)(cpu >> 32);
     } else if (s->mfa) {
         char mod[256], fun[256];
         unsigned arity;

@@ -66,7 +66,8 @@ static const struct efl_script script[] = {
     {0, 21, 5, EFL_EV_GC_START, NULL},
     {0, 22, 5, EFL_EV_GC_END, NULL},
     {1, 25, 6, EFL_EV_RETURN_TO, NULL},
-    {0, 30, 5, EFL_EV_OUT, "m:f/1"},
+    {0, 30, 5, EFL_EV_OUT, "cpu=1234567"},  /* the thread's CPU time, us */
+    {0, 31, 5, EFL_EV_RECEIVE, NULL},
 };
 #define NSCRIPT (sizeof script / sizeof script[0])
 
@@ -94,6 +95,8 @@ static void round_trip(void)
         char mfa[200] = "";
         if (r->mod)
             snprintf(mfa, sizeof mfa, "%s:%s/%u", c->names[r->mod], c->names[r->fun], r->arity);
+        else if (r->cpu)
+            snprintf(mfa, sizeof mfa, "cpu=%llu", (unsigned long long)(r->cpu / 1000));
         CHECK_STR(mfa, script[i].mfa && script[i].kind != EFL_EV_GC_START ? script[i].mfa : "");
     }
     free(c);

@@ -340,6 +340,27 @@ static void child_stamped_before_spawn(void)
     }
 }
 
+/* A slice whose thread ran half of its wall time (its CPU time at IN and
+ * OUT): the other half was the OS's, taken out of what the slice
+ * credited, in proportion, into an [os preempted] frame. */
+static void os_time_taken_out(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, IN, "cpu=100"},
+        {0, 0, 1, C, "m:f/0"},
+        {0, 40, 1, C, "m:g/0"},
+        {0, 60, 1, R, "m:f/0"},
+        {0, 100, 1, OUT, "cpu=150"},
+        {0, 200, 1, IN, "cpu=150"},
+        {0, 201, 1, EFL_EV_RECEIVE, NULL},
+        {0, 210, 1, R, NULL},
+    };
+    CHECK_FOLD(s, "<0.1.0>;[os preempted] 50\n"
+                  "<0.1.0>;m:f/0 50\n"
+                  "<0.1.0>;m:f/0;m:g/0 10\n"
+                  "<0.1.0>;m:f/0;sleep 100\n");
+}
+
 /* An archive whose header says what tracing cost: each interval loses its
  * pair's cost; one too short to pay it owes the rest to the next; raw time
  * keeps everything. */
@@ -1108,6 +1129,7 @@ int main(void)
     RUN(exception_unwinds);
     RUN(sleep_frame);
     RUN(runnable_frame);
+    RUN(os_time_taken_out);
     RUN(gc_frame);
     RUN(processes_over_rings);
     RUN(root_window);
