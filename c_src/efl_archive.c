@@ -28,7 +28,9 @@
 #define LOCATOR_TAG "EFLSITE@"
 #define LOCATOR_BYTES 24
 #define SITES_MAX (64u << 20)
+#ifndef ZSTD_LEVEL
 #define ZSTD_LEVEL 3
+#endif
 /* Frame size bounds what a reader holds in memory at once. */
 #define FRAME_RECORD_BYTES (1u << 20)
 #define FRAME_DECODED_MAX (64u << 20)

@@ -754,7 +754,8 @@ static efl_status settle_off_cpu(struct efl_folder *f, struct proc_state *ps, in
 
 /* The slice that ends at ts (scheduled out, the thread's CPU time then
  * `cpu`): the part of its wall time the thread did not run comes out of
- * what the slice credited, in proportion, into an [os preempted] frame. */
+ * what the slice credited, in proportion, into an [os preempted] frame on
+ * top of the stack it ends with (as sleep and runnable are). */
 static efl_status end_slice(struct efl_folder *f, struct proc_state *ps, uint64_t ts, uint32_t cpu)
 {
     if (!ps->in_slice)
@@ -780,15 +781,15 @@ static efl_status end_slice(struct efl_folder *f, struct proc_state *ps, uint64_
     for (size_t i = ps->slice_spec; i < ps->nlog; i++)
         ps->log[i].ns -= (uint64_t)((unsigned __int128)ps->log[i].ns * stolen / credited);
     uint32_t os;
-    EFL_FORWARD_IF_ERROR(child_kind(f, base_of(ps), EFL_FRAME_OS, 0, &os));
+    EFL_FORWARD_IF_ERROR(child_kind(f, ps->node != 0 ? ps->node : base_of(ps), EFL_FRAME_OS, 0, &os));
     f->p->nodes[os].self_ns += taken;
     f->p->os_ns += taken;
     return EFL_OK;
 }
 
-static void begin_slice(struct proc_state *ps, uint64_t ts, uint32_t cpu)
+static void begin_slice(struct efl_folder *f, struct proc_state *ps, uint64_t ts, uint32_t cpu)
 {
-    ps->in_slice = cpu != 0;
+    ps->in_slice = cpu != 0 && !f->raw_time;
     ps->slice_ts = ts;
     ps->slice_cpu = cpu;
     ps->nslice = 0;
@@ -1382,9 +1383,10 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
     ps->last_kind = (uint8_t)kind;
     /* Its first event since it was scheduled in says how it spent the
      * time out: taking a message (or a timeout) from its queue, it had
-     * waited for one. */
+     * waited for one; so had one killed meanwhile (woken to exit). */
     if (ps->off_held && !ps->out)
-        EFL_FORWARD_IF_ERROR(settle_off_cpu(f, ps, kind == EFL_EV_RECEIVE));
+        EFL_FORWARD_IF_ERROR(settle_off_cpu(f, ps, kind == EFL_EV_RECEIVE ||
+                                                       kind == EFL_EV_ROOT_EXCEPTION));
     /* Running its own code again once it slept in the wait (woken by an
      * answer sent before the server was done, or by something else): it
      * no longer waits. (Before it slept, its code is the call's own: the
@@ -1426,7 +1428,7 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_IN:
         ps->out = 0;
-        begin_slice(ps, e->ts, e->frame);
+        begin_slice(f, ps, e->ts, e->frame);
         break;
     case EFL_EV_OUT:
         EFL_FORWARD_IF_ERROR(end_slice(f, ps, e->ts, e->frame));

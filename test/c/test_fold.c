@@ -342,7 +342,7 @@ static void child_stamped_before_spawn(void)
 
 /* A slice whose thread ran half of its wall time (its CPU time at IN and
  * OUT): the other half was the OS's, taken out of what the slice
- * credited, in proportion, into an [os preempted] frame. */
+ * credited, in proportion, into an [os preempted] frame where it ended. */
 static void os_time_taken_out(void)
 {
     static const struct efl_script s[] = {
@@ -355,8 +355,8 @@ static void os_time_taken_out(void)
         {0, 201, 1, EFL_EV_RECEIVE, NULL},
         {0, 210, 1, R, NULL},
     };
-    CHECK_FOLD(s, "<0.1.0>;[os preempted] 50\n"
-                  "<0.1.0>;m:f/0 50\n"
+    CHECK_FOLD(s, "<0.1.0>;m:f/0 50\n"
+                  "<0.1.0>;m:f/0;[os preempted] 50\n"
                   "<0.1.0>;m:f/0;m:g/0 10\n"
                   "<0.1.0>;m:f/0;sleep 100\n");
 }
