@@ -54,6 +54,11 @@ extern ERL_NIF_TERM efl_atom_alias;
 /* Thread slots (rings) at most, and session ids below this. */
 #define EFL_NIF_MAX_SLOTS 512
 #define EFL_NIF_SESSION_ID_MAX (1u << 26)
+/* A thread's CPU time read when it scheduled a process out serves as the
+ * start of the next slice it schedules in this soon after (ping-pong of
+ * messages: one read per switch, not two); the scheduler's own work
+ * between counts as the slice's. */
+#define EFL_NIF_CPU_REUSE_NS 20000
 /* Calls a capture may admit at most. */
 #define EFL_NIF_CAPTURE_MAX 65536
 
@@ -83,6 +88,7 @@ struct efl_tracer_state {
     ErlNifPid notify_pid;
     struct efl_capture capture;   /* capture admission */
     struct efl_clock clock;
+    uint64_t cpu_reuse_ticks;     /* EFL_NIF_CPU_REUSE_NS on the clock */
     uint64_t lost_no_ring;        /* atomic: events of threads beyond the set */
     uint32_t flusher_sleeping;    /* the flusher's futex word: 1 while it sleeps */
 };

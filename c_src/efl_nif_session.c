@@ -294,6 +294,7 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     } else {
         session = s;
         efl_tracer.clock = clock;
+        efl_tracer.cpu_reuse_ticks = efl_clock_ticks(&clock, EFL_NIF_CPU_REUSE_NS);
         efl_tracer.root_pid = a.root_pid;
         efl_tracer.root_frame = a.root_frame;
         efl_tracer.root_started = 0;

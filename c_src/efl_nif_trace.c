@@ -88,6 +88,9 @@ static void read_mfa(ErlNifEnv *env, ERL_NIF_TERM t, struct efl_event *e)
         e->mod = e->fun = 0;
 }
 
+/* The calling thread's CPU time, last read at clock reading thread_cpu_ts. */
+static THREAD_LOCAL uint64_t thread_cpu, thread_cpu_ts;
+
 static uint64_t thread_cpu_ns(void)
 {
     struct timespec t;
@@ -122,7 +125,14 @@ static void record_at(uint64_t ts, unsigned id, unsigned kind, ErlNifEnv *env, E
     } else if (kind == EFL_EV_IN || kind == EFL_EV_OUT) {
         /* What the thread really ran of the slice: the OS may take the
          * thread's core away meanwhile (the folder's slice_cpu). */
-        uint64_t cpu = thread_cpu_ns();
+        uint64_t cpu;
+        if (kind == EFL_EV_IN && ts - thread_cpu_ts < efl_tracer.cpu_reuse_ticks) {
+            cpu = thread_cpu;
+        } else {
+            cpu = thread_cpu_ns();
+            thread_cpu = cpu;
+            thread_cpu_ts = ts;
+        }
         e->mod = (uint32_t)cpu;
         e->fun = (uint32_t)(cpu >> 32);
     } else if (kind != EFL_EV_GC_START && kind != EFL_EV_GC_END && kind != EFL_EV_FOLLOW_END &&
