@@ -87,7 +87,7 @@
         {output_format, output_format()}
       | {output_directory, file:filename()}
       | {return, return_kind()}
-      | {buffer_size, pos_integer()}
+      | {buffer_size, auto | pos_integer()}
       | {archive, file:filename()}
       | {open, speedscope | hotspot | atom() | file:filename()}
       | {max_depth, 1..1024}
@@ -100,7 +100,8 @@
       | {follow, boolean() | [atom() | pid()]}.
 %% `output_directory': where the flamegraph file goes (default: the current
 %% directory). `buffer_size': bytes of ring per scheduler thread (default
-%% 1048576, 32768 events). `archive': keep the run's trace archive at this
+%% `auto': what a busy scheduler records in 20-40 ms, by the node's
+%% calibrated cost of an event, 1 to 16 MiB; 8 MiB on a 2-core KVM guest). `archive': keep the run's trace archive at this
 %% path, for replay/2 or `priv/eflambe-fold' (default: a temporary file,
 %% deleted after folding). `open': once written, open the file in that
 %% program (`speedscope', the npm package's command, or any program by name
@@ -154,7 +155,7 @@
       | {return, flamegraph | filename}
       | {open, atom() | file:filename()}
       | {archive, file:filename()}
-      | {buffer_size, pos_integer()}
+      | {buffer_size, auto | pos_integer()}
       | {max_depth, 1..1024}
       | {recursion, exact | collapse}
       | {max_events, pos_integer()}

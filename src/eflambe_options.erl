@@ -15,7 +15,7 @@
                   pids => all | [pid()],
                   output_directory := file:filename() | undefined,
                   return := eflambe:return_kind(),
-                  buffer_size => pos_integer(),
+                  buffer_size => auto | pos_integer(),
                   archive => file:filename() | undefined,
                   fetch_archive => file:filename() | undefined,
                   open => undefined | file:filename(),
@@ -31,7 +31,6 @@
                   spawned => boolean(),
                   node => node()}.
 
--define(DEFAULT_BUFFER_BYTES, 1048576).
 %% A run stops recording beyond these (see eflambe's option() type).
 -define(DEFAULT_MAX_EVENTS, 100000000).
 -define(DEFAULT_MAX_BYTES, 1073741824).
@@ -50,7 +49,7 @@ defaults(apply) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
       return => value,
-      buffer_size => ?DEFAULT_BUFFER_BYTES,
+      buffer_size => auto,
       archive => undefined,
       open => undefined,
       max_depth => 1024,
@@ -175,6 +174,8 @@ check(Mode, return, Kind) ->
         true -> {ok, Kind};
         false -> {error, {bad_return, Kind, {expected_one_of, Kinds}}}
     end;
+check(_, buffer_size, auto) ->
+    {ok, auto};
 check(_, buffer_size, Bytes) ->
     %% Rings of 64 events at least, and 1 GiB at most.
     #{event_bytes := EventBytes} = eflambe_tracer:capabilities(),

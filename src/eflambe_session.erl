@@ -90,7 +90,7 @@ start_temporary(Mode, Params, Opts, Tries) ->
 start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opts, Archive) ->
     #{event_bytes := EventBytes} = eflambe_tracer:capabilities(),
     Args = Params#{archive => eflambe_options:native_name(Archive),
-                   ring_events => BufferBytes div EventBytes,
+                   ring_events => ring_events(Mode, BufferBytes, EventBytes),
                    threads => thread_count(),
                    max_events => maps:get(max_events, Opts),
                    max_bytes => maps:get(max_bytes, Opts),
@@ -109,6 +109,22 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
         {error, {Reason, _}} ->
             {error, {cannot_start, Reason, Archive}}
     end.
+
+%% A ring holds what a busy scheduler records in about RING_MS at the
+%% node's calibrated rate (a ring of a power of two events: 20-40 ms; 8 MiB
+%% on the development machine), between 1 and 16 MiB: the flusher, which
+%% shares the cores with the schedulers, may be off its core that long.
+%% Samples come a tick at a time: 1 MiB.
+-define(RING_MS, 20).
+-spec ring_events(atom(), auto | pos_integer(), pos_integer()) -> pos_integer().
+ring_events(sample, auto, EventBytes) ->
+    1 bsl 20 div EventBytes;
+ring_events(_Mode, auto, EventBytes) ->
+    #{{call, call} := Ns} = eflambe_calibrate:costs(),
+    Events = ?RING_MS * 1000000 div max(1, Ns),
+    max(1 bsl 20 div EventBytes, min(16 bsl 20 div EventBytes, Events));
+ring_events(_Mode, Bytes, EventBytes) ->
+    Bytes div EventBytes.
 
 %% Stops the session once every trace event is delivered, frees the node
 %% for the next run, and completes the archive; nothing may be traced for
