@@ -118,11 +118,11 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
 -define(RING_MS, 20).
 -spec ring_events(atom(), auto | pos_integer(), pos_integer()) -> pos_integer().
 ring_events(sample, auto, EventBytes) ->
-    1 bsl 20 div EventBytes;
+    (1 bsl 20) div EventBytes;
 ring_events(_Mode, auto, EventBytes) ->
     #{{call, call} := Ns} = eflambe_calibrate:costs(),
     Events = ?RING_MS * 1000000 div max(1, Ns),
-    max(1 bsl 20 div EventBytes, min(16 bsl 20 div EventBytes, Events));
+    max((1 bsl 20) div EventBytes, min((16 bsl 20) div EventBytes, Events));
 ring_events(_Mode, Bytes, EventBytes) ->
     Bytes div EventBytes.
 
