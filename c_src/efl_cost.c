@@ -68,8 +68,8 @@ int efl_cost_note_line(struct efl_cost *c, const char *line, size_t len)
                 c->pair[*x][*y] = v;
     }
     c->calibrated = 1;
-    if (2 * v > c->owed_max)
-        c->owed_max = 2 * v;
+    if (64 * v > c->owed_max)
+        c->owed_max = 64 * v;
     return 1;
 }
 

@@ -27,7 +27,7 @@
 struct efl_cost {
     uint32_t pair[EFL_EV_KIND_END][EFL_EV_KIND_END]; /* an interval's mean cost, ns; 0: none */
     uint32_t kind[EFL_EV_KIND_END];                  /* an event's cost, ns */
-    uint32_t owed_max;  /* what a process may owe at most (twice the dearest interval) */
+    uint32_t owed_max;  /* what a process may owe at most (64 of the dearest interval) */
     int calibrated;     /* the header had cost lines */
 };
 

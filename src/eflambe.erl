@@ -28,10 +28,14 @@
 %% '''
 %% A folded line reads `<0.85.0>;my_mod:work/1;my_mod:inner/2 1234': the
 %% process, the stack from the profiled function down, and the
-%% microseconds that stack was on top. `sleep' on top is time the process
-%% was scheduled out (waiting in a receive, say), `gc' time spent collecting
-%% its garbage, `[dropped N events]' where events were lost. The weights of
-%% one call add up to its wall time. The stacks are the real ones: a tail
+%% microseconds that stack was on top, less what tracing cost the process
+%% meanwhile (measured on the node; `{compensate, false}' keeps it).
+%% `sleep' on top is time the process waited in a receive, `runnable' time
+%% it was ready to run and waited for a scheduler, `gc' time spent
+%% collecting its garbage, `[os preempted]' time the OS ran something else
+%% on its scheduler thread's core, `[dropped N events]' where events were
+%% lost. With `{compensate, false}' the weights of one call add up to its
+%% wall time. The stacks are the real ones: a tail
 %% call replaces its caller's frame (eflambe reads which calls are tail
 %% calls in the traced modules' code, when recording stops), body
 %% recursion keeps its depth, and a module's first call runs under its
@@ -40,7 +44,9 @@
 %% == Safety ==
 %% While a trace run is armed every function of every loaded module carries
 %% a local call-trace pattern: untraced processes on the node pay a few
-%% nanoseconds per call, traced ones about 0.3 microseconds per call. When
+%% nanoseconds per call, traced ones about 0.3 microseconds per call and per
+%% message taken, and a CPU clock read per switch; the first run on a node
+%% measures what tracing costs there (40-70 ms, once). When
 %% the run ends (the call returns or raises, the N calls are captured, a
 %% limit or the timeout is reached, stop/0, the caller dies) eflambe
 %% removes every trace pattern and flag it set, and with them any local

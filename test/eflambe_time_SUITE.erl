@@ -49,17 +49,18 @@ calibrated_costs(_Config) ->
 
 %% BIF-heavy work beside call-heavy work: untraced, the BIF part is about
 %% 20 times the heavier; the traced run's raw time says the opposite by
-%% far, the compensated profile ranks them as the untraced run does, and
-%% its ratio is at least 4 times closer to the untraced one than the raw
-%% ratio (about 10 times; what is left, some 8 times the untraced time of
-%% pure calls, is how much one event's cost varies around its mean).
-bif_and_calls_ranked_as_untraced(_Config) ->
+%% far, the compensated profile (of the same run) ranks them as the
+%% untraced run does, and its ratio is at least 4 times closer to the
+%% untraced one than the raw ratio (about 10 times; what is left, some 8
+%% times the untraced time of pure calls, is how much one event's cost
+%% varies around its mean). On the CPU only: the time off it is no
+%% function's.
+bif_and_calls_ranked_as_untraced(Config) ->
     L = lists:seq(1, 20000),
     Bif = untraced(fun() -> bif_work(L) end),
     Fib = untraced(fun() -> fib(18) end),
     Truth = Fib / Bif,
-    {ok, Comp} = eflambe:apply({?MODULE, mixed, [L]}, [{return, flamegraph}]),
-    {ok, Raw} = eflambe:apply({?MODULE, mixed, [L]}, [{return, flamegraph}, {compensate, false}]),
+    {Comp, Raw} = both_times(Config, {?MODULE, mixed, [L]}),
     Ratio = fun(F) -> under(F, <<"fib/1">>) / max(1, under(F, <<"bif_work/1">>)) end,
     ct:pal("untraced: bif part ~b us, fib(18) ~b us (fib/bif ~.3f); profile fib/bif: "
            "compensated ~.3f, raw ~.3f", [Bif, Fib, Truth, Ratio(Comp), Ratio(Raw)]),
@@ -67,35 +68,54 @@ bif_and_calls_ranked_as_untraced(_Config) ->
     ?assert(Ratio(Comp) < 1),
     ?assert(Ratio(Raw) / Ratio(Comp) >= 4).
 
-%% A sort/map/maps job: the compensated total is far nearer the untraced
-%% duration than the raw one (2.0x at most here; 1.1-1.9x seen idle).
-sort_job_near_untraced(_Config) ->
+%% A sort/map/maps job: its time on the CPU, compensated, is far nearer the
+%% untraced duration than the raw time of the same run (1.1-2.0x the
+%% untraced time seen idle; 3x allowed).
+sort_job_near_untraced(Config) ->
     R = [rand:uniform(1000000) || _ <- lists:seq(1, 50000)],
     Untraced = untraced(fun() -> sort_job(R) end),
-    {ok, Comp} = eflambe:apply({?MODULE, sort_job, [R]}, [{return, flamegraph}]),
-    {ok, Raw} = eflambe:apply({?MODULE, sort_job, [R]}, [{return, flamegraph}, {compensate, false}]),
-    C = total(Comp),
-    T = total(Raw),
-    ct:pal("sort job: untraced ~b us, profiled ~b us compensated, ~b us raw", [Untraced, C, T]),
+    {Comp, Raw} = both_times(Config, {?MODULE, sort_job, [R]}),
+    C = on_cpu(Comp),
+    T = on_cpu(Raw),
+    ct:pal("sort job: untraced ~b us, profiled, on the CPU: ~b us compensated, ~b us raw",
+           [Untraced, C, T]),
     ?assert(C < T / 3),
     ?assert(C =< 3 * Untraced).
 
-%% The archive says what it took out, and a replay with {compensate, false}
-%% gives the raw time back.
+%% The archive says what it took out, a replay with {compensate, false}
+%% gives the raw time back, and the default rings (20-40 ms of a busy
+%% scheduler's events) hold a call of 7 ms that the flusher could not
+%% drain at all.
 cost_lines_in_archive(Config) ->
     Archive = filename:join(proplists:get_value(priv_dir, Config), "cost.eftrace"),
+    _ = file:delete(Archive),
     {ok, _} = eflambe:apply({?MODULE, fib, [18]}, [{archive, Archive}]),
     {ok, Meta} = eflambe_tracer:archive_header(Archive),
     ?assertMatch({match, _}, re:run(Meta, <<"^cost_call_call_ns=[0-9]+$">>, [multiline])),
     {ok, Comp} = eflambe:replay(Archive, [{return, flamegraph}]),
     {ok, Raw} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}]),
-    ?assert(total(Comp) * 2 < total(Raw)),
-    %% The default rings (20-40 ms of a busy scheduler's events) hold a
-    %% call of 7 ms that the flusher could not drain at all.
+    ?assert(on_cpu(Comp) * 2 < on_cpu(Raw)),
+    %% (Each line's microseconds are rounded on their own.)
+    ?assert(abs(total(Raw) - total(Comp) - compensated_us(Archive))
+            =< length(lines(Raw)) + length(lines(Comp))),
     {ok, _, #{dropped := Dropped, events := Events}} =
         eflambe_tracer:fold(Archive, brendan_gregg, false, #{max_depth => 1024, recursion => exact}),
     ?assertEqual(0, Dropped),
     ?assert(Events > 10000).
+
+%% One traced run of MFA, folded with the tracing cost taken out and not.
+both_times(Config, {M, F, A}) ->
+    Archive = filename:join(proplists:get_value(priv_dir, Config), "both.eftrace"),
+    _ = file:delete(Archive),
+    {ok, _} = eflambe:apply({M, F, A}, [{archive, Archive}]),
+    {ok, Comp} = eflambe:replay(Archive, [{return, flamegraph}]),
+    {ok, Raw} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}]),
+    {Comp, Raw}.
+
+compensated_us(Archive) ->
+    {ok, _, #{compensated_us := Us}} =
+        eflambe_tracer:fold(Archive, brendan_gregg, false, #{max_depth => 1024, recursion => exact}),
+    Us.
 
 blocked() ->
     receive after 30 -> ok end.
@@ -121,11 +141,16 @@ units(K) ->
 %% A process blocked 30 ms in a receive waited 30 ms (sleep), and was
 %% never ready to run meanwhile.
 blocked_receive_waits(_Config) ->
+    blocked_waits(33000).
+
+%% (A process woken by its timeout while the cores are busy waits for a
+%% scheduler too: that wait, which no event dates, stays in sleep.)
+blocked_waits(AtMost) ->
     {ok, Folded} = eflambe:apply({?MODULE, blocked, []}, [{return, flamegraph}]),
     Sleep = ending(Folded, <<"sleep">>),
     Runnable = ending(Folded, <<"runnable">>),
     ct:pal("~s", [Folded]),
-    ?assert(Sleep >= 29000 andalso Sleep =< 33000),
+    ?assert(Sleep >= 29000 andalso Sleep =< AtMost),
     ?assertEqual(0, Runnable).
 
 %% Three processes busy at once (more than the schedulers): each is ready
@@ -156,16 +181,22 @@ cpu_shares(Within) ->
 %% The same with two programs busy beside the node, as on a production
 %% machine: the time the OS gives them is the OS's ([os preempted]), not
 %% the Erlang code's (shares within 30% here: 1-8% seen, once 30%); the
-%% blocked receive still waits 30 ms.
-beside_busy_loops(Config) ->
+%% blocked receive still waits 30 ms, and up to 20 ms for a core after.
+beside_busy_loops(_Config) ->
     Loops = [string:trim(os:cmd("yes > /dev/null 2>&1 < /dev/null & echo $!")) || _ <- [1, 2]],
     try
         timer:sleep(100),
         cpu_shares(0.3),
-        blocked_receive_waits(Config)
+        blocked_waits(50000)
     after
         _ = [os:cmd("kill " ++ Pid) || Pid <- Loops]
     end.
+
+%% Time on the CPU: the stacks that end in none of the frames of time off it.
+on_cpu(Folded) ->
+    lists:sum([N || {Stack, N} <- lines(Folded),
+                    not lists:any(fun(Off) -> binary:longest_common_suffix([Stack, Off]) =:= byte_size(Off)
+                                  end, [<<";sleep">>, <<";runnable">>, <<";[os preempted]">>])]).
 
 %% Time of the stacks ending in Frame (a frame or the end of a stack).
 ending(Folded, Frame) ->
