@@ -2,6 +2,11 @@
 %% gen_statems and local erpc calls, grafted under the caller's waiting frame, checked for its
 %% shape and its proportions, and that nothing stays armed.
 -module(eflambe_follow_SUITE).
+%% The profiles here are in the traced run's own time ({compensate, false}):
+%% the servers' work is calls of fib, whose time with the tracing cost taken
+%% out is mostly what that cost varies by (eflambe_time_SUITE), while every
+%% call costs the same to trace, so proportions of the traced time are the
+%% work's.
 
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
@@ -81,7 +86,7 @@ pid_frame(Pid) ->
 capture_one(MFA, Run) ->
     Self = self(),
     Capturer = spawn_link(fun() ->
-                                  Self ! {captured, eflambe:capture(MFA, 1, [{return, flamegraph},
+                                  Self ! {captured, eflambe:capture(MFA, 1, [{return, flamegraph}, {compensate, false},
                                                                              {follow, true}])}
                           end),
     eflambe_test_util:wait_armed(MFA),
@@ -97,7 +102,7 @@ capture_one(MFA, Run) ->
 %% client's own sleeping there is not counted twice.
 server_work_under_the_wait(Config) ->
     {_A, B} = ?config(servers, Config),
-    {ok, Folded} = eflambe:apply({?S, client, [B, 300000]}, [{return, flamegraph}, {follow, true}]),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 300000]}, [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     Under = under(Lines, ?WAIT),
     Graft = under(Under, pid_frame(B)),
@@ -123,7 +128,7 @@ other_clients_not_mixed_in(Config) ->
     {_A, B} = ?config(servers, Config),
     Other = spawn_link(fun() -> ?S:other_client_loop(B, 20000) end),
     timer:sleep(20),
-    {ok, Folded} = eflambe:apply({?S, client, [B, 100000]}, [{return, flamegraph}, {follow, true}]),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 100000]}, [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Other ! stop,
     Lines = parse(Folded),
     ?assertEqual([], with(Lines, <<"eflambe_follow_server:other/1">>)),
@@ -133,7 +138,7 @@ other_clients_not_mixed_in(Config) ->
 %% client -> A -> B: B's work under A's under the client's.
 chain_of_servers(Config) ->
     {A, B} = ?config(servers, Config),
-    {ok, Folded} = eflambe:apply({?S, client, [A, 200000]}, [{return, flamegraph}, {follow, true}]),
+    {ok, Folded} = eflambe:apply({?S, client, [A, 200000]}, [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     InA = under(under(Lines, ?WAIT), pid_frame(A)),
     InB = under(under(InA, ?WAIT), pid_frame(B)),
@@ -149,7 +154,7 @@ statem_call(_Config) ->
     {ok, M} = ?S:statem_start(),
     try
         {ok, Folded} = eflambe:apply({?S, statem_client, [M, 200000]},
-                                     [{return, flamegraph}, {follow, true}]),
+                                     [{return, flamegraph}, {compensate, false}, {follow, true}]),
         Graft = under(under(parse(Folded), <<"gen:do_call/4">>), pid_frame(M)),
         Light = total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)),
         Heavy = total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)),
@@ -165,7 +170,7 @@ callee_crashes(Config) ->
     {_A, B} = ?config(servers, Config),
     unlink(B),
     {ok, Folded} = eflambe:apply({?S, client_catching, [B, crash, 5000]},
-                                 [{return, flamegraph}, {follow, true}]),
+                                 [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Graft = under(under(parse(Folded), ?WAIT), pid_frame(B)),
     ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)) > 0).
 
@@ -174,7 +179,7 @@ callee_crashes(Config) ->
 callee_never_answers(Config) ->
     {_A, B} = ?config(servers, Config),
     {ok, Folded} = eflambe:apply({?S, client_catching, [B, {stall, 300}, 50]},
-                                 [{return, flamegraph}, {follow, true}]),
+                                 [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     Graft = under(under(Lines, ?WAIT), pid_frame(B)),
     ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:light/1">>)) > 0),
@@ -185,16 +190,16 @@ callee_never_answers(Config) ->
 %% {follow, [B]}: the client calls A, which is not followed.
 only_listed_servers(Config) ->
     {A, B} = ?config(servers, Config),
-    {ok, Folded} = eflambe:apply({?S, client, [A, 50000]}, [{return, flamegraph}, {follow, [B]}]),
+    {ok, Folded} = eflambe:apply({?S, client, [A, 50000]}, [{return, flamegraph}, {compensate, false}, {follow, [B]}]),
     Lines = parse(Folded),
     ?assertEqual([], with(Lines, pid_frame(A))),
-    {ok, Folded2} = eflambe:apply({?S, client, [B, 50000]}, [{return, flamegraph}, {follow, [B]}]),
+    {ok, Folded2} = eflambe:apply({?S, client, [B, 50000]}, [{return, flamegraph}, {compensate, false}, {follow, [B]}]),
     ?assertNotEqual([], with(parse(Folded2), pid_frame(B))).
 
 %% Without the option nothing is followed: the call is a sleep.
 without_follow(Config) ->
     {_A, B} = ?config(servers, Config),
-    {ok, Folded} = eflambe:apply({?S, client, [B, 50000]}, [{return, flamegraph}]),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 50000]}, [{return, flamegraph}, {compensate, false}]),
     Lines = parse(Folded),
     ?assertEqual([], with(Lines, pid_frame(B))),
     ?assertNotEqual([], with(Lines, <<"sleep">>)).
@@ -206,7 +211,7 @@ traced_by_another_tracer(Config) ->
     Tracer = spawn_link(fun() -> receive stop -> ok end end),
     erlang:trace(B, true, [send, {tracer, Tracer}]),
     try
-        {ok, Folded} = eflambe:apply({?S, client, [B, 20000]}, [{return, flamegraph}, {follow, true}]),
+        {ok, Folded} = eflambe:apply({?S, client, [B, 20000]}, [{return, flamegraph}, {compensate, false}, {follow, true}]),
         ?assertEqual([], with(parse(Folded), pid_frame(B))),
         ?assertEqual({tracer, Tracer}, erlang:trace_info(B, tracer)),
         ?assertEqual({flags, [send]}, erlang:trace_info(B, flags))
@@ -241,7 +246,7 @@ server_started_in_the_call(_Config) ->
                    ?S:stop(S),
                    R
            end,
-    {ok, Folded} = eflambe:apply(Work, [{return, flamegraph}, {follow, true}]),
+    {ok, Folded} = eflambe:apply(Work, [{return, flamegraph}, {compensate, false}, {follow, true}]),
     S = receive {server, P} -> P end,
     Lines = parse(Folded),
     Own = [L || {[First | _], _} = L <- Lines, First =:= pid_frame(S)],
@@ -256,19 +261,19 @@ every_format(Config) ->
     Dir = ?config(priv_dir, Config),
     Archive = filename:join(Dir, "follow.eftrace"),
     {ok, Folded} = eflambe:apply({?S, client, [A, 50000]},
-                                 [{return, flamegraph}, {follow, true}, {archive, Archive}]),
+                                 [{return, flamegraph}, {compensate, false}, {follow, true}, {archive, Archive}]),
     %% Replay gives the same stacks.
-    {ok, Replayed} = eflambe:replay(Archive, [{return, flamegraph}]),
+    {ok, Replayed} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}]),
     ?assertEqual(parse(Folded), parse(Replayed)),
-    {ok, Perf} = eflambe:replay(Archive, [{return, flamegraph}, {output_format, perf}]),
+    {ok, Perf} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}, {output_format, perf}]),
     Commands = lists:usort([hd(binary:split(L, <<" ">>)) || L <- binary:split(Perf, <<"\n">>, [global]),
                                                            L =/= <<>>, binary:first(L) =/= $\t]),
     ?assertEqual([pid_frame(self())], Commands),
     ?assertNotEqual(nomatch, binary:match(Perf, <<"eflambe_follow_server:heavy/1">>)),
-    {ok, Json} = eflambe:replay(Archive, [{return, flamegraph}, {output_format, speedscope}]),
+    {ok, Json} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}, {output_format, speedscope}]),
     ?assertEqual(1, length(binary:matches(Json, <<"\"type\":\"evented\"">>))),
     ?assertNotEqual(nomatch, binary:match(Json, <<"eflambe_follow_server:heavy/1">>)),
-    {ok, Svg} = eflambe:replay(Archive, [{return, flamegraph}, {output_format, svg}]),
+    {ok, Svg} = eflambe:replay(Archive, [{return, flamegraph}, {compensate, false}, {output_format, svg}]),
     ?assertNotEqual(nomatch, binary:match(Svg, <<"eflambe_follow_server:heavy/1">>)).
 
 bad_options(_Config) ->
@@ -295,7 +300,7 @@ bad_options(_Config) ->
 %% birth: one process in the profile.
 erpc_call_local(_Config) ->
     {ok, Folded} = eflambe:apply({?S, erpc_client, [300000, 5000]},
-                                 [{return, flamegraph}, {follow, true}]),
+                                 [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
     [Child] = lists:usort([P || {[P, <<"erpc:execute_call/4">> | _], _} <- under(Lines, ?ERPC_WAIT)]),
@@ -316,7 +321,7 @@ erpc_call_raises(_Config) ->
                    {'EXIT', _} = (catch erpc:call(node(), ?S, erpc_work, [not_a_number], 5000)),
                    ?S:erpc_client(50000, 5000)
            end,
-    {ok, Folded} = eflambe:apply(Work, [{return, flamegraph}, {follow, true}]),
+    {ok, Folded} = eflambe:apply(Work, [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
     ?assert(total(on_cpu(under(Lines, ?ERPC_WAIT), <<"eflambe_follow_server:heavy/1">>)) > 0).
@@ -325,7 +330,7 @@ erpc_call_raises(_Config) ->
 %% caller's own, under erpc:call/5.
 erpc_without_timeout(_Config) ->
     {ok, Folded} = eflambe:apply({?S, erpc_client, [100000, infinity]},
-                                 [{return, flamegraph}, {follow, true}]),
+                                 [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
     ?assertNotEqual([], [L || {[_, <<"erpc:call/5">>, <<"erpc:execute_call/3">> | _], _} = L <- Lines,
@@ -337,7 +342,7 @@ erpc_without_timeout(_Config) ->
 erpc_then_gen_call(Config) ->
     {_A, B} = ?config(servers, Config),
     {ok, Folded} = eflambe:apply({?S, erpc_then_call, [B, 100000]},
-                                 [{return, flamegraph}, {follow, true}]),
+                                 [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     InErpc = under(Lines, ?ERPC_WAIT),
     InB = under(under(Lines, ?WAIT), pid_frame(B)),
@@ -365,7 +370,7 @@ plain_request_under_the_wait(_Config) ->
     P = ?S:plain_start(),
     try
         {ok, Folded} = eflambe:apply({?S, plain_ask, [P, 300000]},
-                                     [{return, flamegraph}, {follow, true}]),
+                                     [{return, flamegraph}, {compensate, false}, {follow, true}]),
         Lines = parse(Folded),
         ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
         Graft = under(under(Lines, ?PLAIN_WAIT), pid_frame(P)),
@@ -387,7 +392,7 @@ plain_other_clients_not_mixed_in(_Config) ->
     try
         timer:sleep(20),
         {ok, Folded} = eflambe:apply({?S, plain_ask, [P, 100000]},
-                                     [{return, flamegraph}, {follow, true}]),
+                                     [{return, flamegraph}, {compensate, false}, {follow, true}]),
         Lines = parse(Folded),
         ?assertEqual([], with(Lines, <<"eflambe_follow_server:other/1">>)),
         Graft = under(under(Lines, ?PLAIN_WAIT), pid_frame(P)),
@@ -403,7 +408,7 @@ plain_note_not_a_request(_Config) ->
     P = ?S:plain_start(),
     try
         {ok, Folded} = eflambe:apply({?S, plain_note, [P, 300000]},
-                                     [{return, flamegraph}, {follow, true}]),
+                                     [{return, flamegraph}, {compensate, false}, {follow, true}]),
         Lines = parse(Folded),
         ?assertEqual([], with(Lines, <<"eflambe_follow_server:heavy/1">>)),
         ?assertNotEqual([], with(Lines, <<"timer:sleep/1">>))
@@ -437,7 +442,7 @@ lazy_loading_followed(_Config) ->
     _ = code:delete(M),
     _ = code:purge(M),
     false = erlang:module_loaded(M),
-    {ok, Folded} = eflambe:apply(fun() -> M:hello() end, [{return, flamegraph}, {follow, true}]),
+    {ok, Folded} = eflambe:apply(fun() -> M:hello() end, [{return, flamegraph}, {compensate, false}, {follow, true}]),
     Lines = parse(Folded),
     ?assertEqual([pid_frame(self())], lists:usort([hd(F) || {F, _} <- Lines])),
     Wait = under(Lines, <<"code_server:call/1">>),
