@@ -122,12 +122,15 @@ call(Node, MFA, N, Opts) ->
 
 %% The options as the run over there takes them: the flamegraphs come back
 %% as data (written here), with the options that mean the same over there.
+%% Defaults are left to that node (buffer_size auto: sized by its own
+%% calibration; compensate true).
 -spec remote_options(eflambe_options:opts(), [atom()]) -> list().
 remote_options(Opts, Extra) ->
     Same = [buffer_size, archive, timeout, every, spawned, max_depth, recursion, exclude, max_events,
-            max_bytes, follow | Extra],
+            max_bytes, follow, compensate | Extra],
     [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
-     | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined]].
+     | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined,
+                  {K, V} =/= {buffer_size, auto}, {K, V} =/= {compensate, true}]].
 
 %% On the remote node: the capture, watched by the caller's monitor.
 -spec run(pid(), reference(), term(), term(), list()) -> ok.
