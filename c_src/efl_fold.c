@@ -392,7 +392,7 @@ static efl_status apply_event(struct efl_folder *f, struct proc_state *ps, const
         break;
     case EFL_EV_IN:
         ps->out = 0;
-        efl_fold_begin_slice(f, ps, e->ts, e->frame);
+        efl_fold_begin_slice(ps, e->ts, e->frame);
         break;
     case EFL_EV_OUT:
         EFL_FORWARD_IF_ERROR(efl_fold_end_slice(f, ps, e->ts, e->frame));

@@ -25,9 +25,10 @@ struct efl_fold_opts {
     int timeline;        /* record the timeline (time-ordered writers need it) */
     unsigned max_depth;  /* 1..EFL_FOLD_MAX_DEPTH; 0 means the most */
     int collapse_recursion; /* a function calling itself stays one frame */
-    /* Keep the traced run's own time: neither what the archive's cost_*
-     * lines say each event cost nor the time the OS took a scheduler
-     * thread away (IN and OUT's CPU times) is taken out. */
+    /* Keep the traced run's own time: what the archive's cost_* lines say
+     * each event cost is not taken out (the time the OS took a scheduler
+     * thread away still goes to [os preempted]: the weights still add up
+     * to the wall time). */
     int raw_time;
     /* What an archive may make the folder hold (0: the defaults below;
      * tests set small ones). Events held until a pass says they can be

@@ -179,9 +179,9 @@ efl_status efl_fold_end_slice(struct efl_folder *f, struct proc_state *ps, uint6
     return EFL_OK;
 }
 
-void efl_fold_begin_slice(struct efl_folder *f, struct proc_state *ps, uint64_t ts, uint32_t cpu)
+void efl_fold_begin_slice(struct proc_state *ps, uint64_t ts, uint32_t cpu)
 {
-    ps->in_slice = cpu != 0 && !f->raw_time;
+    ps->in_slice = cpu != 0;
     ps->slice_ts = ts;
     ps->slice_cpu = cpu;
     ps->nslice = 0;

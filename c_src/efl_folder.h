@@ -280,7 +280,7 @@ efl_status efl_fold_credit_less(struct efl_folder *f, struct proc_state *ps, uin
                                 uint64_t cost);
 efl_status efl_fold_settle_off_cpu(struct efl_folder *f, struct proc_state *ps, int waited);
 efl_status efl_fold_end_slice(struct efl_folder *f, struct proc_state *ps, uint64_t ts, uint32_t cpu);
-void efl_fold_begin_slice(struct efl_folder *f, struct proc_state *ps, uint64_t ts, uint32_t cpu);
+void efl_fold_begin_slice(struct proc_state *ps, uint64_t ts, uint32_t cpu);
 efl_status efl_fold_credit(struct efl_folder *f, struct proc_state *ps, uint64_t ts);
 
 /* efl_fold_follow.c */
