@@ -260,22 +260,24 @@ efl_status efl_archive_writer_drops(struct efl_archive_writer *w, uint32_t ring,
     return after_record(w, before);
 }
 
-efl_status efl_archive_writer_pass(struct efl_archive_writer *w, uint64_t ts)
+/* A record of one varint field. */
+static efl_status put_record(struct efl_archive_writer *w, unsigned tag, uint64_t v)
 {
     size_t before = w->records.len;
     EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 10));
-    w->records.data[w->records.len++] = EFL_REC_PASS;
-    efl_buf_put_varint_unchecked(&w->records, ts);
+    w->records.data[w->records.len++] = (unsigned char)tag;
+    efl_buf_put_varint_unchecked(&w->records, v);
     return after_record(w, before);
+}
+
+efl_status efl_archive_writer_pass(struct efl_archive_writer *w, uint64_t ts)
+{
+    return put_record(w, EFL_REC_PASS, ts);
 }
 
 efl_status efl_archive_writer_stopped(struct efl_archive_writer *w, unsigned reason)
 {
-    size_t before = w->records.len;
-    EFL_FORWARD_IF_ERROR(efl_buf_reserve(&w->records, 1 + 10));
-    w->records.data[w->records.len++] = EFL_REC_STOPPED;
-    efl_buf_put_varint_unchecked(&w->records, reason);
-    return after_record(w, before);
+    return put_record(w, EFL_REC_STOPPED, reason);
 }
 
 uint64_t efl_archive_writer_bytes(const struct efl_archive_writer *w)

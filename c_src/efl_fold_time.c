@@ -175,7 +175,6 @@ efl_status efl_fold_end_slice(struct efl_folder *f, struct proc_state *ps, uint6
     uint32_t os;
     EFL_FORWARD_IF_ERROR(efl_fold_child_kind(f, ps->node != 0 ? ps->node : base_of(ps), EFL_FRAME_OS, 0, &os));
     f->p->nodes[os].self_ns += taken;
-    f->p->os_ns += taken;
     /* A guess of the meantime that turns out a tail call moves it too. */
     if (ps->nspec > 0 && taken > 0)
         EFL_FORWARD_IF_ERROR(efl_fold_hold_credit(f, ps, os, taken));

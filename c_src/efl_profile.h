@@ -80,7 +80,6 @@ struct efl_profile {
     uint64_t end_ns;             /* the last event's time */
     uint64_t total_ns;
     uint64_t compensated_ns; /* tracing cost taken out of the frames' time */
-    uint64_t os_ns;          /* slices' time the OS took the thread away ([os preempted]) */
     uint64_t events;
     uint64_t drops;       /* events lost to full rings */
     uint64_t drops_unattributed;  /* of them, lost by several processes at once */

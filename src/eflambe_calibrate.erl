@@ -1,7 +1,7 @@
 %% @private
 %% What a trace event costs the traced process on this node: the VM's call
 %% into the tracer NIF and ours, as wall time added to the process's run.
-%% Measured once per node (the first run, about 40 ms; kept in a
+%% Measured once per node (the first run, 40-70 ms; kept in a
 %% persistent term), written into every archive, and taken out of the
 %% frames' time by the folder (doc/archive-format.adoc, cost_* lines).
 %%
@@ -56,8 +56,7 @@ calibrate() ->
     #{event_bytes := EventBytes} = eflambe_tracer:capabilities(),
     Args = #{archive => eflambe_options:native_name(Archive), meta => "mode=calibrate\n",
              ring_events => (1 bsl 20) div EventBytes,
-             threads => erlang:system_info(schedulers) + erlang:system_info(dirty_cpu_schedulers)
-                 + erlang:system_info(dirty_io_schedulers) + 8},
+             threads => eflambe_session:thread_count()},
     case eflambe_tracer:start_session(Args) of
         {ok, TracerState, _, _} ->
             try

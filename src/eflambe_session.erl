@@ -6,7 +6,7 @@
 
 -export([owned/2, watched/3, ours/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
          arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
-         stop_running/0, recover/1, temp_archive/0, deadline/1]).
+         stop_running/0, recover/1, temp_archive/0, deadline/1, thread_count/0]).
 
 -export_type([session/0]).
 
@@ -356,6 +356,7 @@ stop_running() ->
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
+%% Threads that may run a tracer callback: a ring each.
 -spec thread_count() -> pos_integer().
 thread_count() ->
     erlang:system_info(schedulers) + erlang:system_info(dirty_cpu_schedulers)
