@@ -210,10 +210,7 @@ guard(Caller, #{timeout := Timeout} = Opts) ->
                   Ref = monitor(process, Caller),
                   receive
                       {session, Session} ->
-                          arm(Caller, Session, Opts),
-                          eflambe_session:register_running(self()),
-                          Caller ! {self(), armed},
-                          guarding(Caller, Ref, Session, eflambe_session:deadline(Timeout));
+                          guarding(Caller, Ref, Session, Opts, eflambe_session:deadline(Timeout));
                       done ->
                           ok;
                       {'DOWN', Ref, process, Caller, _} ->
@@ -221,15 +218,22 @@ guard(Caller, #{timeout := Timeout} = Opts) ->
                   end
           end).
 
-%% Should the guard's own code fail, the node is disarmed all the same.
--spec guarding(pid(), reference(), eflambe_session:session(), integer() | infinity) -> ok.
-guarding(Caller, Ref, Session, Deadline) ->
+%% Arms, then guards. Should the guard's own code fail, arming too (a
+%% caller killed before it was armed: erlang:trace/3 raises), the node is
+%% disarmed all the same, and a dead caller's run aborted.
+-spec guarding(pid(), reference(), eflambe_session:session(), eflambe_options:opts(),
+               integer() | infinity) -> ok.
+guarding(Caller, Ref, Session, Opts, Deadline) ->
     try
+        arm(Caller, Session, Opts),
+        eflambe_session:register_running(self()),
+        Caller ! {self(), armed},
         guard_loop(Caller, Ref, Session, Deadline, running)
     catch
         Class:Reason:Stack ->
             logger:error("eflambe: apply's guard failed: ~p", [{Class, Reason, Stack}]),
             _ = stop(Session, running),
+            _ = is_process_alive(Caller) orelse eflambe_session:abort(Session),
             ok
     end.
 
