@@ -154,7 +154,9 @@ archive_files_are_safe(Config) ->
     {ok, _} = eflambe:apply({?W, fib, [10]}, [{archive, Kept}, {return, flamegraph}]),
     {ok, #file_info{mode = Mode, type = regular}} = file:read_link_info(Kept),
     ?assertEqual(8#600, Mode band 8#777),
-    ?assertMatch({ok, <<_, _/binary>>}, eflambe:replay(Kept, [{return, flamegraph}])),
+    %% (In the traced run's time: fib(10)'s, its tracing cost taken out,
+    %% can round to no microsecond at all on a busy machine.)
+    ?assertMatch({ok, <<_, _/binary>>}, eflambe:replay(Kept, [{return, flamegraph}, {compensate, false}])),
     Target = filename:join(Dir, "archive-link-target"),
     ok = file:write_file(Target, <<"keep me">>),
     Link = filename:join(Dir, "link.eftrace"),
