@@ -243,7 +243,9 @@ folded(Bin) ->
                  [Stack, N] = string:split(L, " ", trailing),
                  {tl(binary:split(Stack, <<";">>, [global])), binary_to_integer(N)}
              end || L <- binary:split(Bin, <<"\n">>, [global, trim_all])],
-    [{S, W} || {Frames, W} <- Lines, lists:last(Frames) =/= <<"sleep">>,
+    %% Time off the CPU (waiting, runnable, the OS's) is no stack's.
+    Off = [<<"sleep">>, <<"runnable">>, <<"[os preempted]">>],
+    [{S, W} || {Frames, W} <- Lines, not lists:member(lists:last(Frames), Off),
                S <- [strip_bifs(spawned(Frames -- [<<"gc">>]))], S =/= [], W > 0].
 
 %% A process spawned with a fun starts in erlang:apply/2, as the real
