@@ -193,7 +193,7 @@ defmodule Mix.Tasks.Profile.Eflambe do
 
         on_cpu =
           lines
-          |> Enum.reject(fn {frames, _} -> List.last(frames) == "sleep" end)
+          |> Enum.reject(fn {frames, _} -> List.last(frames) in ["sleep", "runnable", "[os preempted]"] end)
           |> Enum.reduce(%{}, fn {frames, n}, acc -> Map.update(acc, List.last(frames), n, &(&1 + n)) end)
 
         Mix.shell().info("Profiled: #{Float.round(total / 1000, 1)} ms in all stacks")
