@@ -6,9 +6,11 @@
 #include "efl_beam.h"
 #include "efl_buf.h"
 
-/* Operand counts of the generic instructions, by opcode (1-based): OTP 25's
- * beam_opcodes:opname/1 (opcodes 1-180), then OTP 26's update_record (5)
- * and bs_match (3). The generic instruction set only grows. */
+/* Operand counts of the generic instructions, by opcode (1-based), from
+ * the compiler's genop.tab: OTP 25's (opcodes 1-180), OTP 26's
+ * update_record (5) and bs_match (3), OTP 27's executable_line (2), OTP
+ * 28's debug_line (4). The generic instruction set only grows: a later
+ * opcode is a newer compiler's, and its operand count unknown here. */
 static const char op_arity[] =
     "x"
     "13023223245232321100" /* 1-20 */
@@ -20,7 +22,7 @@ static const char op_arity[] =
     "32256222213408626545" /* 121-140 */
     "45433333011715523340" /* 141-160 */
     "02223432243121116301" /* 161-180 */
-    "53";                  /* 181-182 */
+    "5324";                /* 181-184 */
 
 #define OP_MAX ((unsigned)sizeof op_arity - 2)
 
@@ -35,9 +37,14 @@ enum {
 /* Compact term tags. */
 enum { TAG_U, TAG_I, TAG_A, TAG_X, TAG_Y, TAG_F, TAG_H, TAG_Z };
 
-/* Sizes a BEAM file may not exceed here: the largest OTP modules are a few
- * MB, their atom and import tables a few thousand entries. */
-#define BEAM_MAX_BYTES (256u << 20)
+/* Sizes a BEAM file may not exceed here (EFL_ERR_LIMIT): the largest OTP
+ * modules are under 1 MB, their tables a few thousand entries. They bound
+ * what a hostile file can make the reader allocate (an atom of one byte
+ * takes 16 here) to about 100 MB. */
+#define ATOMS_MAX (1u << 20)
+#define LABELS_MAX (1u << 22)
+#define FUNCTIONS_MAX (1u << 20)
+#define SITES_MAX (1u << 22)
 #define NESTING_MAX 4
 
 struct cursor {
@@ -69,7 +76,7 @@ static efl_status small_value(struct cursor *c, unsigned char b, uint64_t *val, 
         /* The length itself follows, as an unsigned operand. */
         unsigned tag;
         EFL_FORWARD_IF_ERROR(operand(c, &tag, &n, depth - 1));
-        EFL_RETURN_ERROR_IF(tag != TAG_U || n > BEAM_MAX_BYTES, EFL_ERR_ARG);
+        EFL_RETURN_ERROR_IF(tag != TAG_U || n > EFL_BEAM_MAX_BYTES, EFL_ERR_ARG);
         n += 9;
     }
     EFL_RETURN_ERROR_IF(n > (uint64_t)(c->end - c->p), EFL_ERR_ARG);
@@ -130,8 +137,9 @@ static efl_status read_atoms(struct cursor c, struct atom_table *t)
     uint32_t raw = get_be32(c.p);
     c.p += 4;
     int compact = (raw & 0x80000000u) != 0;
-    uint32_t count = compact ? (uint32_t)-(int32_t)raw : raw;
+    uint32_t count = compact ? 0u - raw : raw;
     EFL_RETURN_ERROR_IF(count == 0 || count > (uint64_t)(c.end - c.p), EFL_ERR_ARG);
+    EFL_RETURN_ERROR_IF(count > ATOMS_MAX, EFL_ERR_LIMIT);
     t->names = calloc((size_t)count + 1, sizeof *t->names);
     EFL_RETURN_ERROR_IF(t->names == NULL, EFL_ERR_NOMEM);
     t->count = count;
@@ -214,6 +222,7 @@ static efl_status read_imports(struct cursor c, struct module *m)
 static efl_status add_site(struct module *m, uint32_t target, unsigned how, unsigned kind)
 {
     EFL_RETURN_ERROR_IF(m->nfunctions == 0, EFL_ERR_ARG);
+    EFL_RETURN_ERROR_IF(m->nsites >= SITES_MAX, EFL_ERR_LIMIT);
     EFL_GROW(m->sites, m->nsites, m->sites_cap);
     m->sites[m->nsites++] = (struct site){m->nfunctions - 1, target, (uint8_t)how, (uint8_t)kind};
     return EFL_OK;
@@ -248,6 +257,7 @@ static efl_status walk_code(struct cursor c, struct module *m)
     uint32_t labels = get_be32(c.p + 12);
     EFL_RETURN_ERROR_IF(header < 16 || header > (uint64_t)(c.end - c.p) - 4, EFL_ERR_ARG);
     EFL_RETURN_ERROR_IF(labels > (uint64_t)(c.end - c.p), EFL_ERR_ARG);
+    EFL_RETURN_ERROR_IF(labels > LABELS_MAX, EFL_ERR_LIMIT);
     m->nlabels = labels;
     m->label_function = calloc((size_t)labels + 1, sizeof *m->label_function);
     EFL_RETURN_ERROR_IF(m->label_function == NULL, EFL_ERR_NOMEM);
@@ -255,7 +265,8 @@ static efl_status walk_code(struct cursor c, struct module *m)
     int entry_next = 0; /* the next label is the function's entry */
     while (c.p < c.end) {
         unsigned op = *c.p++;
-        EFL_RETURN_ERROR_IF(op == 0 || op > OP_MAX, EFL_ERR_ARG);
+        EFL_RETURN_ERROR_IF(op == 0, EFL_ERR_ARG);
+        EFL_RETURN_ERROR_IF(op > OP_MAX, EFL_ERR_VERSION);
         if (op == OP_INT_CODE_END)
             return EFL_OK;
         unsigned n = (unsigned)(op_arity[op] - '0');
@@ -275,6 +286,7 @@ static efl_status walk_code(struct cursor c, struct module *m)
             EFL_RETURN_ERROR_IF(tag[1] != TAG_A || val[1] == 0 || val[1] > m->atoms.count ||
                                     val[2] > 255,
                                 EFL_ERR_ARG);
+            EFL_RETURN_ERROR_IF(m->nfunctions >= FUNCTIONS_MAX, EFL_ERR_LIMIT);
             EFL_GROW(m->functions, m->nfunctions, m->functions_cap);
             m->functions[m->nfunctions++] = (struct function){(uint32_t)val[1], (uint32_t)val[2]};
             entry_next = 1;
@@ -352,7 +364,8 @@ static efl_status report(const struct module *m, const struct efl_beam_visitor *
 efl_status efl_beam_read(const void *beam, size_t len, const struct efl_beam_visitor *v)
 {
     const unsigned char *b = beam;
-    EFL_RETURN_ERROR_IF(len < 12 || len > BEAM_MAX_BYTES, EFL_ERR_ARG);
+    EFL_RETURN_ERROR_IF(len > EFL_BEAM_MAX_BYTES, EFL_ERR_LIMIT);
+    EFL_RETURN_ERROR_IF(len < 12, EFL_ERR_ARG);
     EFL_RETURN_ERROR_IF(memcmp(b, "FOR1", 4) != 0 || memcmp(b + 8, "BEAM", 4) != 0, EFL_ERR_ARG);
     uint32_t form = get_be32(b + 4);
     const unsigned char *end = b + 8 + (form < len - 8 ? form : len - 8);
@@ -360,13 +373,19 @@ efl_status efl_beam_read(const void *beam, size_t len, const struct efl_beam_vis
     for (const unsigned char *p = b + 12; end - p >= 8;) {
         uint32_t size = get_be32(p + 4);
         EFL_RETURN_ERROR_IF(size > (uint64_t)(end - p) - 8, EFL_ERR_ARG);
-        struct cursor chunk = {p + 8, p + 8 + size};
+        struct cursor chunk = {p + 8, p + 8 + size}, *slot = NULL;
         if (memcmp(p, "AtU8", 4) == 0 || memcmp(p, "Atom", 4) == 0)
-            atoms = chunk;
+            slot = &atoms;
         else if (memcmp(p, "ImpT", 4) == 0)
-            imports = chunk;
+            slot = &imports;
         else if (memcmp(p, "Code", 4) == 0)
-            code = chunk;
+            slot = &code;
+        /* A second table of a kind: which one the loader took, and which
+         * one the code's MD5 covers, is not ours to guess. */
+        if (slot != NULL) {
+            EFL_RETURN_ERROR_IF(slot->p != NULL, EFL_ERR_ARG);
+            *slot = chunk;
+        }
         p += 8 + ((size + 3) & ~(uint64_t)3);
         if (p > end)
             break;

@@ -6,7 +6,7 @@
  *
  * The input is untrusted: every count, length and index is checked against
  * the chunk that holds it, and an instruction this reader does not know
- * (a newer compiler) ends the read with EFL_ERR_ARG, never a guess. */
+ * (a newer compiler's) ends the read with EFL_ERR_VERSION, never a guess. */
 #ifndef EFL_BEAM_H
 #define EFL_BEAM_H
 
@@ -46,7 +46,12 @@ struct efl_beam_visitor {
     efl_status (*call)(void *ctx, const struct efl_beam_call *c);
 };
 
-/* EFL_ERR_ARG: not a BEAM file, or one this reader cannot follow. */
+/* The largest file the reader takes (the largest OTP module is under 1 MB). */
+#define EFL_BEAM_MAX_BYTES (32u << 20)
+
+/* EFL_ERR_ARG: not a BEAM file, or a damaged one (a table twice too);
+ * EFL_ERR_VERSION: an instruction of a newer compiler; EFL_ERR_LIMIT: a
+ * file or a table beyond this reader's bounds. */
 efl_status efl_beam_read(const void *beam, size_t len, const struct efl_beam_visitor *v);
 
 #endif

@@ -5,7 +5,8 @@
  *   efl_nif_sample.c   the sampler's record_samples/3
  *   efl_nif_session.c  ring sets, session start/stop and its options
  *   efl_nif_follow.c   a followed call's steps, read from meta events
- *   efl_nif_fold.c     fold, archive header, call sites, output binaries,
+ *   efl_nif_fold.c     fold, archive header, call sites and the code they
+ *                      are read from, output binaries,
  *                      the formats this build writes */
 #ifndef EFL_NIF_H
 #define EFL_NIF_H
@@ -41,7 +42,7 @@
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
     X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
-    X(follow_seq) X(extra) X(raw_time) X(compensated_us)
+    X(follow_seq) X(extra) X(raw_time) X(compensated_us) X(unreadable)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -185,6 +186,7 @@ ERL_NIF_TERM efl_nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_read_code(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_interval_costs(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 

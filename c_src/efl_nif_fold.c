@@ -3,11 +3,14 @@
  * (add_call_sites/3); all run on dirty schedulers. A writer's output is
  * handed to Erlang without a copy, as a binary over a resource. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "efl_archive.h"
+#include "efl_beam.h"
 #include "efl_fold.h"
 #include "efl_cost.h"
 #include "efl_nif.h"
@@ -233,12 +236,14 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     return result;
 }
 
-/* add_call_sites(ArchivePath, [{Module, Beam}], [{M, F, A}]) -> {ok, #{modules, pairs}}
- *                                                        | {error, {Atom, Detail}}
+/* add_call_sites(ArchivePath, [{Module, Beam}], [{M, F, A}])
+ *     -> {ok, #{modules, pairs, unreadable := [{Module, Reason}]}} | {error, {Atom, Detail}}
  * Reads the call sites of each module's code and appends them to a closed
  * archive as its site table; the third list names the BIFs among the
- * functions they call. A module whose code cannot be read is left out
- * (its calls are then told apart by the trace alone). */
+ * functions they call. A module whose code cannot be read is left out (its
+ * calls are then told apart by the trace alone) and named, with why:
+ * bad_argument (damaged), unsupported_version (a newer compiler's
+ * instruction), limit_exceeded (beyond the reader's bounds). */
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -251,23 +256,27 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     }
     efl_status st = EFL_OK;
     unsigned read = 0;
+    ERL_NIF_TERM unreadable = enif_make_list(env, 0);
     ERL_NIF_TERM head, tail = argv[1];
     while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
         const ERL_NIF_TERM *pair;
         int arity;
         ErlNifBinary beam;
         if (!enif_get_tuple(env, head, &arity, &pair) || arity != 2 ||
-            !enif_inspect_binary(env, pair[1], &beam)) {
+            !enif_is_atom(env, pair[0]) || !enif_inspect_binary(env, pair[1], &beam)) {
             st = EFL_ERR_ARG;
             break;
         }
-        /* A module this reader cannot follow is left out; only running
-         * out of memory stops the table. */
+        /* Only running out of memory stops the table. */
         efl_status m = efl_sites_add_module(t, beam.data, beam.size);
         if (m == EFL_OK)
             read++;
-        else if (m == EFL_ERR_NOMEM || m == EFL_ERR_LIMIT)
+        else if (m == EFL_ERR_NOMEM)
             st = m;
+        else
+            unreadable = enif_make_list_cell(
+                env, enif_make_tuple2(env, pair[0], enif_make_atom(env, efl_status_atom(m))),
+                unreadable);
     }
     tail = argv[2];
     while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
@@ -299,11 +308,68 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
         return enif_make_badarg(env);
     if (st != EFL_OK)
         return efl_nif_error(env, st, argv[0]);
-    ERL_NIF_TERM keys[] = {efl_atom_modules, efl_atom_pairs};
-    ERL_NIF_TERM vals[] = {enif_make_uint(env, read), enif_make_uint64(env, pairs)};
+    ERL_NIF_TERM keys[] = {efl_atom_modules, efl_atom_pairs, efl_atom_unreadable};
+    ERL_NIF_TERM vals[] = {enif_make_uint(env, read), enif_make_uint64(env, pairs), unreadable};
     ERL_NIF_TERM info;
-    enif_make_map_from_arrays(env, keys, vals, 2, &info);
+    enif_make_map_from_arrays(env, keys, vals, 3, &info);
     return enif_make_tuple2(env, efl_atom_ok, info);
+}
+
+/* read_code(Path) -> {ok, Binary} | {error, Reason}
+ * A module's object file, for add_call_sites/3: a regular file of at most
+ * EFL_BEAM_MAX_BYTES, read here rather than by the node's file server, so
+ * that a FIFO, a device or a huge file planted at a module's path neither
+ * blocks the node's file I/O nor fills its memory. Reason: not_regular,
+ * too_large, or the POSIX atom of open/read. */
+ERL_NIF_TERM efl_nif_read_code(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = efl_nif_cstr(env, argv[0]);
+    if (path == NULL)
+        return enif_make_badarg(env);
+    /* O_NONBLOCK: opening a FIFO returns at once (a regular file ignores it). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int err = errno;
+    free(path);
+    if (fd < 0)
+        return enif_make_tuple2(env, efl_atom_error, efl_nif_errno_atom(env, err));
+    struct stat st;
+    const char *refused = NULL;
+    if (fstat(fd, &st) != 0)
+        refused = "io_error";
+    else if (!S_ISREG(st.st_mode))
+        refused = "not_regular";
+    else if (st.st_size > (off_t)EFL_BEAM_MAX_BYTES)
+        refused = "too_large";
+    ErlNifBinary bin;
+    if (refused == NULL && !enif_alloc_binary((size_t)st.st_size, &bin))
+        refused = "enomem";
+    if (refused != NULL) {
+        close(fd);
+        return enif_make_tuple2(env, efl_atom_error, enif_make_atom(env, refused));
+    }
+    /* Read what fstat saw, no more: a file that grows is cut there. */
+    size_t got = 0;
+    while (got < bin.size) {
+        ssize_t n = read(fd, bin.data + got, bin.size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : 0;
+            break;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    if (got < bin.size && err != 0) {
+        enif_release_binary(&bin);
+        return enif_make_tuple2(env, efl_atom_error, efl_nif_errno_atom(env, err));
+    }
+    if (got < bin.size && !enif_realloc_binary(&bin, got)) {
+        enif_release_binary(&bin);
+        return enif_make_tuple2(env, efl_atom_error, enif_make_atom(env, "enomem"));
+    }
+    return enif_make_tuple2(env, efl_atom_ok, enif_make_binary(env, &bin));
 }
 
 /* capabilities() -> #{formats := [{Format, Extension}], event_bytes := 32,

@@ -7,14 +7,14 @@
 
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4, interval_costs/1,
-         archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
+         archive_header/1, record_samples/3, add_call_sites/3, read_code/1, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
 
 -on_load(init/0).
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4, interval_costs/1,
-       archive_header/1, record_samples/3, add_call_sites/3, capabilities/0]).
+       archive_header/1, record_samples/3, add_call_sites/3, read_code/1, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
 -type stop_reason() :: none | limit() | timeout | stopped.
@@ -104,11 +104,19 @@ interval_costs(_ArchivePath) ->
     erlang:nif_error(not_loaded).
 
 %% Appends the site table of the modules (their object code) to a closed
-%% archive; Bifs are the BIFs among the functions they call.
+%% archive; Bifs are the BIFs among the functions they call. The modules
+%% whose code the reader could not follow are left out and named.
 -spec add_call_sites(file:filename_all(), [{module(), binary()}], [mfa()]) ->
-          {ok, #{modules := non_neg_integer(), pairs := non_neg_integer()}}
+          {ok, #{modules := non_neg_integer(), pairs := non_neg_integer(),
+                 unreadable := [{module(), bad_argument | unsupported_version | limit_exceeded}]}}
           | {error, {atom(), term()}}.
 add_call_sites(_ArchivePath, _Beams, _Bifs) ->
+    erlang:nif_error(not_loaded).
+
+%% A module's object file, if it is a regular file of at most 32 MiB; read
+%% on a dirty scheduler, not by the file server (a FIFO would block it).
+-spec read_code(file:filename_all()) -> {ok, binary()} | {error, atom()}.
+read_code(_Path) ->
     erlang:nif_error(not_loaded).
 
 %% The metadata lines of an archive's header.

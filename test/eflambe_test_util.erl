@@ -3,7 +3,9 @@
 
 -include_lib("stdlib/include/assert.hrl").
 
--export([parse/1, wait_until/1, wait_armed/1, run/2, run/3]).
+-export([parse/1, wait_until/1, wait_armed/1, run/2, run/3, with_warnings/1]).
+%% logger handler callback of with_warnings/1
+-export([log/2]).
 
 %% Folded text as [{Frames, Microseconds}].
 parse(Folded) ->
@@ -48,3 +50,32 @@ collect(Port, Acc) ->
         {Port, {exit_status, S}} -> {S, Acc}
     after 300000 -> error({timeout, Acc})
     end.
+
+%% Runs Fun; {Result, Warnings}: the text of every warning logged meanwhile.
+with_warnings(Fun) ->
+    Id = list_to_atom("eflambe_test_warnings_" ++ integer_to_list(erlang:unique_integer([positive]))),
+    ok = logger:add_handler(Id, ?MODULE, #{level => warning, config => #{to => self(), id => Id}}),
+    try Fun() of
+        Result ->
+            ok = logger:remove_handler(Id),
+            {Result, warnings(Id, [])}
+    after
+        _ = logger:remove_handler(Id)
+    end.
+
+warnings(Id, Acc) ->
+    receive {Id, Text} -> warnings(Id, [Text | Acc])
+    after 0 -> lists:reverse(Acc)
+    end.
+
+log(#{level := Level, msg := Msg}, #{config := #{to := To, id := Id}})
+  when Level =:= warning; Level =:= error ->
+    Text = case Msg of
+               {report, R} -> io_lib:format("~p", [R]);
+               {string, S} -> S;
+               {Format, Args} -> io_lib:format(Format, Args)
+           end,
+    To ! {Id, unicode:characters_to_binary(Text)},
+    ok;
+log(_Event, _Config) ->
+    ok.

@@ -139,7 +139,8 @@ static void damaged_modules(void)
         struct efl_sites *t;
         CHECK_STATUS(efl_sites_new(&t), EFL_OK);
         efl_status s = efl_sites_add_module(t, beam.data, beam.len);
-        CHECK(s == EFL_OK || s == EFL_ERR_ARG || s == EFL_ERR_CORRUPT);
+        CHECK(s == EFL_OK || s == EFL_ERR_ARG || s == EFL_ERR_CORRUPT || s == EFL_ERR_VERSION ||
+              s == EFL_ERR_LIMIT);
         efl_sites_free(t);
         beam.data[i] = keep;
     }
@@ -149,6 +150,118 @@ static void damaged_modules(void)
     CHECK_STATUS(efl_sites_add_module(t, "FOR1\0\0\0\4BEAM", 12), EFL_ERR_ARG);
     CHECK_STATUS(efl_sites_add_module(t, "not a module at all", 19), EFL_ERR_ARG);
     efl_sites_free(t);
+}
+
+/* Where a chunk with that id starts in a BEAM file (its id), or NULL. */
+static unsigned char *find_chunk(struct efl_buf *beam, const char *id)
+{
+    for (size_t at = 12; at + 8 <= beam->len;) {
+        unsigned char *p = beam->data + at;
+        uint32_t size = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        if (memcmp(p, id, 4) == 0)
+            return p;
+        at += 8 + ((size + 3) & ~3u);
+    }
+    return NULL;
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+static uint32_t get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* lists.beam with `ins` inserted at the start of its Code chunk's
+ * instructions (sizes fixed, padding kept). */
+static struct efl_buf with_instruction(const unsigned char *ins, size_t n)
+{
+    struct efl_buf beam = read_beam("lists"), out = {0};
+    unsigned char *code = find_chunk(&beam, "Code");
+    CHECK(code != NULL);
+    uint32_t size = get_be32(code + 4), header = get_be32(code + 8);
+    size_t at = (size_t)(code - beam.data) + 8 + 4 + header;
+    size_t old_end = (size_t)(code - beam.data) + 8 + ((size + 3) & ~3u);
+    uint32_t new_size = size + (uint32_t)n;
+    static const unsigned char zeros[4];
+    CHECK_STATUS(efl_buf_append(&out, beam.data, at), EFL_OK);
+    CHECK_STATUS(efl_buf_append(&out, ins, n), EFL_OK);
+    CHECK_STATUS(efl_buf_append(&out, beam.data + at, (size_t)(code - beam.data) + 8 + size - at),
+                 EFL_OK);
+    CHECK_STATUS(efl_buf_append(&out, zeros, (4 - new_size % 4) % 4), EFL_OK);
+    CHECK_STATUS(efl_buf_append(&out, beam.data + old_end, beam.len - old_end), EFL_OK);
+    put_be32(out.data + (code - beam.data) + 4, new_size);
+    put_be32(out.data + 4, (uint32_t)out.len - 8);
+    efl_buf_free(&beam);
+    return out;
+}
+
+/* OTP 27's executable_line/2 and OTP 28's debug_line/4 are read over;
+ * an opcode after them is a newer compiler's: EFL_ERR_VERSION, not a
+ * guess at its operands. */
+static void newer_compilers(void)
+{
+    static const unsigned char executable_line[] = {183, 0x00, 0x10};
+    static const unsigned char debug_line[] = {184, 0x02, 0x00, 0x10, 0x00};
+    static const unsigned char unknown[] = {185, 0x00};
+    struct efl_buf a = with_instruction(executable_line, sizeof executable_line);
+    struct efl_buf b = with_instruction(debug_line, sizeof debug_line);
+    struct efl_buf c = with_instruction(unknown, sizeof unknown);
+    struct efl_sites *t;
+    CHECK_STATUS(efl_sites_new(&t), EFL_OK);
+    CHECK_STATUS(efl_sites_add_module(t, a.data, a.len), EFL_OK);
+    size_t pairs = efl_sites_pairs(t);
+    CHECK(pairs > 100);
+    CHECK_STATUS(efl_sites_add_module(t, b.data, b.len), EFL_OK);
+    CHECK(efl_sites_pairs(t) == pairs);
+    CHECK_STATUS(efl_sites_add_module(t, c.data, c.len), EFL_ERR_VERSION);
+    efl_sites_free(t);
+    efl_buf_free(&a);
+    efl_buf_free(&b);
+    efl_buf_free(&c);
+}
+
+/* A second atom, import or code table: which one the loader took is not
+ * the reader's to guess. An atom count with the top bit set (OTP 28's
+ * long atoms) of 2^31 atoms, or any count beyond the bound: refused
+ * before anything is allocated for it. */
+static void tables_twice_and_huge_counts(void)
+{
+    static const char *ids[] = {"AtU8", "ImpT", "Code"};
+    for (size_t i = 0; i < 3; i++) {
+        struct efl_buf beam = read_beam("lists"), twice = {0};
+        unsigned char *chunk = find_chunk(&beam, ids[i]);
+        CHECK(chunk != NULL);
+        size_t n = 8 + ((get_be32(chunk + 4) + 3) & ~3u);
+        size_t chunk_at = (size_t)(chunk - beam.data);
+        CHECK_STATUS(efl_buf_append(&twice, beam.data, beam.len), EFL_OK);
+        CHECK_STATUS(efl_buf_append(&twice, beam.data + chunk_at, n), EFL_OK);
+        put_be32(twice.data + 4, (uint32_t)twice.len - 8);
+        struct efl_sites *t;
+        CHECK_STATUS(efl_sites_new(&t), EFL_OK);
+        CHECK_STATUS(efl_sites_add_module(t, twice.data, twice.len), EFL_ERR_ARG);
+        CHECK(efl_sites_pairs(t) == 0);
+        efl_sites_free(t);
+        efl_buf_free(&twice);
+        efl_buf_free(&beam);
+    }
+    const uint32_t counts[] = {0x80000000u, 0xFFFFFFFFu, 0x7FFFFFFFu, (1u << 20) + 1};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        struct efl_buf beam = read_beam("lists");
+        unsigned char *atoms = find_chunk(&beam, "AtU8");
+        CHECK(atoms != NULL);
+        put_be32(atoms + 8, counts[i]);
+        struct efl_sites *t;
+        CHECK_STATUS(efl_sites_new(&t), EFL_OK);
+        efl_status s = efl_sites_add_module(t, beam.data, beam.len);
+        CHECK(s == EFL_ERR_ARG || s == EFL_ERR_LIMIT);
+        efl_sites_free(t);
+        efl_buf_free(&beam);
+    }
 }
 
 /* Hand-made tables: bad kinds and names are damage. */
@@ -178,6 +291,8 @@ int main(void)
     RUN(kinds_of_lists);
     RUN(every_stdlib_module);
     RUN(damaged_modules);
+    RUN(newer_compilers);
+    RUN(tables_twice_and_huge_counts);
     RUN(damaged_tables);
     return efl_test_done();
 }
