@@ -25,12 +25,20 @@ apply(FunSpec, Options) ->
             Error
     end.
 
+%% Refused when the caller has a tracer, or when another tracer traces
+%% some process's calls (the run's patterns would flood it, and their
+%% removal end its own).
 -spec check_caller(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
 check_caller(Target, Runner, Opts) ->
     case erlang:trace_info(self(), tracer) of
-        {tracer, []} -> run(Target, Runner, Opts);
-        {tracer, Other} -> {error, {already_traced, self(), Other}}
+        {tracer, []} ->
+            case eflambe_session:tracing_calls() of
+                [] -> run(Target, Runner, Opts);
+                Pids -> {error, {tracer_in_use, lists:sublist(Pids, 5)}}
+            end;
+        {tracer, Other} ->
+            {error, {already_traced, self(), Other}}
     end.
 
 %% The profiled function (for the archive's metadata), and a closure that
@@ -91,7 +99,14 @@ fun_target(Fun) ->
 -spec run(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
 run(Target, Runner, Opts) ->
-    Guard = guard(self(), Opts),
+    case guard(self(), Opts) of
+        {ok, Guard} -> run(Target, Runner, Opts, Guard);
+        {error, _} = Error -> Error
+    end.
+
+-spec run(mfa_pattern(), fun(() -> term()), eflambe_options:opts(), pid()) ->
+          {ok, term()} | {error, term()}.
+run(Target, Runner, Opts, Guard) ->
     Params = #{target => Target, root_pid => self(), root_frame => false, notify => Guard},
     try eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
@@ -100,6 +115,11 @@ run(Target, Runner, Opts) ->
                           {error, _} = NotArmed -> NotArmed
                       end,
             Stopped = stopped(Guard, Session),
+            %% A run that ended before its call did (timeout, stop()) cleared
+            %% its tokens then; the call spread its own afterwards.
+            _ = maps:get(follow, Opts) =/= false andalso
+                eflambe_tracer:running_session() =:= undefined andalso
+                eflambe_follow:clear_tokens(),
             Delivered = case eflambe_session:deliver(Session, Stopped, false, Opts) of
                             {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
                             {error, _} = Error -> Error
@@ -203,38 +223,47 @@ stopped(Guard, #{tracer := TracerState}) ->
 %% eflambe:stop(), on the timeout, when the tracer reports a limit reached
 %% (max_events, max_bytes), which ends tracing and frees the node while
 %% the call goes on, and when the call returns. If the caller dies mid-call
-%% it ends the session, that session only, and deletes its archive.
--spec guard(pid(), eflambe_options:opts()) -> pid().
+%% it ends the session, that session only, and deletes its archive. It
+%% takes the run's name before the session starts: a stop() that comes
+%% while it arms is answered once it has armed.
+-spec guard(pid(), eflambe_options:opts()) -> {ok, pid()} | {error, already_running}.
 guard(Caller, #{timeout := Timeout} = Opts) ->
-    spawn(fun() ->
-                  Ref = monitor(process, Caller),
-                  receive
-                      {session, Session} ->
-                          guarding(Caller, Ref, Session, Opts, eflambe_session:deadline(Timeout));
-                      done ->
-                          ok;
-                      {'DOWN', Ref, process, Caller, _} ->
-                          ok
-                  end
-          end).
+    Guard = spawn(fun() ->
+                          Ref = monitor(process, Caller),
+                          Registered = eflambe_session:register_running(self()),
+                          Caller ! {self(), Registered},
+                          receive
+                              {session, Session} when Registered =:= ok ->
+                                  guarding(Caller, Ref, Session, Opts,
+                                           eflambe_session:deadline(Timeout));
+                              done ->
+                                  ok;
+                              {'DOWN', Ref, process, Caller, _} ->
+                                  ok
+                          end
+                  end),
+    receive
+        {Guard, ok} -> {ok, Guard};
+        {Guard, {error, _} = Taken} -> Guard ! done, Taken
+    end.
 
 %% Arms, then guards. Should the guard's own code fail, arming too (a
 %% caller killed before it was armed: erlang:trace/3 raises), the node is
-%% disarmed all the same, and a dead caller's run aborted.
+%% disarmed all the same, and a dead caller's run aborted; a stop() that
+%% waits is answered.
 -spec guarding(pid(), reference(), eflambe_session:session(), eflambe_options:opts(),
                integer() | infinity) -> ok.
 guarding(Caller, Ref, Session, Opts, Deadline) ->
     try
         arm(Caller, Session, Opts),
-        eflambe_session:register_running(self()),
         Caller ! {self(), armed},
         guard_loop(Caller, Ref, Session, Deadline, running)
     catch
         Class:Reason:Stack ->
             logger:error("eflambe: apply's guard failed: ~p", [{Class, Reason, Stack}]),
-            _ = stop(Session, running),
-            _ = is_process_alive(Caller) orelse eflambe_session:abort(Session),
-            ok
+            _ = (catch stop(Session, running)),
+            _ = is_process_alive(Caller) orelse (catch eflambe_session:abort(Session)),
+            answer_stops()
     end.
 
 -type state() :: running | {stopped, {ok, map()} | {error, term()}}.
@@ -272,6 +301,14 @@ guard_loop(Caller, Ref, Session, Deadline, State) ->
                 false ->
                     guard_loop(Caller, Ref, Session, Deadline, State)
             end
+    end.
+
+%% What stop() calls came, answered: the run is over.
+-spec answer_stops() -> ok.
+answer_stops() ->
+    receive
+        {eflambe_stop, From, StopRef} -> From ! {StopRef, stopped}, answer_stops()
+    after 0 -> ok
     end.
 
 %% Disarms the node and stops the session, once.

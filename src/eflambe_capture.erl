@@ -65,13 +65,12 @@ check_function({M, F, A} = MFA) ->
 %% processes it traces and clears all local call patterns when it ends.
 %% Checked once the node is this run's (a run in progress has patterns
 %% everywhere: it is already_running, not "traced").
--spec check_no_tracing(mfa()) -> ok | {error, term()}.
-check_no_tracing(MFA) ->
-    case [P || P <- processes(), erlang:trace_info(P, tracer) =/= {tracer, []},
-               erlang:trace_info(P, tracer) =/= undefined] of
+-spec check_no_tracing(mfa(), eflambe_follow:follow()) -> ok | {error, term()}.
+check_no_tracing(MFA, Follow) ->
+    case [P || {P, _} <- eflambe_session:traced()] of
         [] ->
             case {erlang:trace_info(MFA, traced), erlang:trace_info(MFA, meta)} of
-                {{traced, false}, {meta, false}} -> ok;
+                {{traced, false}, {meta, false}} -> eflambe_follow:check_tokens(Follow);
                 _ -> {error, {target_already_traced, MFA}}
             end;
         Traced ->
@@ -92,7 +91,7 @@ owner(Caller, MFA, N, #{every := Every} = Opts) ->
                notify => self()},
     case eflambe_session:start(capture, Params, Opts) of
         {ok, Session} ->
-            case check_no_tracing(MFA) of
+            case check_no_tracing(MFA, maps:get(follow, Opts)) of
                 ok ->
                     Record = fun(Watch) -> record(MFA, N, Session, Watch, Opts) end,
                     case eflambe_session:watched(Caller, Session, Record) of
@@ -129,8 +128,8 @@ arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
     Flags = [call, return_to, arity, running, garbage_collection, 'receive',
              {{tracer, eflambe_tracer, TracerState}}]
         ++ [F || Spawned, F <- [procs, set_on_spawn]] ++ eflambe_follow:flags(Follow),
-    Actions = [{trace, [], Flags}, {exception_trace} | eflambe_follow:mark_action(Follow)],
-    1 = erlang:trace_pattern(MFA, [{'_', [], Actions}], [{meta, eflambe_tracer, MetaState}]),
+    Spec = eflambe_follow:capture_spec(Follow, [{trace, [], Flags}, {exception_trace}]),
+    1 = erlang:trace_pattern(MFA, Spec, [{meta, eflambe_tracer, MetaState}]),
     eflambe_follow:arm(Follow, [], Session).
 
 -spec disarm(mfa()) -> ok.

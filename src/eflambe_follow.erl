@@ -30,7 +30,7 @@
 %% recorded but grafted nowhere.
 -module(eflambe_follow).
 
--export([check/1, arm/3, disarm/0, mark/1, unmark/1, mark_action/1, flags/1]).
+-export([check/1, check_tokens/1, arm/3, disarm/0, clear_tokens/0, mark/1, unmark/1, capture_spec/2, flags/1]).
 
 -define(LABEL, 16#EF1A).
 -define(CALL, {gen, do_call, 4}).
@@ -44,6 +44,10 @@
 %% of the messages the token travels with, on for plain messages only.
 -define(TAKES_SEEN, {set_seq_token, 'receive', true}).
 -define(TAKES_UNSEEN, {set_seq_token, 'receive', false}).
+%% Names and pids a list may give: each is a clause of the guards tried at
+%% every send of a followed process (and far more make the match spec
+%% beyond erts' limits).
+-define(LIST_MAX, 256).
 
 -type follow() :: false | true | [atom() | pid()].
 -export_type([follow/0]).
@@ -87,9 +91,33 @@ own_token() ->
 check_list(List) ->
     case eflambe_options:proper_list(List) andalso
         lists:all(fun(X) -> is_atom(X) orelse (is_pid(X) andalso node(X) =:= node()) end, List) of
-        true -> {ok, List};
-        false -> {error, {bad_follow, List, {expected, 'true | false | [Name | Pid]'}}}
+        true when length(List) =< ?LIST_MAX ->
+            {ok, List};
+        true ->
+            {error, {bad_follow, {length, length(List)}, {expected, {at_most, ?LIST_MAX}}}};
+        false ->
+            {error, {bad_follow, List, {expected, 'true | false | [Name | Pid]'}}}
     end.
+
+%% capture: the calls it takes may come from any process, whose token a
+%% followed call would replace; refused while a process holds a token
+%% that is not ours (someone's sequential tracing, perhaps with no system
+%% tracer at the moment).
+-spec check_tokens(follow()) -> ok | {error, term()}.
+check_tokens(false) ->
+    ok;
+check_tokens(_Follow) ->
+    case foreign_tokens() of
+        [] -> ok;
+        [Pid | _] -> {error, {follow, {seq_trace_in_use, Pid}}}
+    end.
+
+%% The processes holding a sequential trace token that is not ours.
+-spec foreign_tokens() -> [pid()].
+foreign_tokens() ->
+    [P || P <- processes(),
+          {sequential_trace_token, Token} <- [erlang:process_info(P, sequential_trace_token)],
+          Token =/= [], element(2, Token) =/= ?LABEL].
 
 %% Sets the meta patterns; a name that is not registered now is left out.
 %% Roots: the processes that get the token back when they call (apply's
@@ -232,12 +260,10 @@ names(Pids) ->
 %% The match spec's trace action would take a process away from another
 %% tracer: those are left alone (their work for the call stays a wait),
 %% and said so.
--dialyzer({no_match, traced_by_others/1}).
 -spec traced_by_others(integer()) -> [pid()].
 traced_by_others(TracerState) ->
-    Others = [P || P <- processes(), T <- [erlang:trace_info(P, tracer)],
-                   T =/= {tracer, []}, T =/= undefined,
-                   not eflambe_session:ours(T, TracerState)],
+    Others = [P || {P, T} <- eflambe_session:traced(),
+                   not eflambe_session:ours({tracer, T}, TracerState)],
     _ = Others =:= [] orelse
         logger:warning("eflambe: {follow, _} leaves alone ~b process(es) traced by another "
                        "tracer (their work for the call shows as a wait): ~p",
@@ -245,7 +271,11 @@ traced_by_others(TracerState) ->
     Others.
 
 %% Removes the patterns of a run that followed (ours only: a meta pattern
-%% someone else set on these functions stays).
+%% someone else set on these functions stays). A pattern whose tracer is
+%% [] is ours too, or no one's: erts drops a meta pattern's tracer when it
+%% answers `remove' (a run that ended early). Then the tokens of the run,
+%% which processes that worked for it keep until they take a message
+%% without one, are cleared, unless someone else's are about.
 %% (OTP 25's spec of erlang:trace_info/2 leaves out meta tracer modules.)
 -dialyzer({no_match, disarm/0}).
 -spec disarm() -> ok.
@@ -254,15 +284,29 @@ disarm() ->
          || MFA <- [?CALL, ?ERPC_CALL, ?ERPC_SPAWN, ?ERPC_RUN | ?TAKES ++ ?ENDS],
             case erlang:trace_info(MFA, meta) of
                 {meta, {eflambe_tracer, _}} -> true;
+                {meta, []} -> true;
                 _ -> false
             end],
-    _ = case seq_trace:get_system_tracer() of
-            {eflambe_tracer, _} -> seq_trace:set_system_tracer(false);
-            _ -> ok
-        end,
+    Ours = case seq_trace:get_system_tracer() of
+               {eflambe_tracer, _} -> seq_trace:set_system_tracer(false), true;
+               _ -> false
+           end,
     {match_spec, Send} = erlang:trace_info(send, match_spec),
     _ = mentions(Send, eflambe_tracer) andalso send_pattern(true),
+    _ = Ours andalso clear_tokens(),
     ok.
+
+%% Our tokens, with the receive flag a plain request set, would make a
+%% system tracer installed later see their messages: every token on the
+%% node is cleared (seq_trace:reset_trace/0, which takes those of queued
+%% messages too) when all are ours. (Between the look and the reset, a
+%% token someone sets would go too: a window of a few milliseconds.)
+-spec clear_tokens() -> boolean().
+clear_tokens() ->
+    case foreign_tokens() of
+        [] -> seq_trace:reset_trace();
+        _ -> false
+    end.
 
 %% Does the term hold the atom (our send pattern names our tracer)?
 -spec mentions(term(), atom()) -> boolean().
@@ -284,15 +328,18 @@ mark(_Follow) ->
     _ = [seq_trace:set_token(Component, Value) || {set_seq_token, Component, Value} <- token_actions()],
     {token, Old}.
 
-%% capture: the target's match spec gives the caller the token as the
-%% call begins. It keeps it until it takes a message without one (a server
-%% whose handle_call is captured: its next request); the calls it makes
-%% outside a captured call are not followed (the tracer ignores them).
--spec mark_action(follow()) -> list().
-mark_action(false) ->
-    [];
-mark_action(_Follow) ->
-    token_actions().
+%% capture: the target's match spec, with Actions: it gives the caller
+%% the token as the call begins, unless it has one (ours, from an earlier
+%% call; someone else's is refused at the start, check_tokens/1, and never
+%% replaced). It keeps it until it takes a message without one (a server
+%% whose handle_call is captured: its next request), or the run's end
+%% clears it; the calls it makes outside a captured call are not followed
+%% (the tracer ignores them).
+-spec capture_spec(follow(), list()) -> list().
+capture_spec(false, Actions) ->
+    [{'_', [], Actions}];
+capture_spec(_Follow, Actions) ->
+    [{'_', [{is_seq_trace}], Actions}, {'_', [], Actions ++ token_actions()}].
 
 -spec unmark(term()) -> ok.
 unmark(none) ->

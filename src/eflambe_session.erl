@@ -5,7 +5,7 @@
 -module(eflambe_session).
 
 -export([owned/2, watched/3, ours/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
-         arm_local/1, disarm_local/0, untrace_all/1, register_running/1, unregister_running/0,
+         arm_local/1, disarm_local/0, untrace_all/1, traced/0, tracing_calls/0, register_running/1, unregister_running/0,
          stop_running/0, recover/1, temp_archive/0, deadline/1, thread_count/0]).
 
 -export_type([session/0]).
@@ -28,14 +28,20 @@
 
 %% Runs Fun(Caller) in a process of its own, the run's owner (which
 %% eflambe:stop() reaches and which watches Caller), and waits for what it
-%% returns; if it dies, {error, {FailTag, Reason}}.
+%% returns; if it dies, {error, {FailTag, Reason}}. The owner takes the
+%% run's name before its session starts: a stop() that comes while it
+%% starts and arms waits for it, instead of ending a session that is not
+%% armed yet.
 -spec owned(fun((pid()) -> Result), atom()) -> Result | {error, {atom(), term()}}.
 owned(Fun, FailTag) ->
     Caller = self(),
     Ref = make_ref(),
     {Pid, MRef} = spawn_monitor(fun() ->
                                         put(?OWNER_OF, {Caller, Ref}),
-                                        Caller ! {Ref, Fun(Caller)}
+                                        Caller ! {Ref, case register_running(self()) of
+                                                           ok -> Fun(Caller);
+                                                           {error, _} = Taken -> Taken
+                                                       end}
                                 end),
     owned(Pid, MRef, Ref, FailTag, none).
 
@@ -232,14 +238,18 @@ recover(Which) ->
             _ = eflambe_tracer:halt_session(TracerState, stopped),
             disarm_local(),
             %% The meta patterns of the run: on the function it captured or
-            %% the window of apply. Found by asking every loaded function.
+            %% the window of apply, and a followed run's. Found by asking
+            %% every loaded function. ([]: one whose tracer answered
+            %% `remove', ours or no one's.)
             _ = [erlang:trace_pattern(MFA, false, [meta])
                  || {M, _} <- code:all_loaded(), {F, A} <- functions(M),
                     MFA <- [{M, F, A}],
                     case erlang:trace_info(MFA, meta) of
                         {meta, {eflambe_tracer, _}} -> true;
+                        {meta, []} -> true;
                         _ -> false
                     end],
+            eflambe_follow:disarm(),
             untrace_all(#{tracer => TracerState}),
             delivered(),
             eflambe_tracer:stop_session(TracerState);
@@ -285,12 +295,30 @@ disarm_local() ->
 %% tracer (a capture in progress at a timeout, a spawned child). (OTP 25's
 %% spec of erlang:trace_info/2 leaves out tracer modules: {tracer, {Module,
 %% State}}, which it does return.)
--dialyzer({no_match, untrace_all/1}).
 -spec untrace_all(#{tracer := integer(), _ => _}) -> ok.
 untrace_all(#{tracer := TracerState}) ->
     _ = [catch erlang:trace(P, false, [all])
-         || P <- processes(), ours(erlang:trace_info(P, tracer), TracerState)],
+         || {P, T} <- traced(), ours({tracer, T}, TracerState)],
     ok.
+
+%% The processes traced now, with their tracers. process_info's trace
+%% flags (0: untraced, whatever their bits mean in this OTP) are a cheap
+%% first look, 0.3 us a process; trace_info, six times dearer, is asked of
+%% the traced few only.
+-dialyzer({no_match, traced/0}).
+-spec traced() -> [{pid(), term()}].
+traced() ->
+    [{P, T} || P <- processes(), {trace, Flags} <- [erlang:process_info(P, trace)], Flags =/= 0,
+               {tracer, T} <- [erlang:trace_info(P, tracer)], T =/= []].
+
+%% The processes another tracer traces with `call': the local call
+%% patterns of a run would serve that tracer too (a flood of messages),
+%% and their removal would end its own patterns.
+-dialyzer({no_match, tracing_calls/0}).
+-spec tracing_calls() -> [pid()].
+tracing_calls() ->
+    [P || {P, T} <- traced(), not is_tuple(T) orelse element(1, T) =/= eflambe_tracer,
+          {flags, Flags} <- [erlang:trace_info(P, flags)], lists:member(call, Flags)].
 
 %% Is a process's tracer (trace_info's answer) this run's? A followed
 %% server has a tracer state of its own, of the same session
@@ -301,17 +329,18 @@ ours({tracer, {eflambe_tracer, State}}, TracerState) when is_integer(State) ->
 ours(_, _) ->
     false.
 
-%% The run's owner process answers eflambe:stop().
-%% An owner's run, once its session started: registered as the run
-%% eflambe:stop() reaches, watching Caller. Record({Caller, CallerRef})
-%% records until it says why it stopped (caller_down when its receive saw
-%% the caller's 'DOWN'); then the run is aborted, or {ok, Why}.
+%% An owner's run, once its session started: watching Caller.
+%% Record({Caller, CallerRef}) records until it says why it stopped
+%% (caller_down when its receive saw the caller's 'DOWN'); then the run is
+%% aborted, or {ok, Why}. Once recording stopped, eflambe:stop() is the
+%% next run's.
 -spec watched(pid(), session(), fun(({pid(), reference()}) -> Why)) ->
           {ok, Why} | {error, caller_down}.
 watched(Caller, Session, Record) ->
-    register_running(self()),
     CallerRef = monitor(process, Caller),
-    case Record({Caller, CallerRef}) of
+    Result = Record({Caller, CallerRef}),
+    unregister_running(),
+    case Result of
         caller_down ->
             abort(Session),
             {error, caller_down};
@@ -319,12 +348,15 @@ watched(Caller, Session, Record) ->
             {ok, Why}
     end.
 
--spec register_running(pid()) -> ok.
+%% The name eflambe:stop() reaches a run by, taken by the process that
+%% answers it before the run's session starts: none while another run has
+%% it.
+-spec register_running(pid()) -> ok | {error, already_running}.
 register_running(Pid) ->
     try register(?RUNNING, Pid) of
         true -> ok
     catch
-        error:badarg -> ok
+        error:badarg -> {error, already_running}
     end.
 
 -spec unregister_running() -> ok.

@@ -23,7 +23,8 @@ all() ->
      traced_by_another_tracer, captured_call_follows, server_started_in_the_call, every_format,
      bad_options, erpc_call_local, erpc_call_raises, erpc_without_timeout, erpc_then_gen_call,
      captured_erpc_call, plain_request_under_the_wait, plain_other_clients_not_mixed_in,
-     plain_note_not_a_request, captured_plain_request, lazy_loading_followed].
+     plain_note_not_a_request, captured_plain_request, lazy_loading_followed,
+     stop_while_arming, ended_early, no_token_left, captured_label_kept, long_follow_list].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -47,7 +48,12 @@ assert_nothing_armed() ->
     ?assertEqual(false, seq_trace:get_system_tracer()),
     %% A token of the run may have come back with a message: harmless.
     ?assert(lists:member(seq_trace:get_token(label), [[], {label, 16#EF1A}])),
-    ?assertEqual(undefined, eflambe_tracer:running_session()).
+    ?assertEqual(undefined, eflambe_tracer:running_session()),
+    %% No process keeps a token of the run: a system tracer set later
+    %% would see their messages.
+    ?assertEqual([], [P || P <- processes(), P =/= self(),
+                           {sequential_trace_token, T} <- [process_info(P, sequential_trace_token)],
+                           T =/= []]).
 
 parse(Folded) ->
     eflambe_test_util:parse(Folded).
@@ -451,3 +457,119 @@ lazy_loading_followed(_Config) ->
     ?assertNotEqual([], with(Graft, <<"erl_prim_loader:get_file/1">>)),
     ?assert(total(Graft) > 0.8 * total(Wait)).
 
+
+%% ---- cleaning up after following ------------------------------------------
+
+%% eflambe:stop() at any moment of a followed run's start: the run ends
+%% cleanly (no guard fails), nothing stays armed, and a send tracer set
+%% afterwards sees every send.
+stop_while_arming(Config) ->
+    {_A, B} = ?config(servers, Config),
+    Self = self(),
+    {_, Logged} =
+        eflambe_test_util:with_warnings(
+          fun() ->
+                  [begin
+                       Runner = spawn(fun() ->
+                                              Self ! {ran, eflambe:apply({?S, client, [B, 2000]},
+                                                                         [{follow, true},
+                                                                          {return, flamegraph}])}
+                                      end),
+                       timer:sleep(I rem 7),
+                       _ = eflambe:stop(),
+                       receive {ran, R} -> ?assertMatch({ok, _}, R)
+                       after 30000 -> exit(Runner, kill), ct:fail(apply_hangs)
+                       end,
+                       assert_nothing_armed()
+                   end || I <- lists:seq(1, 60)]
+          end),
+    ?assertEqual([], [W || W <- Logged, binary:match(W, <<"guard failed">>) =/= nomatch]),
+    %% A send tracer of the user's sees its sends.
+    Tracer = spawn_link(fun() -> count_sends(0) end),
+    Sender = spawn_link(fun() -> receive go -> [Self ! {x, N} || N <- lists:seq(1, 100)] end end),
+    1 = erlang:trace(Sender, true, [send, {tracer, Tracer}]),
+    Sender ! go,
+    [receive {x, N} -> ok end || N <- lists:seq(1, 100)],
+    erlang:trace_delivered(Sender),
+    timer:sleep(100),
+    Tracer ! {count, Self},
+    ?assertEqual(100, receive {sends, C} -> C end).
+
+count_sends(N) ->
+    receive
+        {trace, _, send, _, _} -> count_sends(N + 1);
+        {count, To} -> To ! {sends, N}
+    end.
+
+%% A followed run that ends before its call does (timeout, max_events,
+%% stop()) leaves no meta pattern behind (end_per_testcase checks), the
+%% call itself ending as it would.
+ended_early(Config) ->
+    {_A, B} = ?config(servers, Config),
+    Call = fun() -> [?S:client(B, 100000) || _ <- lists:seq(1, 5)] end,
+    {ok, _} = eflambe:apply(Call, [{follow, true}, {timeout, 20}, {return, flamegraph}]),
+    assert_nothing_armed(),
+    {ok, _} = eflambe:apply(Call, [{follow, true}, {max_events, 2000}, {return, flamegraph}]),
+    assert_nothing_armed(),
+    Self = self(),
+    spawn_link(fun() -> Self ! {ran, eflambe:apply(Call, [{follow, true}, {return, flamegraph}])} end),
+    eflambe_test_util:wait_until(fun() -> whereis(eflambe_running) =/= undefined end),
+    timer:sleep(30),
+    ok = eflambe:stop(),
+    receive {ran, R} -> ?assertMatch({ok, _}, R) end.
+
+%% The servers a followed run reached, and a captured process, keep no
+%% token of the run (with the receive flag a plain request sets): a system
+%% tracer set afterwards sees none of their messages.
+no_token_left(_Config) ->
+    P = ?S:plain_start(),
+    try
+        {ok, _} = eflambe:apply({?S, plain_ask, [P, 3000]}, [{follow, true}, {return, flamegraph}]),
+        ?assertEqual({sequential_trace_token, []}, process_info(P, sequential_trace_token)),
+        {_Folded, Client} = capture_one({?S, plain_ask, 2},
+                                        fun() -> ?S:plain_ask(P, 3000), receive stop -> ok end end),
+        ?assertEqual({sequential_trace_token, []}, process_info(Client, sequential_trace_token)),
+        Self = self(),
+        Seq = spawn_link(fun() -> receive stop -> ok end end),
+        false = seq_trace:set_system_tracer(Seq),
+        try
+            ?S:plain_ask(P, 3000),
+            Client ! stop,
+            timer:sleep(50),
+            ?assertEqual({messages, []}, process_info(Seq, messages))
+        after
+            seq_trace:set_system_tracer(false),
+            unlink(Seq),
+            exit(Seq, kill)
+        end,
+        _ = Self
+    after
+        P ! stop
+    end.
+
+%% Someone's sequential trace label on a process: a followed capture is
+%% refused while it is there, and never replaces it.
+captured_label_kept(_Config) ->
+    Labelled = spawn_link(fun() ->
+                                  seq_trace:set_token(label, 42),
+                                  receive after infinity -> ok end
+                          end),
+    Label = fun() -> {sequential_trace_token, T} = process_info(Labelled, sequential_trace_token), T end,
+    eflambe_test_util:wait_until(fun() -> Label() =/= [] end),
+    ?assertEqual({error, {follow, {seq_trace_in_use, Labelled}}},
+                 eflambe:capture({?S, plain_ask, 2}, 1, [{follow, true}, {timeout, 100}])),
+    ?assertMatch({_, 42, _, _, _}, Label()),
+    unlink(Labelled),
+    exit(Labelled, kill),
+    assert_nothing_armed().
+
+%% A list of pids beyond what a match spec can test is refused, not a
+%% failed run; one within is taken.
+long_follow_list(Config) ->
+    {_A, B} = ?config(servers, Config),
+    Many = [spawn(fun() -> ok end) || _ <- lists:seq(1, 10000)],
+    ?assertMatch({error, {bad_follow, {length, 10000}, _}},
+                 eflambe:apply({?S, client, [B, 1000]}, [{follow, Many}])),
+    {ok, Folded} = eflambe:apply({?S, client, [B, 1000]},
+                                 [{follow, [B | lists:sublist(Many, 255)]}, {return, flamegraph}]),
+    ?assertNotEqual([], under(under(parse(Folded), ?WAIT), pid_frame(B))).

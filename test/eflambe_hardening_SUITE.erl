@@ -16,7 +16,7 @@ all() ->
      session_freed_at_timeout, capture_race, not_regular_archives, cli_arguments,
      non_ascii_paths, default_directory_checked_first, value_kept_when_output_fails,
      full_disk, ring_sets_bounded, stale_archives_swept, cold_first_load_loses_nothing,
-     links_planted_by_another_user].
+     links_planted_by_another_user, other_tracer_tracing_calls].
 
 end_per_testcase(_Case, _Config) ->
     _ = eflambe:stop(),
@@ -374,3 +374,24 @@ planted_links(Priv, Victim, Shared, Archive, Output) ->
     {ok, File} = eflambe:apply({fib_fun(), []}, [{output_directory, Shared}, {return, filename}]),
     {ok, #file_info{type = regular, uid = 0}} = file:read_link_info(File),
     ?assertEqual({ok, <<"root's">>}, file:read_file(Victim)).
+
+%% Another tracer traces some process's calls: apply is refused (its
+%% all-functions pattern would flood that tracer, and its removal end the
+%% tracer's own patterns), and the tracer's pattern and mailbox are as
+%% they were.
+other_tracer_tracing_calls(_Config) ->
+    Tracer = spawn_link(fun() -> receive stop -> ok end end),
+    Traced = spawn_link(fun() -> receive stop -> ok end end),
+    1 = erlang:trace(Traced, true, [call, {tracer, Tracer}]),
+    1 = erlang:trace_pattern({?W, fib, 1}, true, [local]),
+    try
+        ?assertEqual({error, {tracer_in_use, [Traced]}}, eflambe:apply({fib_fun(), []}, [])),
+        ?assertEqual({traced, local}, erlang:trace_info({?W, fib, 1}, traced)),
+        ?assertEqual({message_queue_len, 0}, process_info(Tracer, message_queue_len))
+    after
+        erlang:trace(Traced, false, [all]),
+        erlang:trace_pattern({?W, fib, 1}, false, [local]),
+        [begin unlink(P), exit(P, kill) end || P <- [Tracer, Traced]]
+    end,
+    {ok, _} = eflambe:apply({fib_fun(), []}, [{return, flamegraph}]),
+    assert_disarmed().
