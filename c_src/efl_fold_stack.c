@@ -148,6 +148,26 @@ efl_status efl_fold_hold_credit(struct efl_folder *f, struct proc_state *ps, uin
     return EFL_OK;
 }
 
+/* A grafted server's time is its callers' too: a guess of theirs that
+ * turns out a tail call moves it as well (the graft hangs under the
+ * guessed frame: gen:do_for_proc/2's fun, calling by name). */
+efl_status efl_fold_hold_credit_all(struct efl_folder *f, struct proc_state *ps, uint32_t node,
+                                    uint64_t ns)
+{
+    if (ns == 0)
+        return EFL_OK;
+    if (ps->nspec > 0)
+        EFL_FORWARD_IF_ERROR(efl_fold_hold_credit(f, ps, node, ns));
+    uint32_t cid = ps->caller;
+    for (int level = 0; cid != 0 && cid < f->procs_cap && level < FOLLOW_DEPTH_MAX; level++) {
+        struct proc_state *c = &f->procs[cid];
+        if (c->nspec > 0)
+            EFL_FORWARD_IF_ERROR(efl_fold_hold_credit(f, c, node, ns));
+        cid = c->caller;
+    }
+    return EFL_OK;
+}
+
 static efl_status speculate(struct efl_folder *f, struct proc_state *ps)
 {
     EFL_GROW(ps->spec, ps->nspec, ps->spec_cap);

@@ -108,8 +108,7 @@ efl_status efl_fold_credit_less(struct efl_folder *f, struct proc_state *ps, uin
             ps->off_held = 1;
         } else {
             f->p->nodes[node].self_ns += ns;
-            if (ps->nspec > 0 && ns > 0)
-                EFL_FORWARD_IF_ERROR(efl_fold_hold_credit(f, ps, node, ns));
+            EFL_FORWARD_IF_ERROR(efl_fold_hold_credit_all(f, ps, node, ns));
             if (ps->in_slice && !ps->out && ns > 0)
                 EFL_FORWARD_IF_ERROR(log_slice(ps, node, ns));
         }
@@ -134,8 +133,7 @@ efl_status efl_fold_settle_off_cpu(struct efl_folder *f, struct proc_state *ps, 
     EFL_FORWARD_IF_ERROR(efl_fold_child_kind(f, ps->off_node, waited ? EFL_FRAME_SLEEP : EFL_FRAME_RUNNABLE,
                                     0, &node));
     f->p->nodes[node].self_ns += ns;
-    if (ps->nspec > 0 && ns > 0)
-        EFL_FORWARD_IF_ERROR(efl_fold_hold_credit(f, ps, node, ns));
+    EFL_FORWARD_IF_ERROR(efl_fold_hold_credit_all(f, ps, node, ns));
     /* The timeline drew a sleep frame from the scheduling out on. */
     if (!waited && ps->off_change != 0 && ps->off_change <= f->p->ntimeline &&
         f->p->timeline[ps->off_change - 1].proc == owner_of(ps))
@@ -176,8 +174,7 @@ efl_status efl_fold_end_slice(struct efl_folder *f, struct proc_state *ps, uint6
     EFL_FORWARD_IF_ERROR(efl_fold_child_kind(f, ps->node != 0 ? ps->node : base_of(ps), EFL_FRAME_OS, 0, &os));
     f->p->nodes[os].self_ns += taken;
     /* A guess of the meantime that turns out a tail call moves it too. */
-    if (ps->nspec > 0 && taken > 0)
-        EFL_FORWARD_IF_ERROR(efl_fold_hold_credit(f, ps, os, taken));
+    EFL_FORWARD_IF_ERROR(efl_fold_hold_credit_all(f, ps, os, taken));
     return EFL_OK;
 }
 

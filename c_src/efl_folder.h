@@ -268,6 +268,9 @@ efl_status efl_fold_child_kind(struct efl_folder *f, uint32_t parent, uint8_t ki
                                uint32_t *id);
 void efl_fold_settle_all(struct efl_folder *f, struct proc_state *ps);
 efl_status efl_fold_hold_credit(struct efl_folder *f, struct proc_state *ps, uint32_t node, uint64_t ns);
+/* The same for a process's time, and its callers' where it is grafted. */
+efl_status efl_fold_hold_credit_all(struct efl_folder *f, struct proc_state *ps, uint32_t node,
+                                    uint64_t ns);
 efl_status efl_fold_settle_popped(struct efl_folder *f, struct proc_state *ps, uint32_t top);
 efl_status efl_fold_reset_stack(struct efl_folder *f, struct proc_state *ps, uint32_t base);
 efl_status efl_fold_push(struct efl_folder *f, struct proc_state *ps, uint32_t frame, int guessed);

@@ -24,7 +24,7 @@ all() ->
      bad_options, erpc_call_local, erpc_call_raises, erpc_without_timeout, erpc_then_gen_call,
      captured_erpc_call, plain_request_under_the_wait, plain_other_clients_not_mixed_in,
      plain_note_not_a_request, captured_plain_request, lazy_loading_followed,
-     stop_while_arming, ended_early, no_token_left, captured_label_kept, long_follow_list].
+     called_by_name, stop_while_arming, ended_early, no_token_left, captured_label_kept, long_follow_list].
 
 init_per_testcase(_Case, Config) ->
     {ok, B} = ?S:start(none),
@@ -457,6 +457,26 @@ lazy_loading_followed(_Config) ->
     ?assertNotEqual([], with(Graft, <<"erl_prim_loader:get_file/1">>)),
     ?assert(total(Graft) > 0.8 * total(Wait)).
 
+
+%% A server called by its registered name: gen:do_for_proc/2 tail-calls
+%% its fun, which the code cannot tell from the function's body call of a
+%% fun (via a global name); its return says so, and the server's work
+%% grafted under the guess moves with the caller's time: one stack.
+called_by_name(Config) ->
+    {_A, B} = ?config(servers, Config),
+    true = register(eflambe_follow_named, B),
+    try
+        {ok, Folded} = eflambe:apply({?S, client, [eflambe_follow_named, 100000]},
+                                     [{return, flamegraph}, {compensate, false}, {follow, true}]),
+        Lines = parse(Folded),
+        %% (Its own time before the tail call is its own.)
+        ?assertEqual([], [L || {F, _} = L <- under(Lines, <<"gen:do_for_proc/2">>),
+                               lists:member(?WAIT, F)]),
+        Graft = under(under(Lines, ?WAIT), pid_frame(B)),
+        ?assert(total(on_cpu(Graft, <<"eflambe_follow_server:heavy/1">>)) > 0)
+    after
+        unregister(eflambe_follow_named)
+    end.
 
 %% ---- cleaning up after following ------------------------------------------
 
