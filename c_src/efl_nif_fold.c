@@ -103,50 +103,21 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
     return info;
 }
 
-/* One map per profiled call: #{pid, ended, start_us, end_us, data}. */
-static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
-                               const struct efl_writer *w, ERL_NIF_TERM *list)
-{
-    *list = enif_make_list(env, 0);
-    for (uint32_t i = p->nwindows; i-- > 0;) {
-        const struct efl_window *win = &p->windows[i];
-        struct efl_buf out = {0};
-        efl_status st = w->write(p, win->node, &out);
-        if (st != EFL_OK) {
-            efl_buf_free(&out);
-            return st;
-        }
-        const char *pid = p->processes[win->pid];
-        ERL_NIF_TERM keys[] = {efl_atom_pid, efl_atom_ended, efl_atom_start_us, efl_atom_end_us, efl_atom_data};
-        ERL_NIF_TERM vals[] = {
-            enif_make_string(env, pid, ERL_NIF_LATIN1),
-            win->ended == EFL_EV_ROOT_RETURN      ? efl_atom_return_from
-            : win->ended == EFL_EV_ROOT_EXCEPTION ? efl_atom_exception_from
-            : win->ended == EFL_EV_LOST           ? efl_atom_lost
-                                                  : efl_atom_open,
-            enif_make_uint64(env, win->start_ns / 1000), enif_make_uint64(env, win->end_ns / 1000),
-            take_binary(env, &out)};
-        efl_buf_free(&out);
-        ERL_NIF_TERM map;
-        enif_make_map_from_arrays(env, keys, vals, 5, &map);
-        *list = enif_make_list_cell(env, map, *list);
-    }
-    return EFL_OK;
-}
-
-/* Writes the whole profile with w, into out or, with a path, streamed into
- * a new file there (removed again if writing fails; *err: errno then). */
-static efl_status write_output(const struct efl_profile *p, const struct efl_writer *w,
-                               const char *path, struct efl_buf *out, int *err)
+/* Writes the profile (from node root) with w, into out or, with a path,
+ * streamed into a new file there (removed again if writing fails; *err:
+ * errno then). */
+static efl_status write_output(const struct efl_profile *p, uint32_t root,
+                               const struct efl_writer *w, const char *path, struct efl_buf *out,
+                               int *err)
 {
     if (path == NULL)
-        return w->write(p, 0, out);
+        return w->write(p, root, out);
     errno = 0;
     out->sink = efl_buf_create_file(path, 0644);
     out->path = path;
     *err = errno;
     EFL_RETURN_ERROR_IF(out->sink == NULL, EFL_ERR_IO);
-    efl_status s = w->write(p, 0, out);
+    efl_status s = w->write(p, root, out);
     if (s == EFL_OK)
         s = efl_buf_spill(out, 1);
     *err = errno;
@@ -160,6 +131,83 @@ static efl_status write_output(const struct efl_profile *p, const struct efl_wri
     return s;
 }
 
+/* Window i's file, with a stem: STEM-<i + 1><extension>. */
+static char *window_path(const char *stem, uint32_t i, const struct efl_writer *w)
+{
+    struct efl_buf b = {0};
+    if (efl_buf_printf(&b, "%s-%u%s%c", stem, i + 1, w->extension, 0) != EFL_OK) {
+        efl_buf_free(&b);
+        return NULL;
+    }
+    return (char *)b.data;
+}
+
+/* Removes the files of windows [from, to) (a file-only format's file of
+ * symbols beside each too): one that could not be written takes the
+ * others with it. */
+static void unlink_windows(const char *stem, uint32_t from, uint32_t to,
+                           const struct efl_writer *w)
+{
+    for (uint32_t i = from; i < to; i++) {
+        char *path = window_path(stem, i, w);
+        struct efl_buf beside = {0};
+        if (path != NULL) {
+            unlink(path);
+            if (w->file_only && efl_buf_printf(&beside, "%s.syms%c", path, 0) == EFL_OK)
+                unlink((const char *)beside.data);
+        }
+        efl_buf_free(&beside);
+        free(path);
+    }
+}
+
+/* One map per profiled call: #{pid, ended, start_us, end_us, data}; data
+ * is the flamegraph, or with a stem {file, N}, a new file each,
+ * STEM-<N><extension> (*err: errno when one cannot be written; none is
+ * left then). */
+static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
+                               const struct efl_writer *w, const char *stem, ERL_NIF_TERM *list,
+                               int *err)
+{
+    *list = enif_make_list(env, 0);
+    for (uint32_t i = p->nwindows; i-- > 0;) {
+        const struct efl_window *win = &p->windows[i];
+        struct efl_buf out = {0};
+        char *path = NULL;
+        efl_status st = EFL_OK;
+        if (stem != NULL && (path = window_path(stem, i, w)) == NULL)
+            st = EFL_ERR_NOMEM;
+        if (st == EFL_OK)
+            st = write_output(p, win->node, w, path, &out, err);
+        if (st != EFL_OK) {
+            efl_buf_free(&out);
+            free(path);
+            if (stem != NULL)
+                unlink_windows(stem, i + 1, p->nwindows, w);
+            return st;
+        }
+        ERL_NIF_TERM data = path != NULL
+                                ? enif_make_tuple2(env, efl_atom_file, enif_make_uint(env, i + 1))
+                                : take_binary(env, &out);
+        free(path);
+        const char *pid = p->processes[win->pid];
+        ERL_NIF_TERM keys[] = {efl_atom_pid, efl_atom_ended, efl_atom_start_us, efl_atom_end_us, efl_atom_data};
+        ERL_NIF_TERM vals[] = {
+            enif_make_string(env, pid, ERL_NIF_LATIN1),
+            win->ended == EFL_EV_ROOT_RETURN      ? efl_atom_return_from
+            : win->ended == EFL_EV_ROOT_EXCEPTION ? efl_atom_exception_from
+            : win->ended == EFL_EV_LOST           ? efl_atom_lost
+                                                  : efl_atom_open,
+            enif_make_uint64(env, win->start_ns / 1000), enif_make_uint64(env, win->end_ns / 1000),
+            data};
+        efl_buf_free(&out);
+        ERL_NIF_TERM map;
+        enif_make_map_from_arrays(env, keys, vals, 5, &map);
+        *list = enif_make_list_cell(env, map, *list);
+    }
+    return EFL_OK;
+}
+
 /* fold(ArchivePath, Format, Split, #{max_depth, recursion, raw_time, output})
  *     -> {ok, Data | [Window], Info}
  *                                                                     | {error, {Atom, Detail}}
@@ -167,9 +215,10 @@ static efl_status write_output(const struct efl_profile *p, const struct efl_wri
  * call (a window), in the order the calls began. max_depth: stacks are cut
  * at that many functions below the process; recursion: exact | collapse;
  * raw_time (optional, default false): keep the tracing cost in the time;
- * output (optional, not with Split): a file to create and stream the
- * flamegraph into, Data then {file, Path}; if it cannot be created or
- * written, {error, {output, Posix}} (eexist: the name is taken). */
+ * output (optional): a file to create and stream the flamegraph into, Data
+ * then {file, Path}; with Split, a stem: each window's file is
+ * STEM-<N><extension>, its data {file, N}; if one cannot be created or written, {error,
+ * {output, Posix}} (eexist: the name is taken), and none is left. */
 ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -190,7 +239,7 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     ERL_NIF_TERM output_term;
     char *output = NULL;
     if (enif_get_map_value(env, argv[3], efl_atom_output, &output_term) &&
-        (argv[2] == efl_atom_true || (output = efl_nif_cstr(env, output_term)) == NULL)) {
+        (output = efl_nif_cstr(env, output_term)) == NULL) {
         free(path);
         return enif_make_badarg(env);
     }
@@ -217,11 +266,13 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
                                  .raw_time = raw_time == efl_atom_true};
     efl_status st = efl_fold_archive(path, &opts, &p);
     free(path);
+    int folded = st == EFL_OK;
     if (st == EFL_OK && argv[2] == efl_atom_true) {
-        st = fold_windows(env, p, w, &data);
-    } else if (st == EFL_OK && (st = write_output(p, w, output, &out, &err)) == EFL_OK) {
+        st = fold_windows(env, p, w, output, &data, &err);
+    } else if (st == EFL_OK && (st = write_output(p, 0, w, output, &out, &err)) == EFL_OK) {
         data = output ? enif_make_tuple2(env, efl_atom_file, output_term) : take_binary(env, &out);
-    } else if (st != EFL_OK && output != NULL && p != NULL) {
+    }
+    if (st != EFL_OK && output != NULL && folded) {
         /* The archive folded; the output could not be written. */
         free(output);
         efl_profile_free(p);

@@ -101,8 +101,8 @@ proper_list(_) ->
     false.
 
 -spec parse(mode(), list(), opts()) -> {ok, opts()} | {error, term()}.
-parse(Mode, [], Opts) ->
-    case file_only(Mode, Opts) of
+parse(_Mode, [], Opts) ->
+    case file_only(Opts) of
         ok -> default_directory(Opts);
         {error, _} = Error -> Error
     end;
@@ -120,9 +120,10 @@ parse(_Mode, [Option | _], _Opts) ->
     {error, {unknown_option, Option}}.
 
 %% perf.data is written to a file only (it names the file of symbols
-%% beside it), here, one file per run: hotspot reads nothing else.
--spec file_only(mode(), opts()) -> ok | {error, term()}.
-file_only(Mode, #{output_format := Format} = Opts) ->
+%% beside it), here (a capture's, one per call): hotspot reads nothing
+%% else.
+-spec file_only(opts()) -> ok | {error, term()}.
+file_only(#{output_format := Format} = Opts) ->
     #{file_only := FileOnly} = eflambe_tracer:capabilities(),
     Remote = maps:get(node, Opts, node()) =/= node(),
     Hotspot = is_list(maps:get(open, Opts, undefined)) andalso
@@ -132,9 +133,6 @@ file_only(Mode, #{output_format := Format} = Opts) ->
             {error, {open, hotspot, "hotspot reads perf.data files: use {output_format, perf_data}"}};
         false ->
             ok;
-        true when Mode =:= capture ->
-            {error, {output_format, Format, "a file per run only: capture with {archive, Path}, "
-                                            "then replay the archive as " ++ atom_to_list(Format)}};
         true when Remote ->
             {error, {output_format, Format, "written on this node only: use {fetch_archive, Path}, "
                                             "then replay it here"}};

@@ -190,7 +190,29 @@ fold(Archive, Format, false, Opts) ->
         Result -> Result
     end;
 fold(Archive, Format, true, Opts) ->
-    eflambe_tracer:fold(eflambe_options:native_name(Archive), Format, true, fold_options(Opts)).
+    Native = eflambe_options:native_name(Archive),
+    #{file_only := FileOnly} = eflambe_tracer:capabilities(),
+    case lists:member(Format, FileOnly) of
+        true ->
+            %% One file per call, STEM-<n><extension>, streamed.
+            Ext = eflambe_output:extension(Opts),
+            Stream = fun(File) ->
+                             Stem = lists:sublist(File, length(File) - length(Ext)),
+                             Output = eflambe_options:native_name(Stem),
+                             case eflambe_tracer:fold(Native, Format, true,
+                                                      (fold_options(Opts))#{output => Output}) of
+                                 {ok, Windows, Info} ->
+                                     Named = [W#{data := {file, Stem ++ "-" ++ integer_to_list(N) ++ Ext}}
+                                              || #{data := {file, N}} = W <- Windows],
+                                     {ok, Named, Info};
+                                 Other ->
+                                     Other
+                             end
+                     end,
+            eflambe_output:stream(Stream, Opts);
+        false ->
+            eflambe_tracer:fold(Native, Format, true, fold_options(Opts))
+    end.
 
 %% What the folder takes from the options.
 -spec fold_options(eflambe_options:opts()) ->

@@ -230,11 +230,29 @@ hotspot_opens(File) ->
     end.
 
 %% perf.data goes to a file, once per run: what cannot be is refused first.
-perf_data_files_only(_Config) ->
+perf_data_files_only(Config) ->
     ?assertMatch({error, {output_format, perf_data, _}},
                  eflambe:apply({?W, fib, [5]}, [{output_format, perf_data}, {return, flamegraph}])),
     ?assertMatch({error, {output_format, perf_data, _}},
-                 eflambe:capture({?W, fib, 1}, 1, [{output_format, perf_data}, {timeout, 10}])),
+                 eflambe:capture({?W, fib, 1}, 1, [{output_format, perf_data}, {timeout, 10},
+                                                   {return, flamegraph}])),
+    %% A capture, and the replay of its archive: a file per call.
+    Dir = ?config(priv_dir, Config),
+    Archive = filename:join(Dir, "calls.eftrace"),
+    Self = self(),
+    spawn_link(fun() ->
+                       Self ! {captured, eflambe:capture({?W, fib, 1}, 2,
+                                                         [{output_format, perf_data}, {archive, Archive},
+                                                          {output_directory, Dir}])}
+               end),
+    eflambe_test_util:wait_armed({?W, fib, 1}),
+    _ = [?W:fib(N) || N <- [10, 11]],
+    {ok, Captured} = receive {captured, C} -> C end,
+    {ok, Replayed} = eflambe:replay(Archive, [{output_format, perf_data}, {output_directory, Dir}]),
+    [begin
+         ?assertEqual(2, length(Files)),
+         [?assert(filelib:is_regular(F) andalso filelib:is_regular(F ++ ".syms")) || F <- Files]
+     end || Files <- [Captured, Replayed]],
     ?assertMatch({error, {needs_a_file, perf_data}},
                  eflambe_tracer:fold(<<"/nonexistent">>, perf_data, false,
                                      #{max_depth => 10, recursion => exact})).
@@ -311,7 +329,17 @@ streaming_never_clobbers(Config) ->
     ?assertMatch({ok, {file, New}, #{}},
                  eflambe_tracer:fold(Archive, brendan_gregg, false, Opts#{output => New})),
     ?assertEqual({ok, golden_folded()}, file:read_file(New)),
-    ?assertError(badarg, eflambe_tracer:fold(Archive, brendan_gregg, true, Opts#{output => New})).
+    %% One file per call: STEM-<n><extension>; one whose name is taken
+    %% fails them all, and none is left.
+    Taken = filename:join(Dir, "calls"),
+    ok = file:write_file(Taken ++ "-1.folded", <<"keep me">>),
+    ?assertEqual({error, {output, eexist}},
+                 eflambe_tracer:fold(Archive, brendan_gregg, true, Opts#{output => Taken})),
+    ?assertEqual({ok, <<"keep me">>}, file:read_file(Taken ++ "-1.folded")),
+    Stem = filename:join(Dir, "calls2"),
+    ?assertMatch({ok, [#{data := {file, 1}}], #{}},
+                 eflambe_tracer:fold(Archive, brendan_gregg, true, Opts#{output => Stem})),
+    ?assertMatch({ok, <<_, _/binary>>}, file:read_file(Stem ++ "-1.folded")).
 
 golden_folded() ->
     {ok, Bin} = file:read_file(archive("apply.folded")),
