@@ -100,6 +100,29 @@ static ERL_NIF_TERM fold_info(ErlNifEnv *env, const struct efl_profile *p, const
                            enif_make_uint64(env, efl_ns_to_us(p->compensated_ns))};
     ERL_NIF_TERM info;
     enif_make_map_from_arrays(env, keys, vals, sizeof keys / sizeof keys[0], &info);
+    /* A summary, so that no one reads the output back for it. */
+    struct efl_summary sum;
+    if (efl_profile_summary(p, &sum) == EFL_OK) {
+        ERL_NIF_TERM top = enif_make_list(env, 0);
+        for (size_t i = sum.ntop; i-- > 0;) {
+            struct efl_buf name = {0};
+            if (efl_frame_name(p, sum.top_frame[i], &name) != EFL_OK) {
+                efl_buf_free(&name);
+                continue;
+            }
+            top = enif_make_list_cell(
+                env, enif_make_tuple2(env, make_binary(env, &name),
+                                      enif_make_uint64(env, efl_ns_to_us(sum.top_ns[i]))),
+                top);
+            efl_buf_free(&name);
+        }
+        enif_make_map_put(env, info, efl_atom_stacks, enif_make_uint64(env, sum.stacks), &info);
+        enif_make_map_put(env, info, efl_atom_deepest, enif_make_uint(env, sum.deepest), &info);
+        enif_make_map_put(env, info, efl_atom_processes, enif_make_uint(env, sum.processes), &info);
+        enif_make_map_put(env, info, efl_atom_top, top, &info);
+        enif_make_map_put(env, info, efl_atom_running_us,
+                          enif_make_uint64(env, efl_ns_to_us(sum.running_ns)), &info);
+    }
     return info;
 }
 

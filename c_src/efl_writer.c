@@ -451,3 +451,50 @@ efl_status efl_append_caveats(const struct efl_profile *p, struct efl_buf *out)
         EFL_FORWARD_IF_ERROR(efl_buf_printf(out, "%s%llu events lost", sep, (unsigned long long)p->drops));
     return efl_buf_puts(out, ")");
 }
+
+efl_status efl_profile_summary(const struct efl_profile *p, struct efl_summary *s)
+{
+    *s = (struct efl_summary){0};
+    uint64_t *self = calloc((size_t)p->nframes + 1, sizeof *self);
+    uint32_t *functions = calloc((size_t)p->nnodes + 1, sizeof *functions); /* on the path */
+    if (self == NULL || functions == NULL) {
+        free(self);
+        free(functions);
+        return EFL_ERR_NOMEM;
+    }
+    for (uint32_t f = 0; f < p->nframes; f++)
+        s->processes += p->frames[f].kind == EFL_FRAME_PROCESS;
+    for (uint32_t n = 1; n < p->nnodes; n++) {
+        const struct efl_node *node = &p->nodes[n];
+        uint8_t kind = p->frames[node->frame].kind;
+        functions[n] = functions[node->parent] + (kind == EFL_FRAME_MFA);
+        /* (Stacks of less than half a microsecond are in no output.) */
+        if (efl_ns_to_us(node->self_ns) == 0)
+            continue;
+        s->stacks++;
+        if (functions[n] > s->deepest)
+            s->deepest = functions[n];
+        if (kind == EFL_FRAME_MFA || kind == EFL_FRAME_GC) {
+            self[node->frame] += node->self_ns;
+            s->running_ns += node->self_ns;
+        }
+    }
+    /* The most first: an insertion into a short list. */
+    for (uint32_t f = 0; f < p->nframes; f++) {
+        if (self[f] == 0)
+            continue;
+        size_t i = s->ntop < EFL_SUMMARY_TOP ? s->ntop++ : EFL_SUMMARY_TOP;
+        for (; i > 0 && s->top_ns[i - 1] < self[f]; i--)
+            if (i < EFL_SUMMARY_TOP) {
+                s->top_ns[i] = s->top_ns[i - 1];
+                s->top_frame[i] = s->top_frame[i - 1];
+            }
+        if (i < EFL_SUMMARY_TOP) {
+            s->top_ns[i] = self[f];
+            s->top_frame[i] = f;
+        }
+    }
+    free(self);
+    free(functions);
+    return EFL_OK;
+}

@@ -73,6 +73,23 @@ efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_
 efl_status efl_json_escape(struct efl_buf *out, const char *s, size_t len);
 efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len);
 
+/* A profile in a few figures, for a summary without reading an output
+ * back: its distinct stacks (as the outputs show them: a microsecond or
+ * more), the deepest (functions), its processes, the time running
+ * (functions and gc on top: not sleep, runnable, [os preempted] or
+ * [queued]), and the frames with the most of it, most first. */
+#define EFL_SUMMARY_TOP 10
+struct efl_summary {
+    uint64_t stacks;
+    uint64_t running_ns;
+    uint32_t deepest;
+    uint32_t processes;
+    size_t ntop;
+    uint32_t top_frame[EFL_SUMMARY_TOP];
+    uint64_t top_ns[EFL_SUMMARY_TOP];
+};
+efl_status efl_profile_summary(const struct efl_profile *p, struct efl_summary *s);
+
 /* Appends what a reader must know about an incomplete profile, for titles:
  * " (partial: recording stopped: max_events reached; 12 events lost)", or
  * nothing. No characters that need escaping. */
