@@ -21,6 +21,10 @@ defmodule Eflambe.MixProject do
       elixirc_paths: ["lib"],
       erlc_options: [:debug_info],
       compilers: [:eflambe_c | Mix.compilers()],
+      # `mix profile.eflambe` runs under Mix, which a release of an
+      # application that depends on eflambe does not hold: no runtime
+      # dependency on :mix (Elixir 1.15 and later warn without this).
+      xref: [exclude: [Mix, Mix.Task]],
       deps: []
     ]
   end

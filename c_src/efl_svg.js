@@ -97,10 +97,38 @@
   });
   layout();
   // Opened on its own, a graph taller than the window would open on its
-  // empty top: scroll to the root, at the bottom. (Inlined in a page, the
-  // page decides.)
+  // empty top: scroll to the root, at the bottom. The controls keep to the
+  // window's edges meanwhile, over the frames on a band of background:
+  // title, Reset Zoom and Search at the top, details at the bottom.
+  // (Inlined in a page, the page decides.)
   var doc = svg.ownerDocument;
   if (doc && doc.documentElement === svg && window.scrollTo) {
+    var ns = 'http://www.w3.org/2000/svg', height = +svg.getAttribute('height');
+    var band = function () {
+      var r = doc.createElementNS(ns, 'rect');
+      r.setAttribute('width', '100%');
+      r.setAttribute('height', '34');
+      r.setAttribute('fill', '#f8f8f8');
+      svg.appendChild(r);
+      return r;
+    };
+    var topBand = band(), bottomBand = band();
+    var top = [q('.title'), reset, search], bottom = [details, matched];
+    top.concat(bottom).forEach(function (t) { svg.appendChild(t); });
+    var pin = function () {
+      var y = Math.max(0, Math.min(window.scrollY, height - window.innerHeight));
+      var end = Math.min(height, y + window.innerHeight);
+      topBand.setAttribute('y', y);
+      top.forEach(function (t) { t.setAttribute('y', y + 24); });
+      bottomBand.setAttribute('y', end - 30);
+      bottom.forEach(function (t) { t.setAttribute('y', end - 10); });
+    };
+    window.addEventListener('scroll', pin);
+    window.addEventListener('resize', pin);
     window.scrollTo(0, svg.getBoundingClientRect().height);
+    pin();
+    // (The window may have no size yet as this runs: again once drawn.)
+    if (window.requestAnimationFrame) window.requestAnimationFrame(pin);
+    window.addEventListener('load', pin);
   }
 })(this.ownerSVGElement);

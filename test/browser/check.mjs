@@ -175,6 +175,25 @@ async function checkSvg(spec) {
     return r.top >= 0 && r.bottom <= window.innerHeight;
   });
   report(rootSeen, `${path.basename(spec.file)} opened on its own: the root is on the first screen`);
+  // So are the controls, at the window's top and bottom, wherever it scrolls.
+  for (const y of [null, 0]) {
+    if (y !== null) {
+      await page.evaluate(y => window.scrollTo(0, y), y);
+      await page.waitForTimeout(50);
+    }
+    // (By the texts' baselines: the details line is empty until a hover,
+    // and an empty text has no box.)
+    const out = await page.evaluate(() => {
+      const top = document.documentElement.getBoundingClientRect().top;
+      return ['.search', '.reset', '.details'].map(sel => [sel, top + +document.querySelector(sel).getAttribute('y')])
+        .filter(([, y]) => !(y >= 12 && y <= window.innerHeight))
+        .map(([sel, y]) => `${sel} at ${Math.round(y)} of ${window.innerHeight}, scrolled ${window.scrollY}`);
+    });
+    report(out.length === 0, `${path.basename(spec.file)} opened on its own: Search, Reset Zoom and the details ` +
+                             `are in the window ${y === null ? 'as it opens' : 'scrolled to the top'}`,
+           out.join('; '));
+  }
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.getBoundingClientRect().height));
   await driveSvg(page, 'svg', `${path.basename(spec.file)} opened on its own`, spec);
 
   await page.goto(base + '/inline.html');
