@@ -5,13 +5,15 @@
  * periods add up to the folded output's totals. The Erlang function names
  * are the symbols of a small ELF file written next to it, FILE.syms, which
  * every process maps (an MMAP record naming its absolute path): function i
- * is the 16 bytes at SYM_BASE + 16 i. perf.data needs a file: the writer
- * takes its name from the output buffer's path.
+ * is the 16 bytes at SYM_BASE + 16 i. The ELF's build id, repeated in
+ * perf.data's build-id table, finds it once the two files moved (perf
+ * buildid-cache --add). perf.data needs a file: the writer takes its name
+ * from the output buffer's path.
  *
  * Layout (tools/perf/Documentation/perf.data-file-format.txt): the file
  * header, one event attribute, then the data: per process a COMM and an
  * MMAP record, then its SAMPLE records (ip, pid/tid, time, period,
- * callchain). */
+ * callchain); then the build-id feature's section. */
 #include <limits.h>
 #include <linux/perf_event.h>
 #include <stdlib.h>
@@ -26,6 +28,14 @@
 #define HEADER_BYTES 104u
 #define COMM_MAX 4000u
 #define EVENT_ID 1u
+/* The ELF's GNU build id, which perf.data's build-id table repeats: perf
+ * finds the symbols by it in its cache once `perf buildid-cache --add`
+ * put them there, wherever the two files went. */
+#define BUILD_ID_BYTES 20u
+#define NOTE_BYTES (12u + 4u + BUILD_ID_BYTES)
+#define HEADER_BUILD_ID_FEATURE 2
+#define BUILD_ID_MISC_SIZE (1u << 15) /* perf's PERF_RECORD_MISC_BUILD_ID_SIZE */
+#define NAME_ALIGN 64u
 /* What perf sees: a software event (cpu-clock), sampled with these. */
 #define SAMPLE_TYPE (PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_PERIOD | \
                      PERF_SAMPLE_CALLCHAIN)
@@ -42,6 +52,7 @@ struct perf_data {
     size_t nsymbols;
     uint64_t *chain;        /* one sample's callchain */
     size_t chain_cap;
+    unsigned char build_id[BUILD_ID_BYTES]; /* the ELF's, from its contents */
 };
 
 static efl_status put(struct efl_buf *b, const void *p, size_t n)
@@ -153,16 +164,33 @@ static efl_status symbol_names(const struct perf_data *w, struct efl_buf *strtab
     return s;
 }
 
+/* The build id: three FNV-1a hashes of what the symbols are (the same
+ * names at the same addresses, the same id). */
+static void make_build_id(struct perf_data *w, const struct efl_buf *strtab)
+{
+    static const uint64_t seeds[3] = {0xcbf29ce484222325u, 0x84222325cbf29ce4u,
+                                      0x9e3779b97f4a7c15u};
+    unsigned char id[24];
+    for (int k = 0; k < 3; k++) {
+        uint64_t h = seeds[k] ^ w->nsymbols;
+        for (size_t i = 0; i < strtab->len; i++)
+            h = (h ^ strtab->data[i]) * 0x100000001b3u;
+        memcpy(id + 8 * k, &h, 8);
+    }
+    memcpy(w->build_id, id, BUILD_ID_BYTES);
+}
+
 /* A 64-bit little-endian shared object with one loadable segment (the
  * symbols' addresses, no bytes: elfutils, under hotspot, wants program
- * headers), a .text section of no bytes, and .symtab: what perf and
- * elfutils read. */
+ * headers) and a note segment (the build id), a .text section of no
+ * bytes, .symtab, and .note.gnu.build-id: what perf and elfutils read. */
 static efl_status put_elf(const struct perf_data *w, struct efl_buf *elf,
                           const struct efl_buf *strtab, const uint32_t *offsets)
 {
-    static const char shstrtab[] = "\0.text\0.symtab\0.strtab\0.shstrtab";
+    static const char shstrtab[] = "\0.text\0.symtab\0.strtab\0.shstrtab\0.note.gnu.build-id";
     static const unsigned char ident[16] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
-    uint64_t symtab_off = 64 + 56, symtab_len = 24 * ((uint64_t)w->nsymbols + 1);
+    uint64_t note_off = 64 + 2 * 56, symtab_off = note_off + ((NOTE_BYTES + 7) & ~7u);
+    uint64_t symtab_len = 24 * ((uint64_t)w->nsymbols + 1);
     uint64_t strtab_off = symtab_off + symtab_len, shstr_off = strtab_off + strtab->len;
     uint64_t sh_off = (shstr_off + sizeof shstrtab + 7) & ~(uint64_t)7;
     /* ELF header: ET_DYN, x86-64 (perf does not mind the machine). */
@@ -176,9 +204,9 @@ static efl_status put_elf(const struct perf_data *w, struct efl_buf *elf,
     EFL_FORWARD_IF_ERROR(put32(elf, 0));
     EFL_FORWARD_IF_ERROR(put16(elf, 64));
     EFL_FORWARD_IF_ERROR(put16(elf, 56));
-    EFL_FORWARD_IF_ERROR(put16(elf, 1));
+    EFL_FORWARD_IF_ERROR(put16(elf, 2));
     EFL_FORWARD_IF_ERROR(put16(elf, 64));
-    EFL_FORWARD_IF_ERROR(put16(elf, 5));
+    EFL_FORWARD_IF_ERROR(put16(elf, 6));
     EFL_FORWARD_IF_ERROR(put16(elf, 4));      /* .shstrtab */
     /* PT_LOAD, R+X: the symbols' range, no bytes in the file. */
     EFL_FORWARD_IF_ERROR(put32(elf, 1));
@@ -187,6 +215,22 @@ static efl_status put_elf(const struct perf_data *w, struct efl_buf *elf,
         EFL_FORWARD_IF_ERROR(put64(elf, 0));
     EFL_FORWARD_IF_ERROR(put64(elf, map_bytes(w)));
     EFL_FORWARD_IF_ERROR(put64(elf, 0x1000));
+    /* PT_NOTE, R: the build id. */
+    EFL_FORWARD_IF_ERROR(put32(elf, 4));
+    EFL_FORWARD_IF_ERROR(put32(elf, 4));
+    for (int i = 0; i < 3; i++) /* offset, vaddr, paddr */
+        EFL_FORWARD_IF_ERROR(put64(elf, note_off));
+    EFL_FORWARD_IF_ERROR(put64(elf, NOTE_BYTES));
+    EFL_FORWARD_IF_ERROR(put64(elf, NOTE_BYTES));
+    EFL_FORWARD_IF_ERROR(put64(elf, 4));
+    /* The note: name "GNU", type NT_GNU_BUILD_ID (3). */
+    EFL_FORWARD_IF_ERROR(put32(elf, 4));
+    EFL_FORWARD_IF_ERROR(put32(elf, BUILD_ID_BYTES));
+    EFL_FORWARD_IF_ERROR(put32(elf, 3));
+    EFL_FORWARD_IF_ERROR(put(elf, "GNU", 4));
+    EFL_FORWARD_IF_ERROR(put(elf, w->build_id, BUILD_ID_BYTES));
+    while (elf->len < symtab_off)
+        EFL_FORWARD_IF_ERROR(put(elf, "", 1));
     /* .symtab: the null symbol, then the functions (GLOBAL FUNC, .text). */
     static const unsigned char null_symbol[24];
     EFL_FORWARD_IF_ERROR(put(elf, null_symbol, sizeof null_symbol));
@@ -208,23 +252,27 @@ static efl_status put_elf(const struct perf_data *w, struct efl_buf *elf,
                                  16, 0));
     EFL_FORWARD_IF_ERROR(section(elf, 7, 2, 0, 0, symtab_off, symtab_len, 3, 1, 8, 24));
     EFL_FORWARD_IF_ERROR(section(elf, 15, 3, 0, 0, strtab_off, strtab->len, 0, 0, 1, 0));
-    return section(elf, 23, 3, 0, 0, shstr_off, sizeof shstrtab, 0, 0, 1, 0);
+    EFL_FORWARD_IF_ERROR(section(elf, 23, 3, 0, 0, shstr_off, sizeof shstrtab, 0, 0, 1, 0));
+    /* .note.gnu.build-id: NOTE, ALLOC. */
+    return section(elf, 33, 7, 2, note_off, note_off, NOTE_BYTES, 0, 0, 4, 0);
 }
 
-static efl_status build_elf(const struct perf_data *w, struct efl_buf *elf)
+static efl_status build_elf(struct perf_data *w, struct efl_buf *elf)
 {
     struct efl_buf strtab = {0};
     uint32_t *offsets = malloc((w->nsymbols + 1) * sizeof *offsets);
     efl_status s = offsets ? symbol_names(w, &strtab, offsets) : EFL_ERR_NOMEM;
-    if (s == EFL_OK)
+    if (s == EFL_OK) {
+        make_build_id(w, &strtab);
         s = put_elf(w, elf, &strtab, offsets);
+    }
     free(offsets);
     efl_buf_free(&strtab);
     return s;
 }
 
 /* Writes the ELF into a new file (O_EXCL) at path; removed if it fails. */
-static efl_status write_elf(const struct perf_data *w, const char *path)
+static efl_status write_elf(struct perf_data *w, const char *path)
 {
     struct efl_buf elf = {0};
     efl_status s = build_elf(w, &elf);
@@ -337,6 +385,27 @@ static efl_status samples(struct perf_data *w, size_t i, uint64_t *bytes, int wr
     return EFL_OK;
 }
 
+/* After the data, the features' sections: where each is (one, the
+ * build-id table), then the table: the symbols file's build id, as perf
+ * record writes it for a host process's object (pid -1). */
+static efl_status build_id_table(struct perf_data *w, uint64_t at, const char *syms_path)
+{
+    struct efl_buf *b = w->out;
+    size_t len = strlen(syms_path), name_bytes = (len + NAME_ALIGN) & ~(size_t)(NAME_ALIGN - 1);
+    size_t record = 8 + 4 + 24 + name_bytes;
+    EFL_FORWARD_IF_ERROR(put64(b, at + 16));
+    EFL_FORWARD_IF_ERROR(put64(b, record));
+    EFL_FORWARD_IF_ERROR(record_header(b, 0, PERF_RECORD_MISC_USER | BUILD_ID_MISC_SIZE, record));
+    EFL_FORWARD_IF_ERROR(put32(b, (uint32_t)-1));
+    unsigned char id[24] = {0};
+    memcpy(id, w->build_id, BUILD_ID_BYTES);
+    id[BUILD_ID_BYTES] = BUILD_ID_BYTES; /* its size, with BUILD_ID_MISC_SIZE */
+    EFL_FORWARD_IF_ERROR(put(b, id, sizeof id));
+    EFL_FORWARD_IF_ERROR(put(b, syms_path, len));
+    static const char zeros[NAME_ALIGN];
+    return put(b, zeros, name_bytes - len);
+}
+
 static efl_status write_perf_data(struct perf_data *w, const char *syms_path)
 {
     struct efl_buf *b = w->out;
@@ -372,7 +441,11 @@ static efl_status write_perf_data(struct perf_data *w, const char *syms_path)
     uint64_t ids_at = HEADER_BYTES + attr_bytes;
     EFL_FORWARD_IF_ERROR(put64(b, ids_at + 8)); /* data */
     EFL_FORWARD_IF_ERROR(put64(b, data));
-    for (int i = 0; i < 2 + 4; i++) /* event types (unused); no features */
+    for (int i = 0; i < 2; i++) /* event types (unused) */
+        EFL_FORWARD_IF_ERROR(put64(b, 0));
+    /* Features: the build-id table only. */
+    EFL_FORWARD_IF_ERROR(put64(b, (uint64_t)1 << HEADER_BUILD_ID_FEATURE));
+    for (int i = 0; i < 3; i++)
         EFL_FORWARD_IF_ERROR(put64(b, 0));
     EFL_FORWARD_IF_ERROR(put(b, &attr, sizeof attr));
     EFL_FORWARD_IF_ERROR(put64(b, ids_at)); /* the attribute's ids: offset, size */
@@ -383,7 +456,7 @@ static efl_status write_perf_data(struct perf_data *w, const char *syms_path)
         uint64_t unused = 0;
         EFL_FORWARD_IF_ERROR(samples(w, i, &unused, 1));
     }
-    return EFL_OK;
+    return build_id_table(w, ids_at + 8 + data, syms_path);
 }
 
 efl_status efl_write_perf_data(const struct efl_profile *p, uint32_t root, struct efl_buf *out)

@@ -192,11 +192,29 @@ perf_data_in_perf_and_hotspot(Config) ->
                     ?assertEqual(Totals, Periods),
                     {0, Report} = run(Perf, ["report", "--stdio", "-i", CliOut, "--sort", "sym"]),
                     ?assertNotEqual(nomatch, binary:match(Report, <<"[.] eflambe_workload:fib/1">>)),
+                    moved_with_build_id(Perf, Dir, CliOut),
                     hotspot_reads(File);
                 {Status, Out} ->
                     {skip, io_lib:format("perf script cannot run here (~p): ~s", [Status, Out])}
             end
     end.
+
+%% The two files moved elsewhere (their first place gone): perf finds the
+%% symbols by the build id the two files share, once its cache has them
+%% (perf buildid-cache --add; a cache of the test's own here).
+moved_with_build_id(Perf, Dir, File) ->
+    Moved = filename:join([Dir, "moved", "calls.perf.data"]),
+    ok = filelib:ensure_dir(Moved),
+    ok = file:rename(File, Moved),
+    ok = file:rename(File ++ ".syms", Moved ++ ".syms"),
+    Env = [{env, [{"PERF_BUILDID_DIR", filename:join(Dir, "buildid-cache")}]}],
+    Report = fun() ->
+                     {0, R} = run(Perf, ["report", "--stdio", "-i", Moved, "--sort", "sym"], Env),
+                     binary:match(R, <<"[.] eflambe_workload:fib/1">>) =/= nomatch
+             end,
+    ?assertNot(Report()),
+    {0, _} = run(Perf, ["buildid-cache", "--add", Moved ++ ".syms"], Env),
+    ?assert(Report()).
 
 %% hotspot's parser (the program hotspot runs on a perf.data file) resolves
 %% the names through the file of symbols.
@@ -353,3 +371,6 @@ json_object(Pairs) ->
 
 run(Exe, Args) ->
     eflambe_test_util:run(Exe, Args).
+
+run(Exe, Args, PortOpts) ->
+    eflambe_test_util:run(Exe, Args, PortOpts).
