@@ -1084,14 +1084,19 @@ static void perf_data_layout(void)
     struct efl_buf file = efl_test_read_file(path), elf = efl_test_read_file(syms);
     CHECK(file.len > 104 && memcmp(file.data, "PERFILE2", 8) == 0);
     uint64_t data_off = le64(file.data + 40), data_len = le64(file.data + 48);
-    CHECK(data_off + data_len == file.len);
+    /* After the data: the build-id feature's section (its place, then it). */
+    CHECK(le64(file.data + 72) == 1u << 2);
+    uint64_t table = data_off + data_len;
+    CHECK(table + 16 <= file.len);
+    uint64_t ids_off = le64(file.data + table), ids_len = le64(file.data + table + 8);
+    CHECK(ids_off == table + 16 && ids_off + ids_len == file.len);
     uint64_t periods = 0, samples = 0, comms = 0, mmaps = 0;
-    for (uint64_t at = data_off; at + 8 <= file.len;) {
+    for (uint64_t at = data_off; at + 8 <= table;) {
         uint32_t type;
         uint16_t size;
         memcpy(&type, file.data + at, 4);
         memcpy(&size, file.data + at + 6, 2);
-        CHECK(size >= 8 && at + size <= file.len);
+        CHECK(size >= 8 && at + size <= table);
         if (size < 8)
             break;
         if (type == 9) { /* SAMPLE: ip, pid/tid, time, period, ... */
@@ -1114,6 +1119,11 @@ static void perf_data_layout(void)
     char *real = realpath(syms, NULL);
     CHECK(real != NULL && memmem(file.data, file.len, real, strlen(real)) != NULL);
     free(real);
+    /* The build-id table gives the ELF's own build id (its note's). */
+    const unsigned char *note = memmem(elf.data, elf.len, "GNU", 4);
+    CHECK(note != NULL && ids_len >= 36 + 20);
+    if (note != NULL && ids_len >= 36)
+        CHECK(memcmp(note + 4, file.data + ids_off + 12, 20) == 0);
     efl_buf_free(&file);
     efl_buf_free(&elf);
     unlink(path);
