@@ -51,8 +51,9 @@
 %% limit or the timeout is reached, stop/0, the caller dies) eflambe
 %% removes every trace pattern and flag it set, and with them any local
 %% call patterns you set yourself (with dbg, say). A capture refuses to
-%% start while another tracer is in use on the node; a caller that already
-%% has a tracer is refused by apply, so an existing trace is never broken.
+%% start while another tracer is in use on the node; apply, while its
+%% caller has a tracer or another tracer traces some process's calls, so
+%% an existing trace is never broken or flooded.
 %% The tracer never blocks a scheduler: when a ring is full, events are
 %% dropped and counted. Every run is bounded (`max_events', `max_bytes',
 %% `timeout'), and memory by the ring size (`buffer_size', per scheduler
@@ -79,8 +80,8 @@
 %% `svg': a self-contained interactive flamegraph (`.svg').
 %% `perf_data': perf's binary perf.data, for `perf report', `perf script'
 %% and hotspot (`.perf.data'), with the function names in a small ELF file
-%% of symbols beside it (`.perf.data.syms'); written to a file only (apply,
-%% sample, replay; for a capture, replay its archive).
+%% of symbols beside it (`.perf.data.syms'); written to a file only (one
+%% per call for a capture).
 
 -type return_kind() :: value | flamegraph | filename.
 %% `value' (default): `{ok, Value}' with what the function returned (if
