@@ -168,8 +168,14 @@ efl_status efl_fold_end_slice(struct efl_folder *f, struct proc_state *ps, uint6
         nodes[ps->slice_log[i].node].self_ns -= t;
         taken += t;
     }
-    for (size_t i = ps->slice_spec; i < ps->nlog; i++)
-        ps->log[i].ns -= (uint64_t)((unsigned __int128)ps->log[i].ns * stolen / credited);
+    /* The held credits of the slice lose as much, except the time off the
+     * CPU before it (settled at its first event, held with it): the slice
+     * did not scale that. */
+    for (size_t i = ps->slice_spec; i < ps->nlog; i++) {
+        uint8_t kind = f->p->frames[nodes[ps->log[i].node].frame].kind;
+        if (kind != EFL_FRAME_RUNNABLE && kind != EFL_FRAME_SLEEP)
+            ps->log[i].ns -= (uint64_t)((unsigned __int128)ps->log[i].ns * stolen / credited);
+    }
     uint32_t os;
     EFL_FORWARD_IF_ERROR(efl_fold_child_kind(f, ps->node != 0 ? ps->node : base_of(ps), EFL_FRAME_OS, 0, &os));
     f->p->nodes[os].self_ns += taken;

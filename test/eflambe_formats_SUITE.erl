@@ -201,19 +201,20 @@ perf_data_in_perf_and_hotspot(Config) ->
 
 %% The two files moved elsewhere (their first place gone): perf finds the
 %% symbols by the build id the two files share, once its cache has them
-%% (perf buildid-cache --add; a cache of the test's own here).
+%% (perf buildid-cache --add; a cache of the test's own here, not the
+%% user's ~/.debug).
 moved_with_build_id(Perf, Dir, File) ->
     Moved = filename:join([Dir, "moved", "calls.perf.data"]),
     ok = filelib:ensure_dir(Moved),
     ok = file:rename(File, Moved),
     ok = file:rename(File ++ ".syms", Moved ++ ".syms"),
-    Env = [{env, [{"PERF_BUILDID_DIR", filename:join(Dir, "buildid-cache")}]}],
+    Cache = ["--buildid-dir", filename:join(Dir, "buildid-cache")],
     Report = fun() ->
-                     {0, R} = run(Perf, ["report", "--stdio", "-i", Moved, "--sort", "sym"], Env),
+                     {0, R} = run(Perf, Cache ++ ["report", "--stdio", "-i", Moved, "--sort", "sym"]),
                      binary:match(R, <<"[.] eflambe_workload:fib/1">>) =/= nomatch
              end,
     ?assertNot(Report()),
-    {0, _} = run(Perf, ["buildid-cache", "--add", Moved ++ ".syms"], Env),
+    {0, _} = run(Perf, Cache ++ ["buildid-cache", "--add", Moved ++ ".syms"]),
     ?assert(Report()).
 
 %% hotspot's parser (the program hotspot runs on a perf.data file) resolves

@@ -46,7 +46,7 @@ busy_and_idle(_Config) ->
 new_processes(_Config) ->
     Self = self(),
     spawn(fun() ->
-                  eflambe_test_util:wait_until(fun() -> whereis(eflambe_running) =/= undefined end),
+                  eflambe_test_util:wait_until(fun() -> eflambe_tracer:running_session() =/= undefined end),
                   timer:sleep(100),
                   Self ! {born, short_lived(erlang:monotonic_time(millisecond) + 500, [])}
           end),
@@ -96,7 +96,7 @@ stop_early(_Config) ->
     A = busy(),
     Self = self(),
     spawn(fun() ->
-                  eflambe_test_util:wait_until(fun() -> whereis(eflambe_running) =/= undefined end),
+                  eflambe_test_util:wait_until(fun() -> eflambe_tracer:running_session() =/= undefined end),
                   timer:sleep(200),
                   Self ! {stopped, eflambe:stop()}
           end),

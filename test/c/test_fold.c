@@ -609,6 +609,42 @@ static void tail_call_replaces(void)
 static const struct site a_calls_b_both_ways[3] = {
     {"m:main/0", "m:a/0", BODY}, {"m:a/0", "m:b/0", BOTH}, {"m:b/0", "m:x/0", BODY}};
 
+/* The same, preempted meanwhile (by the VM: runnable; by the OS: a slice
+ * whose thread ran only part of it): the runnable time, held with the
+ * slice that follows it, is not scaled with that slice's, and all of it
+ * moves too. */
+static void preempted_under_a_guess(void)
+{
+    static const struct efl_script s[] = {
+        {0, 0, 1, IN, "cpu=100"},
+        {0, 0, 1, C, "m:main/0"},
+        {0, 10, 1, C, "m:a/0"},
+        {0, 20, 1, C, "m:b/0"},
+        {0, 30, 1, C, "m:x/0"},
+        {0, 40, 1, OUT, "cpu=120"},  /* ran 20 of 40 */
+        {0, 60, 1, IN, "cpu=120"},   /* runnable 20 */
+        {0, 70, 1, R, "m:b/0"},
+        {0, 80, 1, OUT, "cpu=125"},  /* ran 5 of 20 */
+        {0, 90, 1, IN, "cpu=125"},   /* runnable 10 */
+        {0, 95, 1, R, "m:main/0"},
+        {0, 100, 1, R, NULL},
+    };
+    for (unsigned rings = 1; rings <= 3; rings += 2) {
+        char *got = fold_sites(s, sizeof s / sizeof s[0], rings, a_calls_b_both_ways, 3, NULL);
+        CHECK(strstr(got, "m:a/0;m:b/0") == NULL);
+        CHECK(strstr(got, "<0.1.0>;m:main/0;m:b/0;m:x/0;runnable 20\n") != NULL);
+        CHECK(strstr(got, "<0.1.0>;m:main/0;m:b/0;runnable 10\n") != NULL);
+        uint64_t total = 0;
+        for (char *line = got; *line;) {
+            char *end = strchr(line, '\n'), *space = memrchr(line, ' ', (size_t)(end - line));
+            total += strtoull(space + 1, NULL, 10);
+            line = end + 1;
+        }
+        CHECK(total >= 99 && total <= 101); /* each line rounded */
+        free(got);
+    }
+}
+
 /* A call its caller makes both ways is drawn as a body call until its
  * return: landing below the caller moves its time from under the caller. */
 static void unknown_kind_was_tail(void)
@@ -1155,6 +1191,7 @@ int main(void)
     RUN(names_escaped);
     RUN(tail_call_replaces);
     RUN(unknown_kind_was_tail);
+    RUN(preempted_under_a_guess);
     RUN(unknown_kind_was_body);
     RUN(stack_past_max);
     RUN(bif_is_body);
