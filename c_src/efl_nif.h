@@ -83,8 +83,9 @@ struct efl_tracer_state {
     struct efl_ring_set *rings;   /* atomic: read after `active` */
     uint64_t root_pid;            /* apply: meta events are kept for this pid only */
     int root_frame;               /* the meta call's function is a frame */
-    int root_started;             /* apply: the root pid's call has begun (its own
-                                   * thread writes it, after the start) */
+    int root_started;             /* apply: the root pid's call has begun (1) or
+                                   * ended (2) (its own thread writes it, after
+                                   * the start) */
     int capturing;                /* capture: admission by budget, not root_pid */
     int notify;                   /* notify_pid is told of each captured call that ends */
     ErlNifPid notify_pid;

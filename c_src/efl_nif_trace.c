@@ -362,10 +362,12 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         efl_capture_adopt(capture, argv[2]);
     }
     /* apply: the caller's own events before its profiled call (eflambe
-     * arming) are nobody's business; only the callers' own thread writes
+     * arming) and after it (disarming) are nobody's business, nor are the
+     * modules they name worth reading; only the caller's own thread writes
      * and reads root_started. */
-    if (!capturing && argv[2] == (ERL_NIF_TERM)efl_tracer.root_pid && !efl_tracer.root_started) {
-        if (kind != EFL_EV_ROOT_CALL)
+    if (!capturing && argv[2] == (ERL_NIF_TERM)efl_tracer.root_pid &&
+        efl_tracer.root_started != 1) {
+        if (kind != EFL_EV_ROOT_CALL || efl_tracer.root_started == 2)
             return efl_atom_ok;
         efl_tracer.root_started = 1;
     }
@@ -382,6 +384,9 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         ts = call_began;
     call_began = 0;
     record_at(ts, id, kind, env, argv[2], argv[3], other);
+    if (!capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&
+        argv[2] == (ERL_NIF_TERM)efl_tracer.root_pid)
+        efl_tracer.root_started = 2;
     /* A process spawned inside a captured call, or called by one that
      * follows, is part of it (its own events pass the checks). */
     if ((kind == EFL_EV_SPAWN || kind == EFL_EV_FOLLOW_CALL) && capturing && other != argv[2])
