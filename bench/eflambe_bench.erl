@@ -4,7 +4,8 @@
 %% Rounds are interleaved and the median of each variant is reported.
 -module(eflambe_bench).
 
--export([main/1, overhead/1, capture_cost/1, archive_sizes/1, against_eprof/0, sampling_cost/0,
+-export([main/1, overhead/1, fixed_cost/0, capture_cost/1, archive_sizes/1, against_eprof/0,
+         sampling_cost/0,
          fib/1, timed_fib/1, never_called/0]).
 
 -define(ROUNDS, 7).
@@ -13,6 +14,7 @@
 main(Args) ->
     N = case Args of [A | _] -> list_to_integer(A); [] -> 27 end,
     overhead(N),
+    fixed_cost(),
     capture_cost(N + 3),
     archive_sizes(N),
     against_eprof(),
@@ -159,6 +161,48 @@ untraced_fib(N) ->
     Self = self(),
     spawn(fun() -> timed_fib(N), Self ! {fib_us, get(bench_us)} end),
     receive {fib_us, T} -> T end.
+
+%% What a run costs whatever its call: apply of a call that does nothing,
+%% end to end, then the parts of it, each run on its own: the session's
+%% start and stop (rings, flusher thread, archive; nothing traced), the
+%% node-wide local call patterns on and off, reading one module's call
+%% sites into an archive, folding an archive of a fib(18) apply. Medians of
+%% 15, after a first run (which calibrates).
+fixed_cost() ->
+    Noop = fun() -> ok end,
+    {ok, _} = eflambe:apply({Noop, []}, [{return, flamegraph}]),
+    Time = fun(F) -> median([element(1, timer:tc(F)) || _ <- lists:seq(1, 15)]) end,
+    Apply = Time(fun() -> {ok, _} = eflambe:apply({Noop, []}, [{return, flamegraph}]) end),
+    {ok, Opts} = eflambe_options:parse(apply, []),
+    Params = #{target => {?MODULE, never_called, 0}, root_pid => self(), root_frame => false,
+               notify => self()},
+    Session = Time(fun() ->
+                           {ok, S} = eflambe_session:start(apply, Params, Opts),
+                           {ok, _} = eflambe_session:stop(S),
+                           eflambe_session:abort(S)
+                   end),
+    Patterns = Time(fun() ->
+                            _ = erlang:trace_pattern({'_', '_', '_'}, true, [local]),
+                            erlang:trace_pattern({'_', '_', '_'}, false, [local])
+                    end),
+    Dir = filename:absname("_build/bench-fixed-cost"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Archive = filename:join(Dir, "fib18.eftrace"),
+    {ok, _} = eflambe:apply({?MODULE, fib, [18]}, [{return, flamegraph}, {archive, Archive}]),
+    Sites = Time(fun() -> eflambe_call_sites:add(Archive, [?MODULE]) end),
+    Native = eflambe_options:native_name(Archive),
+    Fold = Time(fun() ->
+                        {ok, _, _} = eflambe_tracer:fold(Native, brendan_gregg, false,
+                                                         #{max_depth => 1024, recursion => exact})
+                end),
+    _ = file:delete(Archive),
+    _ = file:del_dir(Dir),
+    io:format("~nFixed cost of a run: apply of a call that does nothing ~.2f ms end to end; "
+              "its parts alone: session start and stop ~.2f ms, local call patterns on and off "
+              "~.2f ms (~b modules loaded), one module's call sites ~.2f ms; folding fib(18)'s "
+              "archive (16,700 events) ~.2f ms~n",
+              [Apply / 1000, Session / 1000, Patterns / 1000, length(code:all_loaded()),
+               Sites / 1000, Fold / 1000]).
 
 median(L) ->
     lists:nth((length(L) + 1) div 2, lists:sort(L)).
