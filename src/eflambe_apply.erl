@@ -27,15 +27,22 @@ apply(FunSpec, Options) ->
 
 %% Refused when the caller has a tracer, or when another tracer traces
 %% some process's calls (the run's patterns would flood it, and their
-%% removal end its own).
+%% removal end its own). The processes other tracers trace are looked up
+%% once (a look at every process): following leaves them alone.
+-dialyzer({no_match, check_caller/3}).
 -spec check_caller(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
 check_caller(Target, Runner, Opts) ->
     case erlang:trace_info(self(), tracer) of
         {tracer, []} ->
-            case eflambe_session:tracing_calls() of
-                [] -> run(Target, Runner, Opts);
-                Pids -> {error, {tracer_in_use, lists:sublist(Pids, 5)}}
+            Traced = eflambe_session:traced(),
+            case eflambe_session:tracing_calls(Traced) of
+                [] ->
+                    Others = [P || {P, T} <- Traced,
+                                   not is_tuple(T) orelse element(1, T) =/= eflambe_tracer],
+                    run(Target, Runner, Opts#{traced_by_others => Others});
+                Pids ->
+                    {error, {tracer_in_use, lists:sublist(Pids, 5)}}
             end;
         {tracer, Other} ->
             {error, {already_traced, self(), Other}}
@@ -110,14 +117,14 @@ run(Target, Runner, Opts, Guard) ->
     Params = #{target => Target, root_pid => self(), root_frame => false, notify => Guard},
     try eflambe_session:start(apply, Params, Opts) of
         {ok, Session} ->
-            Outcome = case armed(Guard, Session) of
-                          ok -> traced(Runner, Session, maps:get(follow, Opts));
-                          {error, _} = NotArmed -> NotArmed
-                      end,
+            {Outcome, Outlived} = case armed(Guard, Session) of
+                                      ok -> traced(Runner, Session, maps:get(follow, Opts));
+                                      {error, _} = NotArmed -> {NotArmed, false}
+                                  end,
             Stopped = stopped(Guard, Session),
             %% A run that ended before its call did (timeout, stop()) cleared
             %% its tokens then; the call spread its own afterwards.
-            _ = maps:get(follow, Opts) =/= false andalso
+            _ = Outlived andalso maps:get(follow, Opts) =/= false andalso
                 eflambe_tracer:running_session() =:= undefined andalso
                 eflambe_follow:clear_tokens(),
             Delivered = case eflambe_session:deliver(Session, Stopped, false, Opts) of
@@ -145,24 +152,27 @@ run(Target, Runner, Opts, Guard) ->
 %% pattern marks entry and exit. This module is not call traced, so the
 %% first frame of every stack is the user's function, and a recursive
 %% target costs no meta event per call. The guard armed the node and
-%% disarms it (which a timeout may do long before the call returns).
+%% disarms it (which a timeout may do long before the call returns: the
+%% call outlived its run, the second element).
 -spec traced(fun(() -> term()), eflambe_session:session(), eflambe_follow:follow()) ->
-          {value, term()} | {raised, atom(), term(), list()}.
+          {{value, term()} | {raised, atom(), term(), list()}, boolean()}.
 traced(Runner, #{tracer := TracerState}, Follow) ->
     Mark = eflambe_follow:mark(Follow),
-    try
-        ?MODULE:profiled(Runner)
-    of
-        Value -> {value, Value}
-    catch
-        Class:Reason:Stack -> {raised, Class, Reason, Stack}
-    after
-        eflambe_follow:unmark(Mark),
-        %% Unless a later run traces this process by now.
-        case erlang:trace_info(self(), tracer) of
-            {tracer, {eflambe_tracer, TracerState}} -> erlang:trace(self(), false, [all]);
-            _ -> ok
-        end
+    Outcome = try
+                  ?MODULE:profiled(Runner)
+              of
+                  Value -> {value, Value}
+              catch
+                  Class:Reason:Stack -> {raised, Class, Reason, Stack}
+              end,
+    eflambe_follow:unmark(Mark),
+    %% Unless a later run traces this process by now.
+    case erlang:trace_info(self(), tracer) of
+        {tracer, {eflambe_tracer, TracerState}} ->
+            erlang:trace(self(), false, [all]),
+            {Outcome, false};
+        _ ->
+            {Outcome, true}
     end.
 
 -spec profiled(fun(() -> term())) -> term().
@@ -181,7 +191,8 @@ arm(Caller, #{tracer := TracerState, meta := MetaState} = Session, Opts) ->
     _ = erlang:trace(Caller, true, [call, return_to, arity, running, garbage_collection, 'receive',
                                     set_on_spawn, {tracer, eflambe_tracer, TracerState}
                                     | eflambe_follow:flags(maps:get(follow, Opts))]),
-    eflambe_follow:arm(maps:get(follow, Opts), [Caller], Session).
+    eflambe_follow:arm(maps:get(follow, Opts), [Caller], Session,
+                       maps:get(traced_by_others, Opts, [])).
 
 %% Hands the session to the guard, which arms the node; ok once it has.
 -spec armed(pid(), eflambe_session:session()) -> ok | {error, term()}.

@@ -130,7 +130,8 @@ arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
         ++ [F || Spawned, F <- [procs, set_on_spawn]] ++ eflambe_follow:flags(Follow),
     Spec = eflambe_follow:capture_spec(Follow, [{trace, [], Flags}, {exception_trace}]),
     1 = erlang:trace_pattern(MFA, Spec, [{meta, eflambe_tracer, MetaState}]),
-    eflambe_follow:arm(Follow, [], Session).
+    %% (No process was traced by another tracer: check_no_tracing/2.)
+    eflambe_follow:arm(Follow, [], Session, []).
 
 -spec disarm(mfa()) -> ok.
 disarm(MFA) ->

@@ -30,7 +30,7 @@
 %% recorded but grafted nowhere.
 -module(eflambe_follow).
 
--export([check/1, check_tokens/1, arm/3, disarm/0, clear_tokens/0, mark/1, unmark/1, capture_spec/2, flags/1]).
+-export([check/1, check_tokens/1, arm/4, disarm/0, clear_tokens/0, mark/1, unmark/1, capture_spec/2, flags/1]).
 
 -define(LABEL, 16#EF1A).
 -define(CALL, {gen, do_call, 4}).
@@ -121,11 +121,11 @@ foreign_tokens() ->
 
 %% Sets the meta patterns; a name that is not registered now is left out.
 %% Roots: the processes that get the token back when they call (apply's
-%% caller).
--spec arm(follow(), [pid()], eflambe_session:session()) -> ok.
-arm(false, _Roots, _Session) ->
+%% caller). TracedByOthers: the processes another tracer traces.
+-spec arm(follow(), [pid()], eflambe_session:session(), [pid()]) -> ok.
+arm(false, _Roots, _Session, _TracedByOthers) ->
     ok;
-arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
+arm(Follow, Roots, #{follow := States}, TracedByOthers) ->
     %% A pattern is set on loaded code only.
     _ = [code:ensure_loaded(M) || M <- [gen, gen_server, gen_statem, erpc]],
     #{follow_call := CallState, follow_take := TakeState, follow_end := EndState,
@@ -134,7 +134,7 @@ arm(Follow, Roots, #{tracer := TracerState, follow := States}) ->
     %% the tracer about it at once, on whichever thread).
     ServerFlags = [call, return_to, arity, running, garbage_collection, 'receive', send,
                    {{tracer, eflambe_tracer, ServerState}}],
-    Others = traced_by_others(TracerState),
+    Others = left_alone(TracedByOthers),
     Only = only(Follow) ++ [{'=/=', '$1', P} || P <- names(Others)],
     arm_messages(Roots, Only, ServerFlags, maps:get(follow_seq, States)),
     Caller = fun(Head, Guards, Body) -> caller_spec(Roots, Head, Guards, Body) end,
@@ -258,12 +258,10 @@ names(Pids) ->
     Pids ++ [Name || P <- Pids, {registered_name, Name} <- [erlang:process_info(P, registered_name)]].
 
 %% The match spec's trace action would take a process away from another
-%% tracer: those are left alone (their work for the call stays a wait),
-%% and said so.
--spec traced_by_others(integer()) -> [pid()].
-traced_by_others(TracerState) ->
-    Others = [P || {P, T} <- eflambe_session:traced(),
-                   not eflambe_session:ours({tracer, T}, TracerState)],
+%% tracer: those (which the run looked up as it began) are left alone,
+%% their work for the call staying a wait, and said so.
+-spec left_alone([pid()]) -> [pid()].
+left_alone(Others) ->
     _ = Others =:= [] orelse
         logger:warning("eflambe: {follow, _} leaves alone ~b process(es) traced by another "
                        "tracer (their work for the call shows as a wait): ~p",

@@ -29,7 +29,10 @@
                   follow => eflambe_follow:follow(),
                   every => pos_integer(),
                   spawned => boolean(),
-                  node => node()}.
+                  node => node(),
+                  %% not an option: the processes other tracers trace, as
+                  %% apply found them (eflambe_follow:arm/4)
+                  traced_by_others => [pid()]}.
 
 %% A run stops recording beyond these (see eflambe's option() type).
 -define(DEFAULT_MAX_EVENTS, 100000000).
