@@ -202,7 +202,13 @@ fixed_cost() ->
               "~.2f ms (~b modules loaded), one module's call sites ~.2f ms; folding fib(18)'s "
               "archive (16,700 events) ~.2f ms~n",
               [Apply / 1000, Session / 1000, Patterns / 1000, length(code:all_loaded()),
-               Sites / 1000, Fold / 1000]).
+               Sites / 1000, Fold / 1000]),
+    %% A run looks at each process's trace flags as it starts and ends.
+    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 100000)],
+    Crowded = Time(fun() -> {ok, _} = eflambe:apply({Noop, []}, [{return, flamegraph}]) end),
+    [P ! stop || P <- Idle],
+    io:format("The same apply with 100,000 idle processes on the node: ~.2f ms (+~.2f ms)~n",
+              [Crowded / 1000, (Crowded - Apply) / 1000]).
 
 median(L) ->
     lists:nth((length(L) + 1) div 2, lists:sort(L)).
