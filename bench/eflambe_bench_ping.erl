@@ -8,7 +8,7 @@
 -module(eflambe_bench_ping).
 -behaviour(gen_server).
 
--export([main/0, init/1, handle_call/3, handle_cast/2, loop/3]).
+-export([main/0, unrelated/1, init/1, handle_call/3, handle_cast/2, loop/3]).
 
 -define(ROUNDS, 5).
 
@@ -16,7 +16,8 @@ main() ->
     {ok, Server} = gen_server:start(?MODULE, [], []),
     measure(gen_server, Server, 100000,
             "gen_server calls to a server that answers at once",
-            "the server traced too, three meta and two sequential trace events a call"),
+            "the server traced too, three steps told by local match specs a call"),
+    unrelated(Server),
     Plain = spawn(fun plain/0),
     measure(plain, Plain, 100000,
             "plain requests to a process that answers at once",
@@ -26,6 +27,46 @@ main() ->
             "local erpc calls with a timeout (a process spawned for each)",
             "four meta events a call; apply traces the spawned process either way"),
     gen_server:stop(Server).
+
+%% What a run costs the rest of the node: an unrelated process making
+%% 50,000 gen_server calls to Server, with no run, while an apply (of a
+%% sleep) runs, and while one that follows calls runs; interleaved, median
+%% of 5.
+unrelated(Server) ->
+    Client = fun() ->
+                     Self = self(),
+                     spawn(fun() ->
+                                   T0 = erlang:monotonic_time(),
+                                   _ = calls(gen_server, Server, 50000),
+                                   Self ! {us, erlang:convert_time_unit(
+                                                 erlang:monotonic_time() - T0, native, nanosecond)
+                                               / 50000 / 1000}
+                           end),
+                     receive {us, T} -> T end
+             end,
+    During = fun(Opts) ->
+                     Self = self(),
+                     spawn(fun() -> Self ! {run, eflambe:apply({timer, sleep, [2000]},
+                                                               [{return, flamegraph} | Opts])}
+                           end),
+                     wait_armed(),
+                     T = Client(),
+                     receive {run, _} -> T end
+             end,
+    Rounds = [[{none, Client()}, {apply, During([])}, {apply_follow, During([{follow, true}])}]
+              || _ <- lists:seq(1, ?ROUNDS)],
+    Median = fun(V) -> median([proplists:get_value(V, R) || R <- Rounds]) end,
+    io:format("~nAn unrelated process's gen_server call while a run runs: ~.2f us with none, "
+              "~.2f (~.2fx) during an apply, ~.2f (~.2fx) during an apply that follows calls~n",
+              [Median(none), Median(apply), Median(apply) / Median(none), Median(apply_follow),
+               Median(apply_follow) / Median(none)]).
+
+%% Until the run is armed (its session started and its patterns set).
+wait_armed() ->
+    case eflambe_tracer:running_session() of
+        undefined -> timer:sleep(5), wait_armed();
+        _ -> timer:sleep(50)
+    end.
 
 measure(Kind, To, Calls, What, Why) ->
     Variants = [untraced, apply, apply_follow],

@@ -43,7 +43,8 @@
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
     X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
     X(follow_seq) X(extra) X(raw_time) X(compensated_us) X(unreadable) \
-    X(stacks) X(deepest) X(processes) X(top) X(running_us)
+    X(stacks) X(deepest) X(processes) X(top) X(running_us) \
+    X(match_spec_result)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)

@@ -1,6 +1,8 @@
 /* The steps of a followed call the tracer callbacks read from a meta
- * event's arguments (whom a caller calls, whose request a process takes
- * up) or from the sequential tracer's (plain messages). erpc's process for
+ * event's arguments (erpc: whom a caller calls, whose request a process
+ * takes up) or from the sequential tracer's (plain messages); a gen call's
+ * steps come told by their local match specs (efl_nif_trace.c's
+ * follow_step). erpc's process for
  * a local call names its caller nowhere: the caller's spawn_request notes
  * its request's reference here, and the spawned process finds its caller
  * by it. */
@@ -91,9 +93,9 @@ static ERL_NIF_TERM erpc_caller(unsigned session, ERL_NIF_TERM ref)
 }
 
 /* The caller whose request a process takes up, or 0: in the arguments of
- * the function that takes it, gen_server's message {'$gen_call', {From,
- * Tag}, Request}, gen_statem's event {{call, {From, Tag}}, _}, or erpc's
- * reference (*spawned is then set). */
+ * the function that takes it (a meta event), erpc's reference (*spawned is
+ * then set), gen_server's message {'$gen_call', {From, Tag}, Request} or
+ * gen_statem's event {{call, {From, Tag}}, _}. */
 ERL_NIF_TERM efl_nif_follow_caller(ErlNifEnv *env, unsigned session, ERL_NIF_TERM mfa,
                                    int *spawned)
 {

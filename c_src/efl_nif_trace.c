@@ -209,8 +209,13 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (role == EFL_ROLE_SERVER) {
         if (!efl_tracer.capturing || !EFL_RAW_IS_LOCAL_PID(pid))
             return efl_atom_trace;
+        /* Its calls too, which may take a captured call's request up
+         * (their match spec says so: trace/5 keeps only those). */
         if (!efl_capture_inside(&efl_tracer.capture, pid))
-            return tag == efl_atom_trace_status ? efl_atom_trace : efl_atom_discard;
+            return tag == efl_atom_trace_status ||
+                           (tag == efl_atom_call && efl_capture_armed(&efl_tracer.capture))
+                       ? efl_atom_trace
+                       : efl_atom_discard;
         role = EFL_ROLE_PROCESS;
     }
     int meta = role != EFL_ROLE_PROCESS;
@@ -305,6 +310,33 @@ static ERL_NIF_TERM sent_to(ErlNifEnv *env, ERL_NIF_TERM opts)
     return to;
 }
 
+/* A followed call's step, which the local match spec of gen's functions
+ * tells in a call event's options (eflambe_follow:arm/4): {follow_call,
+ * Server} in a caller's gen:do_call/4, {follow_take, Caller} where a
+ * server takes a request up, follow_end where it is back in its loop. The
+ * kind (0: none) and the process it names. Most call events have no
+ * options at all. */
+static unsigned follow_step(ErlNifEnv *env, ERL_NIF_TERM opts, ERL_NIF_TERM *other)
+{
+    size_t size;
+    ERL_NIF_TERM result;
+    if (!enif_get_map_size(env, opts, &size) || size == 0 ||
+        !enif_get_map_value(env, opts, efl_atom_match_spec_result, &result))
+        return 0;
+    if (result == efl_atom_follow_end) {
+        *other = 0;
+        return EFL_EV_FOLLOW_END;
+    }
+    const ERL_NIF_TERM *t;
+    int n;
+    if (!enif_get_tuple(env, result, &n, &t) || n != 2 || !EFL_RAW_IS_LOCAL_PID(t[1]))
+        return 0;
+    *other = t[1];
+    return t[0] == efl_atom_follow_call   ? EFL_EV_FOLLOW_CALL
+           : t[0] == efl_atom_follow_take ? EFL_EV_FOLLOW_TAKE
+                                          : 0;
+}
+
 /* trace(seq_trace, TracerState, Label, SeqTraceInfo, Opts): a tokened
  * message taken, in its receiver, at the take. */
 static ERL_NIF_TERM seq_event(ErlNifEnv *env, unsigned id, const ERL_NIF_TERM argv[])
@@ -331,6 +363,17 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         return efl_atom_ok;
     int meta = role != EFL_ROLE_PROCESS && role != EFL_ROLE_SERVER;
     unsigned kind = event_kind(argv[0], role);
+    /* A call that is also a followed call's step: the call, then the step. */
+    ERL_NIF_TERM step_other = 0;
+    unsigned step = kind == EFL_EV_CALL ? follow_step(env, argv[4], &step_other) : 0;
+    if (efl_tracer.capturing && role == EFL_ROLE_SERVER &&
+        !efl_capture_inside(&efl_tracer.capture, argv[2])) {
+        /* A server outside the capture joins it where it takes a captured
+         * call's request up; nothing else of it counts. */
+        if (step != EFL_EV_FOLLOW_TAKE || !efl_capture_inside(&efl_tracer.capture, step_other))
+            return efl_atom_ok;
+        efl_capture_adopt(&efl_tracer.capture, argv[2]);
+    }
     if (kind == 0) {
         if (role == EFL_ROLE_FOLLOW_SPAWN && argv[0] == efl_atom_call)
             efl_nif_follow_note_erpc(env, id, argv[2], argv[3]);
@@ -384,6 +427,12 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
         ts = call_began;
     call_began = 0;
     record_at(ts, id, kind, env, argv[2], argv[3], other);
+    if (step != 0) {
+        record_at(ts, id, step, env, argv[2], 0, step_other);
+        /* The server a captured call calls is part of it. */
+        if (step == EFL_EV_FOLLOW_CALL && capturing && step_other != argv[2])
+            efl_capture_adopt(capture, step_other);
+    }
     if (!capturing && (kind == EFL_EV_ROOT_RETURN || kind == EFL_EV_ROOT_EXCEPTION) &&
         argv[2] == (ERL_NIF_TERM)efl_tracer.root_pid)
         efl_tracer.root_started = 2;

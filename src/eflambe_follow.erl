@@ -10,7 +10,10 @@
 %% takes a message without one: the token marks the processes working for
 %% the profiled call, transitively, and only while they do. (apply's caller
 %% gets it back at each call it makes, if a message without one took it.)
-%% Meta trace patterns whose match specs test it ({is_seq_trace}) then:
+%% Local trace patterns whose match specs test it ({is_seq_trace}) then,
+%% in the traced processes only (the caller, the servers working for it:
+%% the rest of the node runs no match spec), and tell the step in the call
+%% event ({message, Step}):
 %%   - at gen:do_call/4, in a tokened caller, switch call tracing on in the
 %%     server (the match spec's trace action: no Erlang round trip) and
 %%     record the call (the folder shows the wait as [queued]);
@@ -18,7 +21,8 @@
 %%     gen_statem:loop_event/5), record whose request it is;
 %%   - where it is back in its loop (gen_server:loop/7,
 %%     gen_statem:loop_receive/3), record that it is done.
-%% A local erpc:call with a timeout runs in a process spawned for it: the
+%% erpc's steps are meta patterns (its spawned process is not traced yet
+%% where it begins). A local erpc:call with a timeout runs in a process spawned for it: the
 %% call is recorded at erpc:call/5, its spawn_request notes the request's
 %% reference (the NIF keeps it), and the spawned process, at
 %% erpc:execute_call/4, switches its own tracing on and names its caller by
@@ -128,8 +132,8 @@ arm(false, _Roots, _Session, _TracedByOthers) ->
 arm(Follow, Roots, #{follow := States}, TracedByOthers) ->
     %% A pattern is set on loaded code only.
     _ = [code:ensure_loaded(M) || M <- [gen, gen_server, gen_statem, erpc]],
-    #{follow_call := CallState, follow_take := TakeState, follow_end := EndState,
-      server := ServerState, follow_spawn := SpawnState} = States,
+    #{follow_call := CallState, follow_take := TakeState, server := ServerState,
+      follow_spawn := SpawnState} = States,
     %% The server's tracer state says so: a capture adopts it (erts asks
     %% the tracer about it at once, on whichever thread).
     ServerFlags = [call, return_to, arity, running, garbage_collection, 'receive', send,
@@ -138,12 +142,18 @@ arm(Follow, Roots, #{follow := States}, TracedByOthers) ->
     Only = only(Follow) ++ [{'=/=', '$1', P} || P <- names(Others)],
     arm_messages(Roots, Only, ServerFlags, maps:get(follow_seq, States)),
     Caller = fun(Head, Guards, Body) -> caller_spec(Roots, Head, Guards, Body) end,
-    %% (A gen call's messages need no sequential tracer: see arm_messages/4.)
-    meta(?CALL, Caller(['$1', '_', '_', '_'], [{is_pid, '$1'} | Only],
-                       [?TAKES_UNSEEN, {trace, '$1', [], ServerFlags}]), CallState),
-    Tokened = [{'_', [{is_seq_trace}], []}],
-    _ = [meta(MFA, Tokened, TakeState) || MFA <- ?TAKES],
-    _ = [meta(MFA, Tokened, EndState) || MFA <- ?ENDS],
+    %% A gen call's steps: local patterns, whose match specs run in traced
+    %% processes only (the caller, the servers working for it), where meta
+    %% patterns ran in every process on the node; each says the step in
+    %% its call event (the NIF's follow_step/3), and matches all the same
+    %% when it is no step (the call is a frame). (A gen call's messages
+    %% need no sequential tracer: see arm_messages/4.)
+    local(?CALL, Caller(['$1', '_', '_', '_'], [{is_pid, '$1'} | Only],
+                        [?TAKES_UNSEEN, {trace, '$1', [], ServerFlags},
+                         {message, {{follow_call, '$1'}}}])),
+    _ = [local(MFA, takes(A, Request)) || {_, _, A} = MFA <- ?TAKES,
+                                          Request <- [request(MFA)]],
+    _ = [local(MFA, [{'_', [{is_seq_trace}], [{message, follow_end}]}]) || MFA <- ?ENDS],
     %% erpc's process is nobody a list names.
     _ = Follow =:= true andalso
         begin
@@ -222,6 +232,29 @@ flags(_Follow) -> [send].
 meta(MFA, Spec, State) ->
     _ = erlang:trace_pattern(MFA, Spec, [{meta, eflambe_tracer, State}]),
     ok.
+
+%% A local pattern whose Spec says a step; any call it does not match is
+%% a frame as any other.
+-spec local(mfa(), list()) -> ok.
+local(MFA, Spec) ->
+    _ = erlang:trace_pattern(MFA, Spec ++ [{'_', [], []}], [local]),
+    ok.
+
+%% A request a server takes up, its caller '$1': gen_server's message
+%% {'$gen_call', {From, Tag}, Request}, gen_statem's event {{call, {From,
+%% Tag}}, Request}.
+-spec request(mfa()) -> tuple().
+request({gen_statem, _, _}) -> {{call, {'$1', '_'}}, '_'};
+request(_) -> {'$gen_call', {'$1', '_'}, '_'}.
+
+%% The clauses that find a request among A arguments, in a tokened
+%% server: one per position (where it is differs between functions and
+%% OTP releases).
+-spec takes(arity(), tuple()) -> list().
+takes(A, Request) ->
+    [{[case I of N -> Request; _ -> '_' end || I <- lists:seq(1, A)],
+      [{is_pid, '$1'}, {is_seq_trace}], [{message, {{follow_take, '$1'}}}]}
+     || N <- lists:seq(1, A)].
 
 %% A match spec for a caller's step: in a tokened process, or in a root,
 %% which gets the token back first (a message without one took it).
