@@ -117,26 +117,30 @@ drain(Count) ->
 
 %% What a capture costs the processes it does not capture: fib run
 %% untraced by another process before any run, while a capture waits for a
-%% call that never comes (every function carries a local call pattern),
-%% and after the capture ended.
+%% call that never comes (with {arm, eager} every function carries a local
+%% call pattern; with {arm, lazy} only the target), and after the capture
+%% ended.
 capture_cost(N) ->
     io:format("~nCost of capture to processes it does not capture: fib(~b) untraced, "
               "~b rounds, median~n", [N, ?ROUNDS]),
-    Samples = [capture_round(N) || _ <- lists:seq(1, ?ROUNDS)],
-    [Before, Armed, After] = [median([element(I, S) || S <- Samples]) || I <- [1, 2, 3]],
+    Samples = [capture_round(N, Arm) || _ <- lists:seq(1, ?ROUNDS), Arm <- [eager, lazy]],
+    Median = fun(Arm, I) -> median([element(I, S) || {A, _, _, _} = S <- Samples, A =:= Arm]) end,
+    Before = median([element(2, S) || S <- Samples]),
     io:format("~-16s ~12s ~12s~n", ["phase", "median ms", "x before"]),
     [io:format("~-16s ~12.1f ~12.2f~n", [Name, T / 1000, T / Before])
-     || {Name, T} <- [{before, Before}, {armed, Armed}, {'after', After}]],
-    io:format("~narmed / before: ~.2f (the price while a capture waits)~n"
-              "after / before: ~.3f (goal: 1.00, nothing left installed)~n",
-              [Armed / Before, After / Before]).
+     || {Name, T} <- [{before, Before}, {'armed (eager)', Median(eager, 3)},
+                      {'armed (lazy)', Median(lazy, 3)}, {'after', median([element(4, S) || S <- Samples])}]],
+    io:format("~narmed / before: ~.2f with {arm, eager}, ~.2f with {arm, lazy} (the price while a "
+              "capture waits)~nafter / before: ~.3f (goal: 1.00, nothing left installed)~n",
+              [Median(eager, 3) / Before, Median(lazy, 3) / Before,
+               median([element(4, S) || S <- Samples]) / Before]).
 
-capture_round(N) ->
+capture_round(N, Arm) ->
     Before = untraced_fib(N),
     Self = self(),
     Runner = spawn(fun() ->
                            Self ! {captured, eflambe:capture({?MODULE, never_called, 0}, 1,
-                                                             [{return, flamegraph}])}
+                                                             [{return, flamegraph}, {arm, Arm}])}
                    end),
     wait_armed(),
     Armed = untraced_fib(N),
@@ -144,7 +148,7 @@ capture_round(N) ->
     receive {captured, _} -> ok end,
     false = is_process_alive(Runner),
     After = untraced_fib(N),
-    {Before, Armed, After}.
+    {Arm, Before, Armed, After}.
 
 never_called() ->
     ok.

@@ -10,10 +10,13 @@ static size_t slot_of(uint64_t pid, size_t cap)
     return (size_t)((pid * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
 }
 
-void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every)
+void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every,
+                       int lazy)
 {
     c->session = session;
     c->every = every ? every : 1;
+    __atomic_store_n(&c->ready, !lazy, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->first_seen, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->seen, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->active, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->completed, 0, __ATOMIC_RELAXED);
@@ -80,6 +83,16 @@ enum efl_capture_verdict efl_capture_enter(struct efl_capture *c, uint64_t pid)
         return EFL_CAPTURE_DISCARD;
     if (__atomic_load_n(&c->budget, __ATOMIC_ACQUIRE) <= 0)
         return EFL_CAPTURE_DISCARD;
+    /* Lazy and not ready: the node's call patterns are not in place, so
+     * this call could not be recorded from its entry; followed to its
+     * return, as `every` does, the first of them told. */
+    if (!__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE)) {
+        if (e == NULL && (e = claim(c, pid)) == NULL)
+            return EFL_CAPTURE_DISCARD;
+        __atomic_store_n(&e->depth, EFL_CAPTURE_SKIPPING, __ATOMIC_RELAXED);
+        return __atomic_exchange_n(&c->first_seen, 1, __ATOMIC_ACQ_REL) ? EFL_CAPTURE_SKIP
+                                                                          : EFL_CAPTURE_SKIP_FIRST;
+    }
     /* One outermost call in `every`, from the first. A skipped call is
      * followed to its return (one entry), so that the calls it makes of
      * the target are not counted as calls. */
@@ -97,6 +110,11 @@ enum efl_capture_verdict efl_capture_enter(struct efl_capture *c, uint64_t pid)
     __atomic_fetch_add(&c->active, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&e->depth, 1, __ATOMIC_RELAXED);
     return EFL_CAPTURE_TRACE;
+}
+
+void efl_capture_ready(struct efl_capture *c)
+{
+    __atomic_store_n(&c->ready, 1, __ATOMIC_RELEASE);
 }
 
 int efl_capture_leave(struct efl_capture *c, uint64_t pid)

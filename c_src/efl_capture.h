@@ -33,18 +33,27 @@ struct efl_capture {
     uint64_t seen;       /* atomic: candidate calls so far, for `every` */
     uint32_t active;     /* atomic: admitted calls not returned yet */
     uint32_t completed;  /* atomic: admitted calls returned */
+    uint32_t ready;      /* atomic: calls may be admitted (lazy: once the node's call
+                          * patterns are in place) */
+    uint32_t first_seen; /* atomic: lazy: a call came while not ready */
 };
 
-/* Resets the counters for a new session. budget * 2 <= cap. */
-void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every);
+/* Resets the counters for a new session. budget * 2 <= cap. Lazy: no call
+ * is admitted until efl_capture_ready(); the calls before are passed over,
+ * the first of them told (EFL_CAPTURE_SKIP_FIRST). */
+void efl_capture_start(struct efl_capture *c, uint32_t session, uint32_t budget, uint32_t every,
+                       int lazy);
+void efl_capture_ready(struct efl_capture *c);
 
 enum efl_capture_verdict {
     EFL_CAPTURE_DISCARD,  /* not traced */
     EFL_CAPTURE_TRACE,    /* traced: a newly admitted call (one unit of the
                            * budget), or a recursive call inside one */
-    EFL_CAPTURE_SKIP      /* an outermost call that `every` passes over:
-                           * traced only so that its return is seen, not
-                           * recorded */
+    EFL_CAPTURE_SKIP,     /* an outermost call that `every` passes over (or
+                           * one before a lazy capture is ready): traced only
+                           * so that its return is seen, not recorded */
+    EFL_CAPTURE_SKIP_FIRST /* the same, the first call of a lazy capture not
+                           * ready: time to put the patterns in place */
 };
 
 /* A call of the target by pid (the meta enabled(call) check). Only

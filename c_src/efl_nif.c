@@ -103,6 +103,7 @@ static ErlNifFunc funcs[] = {
     {"running_session", 0, efl_nif_running_session, 0},
     {"stop_session", 1, efl_nif_stop_session, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"halt_session", 2, efl_nif_halt_session, 0},
+    {"capture_ready", 1, efl_nif_capture_ready, 0},
     {"record_samples", 3, efl_nif_record_samples, 0},
     {"fold", 4, efl_nif_fold, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, efl_nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},

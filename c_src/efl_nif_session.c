@@ -127,6 +127,7 @@ struct start_args {
     int root_frame;
     int capture;
     unsigned budget, every;
+    int lazy;
     int have_notify;
     ErlNifPid notify;
     uint64_t max_events, max_bytes;
@@ -171,6 +172,8 @@ static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
     if (enif_get_map_value(env, map, efl_atom_every, &v) &&
         (!enif_get_uint(env, v, &a->every) || a->every < 1))
         return 0;
+    if (enif_get_map_value(env, map, efl_atom_lazy, &v))
+        a->lazy = v == efl_atom_true;
     if (enif_get_map_value(env, map, efl_atom_notify, &v) && v != efl_atom_undefined) {
         if (!enif_get_local_pid(env, v, &a->notify))
             return 0;
@@ -243,6 +246,8 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
  * root_frame: the meta-traced function is shown as the root frame.
  * budget (capture): how many calls of the meta-traced function to admit,
  * one in `every`; `notify` gets eflambe_capture_done as each one ends.
+ * lazy (capture): none is admitted before capture_ready/1; `notify` gets
+ * eflambe_capture_first at the first call that comes before.
  * max_events, max_bytes: limits of the run; `notify` gets
  * {eflambe_limit, max_events | max_bytes} when one is reached.
  * flusher_idle_ms: how long the flusher may sleep while idle (events that
@@ -302,7 +307,7 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
         efl_tracer.notify = a.have_notify;
         efl_tracer.notify_pid = a.notify;
         if (a.capture)
-            efl_capture_start(&efl_tracer.capture, id, a.budget, a.every);
+            efl_capture_start(&efl_tracer.capture, id, a.budget, a.every, a.lazy);
         __atomic_store_n(&efl_tracer.lost_no_ring, 0, __ATOMIC_RELAXED);
         /* Publishes all of the above to the callbacks. */
         __atomic_store_n(&efl_tracer.active, id, __ATOMIC_SEQ_CST);
@@ -459,4 +464,20 @@ void efl_nif_session_unload(void)
     }
     enif_mutex_destroy(session_lock);
     session_lock = NULL;
+}
+
+/* capture_ready(TracerState) -> ok | {error, not_running}
+ * A lazy capture's call patterns are in place: calls may be admitted. */
+ERL_NIF_TERM efl_nif_capture_ready(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    unsigned id, role;
+    if (!efl_nif_decode_state(argv[0], &id, &role) || role != EFL_ROLE_PROCESS)
+        return enif_make_badarg(env);
+    enif_mutex_lock(session_lock);
+    int running = session != NULL && session->id == id && efl_tracer.capturing;
+    if (running)
+        efl_capture_ready(&efl_tracer.capture);
+    enif_mutex_unlock(session_lock);
+    return running ? efl_atom_ok : enif_make_tuple2(env, efl_atom_error, efl_atom_not_running);
 }

@@ -232,10 +232,15 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         return efl_atom_discard;
     struct efl_capture *capture = &efl_tracer.capture;
     if (meta) {
-        if (tag == efl_atom_call)
+        if (tag == efl_atom_call) {
             /* A skipped call is traced too: its return ends the skip. */
-            return efl_capture_enter(capture, pid) != EFL_CAPTURE_DISCARD ? efl_atom_trace
-                                                                          : efl_atom_discard;
+            enum efl_capture_verdict v = efl_capture_enter(capture, pid);
+            /* A lazy capture's first call: the owner puts the node's call
+             * patterns in place now. */
+            if (v == EFL_CAPTURE_SKIP_FIRST && efl_tracer.notify)
+                enif_send(env, &efl_tracer.notify_pid, NULL, efl_atom_eflambe_capture_first);
+            return v != EFL_CAPTURE_DISCARD ? efl_atom_trace : efl_atom_discard;
+        }
         if (tag == efl_atom_trace_status)
             return efl_capture_armed(capture) ? efl_atom_trace : efl_atom_remove;
         return efl_atom_trace;

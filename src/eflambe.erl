@@ -140,10 +140,17 @@
 -type capture_option() ::
         option()
       | {every, pos_integer()}
+      | {arm, eager | lazy}
       | {spawned, boolean()}
       | {node, node()}
       | {fetch_archive, file:filename()}.
-%% `every' (default 1): capture one call in K. `spawned' (default false):
+%% `every' (default 1): capture one call in K. `arm' (default `eager'):
+%% `eager' puts a local call pattern on every function as the capture
+%% starts, so the first call is captured, and untraced processes pay for
+%% it while the capture waits (2.5-4x on call-heavy code); `lazy' puts one
+%% on the target only: the node runs at full speed while it waits, and the
+%% first call, passed over, puts the others in place (the N calls after it
+%% are captured). `spawned' (default false):
 %% also trace the processes a captured call spawns, in its flamegraph.
 %% `node' (default: this node): run the capture on that node of the
 %% cluster (eflambe must be loadable there); the flamegraphs come back and

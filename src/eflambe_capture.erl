@@ -86,9 +86,9 @@ run(MFA, N, Opts) ->
 
 -spec owner(pid(), mfa(), pos_integer(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
-owner(Caller, MFA, N, #{every := Every} = Opts) ->
+owner(Caller, MFA, N, #{every := Every, arm := Arm} = Opts) ->
     Params = #{target => MFA, root_frame => true, budget => N, every => Every,
-               notify => self()},
+               notify => self(), lazy => Arm =:= lazy},
     case eflambe_session:start(capture, Params, Opts) of
         {ok, Session} ->
             case check_no_tracing(MFA, maps:get(follow, Opts)) of
@@ -109,10 +109,11 @@ owner(Caller, MFA, N, #{every := Every} = Opts) ->
 %% Arms the target, waits for the calls, and disarms whatever happens.
 -spec record(mfa(), pos_integer(), eflambe_session:session(), {pid(), reference()},
              eflambe_options:opts()) -> why().
-record(MFA, N, Session, Watch, #{timeout := Timeout} = Opts) ->
+record(MFA, N, Session, Watch, #{timeout := Timeout, arm := Arm} = Opts) ->
     try
+        _ = Arm =:= eager andalso arm_node(Session, Opts),
         arm(MFA, Session, Opts),
-        wait(MFA, N, eflambe_session:deadline(Timeout), {Watch, Session})
+        wait(MFA, N, eflambe_session:deadline(Timeout), {Watch, Session, Opts})
     after
         disarm(MFA),
         eflambe_session:untrace_all(Session)
@@ -122,14 +123,23 @@ record(MFA, N, Session, Watch, #{timeout := Timeout} = Opts) ->
 %% inherit the flags; the tracer adopts them on their spawn event) and
 %% their stacks go into that call's flamegraph.
 -spec arm(mfa(), eflambe_session:session(), eflambe_options:opts()) -> ok.
-arm(MFA, #{tracer := TracerState, meta := MetaState} = Session,
-    #{spawned := Spawned, follow := Follow} = Opts) ->
-    eflambe_session:arm_local(Opts),
+arm(MFA, #{tracer := TracerState, meta := MetaState},
+    #{spawned := Spawned, follow := Follow}) ->
     Flags = [call, return_to, arity, running, garbage_collection, 'receive',
              {{tracer, eflambe_tracer, TracerState}}]
         ++ [F || Spawned, F <- [procs, set_on_spawn]] ++ eflambe_follow:flags(Follow),
     Spec = eflambe_follow:capture_spec(Follow, [{trace, [], Flags}, {exception_trace}]),
     1 = erlang:trace_pattern(MFA, Spec, [{meta, eflambe_tracer, MetaState}]),
+    ok.
+
+%% The node's call patterns (every function's local pattern, following's):
+%% at once ({arm, eager}), or once the first call comes ({arm, lazy}:
+%% until then only the target carries a pattern, and the rest of the node
+%% runs at full speed; the calls until these are in place are passed
+%% over, as they could not be recorded from their entry).
+-spec arm_node(eflambe_session:session(), eflambe_options:opts()) -> ok.
+arm_node(Session, #{follow := Follow} = Opts) ->
+    eflambe_session:arm_local(Opts),
     %% (No process was traced by another tracer: check_no_tracing/2.)
     eflambe_follow:arm(Follow, [], Session, []).
 
@@ -146,10 +156,10 @@ disarm(MFA) ->
 %% {meta, {Module, State}}, which it does return.)
 -dialyzer({no_match, wait/4}).
 -spec wait(mfa(), non_neg_integer(), integer() | infinity,
-           {{pid(), reference()}, eflambe_session:session()}) -> why().
+           {{pid(), reference()}, eflambe_session:session(), eflambe_options:opts()}) -> why().
 wait(_MFA, 0, _Deadline, _Owner) ->
     done;
-wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState}} = Owner) ->
+wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState} = Session, Opts} = Owner) ->
     Ms = case Deadline of
              infinity -> ?CHECK_MS;
              _ -> max(0, min(?CHECK_MS, Deadline - erlang:monotonic_time(millisecond)))
@@ -157,6 +167,10 @@ wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState}} = Owner) -
     receive
         eflambe_capture_done ->
             wait(MFA, Left - 1, Deadline, Owner);
+        eflambe_capture_first ->
+            arm_node(Session, Opts),
+            _ = eflambe_tracer:capture_ready(maps:get(tracer, Session)),
+            wait(MFA, Left, Deadline, Owner);
         {eflambe_stop, From, StopRef} ->
             From ! {StopRef, stopped},
             stopped;

@@ -29,6 +29,7 @@
                   follow => eflambe_follow:follow(),
                   every => pos_integer(),
                   spawned => boolean(),
+                  arm => eager | lazy,
                   node => node(),
                   %% not an option: the processes other tracers trace, as
                   %% apply found them (eflambe_follow:arm/4)
@@ -67,6 +68,7 @@ defaults(capture) ->
     (defaults(apply))#{return => filename,
                        every => 1,
                        spawned => false,
+                       arm => eager,
                        node => node(),
                        fetch_archive => undefined};
 defaults(sample) ->
@@ -250,7 +252,11 @@ check(capture, spawned, B) ->
 check(capture, every, K) when is_integer(K), K >= 1, K =< ?MAX_U32 ->
     {ok, K};
 check(capture, every, K) ->
-    {error, {bad_every, K, {expected_between, 1, ?MAX_U32}}}.
+    {error, {bad_every, K, {expected_between, 1, ?MAX_U32}}};
+check(capture, arm, Arm) when Arm =:= eager; Arm =:= lazy ->
+    {ok, Arm};
+check(capture, arm, Arm) ->
+    {error, {bad_arm, Arm, {expected, 'eager | lazy'}}}.
 
 -spec excludable(term()) -> boolean().
 excludable(M) when is_atom(M) -> true;

@@ -6,14 +6,15 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4, interval_costs/1,
+-export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, interval_costs/1,
          archive_header/1, record_samples/3, add_call_sites/3, read_code/1, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
 
 -on_load(init/0).
 
--nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2, fold/4, interval_costs/1,
+-nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2,
+       capture_ready/1, fold/4, interval_costs/1,
        archive_header/1, record_samples/3, add_call_sites/3, read_code/1, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
@@ -117,6 +118,11 @@ add_call_sites(_ArchivePath, _Beams, _Bifs) ->
 %% on a dirty scheduler, not by the file server (a FIFO would block it).
 -spec read_code(file:filename_all()) -> {ok, binary()} | {error, atom()}.
 read_code(_Path) ->
+    erlang:nif_error(not_loaded).
+
+%% A lazy capture's call patterns are in place: calls may be admitted.
+-spec capture_ready(integer()) -> ok | {error, not_running}.
+capture_ready(_TracerState) ->
     erlang:nif_error(not_loaded).
 
 %% The metadata lines of an archive's header.

@@ -14,7 +14,7 @@ all() ->
      timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
      already_running, bad_input, tracer_in_use, caller_dies, every_k, every_k_recursive,
      target_reloaded,
-     results_as_files, spawned_processes, limit_ends_capture, many_calls].
+     results_as_files, spawned_processes, limit_ends_capture, many_calls, lazy_arming].
 
 end_per_testcase(_Case, _Config) ->
     assert_nothing_armed().
@@ -327,3 +327,39 @@ call_until_captured(Fun, Batch) ->
         {capture, {_, Result}} -> Result
     after 10 -> call_until_captured(Fun, Batch)
     end.
+
+%% {arm, lazy}: while the capture waits only the target carries a pattern
+%% (the rest of the node runs at full speed); its first call, passed over,
+%% puts the node's patterns in place, and the next is recorded from its
+%% entry, with its exact stacks, through a fun another module calls and
+%% through apply/3 of a module known only at run time.
+lazy_arming(_Config) ->
+    Self = self(),
+    spawn_link(fun() ->
+                       Self ! {captured, eflambe:capture({?W, reaches, 1}, 1,
+                                                         [{arm, lazy}, {return, flamegraph},
+                                                          {compensate, false}])}
+               end),
+    eflambe_test_util:wait_armed({?W, reaches, 1}),
+    ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)),
+    ?assertEqual({traced, false}, erlang:trace_info({lists, foldl, 3}, traced)),
+    Caller = spawn_link(fun Loop() ->
+                                _ = ?W:reaches(12),
+                                receive stop -> ok after 20 -> Loop() end
+                        end),
+    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    Caller ! stop,
+    Stacks = [tl(F) || {F, _} <- parse(Folded)],
+    %% (lists:foldl/3, its last call, is a tail call: it takes the
+    %% target's frame.)
+    ?assertEqual([<<"eflambe_workload:reaches/1">>, <<"lists:foldl/3">>],
+                 lists:usort([hd(S) || S <- Stacks]) -- [<<"lists:foldl_1/3">>]),
+    FunCallsFib = fun(S) ->
+                          lists:any(fun({F, G}) ->
+                                            G =:= <<"eflambe_workload:fib/1">> andalso
+                                                binary:match(F, <<"-reaches/1-fun-0-">>) =/= nomatch
+                                    end, lists:zip(lists:droplast(S), tl(S)))
+                  end,
+    ?assert(lists:any(FunCallsFib, Stacks)),
+    ?assertNotEqual([], [S || [<<"eflambe_workload:reaches/1">>, <<"eflambe_shapes:burn/1">> | _] = S
+                                  <- Stacks]).

@@ -1,8 +1,15 @@
 %% Workloads with a known shape, profiled by the test suites and benchmarks.
 -module(eflambe_workload).
 
--export([fib/1, two/1, slow/1, fast/1, countdown/1, catcher/0, sleeper/1, parent/1,
+-export([fib/1, reaches/1, two/1, slow/1, fast/1, countdown/1, catcher/0, sleeper/1, parent/1,
          timed/1, raiser/0, waiter/0, mixed/1]).
+
+%% Calls into other modules: through a fun lists:foldl/3 calls, and
+%% through apply/3 with a module known only at run time.
+reaches(N) ->
+    Shapes = list_to_atom("eflambe_" ++ "shapes"),
+    ok = erlang:apply(Shapes, burn, [N * 1000]),
+    lists:foldl(fun(I, Acc) -> Acc + fib(I) end, 0, lists:seq(1, N)).
 
 fib(0) -> 0;
 fib(1) -> 1;

@@ -11,7 +11,7 @@ static struct efl_capture_entry entries[CAP];
 static void budget_and_recursion(void)
 {
     struct efl_capture c = {.entries = entries, .cap = CAP};
-    efl_capture_start(&c, 1, 2, 1);
+    efl_capture_start(&c, 1, 2, 1, 0);
     CHECK(efl_capture_armed(&c));
     CHECK(efl_capture_enter(&c, 100));   /* admitted */
     CHECK(efl_capture_enter(&c, 100));   /* recursion: free */
@@ -35,9 +35,9 @@ static void budget_and_recursion(void)
 static void sessions_do_not_mix(void)
 {
     struct efl_capture c = {.entries = entries, .cap = CAP};
-    efl_capture_start(&c, 7, 1, 1);
+    efl_capture_start(&c, 7, 1, 1, 0);
     CHECK(efl_capture_enter(&c, 42));
-    efl_capture_start(&c, 8, 1, 1);
+    efl_capture_start(&c, 8, 1, 1, 0);
     CHECK(!efl_capture_inside(&c, 42));
     CHECK(efl_capture_enter(&c, 43));
     CHECK(!efl_capture_enter(&c, 42));
@@ -46,7 +46,7 @@ static void sessions_do_not_mix(void)
 static void one_in_k(void)
 {
     struct efl_capture c = {.entries = entries, .cap = CAP};
-    efl_capture_start(&c, 9, 100, 3);
+    efl_capture_start(&c, 9, 100, 3, 0);
     int admitted = 0;
     for (uint64_t pid = 1; pid <= 30; pid++)
         admitted += efl_capture_enter(&c, pid * 16 + 3) == EFL_CAPTURE_TRACE;
@@ -58,7 +58,7 @@ static void one_in_k(void)
 static void one_in_k_outermost(void)
 {
     struct efl_capture c = {.entries = entries, .cap = CAP};
-    efl_capture_start(&c, 10, 2, 2);
+    efl_capture_start(&c, 10, 2, 2, 0);
     CHECK(efl_capture_enter(&c, 500) == EFL_CAPTURE_TRACE); /* 1st: captured */
     CHECK(efl_capture_leave(&c, 500));
     CHECK(efl_capture_enter(&c, 501) == EFL_CAPTURE_SKIP);  /* 2nd: skipped */
@@ -98,7 +98,7 @@ static void *enter_many(void *arg)
 
 static void concurrent_admission(void)
 {
-    efl_capture_start(&shared, 11, 300, 1);
+    efl_capture_start(&shared, 11, 300, 1, 0);
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, enter_many, (void *)(intptr_t)i);
