@@ -53,6 +53,24 @@ static void one_in_k(void)
     CHECK(admitted == 10);
 }
 
+/* Lazy: before ready, calls are passed over (the first told, once), their
+ * recursion discarded, and no budget taken; after, admitted. */
+static void lazy_until_ready(void)
+{
+    struct efl_capture c = {.entries = entries, .cap = CAP};
+    efl_capture_start(&c, 12, 1, 1, 1);
+    CHECK(efl_capture_enter(&c, 600) == EFL_CAPTURE_SKIP_FIRST);
+    CHECK(efl_capture_enter(&c, 600) == EFL_CAPTURE_DISCARD); /* its recursion */
+    CHECK(efl_capture_enter(&c, 601) == EFL_CAPTURE_SKIP);    /* told once */
+    CHECK(!efl_capture_inside(&c, 600) && !efl_capture_leave(&c, 600));
+    efl_capture_ready(&c);
+    CHECK(!efl_capture_leave(&c, 601));                       /* began before */
+    CHECK(efl_capture_enter(&c, 600) == EFL_CAPTURE_TRACE);
+    CHECK(efl_capture_inside(&c, 600));
+    CHECK(efl_capture_enter(&c, 602) == EFL_CAPTURE_DISCARD); /* budget spent */
+    CHECK(efl_capture_leave(&c, 600));
+}
+
 /* Only outermost calls count for `every`: the recursive calls inside a
  * skipped call are discarded, uncounted, until its return. */
 static void one_in_k_outermost(void)
@@ -118,6 +136,7 @@ int main(void)
     RUN(sessions_do_not_mix);
     RUN(one_in_k);
     RUN(one_in_k_outermost);
+    RUN(lazy_until_ready);
     RUN(concurrent_admission);
     return efl_test_done();
 }
