@@ -123,7 +123,8 @@ foreign_tokens() ->
           {sequential_trace_token, Token} <- [erlang:process_info(P, sequential_trace_token)],
           Token =/= [], element(2, Token) =/= ?LABEL].
 
-%% Sets the meta patterns; a name that is not registered now is left out.
+%% Sets the patterns a followed run needs; a name that is not registered
+%% now is left out.
 %% Roots: the processes that get the token back when they call (apply's
 %% caller). TracedByOthers: the processes another tracer traces.
 -spec arm(follow(), [pid()], eflambe_session:session(), [pid()]) -> ok.
