@@ -28,8 +28,11 @@ static void usage(FILE *to)
             "                                    FILE; the function names go into FILE.syms)\n"
             "  -o OUTPUT        write to OUTPUT instead of standard output\n"
             "  --call K         an archive of eflambe:capture holds one profile per\n"
-            "                   captured call: fold only the K-th to end (1 = first);\n"
+            "                   captured call: fold only the K-th to end (1 = first;\n"
+            "                   the calls cut off by the run's end come last);\n"
             "                   without it, all calls are folded together\n"
+            "  --calls          list the calls instead: number (for --call), process,\n"
+            "                   start and duration in microseconds, how it ended\n"
             "  --max-depth D    cut stacks at D functions below the process (default 1024)\n"
             "  --collapse-recursion  draw a function that calls itself as one frame\n"
             "  --raw-time       keep the time tracing cost the processes (by default the\n"
@@ -41,36 +44,46 @@ static void usage(FILE *to)
             "1 when the archive cannot be read, 2 on a usage error.\n");
 }
 
-struct ended_call {
-    uint64_t end_us;
-    uint32_t index;
-};
-
-static int by_end(const void *a, const void *b)
+/* The window node of the k-th call (1-based) in the order capture and
+ * replay give their results; 0 if there is none. */
+static uint32_t nth_call(const struct efl_profile *p, uint32_t k)
 {
-    const struct ended_call *x = a, *y = b;
-    if (x->end_us != y->end_us)
-        return x->end_us < y->end_us ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
+    uint32_t *order, node = 0;
+    size_t n;
+    if (efl_call_order(p, &order, &n) != EFL_OK)
+        return 0;
+    if (k <= n)
+        node = p->windows[order[k - 1]].node;
+    free(order);
+    return node;
 }
 
-/* The window node of the k-th call to end (1-based), ordered as capture and
- * replay order their results (end time in microseconds, then start order);
- * 0 if there is none. */
-static uint32_t nth_ended_call(const struct efl_profile *p, uint32_t k)
+/* --calls: a line per call, in that order: its number (for --call), its
+ * process, when it began (microseconds into the run), how long it took,
+ * and how it ended. */
+static int print_calls(const struct efl_profile *p)
 {
-    struct ended_call *calls = malloc((p->nwindows + 1) * sizeof *calls);
-    uint32_t n = 0, node = 0;
-    if (calls == NULL)
-        return 0;
-    for (uint32_t i = 0; i < p->nwindows; i++)
-        if (p->windows[i].ended)
-            calls[n++] = (struct ended_call){p->windows[i].end_ns / 1000, i};
-    qsort(calls, n, sizeof *calls, by_end);
-    if (k <= n)
-        node = p->windows[calls[k - 1].index].node;
-    free(calls);
-    return node;
+    uint32_t *order;
+    size_t n;
+    if (efl_call_order(p, &order, &n) != EFL_OK)
+        return 1;
+    printf("%6s  %-14s %12s %12s  %s\n", "call", "process", "start_us", "duration_us", "ended");
+    uint64_t origin = n > 0 ? p->windows[order[0]].start_ns : 0;
+    for (size_t i = 0; i < n; i++)
+        if (p->windows[order[i]].start_ns < origin)
+            origin = p->windows[order[i]].start_ns;
+    for (size_t i = 0; i < n; i++) {
+        const struct efl_window *w = &p->windows[order[i]];
+        const char *how = w->ended == EFL_EV_ROOT_RETURN      ? "returned"
+                          : w->ended == EFL_EV_ROOT_EXCEPTION ? "raised"
+                          : w->ended == EFL_EV_LOST           ? "lost"
+                                                              : "unfinished";
+        printf("%6zu  %-14s %12llu %12llu  %s\n", i + 1, p->processes[w->pid],
+               (unsigned long long)((w->start_ns - origin) / 1000),
+               (unsigned long long)((w->end_ns - w->start_ns) / 1000), how);
+    }
+    free(order);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -78,7 +91,7 @@ int main(int argc, char **argv)
     const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
     long call = 0;
     unsigned max_depth = 0;
-    int collapse = 0, raw_time = 0;
+    int collapse = 0, raw_time = 0, list_calls = 0;
     int options_end = 0;
     for (int i = 1; i < argc; i++) {
         if (options_end || strcmp(argv[i], "-") == 0 || argv[i][0] != '-') {
@@ -101,6 +114,8 @@ int main(int argc, char **argv)
             collapse = 1;
         } else if (strcmp(argv[i], "--raw-time") == 0) {
             raw_time = 1;
+        } else if (strcmp(argv[i], "--calls") == 0) {
+            list_calls = 1;
         } else if (strcmp(argv[i], "--max-depth") == 0 && i + 1 < argc) {
             char *end;
             long d = strtol(argv[++i], &end, 10);
@@ -135,7 +150,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (writer->file_only && output == NULL) {
+    if (writer->file_only && output == NULL && !list_calls) {
         fprintf(stderr, "eflambe-fold: --format %s is written to a file only: give -o FILE\n", format);
         return 2;
     }
@@ -156,9 +171,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "eflambe-fold: warning: %llu events were dropped while tracing\n",
                 (unsigned long long)p->drops);
 
+    if (list_calls) {
+        int status = print_calls(p);
+        efl_profile_free(p);
+        return status;
+    }
     uint32_t root = 0;
     if (call > 0) {
-        root = nth_ended_call(p, (uint32_t)call);
+        root = nth_call(p, (uint32_t)call);
         if (root == 0) {
             fprintf(stderr, "eflambe-fold: %s holds no call number %ld\n", archive, call);
             efl_profile_free(p);

@@ -109,6 +109,7 @@ static ErlNifFunc funcs[] = {
     {"archive_header", 1, efl_nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"add_call_sites", 3, efl_nif_add_call_sites, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"read_code", 1, efl_nif_read_code, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"archive_calls", 1, efl_nif_archive_calls, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"capabilities", 0, efl_nif_capabilities, 0},
     {"interval_costs", 1, efl_nif_interval_costs, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };

@@ -44,7 +44,7 @@
     X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
     X(follow_seq) X(extra) X(raw_time) X(compensated_us) X(unreadable) \
     X(stacks) X(deepest) X(processes) X(top) X(running_us) \
-    X(match_spec_result) X(lazy) X(eflambe_capture_first)
+    X(match_spec_result) X(lazy) X(eflambe_capture_first) X(index) X(duration_us)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -191,6 +191,7 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_read_code(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_archive_calls(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_interval_costs(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 

@@ -505,3 +505,53 @@ ERL_NIF_TERM efl_nif_interval_costs(ErlNifEnv *env, int argc, const ERL_NIF_TERM
                                   enif_make_uint(env, mean[kinds[i]][kinds[j]]), &map);
     return enif_make_tuple2(env, efl_atom_ok, map);
 }
+
+/* archive_calls(ArchivePath)
+ *     -> {ok, [#{index, pid, start_us, duration_us, ended}]} | {error, {Atom, Path}}
+ * The profiled calls of an archive, in the order capture and replay give
+ * their results (efl_call_order: index 1 first); start_us from the first
+ * call's start; ended: return_from, exception_from, lost (its end was among
+ * lost events) or open (the run ended first). */
+ERL_NIF_TERM efl_nif_archive_calls(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    char *path = efl_nif_cstr(env, argv[0]);
+    if (path == NULL)
+        return enif_make_badarg(env);
+    struct efl_profile *p = NULL;
+    struct efl_fold_opts opts = {0};
+    efl_status st = efl_fold_archive(path, &opts, &p);
+    free(path);
+    uint32_t *order = NULL;
+    size_t n = 0;
+    if (st == EFL_OK)
+        st = efl_call_order(p, &order, &n);
+    if (st != EFL_OK) {
+        efl_profile_free(p);
+        return efl_nif_error(env, st, argv[0]);
+    }
+    uint64_t origin = UINT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (p->windows[order[i]].start_ns < origin)
+            origin = p->windows[order[i]].start_ns;
+    ERL_NIF_TERM list = enif_make_list(env, 0);
+    for (size_t i = n; i-- > 0;) {
+        const struct efl_window *w = &p->windows[order[i]];
+        ERL_NIF_TERM keys[] = {efl_atom_index, efl_atom_pid, efl_atom_start_us,
+                               efl_atom_duration_us, efl_atom_ended};
+        ERL_NIF_TERM vals[] = {
+            enif_make_uint64(env, i + 1), enif_make_string(env, p->processes[w->pid], ERL_NIF_LATIN1),
+            enif_make_uint64(env, (w->start_ns - origin) / 1000),
+            enif_make_uint64(env, (w->end_ns - w->start_ns) / 1000),
+            w->ended == EFL_EV_ROOT_RETURN      ? efl_atom_return_from
+            : w->ended == EFL_EV_ROOT_EXCEPTION ? efl_atom_exception_from
+            : w->ended == EFL_EV_LOST           ? efl_atom_lost
+                                                : efl_atom_open};
+        ERL_NIF_TERM map;
+        enif_make_map_from_arrays(env, keys, vals, 5, &map);
+        list = enif_make_list_cell(env, map, list);
+    }
+    free(order);
+    efl_profile_free(p);
+    return enif_make_tuple2(env, efl_atom_ok, list);
+}

@@ -498,3 +498,41 @@ efl_status efl_profile_summary(const struct efl_profile *p, struct efl_summary *
     free(functions);
     return EFL_OK;
 }
+
+struct call_end {
+    uint64_t end_us;
+    uint32_t index;
+};
+
+static int by_end(const void *a, const void *b)
+{
+    const struct call_end *x = a, *y = b;
+    if (x->end_us != y->end_us)
+        return x->end_us < y->end_us ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+efl_status efl_call_order(const struct efl_profile *p, uint32_t **order, size_t *n)
+{
+    struct call_end *ended = malloc(((size_t)p->nwindows + 1) * sizeof *ended);
+    *order = malloc(((size_t)p->nwindows + 1) * sizeof **order);
+    if (ended == NULL || *order == NULL) {
+        free(ended);
+        free(*order);
+        *order = NULL;
+        return EFL_ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < p->nwindows; i++)
+        if (p->windows[i].ended)
+            ended[k++] = (struct call_end){p->windows[i].end_ns / 1000, i};
+    qsort(ended, k, sizeof *ended, by_end);
+    for (size_t i = 0; i < k; i++)
+        (*order)[i] = ended[i].index;
+    for (uint32_t i = 0; i < p->nwindows; i++)
+        if (!p->windows[i].ended)
+            (*order)[k++] = i;
+    *n = k;
+    free(ended);
+    return EFL_OK;
+}

@@ -73,6 +73,12 @@ efl_status efl_node_name(const struct efl_profile *p, uint32_t node, struct efl_
 efl_status efl_json_escape(struct efl_buf *out, const char *s, size_t len);
 efl_status efl_xml_escape(struct efl_buf *out, const char *s, size_t len);
 
+/* The profiled calls (windows) in the order capture and replay give their
+ * results: the calls that ended, by end time (microseconds, then start
+ * order), then the others (the trace ended first), in start order. *order
+ * (free it) holds window indexes; *n of them. */
+efl_status efl_call_order(const struct efl_profile *p, uint32_t **order, size_t *n);
+
 /* A profile in a few figures, for a summary without reading an output
  * back: its distinct stacks (as the outputs show them: a microsecond or
  * more), the deepest (functions), its processes, the time running

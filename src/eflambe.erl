@@ -61,7 +61,7 @@
 %% node.
 -module(eflambe).
 
--export([apply/1, apply/2, capture/1, capture/2, capture/3, sample/1, stop/0, replay/2]).
+-export([apply/1, apply/2, capture/1, capture/2, capture/3, sample/1, stop/0, replay/2, calls/1]).
 
 -compile({no_auto_import, [apply/2]}).
 
@@ -141,6 +141,7 @@
         option()
       | {every, pos_integer()}
       | {arm, eager | lazy}
+      | {keep, all | slowest | median}
       | {spawned, boolean()}
       | {node, node()}
       | {fetch_archive, file:filename()}.
@@ -150,7 +151,10 @@
 %% it while the capture waits (2.5-4x on call-heavy code); `lazy' puts one
 %% on the target only: the node runs at full speed while it waits, and the
 %% first call, passed over, puts the others in place (the N calls after it
-%% are captured). `spawned' (default false):
+%% are captured). `keep' (default `all'): `slowest' or `median' gives only
+%% that call's result, by duration among those that ended, as `{Index,
+%% Result}' (Index its place among all, as calls/1 gives it).
+%% `spawned' (default false):
 %% also trace the processes a captured call spawns, in its flamegraph.
 %% `node' (default: this node): run the capture on that node of the
 %% cluster (eflambe must be loadable there); the flamegraphs come back and
@@ -229,6 +233,18 @@ sample(Options) ->
 -spec replay(file:filename(), [option()]) -> {ok, term()} | {error, term()}.
 replay(Archive, Options) ->
     eflambe_replay:replay(Archive, Options).
+
+%% @doc The calls a trace archive holds (a capture's kept with `{archive,
+%% Path}`; an apply's holds one): `{ok, [#{index, pid, start_us,
+%% duration_us, ended}]}`, in the order capture and replay give their
+%% flamegraphs, `index' their position there (1 first; `eflambe-fold --call
+%% K' folds the K-th). `start_us' counts from the first call's start;
+%% `ended' is `return_from', `exception_from', `lost' (its end was among
+%% lost events) or `open' (the run ended first). To find the slow call:
+%% sort by `duration_us'.
+-spec calls(file:filename()) -> {ok, [map()]} | {error, term()}.
+calls(Archive) ->
+    eflambe_replay:calls(Archive).
 
 %% @doc Ends the running profile, from any process: a capture returns what
 %% it has; an apply stops tracing and its call goes on. A run whose owner

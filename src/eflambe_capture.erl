@@ -195,11 +195,12 @@ wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState} = Session, 
 
 %% One result per captured call that ended, in the order they ended.
 -spec results(eflambe_session:session(), why(), eflambe_options:opts()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
-results(Session, Why, Opts) ->
+          {ok, [binary() | file:filename() | {pos_integer(), binary() | file:filename()}]}
+          | {error, term()}.
+results(Session, Why, #{keep := Keep} = Opts) ->
     case eflambe_session:finish(Session, true, Opts) of
         {ok, Windows, Info} ->
-            case eflambe_output:write_calls(Windows, Info, Opts) of
+            case kept(Keep, eflambe_output:call_order(Windows), Info, Opts) of
                 {ok, []} when Why =:= done -> {error, no_calls_captured};
                 {ok, []} -> {error, Why};
                 Written -> Written
@@ -207,3 +208,39 @@ results(Session, Why, Opts) ->
         {error, _} = Error ->
             Error
     end.
+
+%% {keep, all}: every call's result. {keep, slowest | median}: only that
+%% call's, of those that ended, by duration, with its index among all
+%% (eflambe:calls/1's); files written for the others (perf.data) removed.
+-spec kept(all | slowest | median, [map()], map(), eflambe_options:opts()) ->
+          {ok, list()} | {error, term()}.
+kept(all, Ordered, Info, Opts) ->
+    eflambe_output:write_all([Data || #{data := Data} <- Ordered], Info, Opts);
+kept(Which, Ordered, Info, Opts) ->
+    Numbered = lists:zip(lists:seq(1, length(Ordered)), Ordered),
+    ByDuration = lists:sort([{End - Start, N} || {N, #{ended := E, start_us := Start,
+                                                      end_us := End}} <- Numbered,
+                                                 E =/= open]),
+    case ByDuration of
+        [] ->
+            discard(Ordered),
+            {ok, []};
+        _ ->
+            {_, Index} = case Which of
+                             slowest -> lists:last(ByDuration);
+                             median -> lists:nth((length(ByDuration) + 1) div 2, ByDuration)
+                         end,
+            {Chosen, Others} = lists:partition(fun({N, _}) -> N =:= Index end, Numbered),
+            discard([W || {_, W} <- Others]),
+            [{_, #{data := Data}}] = Chosen,
+            case eflambe_output:write_all([Data], Info, Opts) of
+                {ok, [Result]} -> {ok, [{Index, Result}]};
+                {error, _} = Error -> Error
+            end
+    end.
+
+%% Files the folder streamed for calls not kept.
+-spec discard([map()]) -> ok.
+discard(Windows) ->
+    _ = [file:delete(F) || #{data := {file, File}} <- Windows, F <- [File, File ++ ".syms"]],
+    ok.

@@ -30,6 +30,7 @@
                   every => pos_integer(),
                   spawned => boolean(),
                   arm => eager | lazy,
+                  keep => all | slowest | median,
                   node => node(),
                   %% not an option: the processes other tracers trace, as
                   %% apply found them (eflambe_follow:arm/4)
@@ -69,6 +70,7 @@ defaults(capture) ->
                        every => 1,
                        spawned => false,
                        arm => eager,
+                       keep => all,
                        node => node(),
                        fetch_archive => undefined};
 defaults(sample) ->
@@ -256,7 +258,11 @@ check(capture, every, K) ->
 check(capture, arm, Arm) when Arm =:= eager; Arm =:= lazy ->
     {ok, Arm};
 check(capture, arm, Arm) ->
-    {error, {bad_arm, Arm, {expected, 'eager | lazy'}}}.
+    {error, {bad_arm, Arm, {expected, 'eager | lazy'}}};
+check(capture, keep, Keep) when Keep =:= all; Keep =:= slowest; Keep =:= median ->
+    {ok, Keep};
+check(capture, keep, Keep) ->
+    {error, {bad_keep, Keep, {expected, 'all | slowest | median'}}}.
 
 -spec excludable(term()) -> boolean().
 excludable(M) when is_atom(M) -> true;

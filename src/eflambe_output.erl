@@ -2,7 +2,7 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3, write_all/3, stream/2, extension/1, create/3]).
+-export([write/3, write_calls/3, write_all/3, call_order/1, stream/2, extension/1, create/3]).
 
 %% A new name is tried when the one made is taken (by another node).
 -define(NAME_TRIES, 5).
@@ -117,10 +117,17 @@ open(File, Program) ->
 -spec write_calls([map()], map(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 write_calls(Windows, Info, Opts) ->
-    Ended = lists:keysort(1, [{End, Data} || #{ended := E, end_us := End, data := Data} <- Windows,
-                                             E =/= open]),
-    Unfinished = [Data || #{ended := open, data := Data} <- Windows],
-    write_all([Data || {_, Data} <- Ended] ++ Unfinished, Info, Opts).
+    write_all([Data || #{data := Data} <- call_order(Windows)], Info, Opts).
+
+%% The profiled calls (the folder's windows, in the order they began) in
+%% the order their results are given: those that ended, by their end (then
+%% their start), then the others, in the order they began.
+-spec call_order([map()]) -> [map()].
+call_order(Windows) ->
+    Numbered = lists:zip(lists:seq(1, length(Windows)), Windows),
+    Ended = lists:sort([{End, N, W} || {N, #{ended := E, end_us := End} = W} <- Numbered,
+                                       E =/= open]),
+    [W || {_, _, W} <- Ended] ++ [W || #{ended := open} = W <- Windows].
 
 %% One result per flamegraph, in order.
 -spec write_all([binary()], map(), eflambe_options:opts()) ->

@@ -116,9 +116,19 @@ call(Node, MFA, N, Opts) ->
     Remote = remote_options(Opts, []),
     Started = spawn_monitor(Node, ?MODULE, run, [self(), Ref, MFA, N, Remote]),
     case await(Started, Ref, Node, remote_capture_failed) of
-        {ok, Results} -> eflambe_output:write_all(Results, #{extension => eflambe_output:extension(Opts)}, Opts);
+        {ok, Results} -> write_here(Results, Opts);
         Error -> Error
     end.
+
+%% The flamegraphs, written here; with {keep, _}, one, with its index.
+-spec write_here(list(), eflambe_options:opts()) -> {ok, list()} | {error, term()}.
+write_here([{Index, Data}], Opts) when is_integer(Index) ->
+    case write_here([Data], Opts) of
+        {ok, [Result]} -> {ok, [{Index, Result}]};
+        Error -> Error
+    end;
+write_here(Results, Opts) ->
+    eflambe_output:write_all(Results, #{extension => eflambe_output:extension(Opts)}, Opts).
 
 %% The options as the run over there takes them: the flamegraphs come back
 %% as data (written here), with the options that mean the same over there.

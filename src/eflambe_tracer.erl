@@ -7,7 +7,7 @@
 
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, interval_costs/1,
-         archive_header/1, record_samples/3, add_call_sites/3, read_code/1, capabilities/0]).
+         archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
 
@@ -15,7 +15,7 @@
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2,
        capture_ready/1, fold/4, interval_costs/1,
-       archive_header/1, record_samples/3, add_call_sites/3, read_code/1, capabilities/0]).
+       archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
 -type stop_reason() :: none | limit() | timeout | stopped.
@@ -123,6 +123,15 @@ read_code(_Path) ->
 %% A lazy capture's call patterns are in place: calls may be admitted.
 -spec capture_ready(integer()) -> ok | {error, not_running}.
 capture_ready(_TracerState) ->
+    erlang:nif_error(not_loaded).
+
+%% The profiled calls of an archive, in the order capture gives them.
+-spec archive_calls(file:filename_all()) ->
+          {ok, [#{index := pos_integer(), pid := string(), start_us := non_neg_integer(),
+                  duration_us := non_neg_integer(),
+                  ended := return_from | exception_from | lost | open}]}
+          | {error, {atom(), term()}}.
+archive_calls(_ArchivePath) ->
     erlang:nif_error(not_loaded).
 
 %% The metadata lines of an archive's header.

@@ -14,7 +14,8 @@ all() ->
      timeout_without_calls, timeout_with_some_calls, stop_from_another_process,
      already_running, bad_input, tracer_in_use, caller_dies, every_k, every_k_recursive,
      target_reloaded,
-     results_as_files, spawned_processes, limit_ends_capture, many_calls, lazy_arming].
+     results_as_files, spawned_processes, limit_ends_capture, many_calls, lazy_arming,
+     calls_ranked, keep_slowest].
 
 end_per_testcase(_Case, _Config) ->
     assert_nothing_armed().
@@ -363,3 +364,45 @@ lazy_arming(_Config) ->
     ?assert(lists:any(FunCallsFib, Stacks)),
     ?assertNotEqual([], [S || [<<"eflambe_workload:reaches/1">>, <<"eflambe_shapes:burn/1">> | _] = S
                                   <- Stacks]).
+
+%% Three calls, the second 50 ms longer: eflambe:calls/1 of the kept
+%% archive lists them in the order capture gave them, with durations that
+%% rank the slow one first and differ by the 50 ms (within 5 ms); the CLI
+%% prints the same.
+calls_ranked(Config) ->
+    Archive = filename:join(?config(priv_dir, Config), "ranked.eftrace"),
+    Self = self(),
+    spawn_link(fun() ->
+                       Self ! {captured, eflambe:capture({?W, sleeper, 1}, 3,
+                                                         [{archive, Archive}, {return, flamegraph}])}
+               end),
+    eflambe_test_util:wait_armed({?W, sleeper, 1}),
+    _ = [?W:sleeper(Ms) || Ms <- [10, 60, 10]],
+    {ok, [_, _, _]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    {ok, Calls} = eflambe:calls(Archive),
+    ?assertEqual([1, 2, 3], [I || #{index := I} <- Calls]),
+    ?assertEqual([return_from], lists:usort([E || #{ended := E} <- Calls])),
+    [Slow, Fast1, Fast2] = lists:reverse(lists:keysort(2, [{I, D} || #{index := I, duration_us := D}
+                                                                     <- Calls])),
+    ?assertEqual(2, element(1, Slow)),
+    [?assert(abs(element(2, Slow) - element(2, F) - 50000) < 5000) || F <- [Fast1, Fast2]],
+    {0, Table} = eflambe_test_util:run(filename:join(code:priv_dir(eflambe), "eflambe-fold"),
+                                       ["--calls", Archive]),
+    ?assertEqual(4, length(binary:split(Table, <<"\n">>, [global, trim_all]))),
+    ?assertEqual({error, {archive, "/nonexistent", "no such file or directory"}},
+                 eflambe:calls("/nonexistent")).
+
+%% {keep, slowest}: only the slowest call's flamegraph, with its index.
+keep_slowest(_Config) ->
+    Self = self(),
+    spawn_link(fun() ->
+                       Self ! {captured, eflambe:capture({?W, sleeper, 1}, 3,
+                                                         [{keep, slowest}, {return, flamegraph},
+                                                          {compensate, false}])}
+               end),
+    eflambe_test_util:wait_armed({?W, sleeper, 1}),
+    _ = [?W:sleeper(Ms) || Ms <- [10, 60, 10]],
+    {ok, [{2, Folded}]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    Total = lists:sum([N || {_, N} <- parse(Folded)]),
+    ?assert(Total > 55000 andalso Total < 80000),
+    ?assertMatch({error, {bad_keep, fastest, _}}, eflambe:capture({?W, sleeper, 1}, 1, [{keep, fastest}])).
