@@ -209,7 +209,8 @@ capture(MFA, N) ->
 %% its process frame. With `{timeout, Ms}', what was captured by then
 %% (`{error, timeout}' if nothing).
 -spec capture(mfa(), pos_integer(), [capture_option()]) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
+          {ok, [binary() | file:filename() | {pos_integer(), binary() | file:filename()}]}
+          | {error, term()}.
 capture(MFA, N, Options) ->
     eflambe_capture:capture(MFA, N, Options).
 

@@ -17,7 +17,7 @@
 %% (reloading a module drops its trace patterns).
 -define(CHECK_MS, 1000).
 
--spec capture(term(), term(), term()) -> {ok, [binary() | file:filename()]} | {error, term()}.
+-spec capture(term(), term(), term()) -> {ok, list()} | {error, term()}.
 capture(MFA, N, Options) ->
     case check_count(N) of
         ok ->
