@@ -80,12 +80,12 @@ check_no_tracing(MFA, Follow) ->
 %% The run has an owner process of its own, so eflambe:stop() can reach it
 %% and the caller's death ends it.
 -spec run(mfa(), pos_integer(), eflambe_options:opts()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
+          {ok, list()} | {error, term()}.
 run(MFA, N, Opts) ->
     eflambe_session:owned(fun(Caller) -> owner(Caller, MFA, N, Opts) end, capture_failed).
 
 -spec owner(pid(), mfa(), pos_integer(), eflambe_options:opts()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
+          {ok, list()} | {error, term()}.
 owner(Caller, MFA, N, #{every := Every, arm := Arm} = Opts) ->
     Params = #{target => MFA, root_frame => true, budget => N, every => Every,
                notify => self(), lazy => Arm =:= lazy},

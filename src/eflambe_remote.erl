@@ -13,7 +13,7 @@
 -export([run/5, run_sample/3]).
 
 -spec capture(node(), term(), term(), eflambe_options:opts()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
+          {ok, list()} | {error, term()}.
 capture(Node, MFA, N, Opts) ->
     when_reachable(Node, fun() ->
         with_archive(Node, Opts, fun(O) -> call(Node, MFA, N, O) end)
@@ -110,7 +110,7 @@ fetched(Node, There, Temporary, Local, Result) ->
     end.
 
 -spec call(node(), term(), term(), eflambe_options:opts()) ->
-          {ok, [binary() | file:filename()]} | {error, term()}.
+          {ok, list()} | {error, term()}.
 call(Node, MFA, N, Opts) ->
     Ref = make_ref(),
     Remote = remote_options(Opts, []),
