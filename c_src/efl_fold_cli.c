@@ -2,6 +2,7 @@
  * running Erlang node, so an archive copied off a node can be read
  * anywhere. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@ static void usage(FILE *to)
             "                     svg            an interactive flamegraph for a web browser\n"
             "                     perf_data      perf.data for perf report and hotspot (with -o\n"
             "                                    FILE; the function names go into FILE.syms)\n"
-            "  -o OUTPUT        write to OUTPUT instead of standard output\n"
+            "  -o OUTPUT        write to OUTPUT instead of standard output (a file\n"
+            "                   there is replaced; a link there is refused)\n"
             "  --call K         an archive of eflambe:capture holds one profile per\n"
             "                   captured call: fold only the K-th to end (1 = first;\n"
             "                   the calls cut off by the run's end come last);\n"
@@ -84,6 +86,25 @@ static int print_calls(const struct efl_profile *p)
     }
     free(order);
     return 0;
+}
+
+/* The output file: created, or replaced when the user names one that
+ * exists, but never through a link (in a shared directory, another user
+ * may have planted one there). A file-only format's file beside it (FILE.syms,
+ * which the writer creates anew) goes first. */
+static FILE *open_output(const char *path, const struct efl_writer *w)
+{
+    if (w->file_only) {
+        struct efl_buf beside = {0};
+        if (efl_buf_printf(&beside, "%s.syms%c", path, 0) == EFL_OK)
+            (void)unlink((const char *)beside.data);
+        efl_buf_free(&beside);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd >= 0 && f == NULL)
+        close(fd);
+    return f;
 }
 
 int main(int argc, char **argv)
@@ -186,7 +207,7 @@ int main(int argc, char **argv)
         }
     }
     /* The output goes out as it is written (a megabyte at a time). */
-    struct efl_buf out = {.sink = output ? fopen(output, "wb") : stdout, .path = output};
+    struct efl_buf out = {.sink = output ? open_output(output, writer) : stdout, .path = output};
     if (out.sink == NULL) {
         fprintf(stderr, "eflambe-fold: cannot write %s: %s\n", output, strerror(errno));
         efl_profile_free(p);

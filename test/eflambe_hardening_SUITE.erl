@@ -187,7 +187,15 @@ cli_arguments(Config) ->
     ?assertMatch({2, _}, eflambe_test_util:run(cli(), [Archive], [{cd, Dir}])),
     ?assertMatch({0, _}, eflambe_test_util:run(cli(), ["--", Archive], [{cd, Dir}])),
     {2, Msg} = eflambe_test_util:run(cli(), ["--call", "4294967297", "--", Archive], [{cd, Dir}]),
-    ?assertNotEqual(nomatch, binary:match(Msg, <<"--call takes">>)).
+    ?assertNotEqual(nomatch, binary:match(Msg, <<"--call takes">>)),
+    %% -o replaces a file the user names (perf.data with its symbols),
+    %% never through a link.
+    [?assertMatch({0, _}, eflambe_test_util:run(cli(), ["--format", "perf_data", "-o", "again.perf.data",
+                                                       "--", Archive], [{cd, Dir}]))
+     || _ <- [1, 2]],
+    ok = file:make_symlink(filename:join(Dir, "link-target"), filename:join(Dir, "link.folded")),
+    ?assertMatch({1, _}, eflambe_test_util:run(cli(), ["-o", "link.folded", "--", Archive], [{cd, Dir}])),
+    ?assertEqual({error, enoent}, file:read_file_info(filename:join(Dir, "link-target"))).
 
 %% Names are given to the file system in the VM's file name encoding.
 non_ascii_paths(Config) ->
