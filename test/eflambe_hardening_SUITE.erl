@@ -190,12 +190,14 @@ cli_arguments(Config) ->
     ?assertNotEqual(nomatch, binary:match(Msg, <<"--call takes">>)),
     %% -o replaces a file the user names (perf.data with its symbols),
     %% never through a link.
-    [?assertMatch({0, _}, eflambe_test_util:run(cli(), ["--format", "perf_data", "-o", "again.perf.data",
+    [?assertMatch({0, _}, eflambe_test_util:run(cli(), ["--format", "perf_data", "-o", "cli-again.perf.data",
                                                        "--", Archive], [{cd, Dir}]))
      || _ <- [1, 2]],
-    ok = file:make_symlink(filename:join(Dir, "link-target"), filename:join(Dir, "link.folded")),
-    ?assertMatch({1, _}, eflambe_test_util:run(cli(), ["-o", "link.folded", "--", Archive], [{cd, Dir}])),
-    ?assertEqual({error, enoent}, file:read_file_info(filename:join(Dir, "link-target"))).
+    %% (Names of this case's own: the suite's cases share the directory.)
+    ok = file:make_symlink(filename:join(Dir, "cli-link-target"), filename:join(Dir, "cli-link.folded")),
+    ?assertMatch({1, _}, eflambe_test_util:run(cli(), ["-o", "cli-link.folded", "--", Archive],
+                                               [{cd, Dir}])),
+    ?assertEqual({error, enoent}, file:read_file_info(filename:join(Dir, "cli-link-target"))).
 
 %% Names are given to the file system in the VM's file name encoding.
 non_ascii_paths(Config) ->
