@@ -184,33 +184,38 @@ static void unlink_windows(const char *stem, uint32_t from, uint32_t to,
     }
 }
 
-/* One map per profiled call: #{pid, ended, start_us, end_us, data}; data
- * is the flamegraph, or with a stem {file, N}, a new file each,
- * STEM-<N><extension> (*err: errno when one cannot be written; none is
- * left then). */
+/* One map per profiled call, in the order capture gives its results
+ * (efl_call_order): #{pid, ended, start_us, end_us, data}; data is the
+ * flamegraph, or with a stem {file, N}, a new file each,
+ * STEM-<N><extension>, N its place in that order (*err: errno when one
+ * cannot be written; none is left then). */
 static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
                                const struct efl_writer *w, const char *stem, ERL_NIF_TERM *list,
                                int *err)
 {
+    uint32_t *order;
+    size_t n;
+    EFL_FORWARD_IF_ERROR(efl_call_order(p, &order, &n));
     *list = enif_make_list(env, 0);
-    for (uint32_t i = p->nwindows; i-- > 0;) {
-        const struct efl_window *win = &p->windows[i];
+    for (size_t k = n; k-- > 0;) {
+        const struct efl_window *win = &p->windows[order[k]];
         struct efl_buf out = {0};
         char *path = NULL;
         efl_status st = EFL_OK;
-        if (stem != NULL && (path = window_path(stem, i, w)) == NULL)
+        if (stem != NULL && (path = window_path(stem, (uint32_t)k, w)) == NULL)
             st = EFL_ERR_NOMEM;
         if (st == EFL_OK)
             st = write_output(p, win->node, w, path, &out, err);
         if (st != EFL_OK) {
             efl_buf_free(&out);
             free(path);
+            free(order);
             if (stem != NULL)
-                unlink_windows(stem, i + 1, p->nwindows, w);
+                unlink_windows(stem, (uint32_t)k + 1, (uint32_t)n, w);
             return st;
         }
         ERL_NIF_TERM data = path != NULL
-                                ? enif_make_tuple2(env, efl_atom_file, enif_make_uint(env, i + 1))
+                                ? enif_make_tuple2(env, efl_atom_file, enif_make_uint64(env, k + 1))
                                 : take_binary(env, &out);
         free(path);
         const char *pid = p->processes[win->pid];
@@ -228,6 +233,7 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
         enif_make_map_from_arrays(env, keys, vals, 5, &map);
         *list = enif_make_list_cell(env, map, *list);
     }
+    free(order);
     return EFL_OK;
 }
 
@@ -235,7 +241,7 @@ static efl_status fold_windows(ErlNifEnv *env, const struct efl_profile *p,
  *     -> {ok, Data | [Window], Info}
  *                                                                     | {error, {Atom, Detail}}
  * Split: false for one flamegraph of everything, true for one per profiled
- * call (a window), in the order the calls began. max_depth: stacks are cut
+ * call (a window), in the order capture gives its results. max_depth: stacks are cut
  * at that many functions below the process; recursion: exact | collapse;
  * raw_time (optional, default false): keep the tracing cost in the time;
  * output (optional): a file to create and stream the flamegraph into, Data

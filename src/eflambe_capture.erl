@@ -200,7 +200,7 @@ wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState} = Session, 
 results(Session, Why, #{keep := Keep} = Opts) ->
     case eflambe_session:finish(Session, true, Opts) of
         {ok, Windows, Info} ->
-            case kept(Keep, eflambe_output:call_order(Windows), Info, Opts) of
+            case kept(Keep, Windows, Info, Opts) of
                 {ok, []} when Why =:= done -> {error, no_calls_captured};
                 {ok, []} -> {error, Why};
                 Written -> Written

@@ -2,7 +2,7 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3, write_all/3, call_order/1, stream/2, extension/1, create/3]).
+-export([write/3, write_calls/3, write_all/3, stream/2, extension/1, create/3]).
 
 %% A new name is tried when the one made is taken (by another node).
 -define(NAME_TRIES, 5).
@@ -111,23 +111,14 @@ open(File, Program) ->
               end),
     ok.
 
-%% One result per profiled call, in the order they ended; then the calls
-%% the trace ended before they did (a timeout, a node that died), in the
-%% order they began, their process frames marked (unfinished).
+%% One result per profiled call, in the order the folder gives them: the
+%% order they ended; then the calls the trace ended before they did (a
+%% timeout, a node that died), in the order they began, their process
+%% frames marked (unfinished).
 -spec write_calls([map()], map(), eflambe_options:opts()) ->
           {ok, [binary() | file:filename()]} | {error, term()}.
 write_calls(Windows, Info, Opts) ->
-    write_all([Data || #{data := Data} <- call_order(Windows)], Info, Opts).
-
-%% The profiled calls (the folder's windows, in the order they began) in
-%% the order their results are given: those that ended, by their end (then
-%% their start), then the others, in the order they began.
--spec call_order([map()]) -> [map()].
-call_order(Windows) ->
-    Numbered = lists:zip(lists:seq(1, length(Windows)), Windows),
-    Ended = lists:sort([{End, N, W} || {N, #{ended := E, end_us := End} = W} <- Numbered,
-                                       E =/= open]),
-    [W || {_, _, W} <- Ended] ++ [W || #{ended := open} = W <- Windows].
+    write_all([Data || #{data := Data} <- Windows], Info, Opts).
 
 %% One result per flamegraph, in order.
 -spec write_all([binary()], map(), eflambe_options:opts()) ->

@@ -81,13 +81,15 @@ halt_session(_TracerState, _Reason) ->
     erlang:nif_error(not_loaded).
 
 %% Folds an archive into one output format, on a dirty CPU scheduler. With
-%% Split, one flamegraph per profiled call (in the order they began):
+%% Split, one flamegraph per profiled call, in the order capture gives its
+%% results (those that ended by their end, then the others by their start):
 %% #{pid, ended := return_from | exception_from | lost | open, start_us, end_us,
 %% data}. Stacks are cut at max_depth (1..1024) functions; with recursion
 %% collapse, a function calling itself stays one frame; with raw_time, the
-%% tracing cost is not taken out (efl_cost.h). With output (not
-%% with Split), the flamegraph is streamed into that new file (created with
-%% O_EXCL, never through a link) and the result is {file, Output}.
+%% tracing cost is not taken out (efl_cost.h). With output, the flamegraph
+%% is streamed into that new file (created with O_EXCL, never through a
+%% link) and the result is {file, Output}; with Split, output is a stem,
+%% each call's file STEM-<N><extension> and its data {file, N}.
 -spec fold(file:filename_all(), atom(), boolean(),
            #{max_depth := 1..1024, recursion := exact | collapse,
              raw_time => boolean(), output => file:filename_all()}) ->
