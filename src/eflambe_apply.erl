@@ -29,17 +29,14 @@ apply(FunSpec, Options) ->
 %% some process's calls (the run's patterns would flood it, and their
 %% removal end its own). The processes other tracers trace are looked up
 %% once (a look at every process): following leaves them alone.
--dialyzer({no_match, check_caller/3}).
 -spec check_caller(mfa_pattern(), fun(() -> term()), eflambe_options:opts()) ->
           {ok, term()} | {error, term()}.
 check_caller(Target, Runner, Opts) ->
     case erlang:trace_info(self(), tracer) of
         {tracer, []} ->
-            Traced = eflambe_session:traced(),
-            case eflambe_session:tracing_calls(Traced) of
+            Others = eflambe_session:traced_by_others(eflambe_session:traced()),
+            case eflambe_session:tracing_calls(Others) of
                 [] ->
-                    Others = [P || {P, T} <- Traced,
-                                   not is_tuple(T) orelse element(1, T) =/= eflambe_tracer],
                     run(Target, Runner, Opts#{traced_by_others => Others});
                 Pids ->
                     {error, {tracer_in_use, lists:sublist(Pids, 5)}}

@@ -5,7 +5,7 @@
 -module(eflambe_session).
 
 -export([owned/2, watched/3, ours/2, start/3, stop/1, finish/3, deliver/4, fold/4, fold_options/1, abort/1, halt/2,
-         arm_local/1, disarm_local/0, untrace_all/1, traced/0, tracing_calls/1, register_running/1, unregister_running/0,
+         arm_local/1, disarm_local/0, untrace_all/1, traced/0, traced_by_others/1, tracing_calls/1, register_running/1, unregister_running/0,
          stop_running/0, recover/1, temp_archive/0, deadline/1, thread_count/0]).
 
 -export_type([session/0]).
@@ -333,14 +333,17 @@ traced() ->
     [{P, T} || P <- processes(), {trace, Flags} <- [erlang:process_info(P, trace)], Flags =/= 0,
                {tracer, T} <- [erlang:trace_info(P, tracer)], T =/= []].
 
-%% Of the traced processes (traced/0), those another tracer traces with
-%% `call': the local call patterns of a run would serve that tracer too (a
-%% flood of messages), and their removal would end its own patterns.
--dialyzer({no_match, tracing_calls/1}).
--spec tracing_calls([{pid(), term()}]) -> [pid()].
-tracing_calls(Traced) ->
-    [P || {P, T} <- Traced, not is_tuple(T) orelse element(1, T) =/= eflambe_tracer,
-          {flags, Flags} <- [erlang:trace_info(P, flags)], lists:member(call, Flags)].
+%% Of the traced processes (traced/0), those another tracer traces.
+-spec traced_by_others([{pid(), term()}]) -> [pid()].
+traced_by_others(Traced) ->
+    [P || {P, T} <- Traced, not is_tuple(T) orelse element(1, T) =/= eflambe_tracer].
+
+%% Of those, the ones traced with `call': the local call patterns of a run
+%% would serve that tracer too (a flood of messages), and their removal
+%% would end its own patterns.
+-spec tracing_calls([pid()]) -> [pid()].
+tracing_calls(Others) ->
+    [P || P <- Others, {flags, Flags} <- [erlang:trace_info(P, flags)], lists:member(call, Flags)].
 
 %% Is a process's tracer (trace_info's answer) this run's? A followed
 %% server has a tracer state of its own, of the same session
