@@ -116,14 +116,15 @@ static inline uint32_t efl_raw_atom(ERL_NIF_TERM t)
 int efl_nif_raw_checks_hold(ErlNifEnv *env);
 
 /* What a tracer state traces for: a process's own events, or a meta
- * pattern's: the profiled function's (root), or a followed call's steps. */
+ * pattern's: the profiled function's (root), or a followed erpc call's
+ * steps (a gen call's come in its processes' own call events, told by
+ * their local match specs). */
 enum efl_tracer_role {
     EFL_ROLE_PROCESS,
     EFL_ROLE_ROOT,
-    EFL_ROLE_FOLLOW_CALL,  /* gen:do_call/4, erpc:call/5: a caller sends a request
-                            * and waits */
-    EFL_ROLE_FOLLOW_TAKE,  /* a server takes a followed request up */
-    EFL_ROLE_FOLLOW_END,   /* a server is back in its loop: done with it */
+    EFL_ROLE_FOLLOW_CALL,  /* erpc:call/5: a caller sends a request and waits */
+    EFL_ROLE_FOLLOW_TAKE,  /* erpc:execute_call/4: its process takes the request up,
+                            * and is done with it at its return */
     EFL_ROLE_SERVER,       /* a server's own events, its tracing switched on by a
                             * followed call's match spec */
     EFL_ROLE_FOLLOW_SPAWN, /* erpc's spawn_request: notes whose request it is */

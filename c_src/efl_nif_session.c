@@ -237,7 +237,7 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
 /* start_session(#{archive, ring_events, threads, meta, root_pid, root_frame,
  *                 budget, every, notify}) ->
  *     {ok, TracerState, MetaTracerState,
- *      #{follow_call, follow_take, follow_end, server, follow_spawn, follow_seq}}
+ *      #{follow_call, follow_take, server, follow_spawn, follow_seq}}
  *     | {error, already_running} | {error, {Atom, Path}}
  *
  * threads: how many threads may call a callback (normal and dirty
@@ -311,11 +311,10 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
         __atomic_store_n(&efl_tracer.lost_no_ring, 0, __ATOMIC_RELAXED);
         /* Publishes all of the above to the callbacks. */
         __atomic_store_n(&efl_tracer.active, id, __ATOMIC_SEQ_CST);
-        ERL_NIF_TERM keys[] = {efl_atom_follow_call, efl_atom_follow_take, efl_atom_follow_end,
-                               efl_atom_server, efl_atom_follow_spawn, efl_atom_follow_seq};
+        ERL_NIF_TERM keys[] = {efl_atom_follow_call, efl_atom_follow_take, efl_atom_server,
+                               efl_atom_follow_spawn, efl_atom_follow_seq};
         ERL_NIF_TERM vals[] = {enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_CALL)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_TAKE)),
-                               enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_END)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_SERVER)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_SPAWN)),
                                enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_FOLLOW_SEQ))};

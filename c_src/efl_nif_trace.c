@@ -180,9 +180,9 @@ ERL_NIF_TERM efl_nif_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     /* The node's sequential tracer, while a run follows plain messages. */
     if (role == EFL_ROLE_FOLLOW_SEQ)
         return efl_atom_trace;
-    /* A followed call's steps: the match spec let only tokened processes
-     * (working for a followed call) through. */
-    if ((role >= EFL_ROLE_FOLLOW_CALL && role <= EFL_ROLE_FOLLOW_END) ||
+    /* A followed erpc call's steps (meta patterns): the match spec let only
+     * tokened processes (working for a followed call) through. */
+    if (role == EFL_ROLE_FOLLOW_CALL || role == EFL_ROLE_FOLLOW_TAKE ||
         role == EFL_ROLE_FOLLOW_SPAWN) {
         if (!EFL_RAW_IS_LOCAL_PID(pid) || (tag != efl_atom_call && tag != efl_atom_exception_from &&
                                            tag != efl_atom_return_from))
@@ -295,11 +295,11 @@ static inline unsigned event_kind(ERL_NIF_TERM tag, unsigned role)
      * execute_call/4 never returns, but a later one might). */
     if (tag == efl_atom_exception_from || tag == efl_atom_return_from)
         return role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_END : 0;
-    if (tag != efl_atom_call || role == EFL_ROLE_FOLLOW_SPAWN)
+    if (tag != efl_atom_call)
         return 0;
-    return role == EFL_ROLE_FOLLOW_CALL ? EFL_EV_FOLLOW_CALL
+    return role == EFL_ROLE_FOLLOW_CALL   ? EFL_EV_FOLLOW_CALL
            : role == EFL_ROLE_FOLLOW_TAKE ? EFL_EV_FOLLOW_TAKE
-                                          : EFL_EV_FOLLOW_END;
+                                          : 0;
 }
 
 /* A send event's receiver: its options' extra, a pid or a registered

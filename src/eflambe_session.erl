@@ -12,8 +12,8 @@
 
 -type session() :: #{tracer := integer(), meta := integer(),
                      follow := #{follow_call := integer(), follow_take := integer(),
-                                 follow_end := integer(), server := integer(),
-                                 follow_spawn := integer(), follow_seq := integer()},
+                                 server := integer(), follow_spawn := integer(),
+                                 follow_seq := integer()},
                      archive := file:filename(),
                      keep := boolean(), mode := atom()}.
 

@@ -53,8 +53,8 @@ trace(_TraceTag, _TracerState, _Tracee, _TraceTerm, _Opts) ->
                       notify => pid() | undefined, max_events => pos_integer(),
                       max_bytes => pos_integer(), atom() => term()}) ->
           {ok, integer(), integer(), #{follow_call := integer(), follow_take := integer(),
-                                       follow_end := integer(), server := integer(),
-                                      follow_spawn := integer(), follow_seq := integer()}}
+                                       server := integer(), follow_spawn := integer(),
+                                       follow_seq := integer()}}
           | {error, already_running | {atom(), term()}}.
 start_session(_Params) ->
     erlang:nif_error(not_loaded).
