@@ -43,15 +43,8 @@ pids(Folded) ->
 roots(Folded) ->
     lists:usort([hd(tl(Frames)) || {Frames, _} <- parse(Folded)]).
 
-%% Starts capture in a helper process; returns a function that waits for
-%% its result.
 async_capture(MFA, N, Opts) ->
-    Self = self(),
-    Ref = make_ref(),
-    spawn_link(fun() -> Self ! {Ref, eflambe:capture(MFA, N, Opts)} end),
-    wait_armed(MFA),
-    timer:sleep(200),
-    fun() -> receive {Ref, R} -> R after 30000 -> error(capture_timeout) end end.
+    eflambe_test_util:async_capture(MFA, N, Opts).
 
 wait_armed(MFA) ->
     eflambe_test_util:wait_armed(MFA).
@@ -335,20 +328,15 @@ call_until_captured(Fun, Batch) ->
 %% entry, with its exact stacks, through a fun another module calls and
 %% through apply/3 of a module known only at run time.
 lazy_arming(_Config) ->
-    Self = self(),
-    spawn_link(fun() ->
-                       Self ! {captured, eflambe:capture({?W, reaches, 1}, 1,
-                                                         [{arm, lazy}, {return, flamegraph},
-                                                          {compensate, false}])}
-               end),
-    eflambe_test_util:wait_armed({?W, reaches, 1}),
+    Captured = async_capture({?W, reaches, 1}, 1,
+                             [{arm, lazy}, {return, flamegraph}, {compensate, false}]),
     ?assertEqual({traced, false}, erlang:trace_info({?W, fib, 1}, traced)),
     ?assertEqual({traced, false}, erlang:trace_info({lists, foldl, 3}, traced)),
     Caller = spawn_link(fun Loop() ->
                                 _ = ?W:reaches(12),
                                 receive stop -> ok after 20 -> Loop() end
                         end),
-    {ok, [Folded]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    {ok, [Folded]} = Captured(),
     Caller ! stop,
     Stacks = [tl(F) || {F, _} <- parse(Folded)],
     %% (lists:foldl/3, its last call, is a tail call: it takes the
@@ -372,14 +360,9 @@ lazy_arming(_Config) ->
 %% prints the same.
 calls_ranked(Config) ->
     Archive = filename:join(?config(priv_dir, Config), "ranked.eftrace"),
-    Self = self(),
-    spawn_link(fun() ->
-                       Self ! {captured, eflambe:capture({?W, fib, 1}, 3,
-                                                         [{archive, Archive}, {return, flamegraph}])}
-               end),
-    eflambe_test_util:wait_armed({?W, fib, 1}),
+    Captured = async_capture({?W, fib, 1}, 3, [{archive, Archive}, {return, flamegraph}]),
     _ = [?W:fib(N) || N <- [12, 20, 12]],
-    {ok, [_, _, _]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    {ok, [_, _, _]} = Captured(),
     {ok, Calls} = eflambe:calls(Archive),
     ?assertEqual([1, 2, 3], [I || #{index := I} <- Calls]),
     ?assertEqual([return_from], lists:usort([E || #{ended := E} <- Calls])),
@@ -395,14 +378,9 @@ calls_ranked(Config) ->
 
 %% {keep, slowest}: only the slowest call's flamegraph, with its index.
 keep_slowest(_Config) ->
-    Self = self(),
-    spawn_link(fun() ->
-                       Self ! {captured, eflambe:capture({?W, fib, 1}, 3,
-                                                         [{keep, slowest}, {return, flamegraph}])}
-               end),
-    eflambe_test_util:wait_armed({?W, fib, 1}),
+    Captured = async_capture({?W, fib, 1}, 3, [{keep, slowest}, {return, flamegraph}]),
     _ = [?W:fib(N) || N <- [12, 20, 12]],
-    {ok, [{2, Folded}]} = receive {captured, R} -> R after 30000 -> ct:fail(no_capture) end,
+    {ok, [{2, Folded}]} = Captured(),
     %% fib(20)'s stacks are 20 deep.
     Depth = lists:max([length([F || F <- Frames, F =:= <<"eflambe_workload:fib/1">>])
                        || {Frames, _} <- parse(Folded)]),

@@ -258,15 +258,11 @@ perf_data_files_only(Config) ->
     %% A capture, and the replay of its archive: a file per call.
     Dir = ?config(priv_dir, Config),
     Archive = filename:join(Dir, "calls.eftrace"),
-    Self = self(),
-    spawn_link(fun() ->
-                       Self ! {captured, eflambe:capture({?W, fib, 1}, 2,
-                                                         [{output_format, perf_data}, {archive, Archive},
-                                                          {output_directory, Dir}])}
-               end),
-    eflambe_test_util:wait_armed({?W, fib, 1}),
+    Capture = eflambe_test_util:async_capture({?W, fib, 1}, 2,
+                                              [{output_format, perf_data}, {archive, Archive},
+                                               {output_directory, Dir}]),
     _ = [?W:fib(N) || N <- [10, 11]],
-    {ok, Captured} = receive {captured, C} -> C end,
+    {ok, Captured} = Capture(),
     {ok, Replayed} = eflambe:replay(Archive, [{output_format, perf_data}, {output_directory, Dir}]),
     [begin
          ?assertEqual(2, length(Files)),

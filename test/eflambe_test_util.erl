@@ -3,7 +3,7 @@
 
 -include_lib("stdlib/include/assert.hrl").
 
--export([parse/1, wait_until/1, wait_armed/1, run/2, run/3, with_warnings/1]).
+-export([parse/1, wait_until/1, wait_armed/1, async_capture/3, run/2, run/3, with_warnings/1]).
 %% logger handler callback of with_warnings/1
 -export([log/2]).
 
@@ -34,6 +34,16 @@ wait_armed(MFA) ->
                             _ -> false
                         end
                end).
+
+%% Starts capture in a helper process, once armed; returns a function that
+%% waits for its result.
+async_capture(MFA, N, Opts) ->
+    Self = self(),
+    Ref = make_ref(),
+    spawn_link(fun() -> Self ! {Ref, eflambe:capture(MFA, N, Opts)} end),
+    wait_armed(MFA),
+    timer:sleep(200),
+    fun() -> receive {Ref, R} -> R after 30000 -> error(capture_timeout) end end.
 
 %% Runs a program without a shell: {ExitStatus, Output}.
 run(Exe, Args) ->
