@@ -44,7 +44,7 @@
     X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
     X(follow_seq) X(extra) X(raw_time) X(compensated_us) X(unreadable) \
     X(stacks) X(deepest) X(processes) X(top) X(running_us) \
-    X(match_spec_result) X(lazy) X(eflambe_capture_first) X(index) X(duration_us)
+    X(match_spec_result) X(lazy) X(eflambe_capture_first) X(index) X(duration_us) X(follow)
 
 #define EFL_NIF_ATOM_DECL(name) extern ERL_NIF_TERM efl_atom_##name;
 EFL_NIF_ATOMS(EFL_NIF_ATOM_DECL)
@@ -88,6 +88,8 @@ struct efl_tracer_state {
                                    * ended (2) (its own thread writes it, after
                                    * the start) */
     int capturing;                /* capture: admission by budget, not root_pid */
+    int follows;                  /* the run follows calls: a call event may carry a
+                                   * step (efl_nif_trace.c's follow_step) */
     int notify;                   /* notify_pid is told of each captured call that ends */
     ErlNifPid notify_pid;
     struct efl_capture capture;   /* capture admission */

@@ -128,6 +128,7 @@ struct start_args {
     int capture;
     unsigned budget, every;
     int lazy;
+    int follow;
     int have_notify;
     ErlNifPid notify;
     uint64_t max_events, max_bytes;
@@ -174,6 +175,8 @@ static int parse_start(ErlNifEnv *env, ERL_NIF_TERM map, struct start_args *a)
         return 0;
     if (enif_get_map_value(env, map, efl_atom_lazy, &v))
         a->lazy = v == efl_atom_true;
+    if (enif_get_map_value(env, map, efl_atom_follow, &v))
+        a->follow = v == efl_atom_true;
     if (enif_get_map_value(env, map, efl_atom_notify, &v) && v != efl_atom_undefined) {
         if (!enif_get_local_pid(env, v, &a->notify))
             return 0;
@@ -246,6 +249,8 @@ static efl_status prepare(struct session *s, const struct start_args *a, struct 
  * root_frame: the meta-traced function is shown as the root frame.
  * budget (capture): how many calls of the meta-traced function to admit,
  * one in `every`; `notify` gets eflambe_capture_done as each one ends.
+ * follow: the run follows calls (call events may carry a followed call's
+ * step).
  * lazy (capture): none is admitted before capture_ready/1; `notify` gets
  * eflambe_capture_first at the first call that comes before.
  * max_events, max_bytes: limits of the run; `notify` gets
@@ -304,6 +309,7 @@ ERL_NIF_TERM efl_nif_start_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
         efl_tracer.root_frame = a.root_frame;
         efl_tracer.root_started = 0;
         efl_tracer.capturing = a.capture;
+        efl_tracer.follows = a.follow;
         efl_tracer.notify = a.have_notify;
         efl_tracer.notify_pid = a.notify;
         if (a.capture)

@@ -370,7 +370,8 @@ ERL_NIF_TERM efl_nif_trace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     unsigned kind = event_kind(argv[0], role);
     /* A call that is also a followed call's step: the call, then the step. */
     ERL_NIF_TERM step_other = 0;
-    unsigned step = kind == EFL_EV_CALL ? follow_step(env, argv[4], &step_other) : 0;
+    unsigned step =
+        kind == EFL_EV_CALL && efl_tracer.follows ? follow_step(env, argv[4], &step_other) : 0;
     if (efl_tracer.capturing && role == EFL_ROLE_SERVER &&
         !efl_capture_inside(&efl_tracer.capture, argv[2])) {
         /* A server outside the capture joins it where it takes a captured

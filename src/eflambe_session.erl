@@ -100,6 +100,7 @@ start_session(Mode, Params, #{buffer_size := BufferBytes, archive := Kept} = Opt
                    threads => thread_count(),
                    max_events => maps:get(max_events, Opts),
                    max_bytes => maps:get(max_bytes, Opts),
+                   follow => maps:get(follow, Opts, false) =/= false,
                    meta => metadata(Mode, Params, Opts)},
     case eflambe_tracer:start_session(Args) of
         {ok, TracerState, MetaState, FollowStates} ->
