@@ -59,6 +59,10 @@ efl_status efl_archive_writer_end_frame(struct efl_archive_writer *w);
 /* Hands over the modules (raw atoms) the events named so far, in the order
  * first seen: the caller frees the array. */
 void efl_archive_writer_take_modules(struct efl_archive_writer *w, uint32_t **raw, size_t *n);
+/* Hands over the processes (raw pids) events came from so far, in the
+ * order first seen: the caller frees the array. The writer takes no more
+ * processes after. */
+void efl_archive_writer_take_pids(struct efl_archive_writer *w, uint64_t **raw, size_t *n);
 /* Writes the end record and closes the file. Frees w whatever the result. */
 efl_status efl_archive_writer_close(struct efl_archive_writer *w, uint64_t *bytes_written);
 

@@ -40,6 +40,10 @@ struct efl_archive_writer {
     size_t is_module_cap;
     uint32_t *modules;
     size_t nmodules, modules_cap;
+    /* The processes events came from (raw pids), by process id - 1: the
+     * ones whose trace flags a run clears at its end. */
+    uint64_t *pid_list;
+    size_t pid_list_cap;
 };
 
 
@@ -129,6 +133,8 @@ static efl_status process_id(struct efl_archive_writer *w, uint64_t raw, uint32_
         return EFL_OK;
     char name[NAME_MAX_BYTES];
     size_t len = w->namer.pid(w->namer.ctx, raw, name, sizeof name);
+    EFL_GROW(w->pid_list, w->processes, w->pid_list_cap);
+    w->pid_list[w->processes] = raw;
     *id = ++w->processes;
     EFL_FORWARD_IF_ERROR(efl_map_put(&w->pids, raw, *id));
     return put_named(w, EFL_REC_PROCESS, *id, name, len < sizeof name ? len : sizeof name);
@@ -158,6 +164,14 @@ void efl_archive_writer_take_modules(struct efl_archive_writer *w, uint32_t **ra
     *n = w->nmodules;
     w->modules = NULL;
     w->nmodules = w->modules_cap = 0;
+}
+
+void efl_archive_writer_take_pids(struct efl_archive_writer *w, uint64_t **raw, size_t *n)
+{
+    *raw = w->pid_list;
+    *n = w->processes;
+    w->pid_list = NULL;
+    w->pid_list_cap = 0;
 }
 
 efl_status efl_archive_writer_open(struct efl_archive_writer **wp, const char *path,
@@ -308,6 +322,7 @@ static void writer_free(struct efl_archive_writer *w)
     efl_map_free(&w->pids);
     free(w->is_module);
     free(w->modules);
+    free(w->pid_list);
     free(w);
 }
 

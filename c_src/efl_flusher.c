@@ -208,6 +208,7 @@ static void *run(void *arg)
     if (f->stats.status == EFL_OK && f->stats.stopped != EFL_STOP_NONE)
         keep(f, efl_archive_writer_stopped(f->writer, f->stats.stopped));
     efl_archive_writer_take_modules(f->writer, &f->stats.modules, &f->stats.nmodules);
+    efl_archive_writer_take_pids(f->writer, &f->stats.pids, &f->stats.npids);
     if (f->stats.status == EFL_OK) {
         keep(f, efl_archive_writer_close(f->writer, &f->stats.bytes));
     } else {

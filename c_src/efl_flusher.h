@@ -37,6 +37,8 @@ struct efl_flush_stats {
     unsigned stopped;  /* enum efl_stop_reason */
     uint32_t *modules; /* raw atoms of the modules events named; the caller frees */
     size_t nmodules;
+    uint64_t *pids;    /* raw pids of the processes events came from; the caller frees */
+    size_t npids;
 };
 
 /* Starts the thread, which archives the events of `session` and discards

@@ -37,7 +37,7 @@
     X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
-    X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(max_depth) \
+    X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(processes) X(max_depth) \
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \

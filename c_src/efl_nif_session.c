@@ -363,7 +363,7 @@ ERL_NIF_TERM efl_nif_running_session(ErlNifEnv *env, int argc, const ERL_NIF_TER
     return id ? enif_make_int(env, EFL_NIF_STATE(id, EFL_ROLE_PROCESS)) : efl_atom_undefined;
 }
 
-/* stop_session(TracerState) -> {ok, #{events, dropped, bytes, stopped, modules}}
+/* stop_session(TracerState) -> {ok, #{events, dropped, bytes, stopped, modules, processes}}
  *                            | {error, not_running} | {error, {Atom, _}}
  * Stops that session only: a late stop never ends a newer one. */
 ERL_NIF_TERM efl_nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -395,16 +395,22 @@ ERL_NIF_TERM efl_nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
     for (size_t i = st.nmodules; i-- > 0;)
         modules = enif_make_list_cell(env, (ERL_NIF_TERM)st.modules[i], modules);
     free(st.modules);
+    /* So are local pids, the only ones events carry. */
+    ERL_NIF_TERM pids = enif_make_list(env, 0);
+    for (size_t i = st.npids; i-- > 0;)
+        if (EFL_RAW_IS_LOCAL_PID(st.pids[i]))
+            pids = enif_make_list_cell(env, (ERL_NIF_TERM)st.pids[i], pids);
+    free(st.pids);
     if (st.status != EFL_OK)
         return efl_nif_error(env, st.status,
                              st.error ? efl_nif_errno_atom(env, st.error) : efl_atom_undefined);
-    ERL_NIF_TERM keys[] = {efl_atom_events, efl_atom_dropped, efl_atom_bytes, efl_atom_stopped,
-                           efl_atom_modules};
+    ERL_NIF_TERM keys[] = {efl_atom_events,  efl_atom_dropped, efl_atom_bytes,
+                           efl_atom_stopped, efl_atom_modules, efl_atom_processes};
     ERL_NIF_TERM vals[] = {enif_make_uint64(env, st.events), enif_make_uint64(env, st.drops + lost),
                            enif_make_uint64(env, st.bytes),
-                           enif_make_atom(env, efl_stop_reason_name(st.stopped)), modules};
+                           enif_make_atom(env, efl_stop_reason_name(st.stopped)), modules, pids};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 5, &map);
+    enif_make_map_from_arrays(env, keys, vals, 6, &map);
     return enif_make_tuple2(env, efl_atom_ok, map);
 }
 
@@ -458,6 +464,7 @@ void efl_nif_session_unload(void)
         end_session(session, &st, &lost);
         session = NULL;
         free(st.modules);
+        free(st.pids);
     }
     if (efl_tracer.rings != NULL)
         free_set(efl_tracer.rings);

@@ -323,7 +323,7 @@ answer_stops() ->
 -spec stop(eflambe_session:session(), state()) -> {ok, map()} | {error, term()}.
 stop(Session, running) ->
     disarm_node(),
-    eflambe_session:untrace_all(Session),
+    %% (eflambe_session:stop/1 clears the traced processes' flags.)
     %% The next run's owner takes the name.
     eflambe_session:unregister_running(),
     eflambe_session:stop(Session);

@@ -11,7 +11,7 @@
 
 all() ->
     [nesting, relative_weights, tail_recursion_bounded, stack_after_caught_exception,
-     sleep_frame, spawned_process, weights_add_up_to_wall_time, exception_reaches_caller,
+     sleep_frame, spawned_process, spawned_untraced, weights_add_up_to_wall_time, exception_reaches_caller,
      return_filename, return_flamegraph, return_value, fun_targets, bad_options,
      undefined_function, already_running, already_traced, folded_format,
      caller_killed, nif_reload, exclude, max_depth, max_events, max_bytes, timeout, plain_fun,
@@ -139,6 +139,28 @@ spawned_process(_Config) ->
     ?assert(lists:any(fun(F) -> lists:member(<<"eflambe_workload:fib/1">>, F) end, Children)),
     ?assert(lists:any(fun(F) -> lists:member(<<"eflambe_workload:child_work/1">>, F) end,
                       Children)).
+
+%% The processes a run traced have no flags once it ended: those it
+%% recorded at once, one spawned as it ended at its first event (the end
+%% looks at the processes the run recorded, not at every process).
+spawned_untraced(_Config) ->
+    Self = self(),
+    Serve = fun Loop() -> receive {ping, From} -> From ! {pong, self()}, Loop(); stop -> ok end end,
+    {ok, _} = eflambe:apply(fun() ->
+                                    Ran = [spawn(Serve) || _ <- [1, 2, 3]],
+                                    timer:sleep(20),
+                                    Self ! {children, Ran, spawn(Serve)}
+                            end, [{return, flamegraph}]),
+    {Ran, Last} = receive {children, R, L} -> {R, L} end,
+    try
+        [?assertEqual({flags, []}, erlang:trace_info(P, flags)) || P <- Ran],
+        Last ! {ping, self()},
+        receive {pong, Last} -> ok end,
+        ?assertEqual({flags, []}, erlang:trace_info(Last, flags)),
+        ?assertEqual([], [P || {P, {eflambe_tracer, _}} <- eflambe_session:traced()])
+    after
+        [P ! stop || P <- [Last | Ran]]
+    end.
 
 %% The weights of the profiled process add up to the call's wall time,
 %% with the tracing cost kept in (compensate false).
