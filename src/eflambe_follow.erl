@@ -119,9 +119,13 @@ check_tokens(_Follow) ->
 %% The processes holding a sequential trace token that is not ours.
 -spec foreign_tokens() -> [pid()].
 foreign_tokens() ->
-    [P || P <- processes(),
-          {sequential_trace_token, Token} <- [erlang:process_info(P, sequential_trace_token)],
-          Token =/= [], element(2, Token) =/= ?LABEL].
+    eflambe_session:processes_where(
+      fun(P) ->
+              case erlang:process_info(P, sequential_trace_token) of
+                  {sequential_trace_token, Token} -> Token =/= [] andalso element(2, Token) =/= ?LABEL;
+                  undefined -> false
+              end
+      end).
 
 %% Sets the patterns a followed run needs; a name that is not registered
 %% now is left out.
