@@ -27,6 +27,8 @@ static void usage(FILE *to)
             "                     svg            an interactive flamegraph for a web browser\n"
             "                     perf_data      perf.data for perf report and hotspot (with -o\n"
             "                                    FILE; the function names go into FILE.syms)\n"
+            "                     pprof          gzipped profile.proto for go tool pprof, Pyroscope,\n"
+            "                                    Parca, Grafana, speedscope\n"
             "  -o OUTPUT        write to OUTPUT instead of standard output (a file\n"
             "                   there is replaced; a link there is refused)\n"
             "  --call K         an archive of eflambe:capture holds one profile per\n"

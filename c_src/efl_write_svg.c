@@ -124,20 +124,6 @@ static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, c
     return efl_buf_spill(w->out, 0);
 }
 
-static const char *meta_value(const char *meta, const char *key, size_t *len)
-{
-    size_t klen = strlen(key);
-    for (const char *line = meta; line && *line;) {
-        const char *nl = strchr(line, '\n');
-        if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
-            *len = (size_t)((nl ? nl : line + strlen(line)) - line) - klen - 1;
-            return line + klen + 1;
-        }
-        line = nl ? nl + 1 : NULL;
-    }
-    return NULL;
-}
-
 static efl_status header(struct svg *w, int height)
 {
     struct efl_buf *o = w->out;
@@ -159,7 +145,7 @@ static efl_status header(struct svg *w, int height)
     EFL_FORWARD_IF_ERROR(efl_buf_printf(o, "<rect width=\"100%%\" height=\"100%%\" fill=\"#f8f8f8\"/>\n"
                                            "<text class=\"title\" x=\"%d\" y=\"24\">", WIDTH / 2));
     size_t len = 0;
-    const char *target = w->p->meta ? meta_value(w->p->meta, "target", &len) : NULL;
+    const char *target = w->p->meta ? efl_meta_value(w->p->meta, "target", &len) : NULL;
     EFL_FORWARD_IF_ERROR(efl_buf_puts(o, "Flame graph"));
     if (target) {
         EFL_FORWARD_IF_ERROR(efl_buf_puts(o, " of "));

@@ -536,3 +536,17 @@ efl_status efl_call_order(const struct efl_profile *p, uint32_t **order, size_t 
     free(ended);
     return EFL_OK;
 }
+
+const char *efl_meta_value(const char *meta, const char *key, size_t *len)
+{
+    size_t klen = strlen(key);
+    for (const char *line = meta; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
+            *len = (size_t)((nl ? nl : line + strlen(line)) - line) - klen - 1;
+            return line + klen + 1;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}

@@ -27,7 +27,8 @@ struct efl_writer {
     X(perf, ".linux-perf.txt", 0, 0, efl_write_perf)                    \
     X(speedscope, ".speedscope.json", 1, 0, efl_write_speedscope)       \
     X(svg, ".svg", 0, 0, efl_write_svg)                                 \
-    X(perf_data, ".perf.data", 0, 1, efl_write_perf_data)
+    X(perf_data, ".perf.data", 0, 1, efl_write_perf_data)              \
+    X(pprof, ".pb.gz", 0, 0, efl_write_pprof)
 
 #define EFL_WRITER_DECL(format, extension, timeline, file_only, write)  \
     efl_status write(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
@@ -100,6 +101,10 @@ efl_status efl_profile_summary(const struct efl_profile *p, struct efl_summary *
  * " (partial: recording stopped: max_events reached; 12 events lost)", or
  * nothing. No characters that need escaping. */
 efl_status efl_append_caveats(const struct efl_profile *p, struct efl_buf *out);
+
+/* The value of a "key=value" line of the archive header's metadata (not
+ * terminated: *len bytes), or NULL. */
+const char *efl_meta_value(const char *meta, const char *key, size_t *len);
 
 /* What a process node of a profiled call says of how the call ended:
  * " (exception)", " (unfinished)" (the trace ended first: a timeout, a

@@ -3,10 +3,10 @@
 # which are missing. `deps.sh test` adds what the test suite needs.
 set -euo pipefail
 
-packages=(erlang-nox erlang-dev rebar3 libck-dev libzstd-dev gcc make)
+packages=(erlang-nox erlang-dev rebar3 libck-dev libzstd-dev zlib1g-dev gcc make)
 if [ "${1:-}" = test ]; then
     packages+=(erlang-common-test erlang-eunit erlang-proper clang libclang-rt-dev chromium elixir
-               linux-perf hotspot)
+               linux-perf hotspot golang-go)
     # Node.js may come from elsewhere than Debian: only ask for it when missing.
     command -v node >/dev/null 2>&1 || packages+=(nodejs)
     command -v npm >/dev/null 2>&1 || packages+=(npm)
@@ -15,7 +15,7 @@ fi
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "eflambe is set up with Debian packages: ${packages[*]}." >&2
     echo "This system has no dpkg: install the equivalents (Erlang/OTP 25 with headers," >&2
-    echo "rebar3, Concurrency Kit, zstd, a C compiler, make) by hand." >&2
+    echo "rebar3, Concurrency Kit, zstd, zlib, a C compiler, make) by hand." >&2
     exit 1
 fi
 

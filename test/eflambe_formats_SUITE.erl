@@ -14,7 +14,7 @@
 all() ->
     [golden_replay, golden_cli, file_extensions, streamed_files, streaming_never_clobbers,
      svg_is_self_contained, open_in_program, real_consumers, perf_data_in_perf_and_hotspot,
-     perf_data_files_only].
+     perf_data_files_only, pprof_in_go_tool].
 
 data_dir() ->
     Src = proplists:get_value(source, ?MODULE:module_info(compile)),
@@ -129,18 +129,20 @@ real_consumers(Config) ->
     Files = [begin
                  {ok, File} = eflambe:replay(Archive, [{output_format, F}, {output_directory, Dir}]),
                  {F, File}
-             end || F <- [brendan_gregg, perf, speedscope, svg]],
+             end || F <- [brendan_gregg, perf, speedscope, svg, pprof]],
     TotalsJson = json_object([{P, integer_to_binary(N)} || {P, N} <- maps:to_list(Totals)]),
     %% Folded lines (and perf samples) are rounded to the microsecond one by
     %% one; speedscope's events are exact: half a microsecond per line apart.
-    Tolerance = fun(speedscope) -> integer_to_binary(length(Lines) div 2 + 1);
+    Tolerance = fun(F) when F =:= speedscope; F =:= pprof -> integer_to_binary(length(Lines) div 2 + 1);
                    (_) -> <<"1">>
                 end,
     Manifest = iolist_to_binary(
         ["{\"profiles\": [",
          lists:join(",", [["{\"file\": ", json_string(File), ", \"totals\": ",
                            case F of
-                               brendan_gregg -> json_object([{<<"all">>, integer_to_binary(All)}]);
+                               %% One profile, named after the file.
+                               _ when F =:= brendan_gregg; F =:= pprof ->
+                                   json_object([{<<"all">>, integer_to_binary(All)}]);
                                _ -> TotalsJson
                            end, ", \"tolerance\": ", Tolerance(F), "}"]
                           || {F, File} <- Files, F =/= svg] ++ followed_profiles(Dir)),
@@ -365,6 +367,70 @@ json_string(S) ->
 
 json_object(Pairs) ->
     ["{", lists:join(", ", [[json_string(K), ": ", V] || {K, V} <- Pairs]), "}"].
+
+%% pprof, read by pprof itself (go tool pprof, Debian's golang-go): each
+%% function's flat time equals the folded output's of the same archive (its
+%% lines are rounded to the microsecond one by one), the process and the
+%% node are labels, the three sample types are there; apply, capture and
+%% sample write it too. Skipped, saying why, where go is not installed.
+pprof_in_go_tool(Config) ->
+    case os:find_executable("go") of
+        false -> {skip, "go tool pprof: go (Debian's golang-go) is not installed"};
+        Go -> pprof_in_go_tool(Go, ?config(priv_dir, Config))
+    end.
+
+pprof_in_go_tool(Go, Dir) ->
+    Archive = filename:join(Dir, "pprof.eftrace"),
+    {ok, Folded} = eflambe:apply({?W, parent, [21]}, [{return, flamegraph}, {archive, Archive}]),
+    Flat = lists:foldl(fun({Frames, N}, M) ->
+                               maps:update_with(lists:last(Frames), fun({X, C}) -> {X + N, C + 1} end,
+                                                {N, 1}, M)
+                       end, #{}, eflambe_test_util:parse(Folded)),
+    {ok, File} = eflambe:replay(Archive, [{output_format, pprof}, {output_directory, Dir}]),
+    ?assertEqual(".pb.gz", lists:nthtail(length(File) - 6, File)),
+    Top = go_pprof_top(Go, File, []),
+    ct:pal("go tool pprof -top: ~p functions, folded: ~p", [map_size(Top), map_size(Flat)]),
+    [?assert(abs(maps:get(F, Top, 0) / 1000 - Us) =< Count, {F, maps:get(F, Top, 0), Us})
+     || {F, {Us, Count}} <- maps:to_list(Flat)],
+    ?assert(maps:is_key(<<"eflambe_workload:fib/1">>, Top)),
+    %% The on-CPU part: no sleep in it.
+    Cpu = go_pprof_top(Go, File, ["-sample_index=cpu"]),
+    ?assertEqual(0, maps:get(<<"sleep">>, Cpu, 0)),
+    ?assertEqual(maps:get(<<"eflambe_workload:fib/1">>, Top), maps:get(<<"eflambe_workload:fib/1">>, Cpu)),
+    {0, Traces} = run(Go, ["tool", "pprof", "-traces", File]),
+    Me = list_to_binary(pid_to_list(self())),
+    ?assertMatch({_, _}, binary:match(Traces, <<"process:  ", Me/binary>>)),
+    ?assertMatch({_, _}, binary:match(Traces, <<"node:  ", (atom_to_binary(node()))/binary>>)),
+    %% apply and eflambe-fold write the same; capture and sample too.
+    {ok, Applied} = eflambe:apply({?W, fib, [17]}, [{output_format, pprof}, {return, flamegraph}]),
+    AppliedFile = filename:join(Dir, "applied.pb.gz"),
+    ok = file:write_file(AppliedFile, Applied),
+    ?assert(maps:is_key(<<"eflambe_workload:fib/1">>, go_pprof_top(Go, AppliedFile, []))),
+    Cli = filename:join(code:priv_dir(eflambe), "eflambe-fold"),
+    CliOut = filename:join(Dir, "cli.pb.gz"),
+    {0, _} = run(Cli, [Archive, "--format", "pprof", "-o", CliOut]),
+    ?assertEqual(Top, go_pprof_top(Go, CliOut, [])),
+    Wait = eflambe_test_util:async_capture({?W, fib, 1}, 1, [{output_format, pprof},
+                                                            {output_directory, Dir}]),
+    _ = ?W:fib(16),
+    {ok, [Captured]} = Wait(),
+    ?assert(maps:is_key(<<"eflambe_workload:fib/1">>, go_pprof_top(Go, Captured, []))),
+    Busy = spawn(fun Loop() -> _ = ?W:fib(18), Loop() end),
+    try
+        {ok, Sampled} = eflambe:sample([{duration, 300}, {output_format, pprof},
+                                        {output_directory, Dir}]),
+        ?assert(maps:is_key(<<"eflambe_workload:fib/1">>, go_pprof_top(Go, Sampled, [])))
+    after
+        exit(Busy, kill)
+    end.
+
+%% Function -> flat nanoseconds, as go tool pprof -top prints them.
+go_pprof_top(Go, File, Args) ->
+    {0, Out} = run(Go, ["tool", "pprof", "-top", "-nodecount=1000000", "-nodefraction=0",
+                        "-edgefraction=0", "-unit=ns" | Args] ++ [File]),
+    {match, Rows} = re:run(Out, "^\\s*([0-9]+)(?:ns)?\\s+\\S+%\\s+\\S+%\\s+[0-9]+(?:ns)?\\s+\\S+%\\s+(.+)$",
+                           [multiline, global, {capture, all_but_first, binary}]),
+    maps:from_list([{Name, binary_to_integer(Ns)} || [Ns, Name] <- Rows]).
 
 run(Exe, Args) ->
     eflambe_test_util:run(Exe, Args).

@@ -1,6 +1,6 @@
 // Checks eflambe's outputs in their real consumers, in headless Chromium:
 //  - speedscope's own importer (the speedscope npm package) loads each
-//    profile (folded, perf, speedscope JSON), over http and the way its
+//    profile (folded, perf, speedscope JSON, pprof), over http and the way its
 //    command opens a file (file://); its Export gives back what it
 //    imported, whose per-process totals must match;
 //  - the SVG flamegraph, opened on its own, inlined twice in an HTML page,
@@ -100,7 +100,8 @@ async function checkImport({file, totals, tolerance = 1}, how, url) {
     for (const p of exported.profiles) {
       // perf profiles are named "<command> pid: N tid: N" and counted in seconds.
       const proc = p.name.split(' pid:')[0];
-      const scale = p.unit === 'seconds' ? 1e6 : 1;
+      // pprof's in nanoseconds.
+      const scale = p.unit === 'seconds' ? 1e6 : p.unit === 'nanoseconds' ? 1e-3 : 1;
       got[proc] = Math.round((got[proc] || 0) + exportedTotal(p) * scale);
     }
     const want = Object.keys(totals).length === 1 && got[path.basename(file)] !== undefined

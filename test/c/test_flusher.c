@@ -90,7 +90,10 @@ static void drains_own_session_only(void)
     CHECK_STATUS(efl_flusher_start(&f, rings, 2, SESSION, &clock, NULL, open_writer(path)), EFL_OK);
     struct efl_flush_stats st;
     efl_flusher_stop(f, &st);
+    /* The processes the events came from (for the run's end to untrace). */
+    CHECK(st.npids == 1 && st.pids[0] == 3);
     free(st.modules);
+    free(st.pids);
     CHECK_STATUS(st.status, EFL_OK);
     CHECK(st.events == 200);
     CHECK(st.drops == 0);
@@ -164,6 +167,7 @@ static void producers_and_flusher(void)
     struct efl_flush_stats st;
     efl_flusher_stop(f, &st);
     free(st.modules);
+    free(st.pids);
     CHECK_STATUS(st.status, EFL_OK);
     struct efl_archive_summary sum;
     struct readback b = read_back(path, &sum);
@@ -218,6 +222,7 @@ static void stops_at_max_events(void)
     struct efl_flush_stats st;
     efl_flusher_stop(f, &st);
     free(st.modules);
+    free(st.pids);
     CHECK(seen.calls == 1);
     CHECK(seen.reason == EFL_STOP_MAX_EVENTS);
     CHECK(st.stopped == EFL_STOP_MAX_EVENTS);
@@ -245,6 +250,7 @@ static void notes_a_stop(void)
     struct efl_flush_stats st;
     efl_flusher_stop(f, &st);
     free(st.modules);
+    free(st.pids);
     CHECK(st.stopped == EFL_STOP_TIMEOUT);
     CHECK(st.events == 0);
     struct efl_archive_summary sum;
@@ -283,6 +289,7 @@ static void woken_by_a_producer(void)
     struct efl_flush_stats st;
     efl_flusher_stop(f, &st);
     free(st.modules);
+    free(st.pids);
     /* Without the wake it would sleep on for up to 1 s more. */
     CHECK(seen.calls == 1);
     if (took_ms >= 500)
