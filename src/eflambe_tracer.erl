@@ -65,10 +65,11 @@ running_session() ->
     erlang:nif_error(not_loaded).
 
 %% Stops recording, drains the rings and closes the archive, if the running
-%% session is the one TracerState names. `modules': those the events named.
+%% session is the one TracerState names. `modules': those the events named;
+%% `processes': those the events came from or named (spawned, followed).
 -spec stop_session(integer()) ->
           {ok, #{events := non_neg_integer(), dropped := non_neg_integer(),
-                 bytes := non_neg_integer(), modules := [module()],
+                 bytes := non_neg_integer(), modules := [module()], processes := [pid()],
                  stopped := stop_reason()}}
           | {error, not_running | {atom(), term()}}.
 stop_session(_TracerState) ->
