@@ -191,6 +191,7 @@ ERL_NIF_TERM efl_nif_stop_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 ERL_NIF_TERM efl_nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_capture_ready(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_read_code(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

@@ -12,6 +12,7 @@
 #include "efl_archive.h"
 #include "efl_beam.h"
 #include "efl_fold.h"
+#include "efl_folded.h"
 #include "efl_cost.h"
 #include "efl_nif.h"
 #include "efl_sites.h"
@@ -311,6 +312,72 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     free(output);
     ERL_NIF_TERM result = st == EFL_OK ? enif_make_tuple3(env, efl_atom_ok, data, fold_info(env, p, w))
                                        : efl_nif_error(env, st, argv[0]);
+    efl_profile_free(p);
+    efl_buf_free(&out);
+    return result;
+}
+
+/* convert_folded(Folded, Format, #{output => Path, meta => Binary})
+ *     -> {ok, Binary | {file, Path}, Info} | {error, {bad_folded, Why}}
+ *      | {error, {output, Errno}}
+ * Folded stacks (efl_folded.h) in another output format: a cluster's
+ * profile, the stacks each node folded under its node's name. */
+ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    ErlNifBinary folded, meta_bin = {0};
+    char format[64];
+    ERL_NIF_TERM output_term, meta_term;
+    char *output = NULL, *meta = NULL;
+    if (!enif_inspect_binary(env, argv[0], &folded) ||
+        enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
+        !enif_is_map(env, argv[2]))
+        return enif_make_badarg(env);
+    if (enif_get_map_value(env, argv[2], efl_atom_meta, &meta_term) &&
+        (!enif_inspect_binary(env, meta_term, &meta_bin) ||
+         memchr(meta_bin.data, 0, meta_bin.size) != NULL))
+        return enif_make_badarg(env);
+    if (enif_get_map_value(env, argv[2], efl_atom_output, &output_term) &&
+        (output = efl_nif_cstr(env, output_term)) == NULL)
+        return enif_make_badarg(env);
+    const struct efl_writer *w = efl_writer_find(format);
+    if (w == NULL || (w->file_only && output == NULL)) {
+        free(output);
+        return enif_make_tuple2(env, efl_atom_error,
+                                enif_make_tuple2(env, w ? efl_atom_needs_a_file : efl_atom_unknown_format,
+                                                 argv[1]));
+    }
+    if (meta_bin.size > 0 && (meta = malloc(meta_bin.size + 1)) != NULL) {
+        memcpy(meta, meta_bin.data, meta_bin.size);
+        meta[meta_bin.size] = 0;
+    }
+    struct efl_profile *p = NULL;
+    struct efl_buf out = {0};
+    int err = 0;
+    efl_status st = meta_bin.size > 0 && meta == NULL
+                        ? EFL_ERR_NOMEM
+                        : efl_profile_from_folded((const char *)folded.data, folded.size, meta,
+                                                  w->needs_timeline, &p);
+    free(meta);
+    ERL_NIF_TERM result;
+    if (st != EFL_OK) {
+        /* {bad_folded, not_folded_stacks | limit_exceeded | ...} */
+        result = enif_make_tuple2(
+            env, efl_atom_error,
+            enif_make_tuple2(env, enif_make_atom(env, "bad_folded"),
+                             enif_make_atom(env, st == EFL_ERR_CORRUPT ? "not_folded_stacks"
+                                                                       : efl_status_atom(st))));
+    } else if ((st = write_output(p, 0, w, output, &out, &err)) != EFL_OK) {
+        result = output ? enif_make_tuple2(env, efl_atom_error,
+                                           enif_make_tuple2(env, efl_atom_output,
+                                                            efl_nif_errno_atom(env, err)))
+                        : efl_nif_error(env, st, efl_atom_undefined);
+    } else {
+        ERL_NIF_TERM data = output ? enif_make_tuple2(env, efl_atom_file, output_term)
+                                   : take_binary(env, &out);
+        result = enif_make_tuple3(env, efl_atom_ok, data, fold_info(env, p, w));
+    }
+    free(output);
     efl_profile_free(p);
     efl_buf_free(&out);
     return result;

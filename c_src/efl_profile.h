@@ -24,8 +24,10 @@ enum efl_frame_kind {
     EFL_FRAME_DROPPED,  /* a = events lost: the stack above it is resynchronised */
     EFL_FRAME_QUEUED,   /* a followed call waits: its request is not taken up yet */
     EFL_FRAME_RUNNABLE, /* scheduled out, ready to run: waiting for a scheduler */
-    EFL_FRAME_OS        /* scheduled in, its scheduler thread off the CPU (the OS ran
+    EFL_FRAME_OS,       /* scheduled in, its scheduler thread off the CPU (the OS ran
                          * something else) */
+    EFL_FRAME_NAME      /* a = symbol: a name drawn as it is (a node's, over its
+                         * processes in a cluster's profile) */
 };
 
 struct efl_frame {

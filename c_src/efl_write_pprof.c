@@ -4,7 +4,8 @@
  * at the root as in every other format), with its time in nanoseconds
  * three ways (wall: all of it, as the flamegraph; cpu: when a function or
  * gc was on top; off_cpu: sleep, runnable, [os preempted], [queued]), and
- * labels naming the process, the node, and the profiled call. A function
+ * labels naming the process, the node (the header's, or the name above
+ * the process in a cluster's profile), and the profiled call. A function
  * and a location per frame, both with the frame's index + 1 as id.
  *
  * Streamed: the message is a sequence of fields, which protobuf lets
@@ -169,7 +170,7 @@ static efl_status sample(struct pprof *w, uint32_t node)
     uint64_t ns = p->nodes[node].self_ns;
     uint8_t top = p->frames[p->nodes[node].frame].kind;
     w->part.len = 0;
-    uint32_t process = 0, window = UINT32_MAX;
+    uint32_t process = 0, window = UINT32_MAX, named = 0;
     for (uint32_t n = node; n != 0; n = p->nodes[n].parent) {
         const struct efl_frame *fr = &p->frames[p->nodes[n].frame];
         if (fr->kind == EFL_FRAME_WINDOW) {
@@ -180,6 +181,8 @@ static efl_status sample(struct pprof *w, uint32_t node)
         EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, (uint64_t)p->nodes[n].frame + 1));
         if (fr->kind == EFL_FRAME_PROCESS)
             process = n;
+        else if (fr->kind == EFL_FRAME_NAME && p->nodes[n].parent == 0)
+            named = n; /* a cluster's profile: the node it ran on */
     }
     w->msg.len = 0;
     EFL_FORWARD_IF_ERROR(put_bytes_field(&w->msg, SAMPLE_LOCATION, w->part.data, w->part.len));
@@ -191,8 +194,9 @@ static efl_status sample(struct pprof *w, uint32_t node)
     if (process != 0)
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_process,
                                    w->frame_string[p->nodes[process].frame], 0));
-    if (w->node_name != 0)
-        EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_node, w->node_name, 0));
+    int64_t node_name = named ? w->frame_string[p->nodes[named].frame] : w->node_name;
+    if (node_name != 0)
+        EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_node, node_name, 0));
     if (window != UINT32_MAX) {
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_call, 0, w->call_index[window]));
         /* How the call ended, when it did not return. */

@@ -82,6 +82,8 @@ efl_status efl_frame_name(const struct efl_profile *p, uint32_t frame, struct ef
         return efl_buf_printf(out, "[dropped %u events]", fr->a);
     case EFL_FRAME_QUEUED:
         return efl_buf_puts(out, "[queued]");
+    case EFL_FRAME_NAME:
+        return append_clean(out, p->symbols[fr->a]);
     default:
         return EFL_OK;
     }
@@ -371,8 +373,9 @@ efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_
     for (size_t i = 0; i < *n; i++) {
         const struct efl_node *node = &p->nodes[(*nodes)[i]];
         uint32_t parent = node->parent;
+        uint8_t above = parent == 0 ? EFL_FRAME_WINDOW : p->frames[p->nodes[parent].frame].kind;
         if (p->frames[node->frame].kind == EFL_FRAME_PROCESS &&
-            (parent == 0 || p->frames[p->nodes[parent].frame].kind == EFL_FRAME_WINDOW))
+            (above == EFL_FRAME_WINDOW || above == EFL_FRAME_NAME))
             (*nodes)[k++] = (*nodes)[i];
     }
     *n = k;

@@ -6,7 +6,7 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, interval_costs/1,
+-export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, convert_folded/3, interval_costs/1,
          archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
@@ -14,7 +14,7 @@
 -on_load(init/0).
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2,
-       capture_ready/1, fold/4, interval_costs/1,
+       capture_ready/1, fold/4, convert_folded/3, interval_costs/1,
        archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
@@ -97,6 +97,18 @@ halt_session(_TracerState, _Reason) ->
           {ok, binary() | {file, file:filename_all()} | [map()], #{atom() => term()}}
           | {error, {atom(), term()}}.
 fold(_ArchivePath, _Format, _Split, _FoldOpts) ->
+    erlang:nif_error(not_loaded).
+
+%% Folded stacks (as the brendan_gregg format writes them) in another
+%% output format, on a dirty CPU scheduler: a cluster's profile, the
+%% stacks each node folded under its name. With output, streamed into that
+%% new file ({file, Output}); meta: the "key=value" lines of the header the
+%% outputs read (the node, the target). Time-ordered formats get each
+%% process's stacks end to end, in the order folded stacks keep none of.
+-spec convert_folded(binary(), atom(), #{output => file:filename_all(), meta => binary()}) ->
+          {ok, binary() | {file, file:filename_all()}, #{atom() => term()}}
+          | {error, {atom(), term()}}.
+convert_folded(_Folded, _Format, _Opts) ->
     erlang:nif_error(not_loaded).
 
 %% The mean interval between a process's consecutive events of kinds call

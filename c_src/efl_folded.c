@@ -1,0 +1,361 @@
+/* A profile from folded stacks (efl_folded.h). */
+#define _GNU_SOURCE /* memrchr */
+#include <stdlib.h>
+#include <string.h>
+
+#include "efl_buf.h"
+#include "efl_folded.h"
+#include "efl_map.h"
+
+/* Strings to ids: open addressing on a 64-bit FNV-1a hash, keys compared
+ * in full. */
+struct intern {
+    char **keys;
+    uint32_t *vals;
+    size_t cap, count;
+};
+
+static uint64_t hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static efl_status intern_grow(struct intern *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 256;
+    char **keys = calloc(cap, sizeof *keys);
+    uint32_t *vals = calloc(cap, sizeof *vals);
+    if (keys == NULL || vals == NULL) {
+        free(keys);
+        free(vals);
+        return EFL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->keys[i] == NULL)
+            continue;
+        size_t j = hash(t->keys[i], strlen(t->keys[i])) & (cap - 1);
+        while (keys[j] != NULL)
+            j = (j + 1) & (cap - 1);
+        keys[j] = t->keys[i];
+        vals[j] = t->vals[i];
+    }
+    free(t->keys);
+    free(t->vals);
+    t->keys = keys;
+    t->vals = vals;
+    t->cap = cap;
+    return EFL_OK;
+}
+
+/* The slot of s: its value if present (*found), else where it goes. */
+static size_t intern_slot(const struct intern *t, const char *s, size_t len, int *found)
+{
+    size_t j = hash(s, len) & (t->cap - 1);
+    while (t->keys[j] != NULL) {
+        if (strncmp(t->keys[j], s, len) == 0 && t->keys[j][len] == 0) {
+            *found = 1;
+            return j;
+        }
+        j = (j + 1) & (t->cap - 1);
+    }
+    *found = 0;
+    return j;
+}
+
+static void intern_free(struct intern *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->keys[i]);
+    free(t->keys);
+    free(t->vals);
+}
+
+struct builder {
+    struct efl_profile *p;
+    size_t symbols_cap, processes_cap, frames_cap, nodes_cap;
+    struct intern frames_by_name, symbols_by_name;
+    struct efl_map children; /* parent << 32 | frame -> node */
+};
+
+static char *copy(const char *s, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (c != NULL) {
+        memcpy(c, s, len);
+        c[len] = 0;
+    }
+    return c;
+}
+
+static efl_status symbol(struct builder *b, const char *s, size_t len, uint32_t *id)
+{
+    struct intern *t = &b->symbols_by_name;
+    if (t->count * 2 >= t->cap)
+        EFL_FORWARD_IF_ERROR(intern_grow(t));
+    int found;
+    size_t slot = intern_slot(t, s, len, &found);
+    if (found) {
+        *id = t->vals[slot];
+        return EFL_OK;
+    }
+    struct efl_profile *p = b->p;
+    EFL_GROW(p->symbols, p->nsymbols + 1, b->symbols_cap);
+    char *key = copy(s, len), *name = copy(s, len);
+    if (key == NULL || name == NULL) {
+        free(key);
+        free(name);
+        return EFL_ERR_NOMEM;
+    }
+    *id = ++p->nsymbols;
+    p->symbols[*id] = name;
+    t->keys[slot] = key;
+    t->vals[slot] = *id;
+    t->count++;
+    return EFL_OK;
+}
+
+static int digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return len > 0;
+}
+
+static int starts(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(s, prefix, n) == 0;
+}
+
+static int is(const char *s, size_t len, const char *word)
+{
+    return len == strlen(word) && memcmp(s, word, len) == 0;
+}
+
+/* What a frame's display name (efl_frame_name's) says it is. */
+static efl_status parse_frame(struct builder *b, const char *s, size_t len, struct efl_frame *f)
+{
+    *f = (struct efl_frame){0};
+    if (is(s, len, "sleep")) {
+        f->kind = EFL_FRAME_SLEEP;
+    } else if (is(s, len, "gc")) {
+        f->kind = EFL_FRAME_GC;
+    } else if (is(s, len, "runnable")) {
+        f->kind = EFL_FRAME_RUNNABLE;
+    } else if (is(s, len, "[os preempted]")) {
+        f->kind = EFL_FRAME_OS;
+    } else if (is(s, len, "[queued]")) {
+        f->kind = EFL_FRAME_QUEUED;
+    } else if (starts(s, len, "[dropped ") && len > 17 && is(s + len - 8, 8, " events]") &&
+               digits(s + 9, len - 17) && len - 17 <= 9) {
+        f->kind = EFL_FRAME_DROPPED;
+        f->a = (uint32_t)strtoul(s + 9, NULL, 10);
+    } else if (starts(s, len, "<0.") || starts(s, len, "<")) {
+        /* A process: <0.85.0>, with what ended its call, if anything. */
+        struct efl_profile *p = b->p;
+        char *name = copy(s, len);
+        EFL_RETURN_ERROR_IF(name == NULL, EFL_ERR_NOMEM);
+        if (p->nprocesses + 1 >= b->processes_cap) {
+            size_t cap = b->processes_cap ? b->processes_cap * 2 : 64;
+            char **grown = realloc(p->processes, cap * sizeof *grown);
+            if (grown == NULL) {
+                free(name);
+                return EFL_ERR_NOMEM;
+            }
+            p->processes = grown;
+            b->processes_cap = cap;
+        }
+        f->kind = EFL_FRAME_PROCESS;
+        f->a = ++p->nprocesses;
+        p->processes[f->a] = name;
+    } else {
+        /* mod:fun/arity, or Elixir's Mod.fun/arity; anything else is a
+         * name drawn as it is (a node's, say). */
+        const char *slash = memrchr(s, '/', len);
+        size_t arity_len = slash ? len - (size_t)(slash - s) - 1 : 0;
+        const char *colon = slash ? memchr(s, ':', (size_t)(slash - s)) : NULL;
+        const char *dot = slash && !colon ? memrchr(s, '.', (size_t)(slash - s)) : NULL;
+        const char *sep = colon ? colon : dot;
+        if (sep != NULL && sep > s && sep + 1 < slash && digits(slash + 1, arity_len) &&
+            arity_len <= 3 && strtoul(slash + 1, NULL, 10) <= 255) {
+            f->kind = EFL_FRAME_MFA;
+            f->arity = (uint8_t)strtoul(slash + 1, NULL, 10);
+            if (colon) {
+                EFL_FORWARD_IF_ERROR(symbol(b, s, (size_t)(sep - s), &f->a));
+            } else {
+                char mod[4096];
+                EFL_RETURN_ERROR_IF((size_t)(sep - s) + 7 >= sizeof mod, EFL_ERR_LIMIT);
+                memcpy(mod, "Elixir.", 7);
+                memcpy(mod + 7, s, (size_t)(sep - s));
+                EFL_FORWARD_IF_ERROR(symbol(b, mod, (size_t)(sep - s) + 7, &f->a));
+            }
+            EFL_FORWARD_IF_ERROR(symbol(b, sep + 1, (size_t)(slash - sep - 1), &f->b));
+        } else {
+            f->kind = EFL_FRAME_NAME;
+            EFL_FORWARD_IF_ERROR(symbol(b, s, len, &f->a));
+        }
+    }
+    return EFL_OK;
+}
+
+/* The frame a display name stands for, made on first sight. */
+static efl_status frame(struct builder *b, const char *s, size_t len, uint32_t *id)
+{
+    struct intern *t = &b->frames_by_name;
+    if (t->count * 2 >= t->cap)
+        EFL_FORWARD_IF_ERROR(intern_grow(t));
+    int found;
+    size_t slot = intern_slot(t, s, len, &found);
+    if (found) {
+        *id = t->vals[slot];
+        return EFL_OK;
+    }
+    struct efl_profile *p = b->p;
+    struct efl_frame f;
+    EFL_FORWARD_IF_ERROR(parse_frame(b, s, len, &f));
+    EFL_GROW(p->frames, p->nframes, b->frames_cap);
+    char *key = copy(s, len);
+    EFL_RETURN_ERROR_IF(key == NULL, EFL_ERR_NOMEM);
+    *id = p->nframes;
+    p->frames[p->nframes++] = f;
+    t->keys[slot] = key;
+    t->vals[slot] = *id;
+    t->count++;
+    return EFL_OK;
+}
+
+static efl_status child(struct builder *b, uint32_t parent, uint32_t f, uint32_t *node)
+{
+    uint64_t key = (uint64_t)parent << 32 | f;
+    *node = efl_map_get(&b->children, key);
+    if (*node != EFL_MAP_NONE)
+        return EFL_OK;
+    struct efl_profile *p = b->p;
+    EFL_GROW(p->nodes, p->nnodes, b->nodes_cap);
+    *node = p->nnodes;
+    p->nodes[p->nnodes++] = (struct efl_node){.parent = parent, .frame = f,
+                                              .depth = p->nodes[parent].depth + 1};
+    return efl_map_put(&b->children, key, *node);
+}
+
+static efl_status line(struct builder *b, const char *s, size_t len)
+{
+    while (len > 0 && (s[len - 1] == '\r' || s[len - 1] == ' '))
+        len--;
+    if (len == 0)
+        return EFL_OK;
+    const char *space = memrchr(s, ' ', len);
+    EFL_RETURN_ERROR_IF(space == NULL || space == s, EFL_ERR_CORRUPT);
+    size_t count_len = len - (size_t)(space - s) - 1;
+    EFL_RETURN_ERROR_IF(!digits(space + 1, count_len) || count_len > 15, EFL_ERR_CORRUPT);
+    uint64_t us = strtoull(space + 1, NULL, 10);
+    uint32_t node = 0, depth = 0;
+    for (const char *at = s; at < space;) {
+        const char *end = memchr(at, ';', (size_t)(space - at));
+        if (end == NULL)
+            end = space;
+        EFL_RETURN_ERROR_IF(end == at, EFL_ERR_CORRUPT);
+        EFL_RETURN_ERROR_IF(++depth > EFL_FOLDED_MAX_FRAMES, EFL_ERR_LIMIT);
+        uint32_t f;
+        EFL_FORWARD_IF_ERROR(frame(b, at, (size_t)(end - at), &f));
+        EFL_FORWARD_IF_ERROR(child(b, node, f, &node));
+        at = end + 1;
+    }
+    b->p->nodes[node].self_ns += us * 1000;
+    b->p->total_ns += us * 1000;
+    return EFL_OK;
+}
+
+/* Each process's stacks end to end from 0, depth first, children in the
+ * order they were first seen: the order folded stacks lose. */
+static efl_status lay_out(struct efl_profile *p, const uint32_t *first, const uint32_t *next)
+{
+    size_t cap = 0;
+    for (uint32_t proc = 1; proc < p->nnodes; proc++) {
+        const struct efl_node *pn = &p->nodes[proc];
+        if (p->frames[pn->frame].kind != EFL_FRAME_PROCESS ||
+            (pn->parent != 0 && p->frames[p->nodes[pn->parent].frame].kind != EFL_FRAME_NAME))
+            continue;
+        uint64_t t = 0;
+        uint32_t n = proc;
+        for (;;) {
+            if (p->nodes[n].self_ns > 0) {
+                EFL_GROW(p->timeline, p->ntimeline, cap);
+                p->timeline[p->ntimeline++] = (struct efl_change){t, proc, n};
+                t += p->nodes[n].self_ns;
+            }
+            if (first[n] != 0) {
+                n = first[n];
+                continue;
+            }
+            while (n != proc && next[n] == 0)
+                n = p->nodes[n].parent;
+            if (n == proc)
+                break;
+            n = next[n];
+        }
+        EFL_GROW(p->timeline, p->ntimeline, cap);
+        p->timeline[p->ntimeline++] = (struct efl_change){t, proc, proc};
+        p->end_ns = t > p->end_ns ? t : p->end_ns;
+    }
+    return EFL_OK;
+}
+
+static efl_status with_timeline(struct efl_profile *p)
+{
+    uint32_t *first = calloc(p->nnodes, sizeof *first), *next = calloc(p->nnodes, sizeof *next);
+    efl_status s = first && next ? EFL_OK : EFL_ERR_NOMEM;
+    for (uint32_t i = p->nnodes; s == EFL_OK && i-- > 1;) {
+        next[i] = first[p->nodes[i].parent];
+        first[p->nodes[i].parent] = i;
+    }
+    if (s == EFL_OK)
+        s = lay_out(p, first, next);
+    free(first);
+    free(next);
+    return s;
+}
+
+static efl_status build(struct builder *b, const char *text, size_t len, int timeline)
+{
+    struct efl_profile *p = b->p;
+    EFL_GROW(p->symbols, 1, b->symbols_cap);
+    EFL_GROW(p->processes, 1, b->processes_cap);
+    EFL_GROW(p->nodes, 0, b->nodes_cap);
+    p->nodes[p->nnodes++] = (struct efl_node){0};
+    for (const char *at = text, *end = text + len; at < end;) {
+        const char *nl = memchr(at, '\n', (size_t)(end - at));
+        if (nl == NULL)
+            nl = end;
+        EFL_FORWARD_IF_ERROR(line(b, at, (size_t)(nl - at)));
+        at = nl + 1;
+    }
+    return timeline ? with_timeline(p) : EFL_OK;
+}
+
+efl_status efl_profile_from_folded(const char *text, size_t len, const char *meta, int timeline,
+                                   struct efl_profile **out)
+{
+    *out = NULL;
+    struct builder b = {0};
+    b.p = calloc(1, sizeof *b.p);
+    EFL_RETURN_ERROR_IF(b.p == NULL, EFL_ERR_NOMEM);
+    efl_status s = EFL_OK;
+    if (meta != NULL && (b.p->meta = copy(meta, strlen(meta))) == NULL)
+        s = EFL_ERR_NOMEM;
+    if (s == EFL_OK)
+        s = build(&b, text, len, timeline);
+    intern_free(&b.frames_by_name);
+    intern_free(&b.symbols_by_name);
+    efl_map_free(&b.children);
+    if (s != EFL_OK) {
+        efl_profile_free(b.p);
+        return s;
+    }
+    *out = b.p;
+    return EFL_OK;
+}
