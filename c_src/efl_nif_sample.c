@@ -33,12 +33,20 @@ static void write_event(struct efl_ring *ring, unsigned id, uint64_t ts, ERL_NIF
     efl_ring_commit(ring);
 }
 
+/* The end of the last tick recorded, and its session's id: one sampler
+ * process per session records its ticks one after another. */
+static struct {
+    unsigned session;
+    uint64_t end;
+} last_tick;
+
 /* record_samples(TracerState, [{Pid, StackTrace}], PeriodNs) -> ok
  *
- * One tick of the sampler: each process had that stack for the period
- * that just ended. At the period's start a reset (return to nothing) and
- * the calls from the root to the leaf, at its end a return to nothing. All
- * starts come before all ends, so the ring stays in time order. */
+ * One tick of the sampler: each process had that stack since the tick
+ * before (the first tick: for the period that just ended). At that start
+ * a reset (return to nothing) and the calls from the root to the leaf, at
+ * its end a return to nothing. All starts come before all ends, so the
+ * ring stays in time order. */
 ERL_NIF_TERM efl_nif_record_samples(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
@@ -55,6 +63,16 @@ ERL_NIF_TERM efl_nif_record_samples(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     uint64_t end = efl_clock_read(&efl_tracer.clock);
     uint64_t ticks = efl_clock_ticks(&efl_tracer.clock, period_ns);
     uint64_t start = end > ticks ? end - ticks : 0;
+    /* A tick's stacks stand for the time since the tick before ended,
+     * whatever the period says: no gap (a tick that took longer than the
+     * one before) and no overlap (the earlier one's end would cut the
+     * later one's stacks short) between them. */
+    uint64_t last_end = __atomic_load_n(&last_tick.end, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&last_tick.session, __ATOMIC_RELAXED) == id && last_end <= end &&
+        last_end > 0)
+        start = last_end;
+    __atomic_store_n(&last_tick.session, id, __ATOMIC_RELAXED);
+    __atomic_store_n(&last_tick.end, end, __ATOMIC_RELAXED);
     for (int pass = 0; pass < 2; pass++) {
         ERL_NIF_TERM list = argv[1], head;
         while (enif_get_list_cell(env, list, &head, &list)) {

@@ -70,7 +70,7 @@
 
 -type fun_spec() :: {module(), atom(), [term()]} | {function(), [term()]} | fun(() -> term()).
 
--type output_format() :: brendan_gregg | perf | speedscope | svg | perf_data.
+-type output_format() :: brendan_gregg | perf | speedscope | svg | perf_data | pprof.
 %% `brendan_gregg' (default): folded stacks, one line per distinct stack,
 %% as flamegraph.pl, inferno and speedscope read them (`.folded').
 %% `perf': `perf script' text, as speedscope and Firefox Profiler import it
@@ -81,7 +81,8 @@
 %% `perf_data': perf's binary perf.data, for `perf report', `perf script'
 %% and hotspot (`.perf.data'), with the function names in a small ELF file
 %% of symbols beside it (`.perf.data.syms'); written to a file only (one
-%% per call for a capture).
+%% per call for a capture). `pprof': pprof's gzipped profile.proto, for
+%% `go tool pprof', Pyroscope, Parca, Grafana and speedscope (`.pb.gz').
 
 -type return_kind() :: value | flamegraph | filename.
 %% `value' (default): `{ok, Value}' with what the function returned (if
@@ -144,6 +145,7 @@
       | {keep, all | slowest | median}
       | {spawned, boolean()}
       | {node, node()}
+      | {nodes, [node()] | connected}
       | {fetch_archive, file:filename()}.
 %% `every' (default 1): capture one call in K. `arm' (default `eager'):
 %% `eager' puts a local call pattern on every function as the capture
@@ -160,6 +162,12 @@
 %% cluster (eflambe must be loadable there); the flamegraphs come back and
 %% are written here; `archive' is a path on that node, and
 %% `{fetch_archive, Path}' copies the archive back here.
+%% `nodes': capture on each of those nodes at once (`connected': this one
+%% and those it is connected to), the first N calls wherever they come (N
+%% in all); each call's flamegraph has its node as its root frame (the
+%% `node' label in pprof). `{ok, Results, Failed}': Failed names each node
+%% that could not take part, with why; the others' calls come back all the
+%% same. Not with `node', `fetch_archive' or `keep'.
 %% `return' is `filename' (default) or `flamegraph'.
 
 -type sample_option() ::
@@ -167,6 +175,7 @@
       | {duration, pos_integer()}
       | {pids, all | [pid()]}
       | {node, node()}
+      | {nodes, [node()] | connected}
       | {fetch_archive, file:filename()}
       | {output_format, output_format()}
       | {output_directory, file:filename()}
@@ -210,6 +219,7 @@ capture(MFA, N) ->
 %% (`{error, timeout}' if nothing).
 -spec capture(mfa(), pos_integer(), [capture_option()]) ->
           {ok, [binary() | file:filename() | {pos_integer(), binary() | file:filename()}]}
+          | {ok, [binary() | file:filename()], [{node(), term()}]}
           | {error, term()}.
 capture(MFA, N, Options) ->
     eflambe_capture:capture(MFA, N, Options).
@@ -218,10 +228,17 @@ capture(MFA, N, Options) ->
 %% times a second (default 97, at most 1000) for `{duration, Ms}' (default
 %% 10000), the stack of each process that is running or runnable (of
 %% `{pids, [Pid]}' only, or `all', the default) is taken; each sample
-%% weighs one period. One flamegraph, in any output format, `replay'-able;
-%% `{node, Node}' samples another node. Costs what process_info costs for
+%% weighs the time since the tick before (a period, or more when a busy
+%% node kept the sampler waiting). One flamegraph, in any output format, `replay'-able;
+%% `{node, Node}' samples another node; `{nodes, Nodes | connected}'
+%% samples each for the same duration, at once, into one flamegraph whose
+%% roots are the nodes: `{ok, Result, Failed}' (Failed: the nodes that
+%% could not take part, with why). Costs what process_info costs for
 %% each process at each tick: see the benchmark in README.adoc.
--spec sample([sample_option()]) -> {ok, binary() | file:filename()} | {error, term()}.
+-spec sample([sample_option()]) ->
+          {ok, binary() | file:filename()}
+          | {ok, binary() | file:filename(), [{node(), term()}]}
+          | {error, term()}.
 sample(Options) ->
     eflambe_sample:sample(Options).
 

@@ -10,32 +10,39 @@
 %% process tracer answers `remove', which clears the process's flags.
 -module(eflambe_capture).
 
--export([capture/3]).
+-export([capture/3, parsed/3]).
 
 -define(MAX_COUNT, 65536).
 %% How often the owner checks that the target's pattern is still there
 %% (reloading a module drops its trace patterns).
 -define(CHECK_MS, 1000).
 
--spec capture(term(), term(), term()) -> {ok, list()} | {error, term()}.
+-spec capture(term(), term(), term()) -> {ok, list()} | {ok, list(), list()} | {error, term()}.
 capture(MFA, N, Options) ->
     case check_count(N) of
         ok ->
             case eflambe_options:parse(capture, Options) of
-                {ok, #{node := Node} = Opts} when Node =/= node() ->
-                    eflambe_remote:capture(Node, MFA, N, Opts);
-                {ok, #{fetch_archive := Path}} when Path =/= undefined ->
-                    {error, {fetch_archive, Path, "only with {node, Node}; here, use archive"}};
+                {ok, #{nodes := Nodes} = Opts} when Nodes =/= undefined ->
+                    eflambe_cluster:capture(Nodes, MFA, N, Opts);
                 {ok, Opts} ->
-                    case check_target(MFA) of
-                        ok -> run(MFA, N, Opts);
-                        {error, _} = Error -> Error
-                    end;
+                    parsed(MFA, N, Opts);
                 {error, _} = Error ->
                     Error
             end;
         {error, _} = Error ->
             Error
+    end.
+
+%% A capture on one node, this one or {node, Node}, its options parsed.
+-spec parsed(term(), pos_integer(), eflambe_options:opts()) -> {ok, list()} | {error, term()}.
+parsed(MFA, N, #{node := Node} = Opts) when Node =/= node() ->
+    eflambe_remote:capture(Node, MFA, N, Opts);
+parsed(_MFA, _N, #{fetch_archive := Path}) when Path =/= undefined ->
+    {error, {fetch_archive, Path, "only with {node, Node}; here, use archive"}};
+parsed(MFA, N, Opts) ->
+    case check_target(MFA) of
+        ok -> run(MFA, N, Opts);
+        {error, _} = Error -> Error
     end.
 
 -spec check_count(term()) -> ok | {error, term()}.
@@ -166,6 +173,8 @@ wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState} = Session, 
          end,
     receive
         eflambe_capture_done ->
+            %% A capture over several nodes counts the calls of all.
+            _ = is_pid(maps:get(progress, Opts)) andalso (maps:get(progress, Opts) ! {eflambe_captured, node()}),
             wait(MFA, Left - 1, Deadline, Owner);
         eflambe_capture_first ->
             arm_node(Session, Opts),

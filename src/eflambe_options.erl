@@ -32,9 +32,16 @@
                   arm => eager | lazy,
                   keep => all | slowest | median,
                   node => node(),
+                  nodes => [node()] | connected | undefined,
+                  %% where a capture over several nodes is told of each
+                  %% call captured (eflambe_cluster)
+                  progress => pid() | undefined,
                   %% not an option: the processes other tracers trace, as
                   %% apply found them (eflambe_follow:arm/4)
                   traced_by_others => [pid()]}.
+
+%% {nodes, [Node]}: at most this many.
+-define(MAX_NODES, 1024).
 
 %% A run stops recording beyond these (see eflambe's option() type).
 -define(DEFAULT_MAX_EVENTS, 100000000).
@@ -72,6 +79,8 @@ defaults(capture) ->
                        arm => eager,
                        keep => all,
                        node => node(),
+                       nodes => undefined,
+                       progress => undefined,
                        fetch_archive => undefined};
 defaults(sample) ->
     (maps:without([exclude, timeout, follow], defaults(apply)))#{return => filename,
@@ -79,6 +88,7 @@ defaults(sample) ->
                                                         duration => 10000,
                                                         pids => all,
                                                         node => node(),
+                                                        nodes => undefined,
                                                         fetch_archive => undefined};
 defaults(replay) ->
     #{output_format => brendan_gregg,
@@ -109,9 +119,10 @@ proper_list(_) ->
 
 -spec parse(mode(), list(), opts()) -> {ok, opts()} | {error, term()}.
 parse(_Mode, [], Opts) ->
-    case file_only(Opts) of
-        ok -> default_directory(Opts);
-        {error, _} = Error -> Error
+    case {file_only(Opts), cluster(Opts)} of
+        {ok, ok} -> default_directory(Opts);
+        {{error, _} = Error, _} -> Error;
+        {_, {error, _} = Error} -> Error
     end;
 parse(Mode, [{Key, Value} = Option | Rest], Opts) when is_atom(Key) ->
     case maps:is_key(Key, Opts) of
@@ -148,6 +159,20 @@ file_only(#{output_format := Format} = Opts) ->
         true ->
             ok
     end.
+
+%% {nodes, _} runs on each of them and merges their profiles here: not
+%% with {node, _}, nor with what one node's profile alone means.
+-spec cluster(opts()) -> ok | {error, term()}.
+cluster(#{nodes := undefined}) ->
+    ok;
+cluster(#{node := Node}) when Node =/= node() ->
+    {error, {conflicting_options, node, nodes}};
+cluster(#{fetch_archive := Path}) when Path =/= undefined ->
+    {error, {conflicting_options, fetch_archive, nodes}};
+cluster(#{keep := Keep}) when Keep =/= all ->
+    {error, {conflicting_options, keep, nodes}};
+cluster(_) ->
+    ok.
 
 %% A file is written to the current directory unless another is named:
 %% checked now, like one named, not after the run.
@@ -231,6 +256,18 @@ check(_, node, Node) when is_atom(Node) ->
     {ok, Node};
 check(_, node, Node) ->
     {error, {bad_node, Node}};
+check(_, nodes, connected) ->
+    {ok, connected};
+check(_, nodes, Nodes) ->
+    case proper_list(Nodes) andalso Nodes =/= [] andalso lists:all(fun erlang:is_atom/1, Nodes)
+        andalso length(Nodes) =< ?MAX_NODES of
+        true -> {ok, Nodes};
+        false -> {error, {bad_nodes, Nodes, {expected, 'connected | [node()]'}}}
+    end;
+check(capture, progress, P) when is_pid(P) ->
+    {ok, P};
+check(capture, progress, P) ->
+    {error, {bad_progress, P, {expected, pid}}};
 check(sample, hz, Hz) when is_integer(Hz), Hz >= 1, Hz =< 1000 ->
     {ok, Hz};
 check(sample, hz, Hz) ->

@@ -137,7 +137,7 @@ write_here(Results, Opts) ->
 -spec remote_options(eflambe_options:opts(), [atom()]) -> list().
 remote_options(Opts, Extra) ->
     Same = [buffer_size, archive, timeout, every, spawned, max_depth, recursion, exclude, max_events,
-            max_bytes, follow, compensate | Extra],
+            max_bytes, follow, compensate, progress | Extra],
     [{return, flamegraph}, {output_format, maps:get(output_format, Opts)}
      | [{K, V} || {K, V} <- maps:to_list(Opts), lists:member(K, Same), V =/= undefined,
                   {K, V} =/= {buffer_size, auto}, {K, V} =/= {compensate, true}]].

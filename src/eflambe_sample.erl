@@ -6,7 +6,7 @@
 %% weighing one period.
 -module(eflambe_sample).
 
--export([sample/1]).
+-export([sample/1, parsed/1]).
 
 %% Stacks deeper than the VM's backtrace depth are cut by process_info:
 %% raised for the run (a node-wide flag: crash reports show longer stack
@@ -26,18 +26,25 @@
                 busy = [] :: [pid()],
                 idle = [] :: [pid()]}).
 
--spec sample(term()) -> {ok, binary() | file:filename()} | {error, term()}.
+-spec sample(term()) -> {ok, binary() | file:filename()} | {ok, binary() | file:filename(), list()} | {error, term()}.
 sample(Options) ->
     case eflambe_options:parse(sample, Options) of
-        {ok, #{node := Node} = Opts} when Node =/= node() ->
-            eflambe_remote:sample(Node, Opts);
-        {ok, #{fetch_archive := Path}} when Path =/= undefined ->
-            {error, {fetch_archive, Path, "only with {node, Node}; here, use archive"}};
+        {ok, #{nodes := Nodes} = Opts} when Nodes =/= undefined ->
+            eflambe_cluster:sample(Nodes, Opts);
         {ok, Opts} ->
-            run(Opts);
+            parsed(Opts);
         {error, _} = Error ->
             Error
     end.
+
+%% A sample of one node, this one or {node, Node}, its options parsed.
+-spec parsed(eflambe_options:opts()) -> {ok, binary() | file:filename()} | {error, term()}.
+parsed(#{node := Node} = Opts) when Node =/= node() ->
+    eflambe_remote:sample(Node, Opts);
+parsed(#{fetch_archive := Path}) when Path =/= undefined ->
+    {error, {fetch_archive, Path, "only with {node, Node}; here, use archive"}};
+parsed(Opts) ->
+    run(Opts).
 
 -spec run(eflambe_options:opts()) -> {ok, binary() | file:filename()} | {error, term()}.
 run(Opts) ->
@@ -82,16 +89,19 @@ record(Session, Watch, Hz, Duration, Pids) ->
     Ticks = #ticks{session = Session, watch = Watch, period = 1000000000 div Hz,
                    start = Start, stop = Start + Duration * 1000000},
     try
-        loop(Ticks, known(Pids), 1)
+        loop(Ticks, known(Pids), 1, Start)
     after
         erlang:system_flag(backtrace_depth, Depth)
     end.
 
 %% Tick K is due at Start + K * Period: no drift, and a late tick is not
-%% made up for twice. Known is the list of processes the sampler checks.
--spec loop(#ticks{}, known(), pos_integer()) -> why().
+%% made up for twice: its samples weigh the time since the tick before
+%% (Last), so that a sampler kept waiting by a busy node does not make
+%% that node's processes look idle. Known is the list of processes the
+%% sampler checks.
+-spec loop(#ticks{}, known(), pos_integer(), integer()) -> why().
 loop(#ticks{session = #{tracer := TracerState} = Session, watch = {Caller, CallerRef},
-            period = Period, start = Start, stop = Stop} = Ticks, Known, K) ->
+            period = Period, start = Start, stop = Stop} = Ticks, Known, K, Last) ->
     Due = Start + K * Period,
     Now = erlang:monotonic_time(nanosecond),
     Wait = max(0, (Due - Now) div 1000000),
@@ -107,10 +117,10 @@ loop(#ticks{session = #{tracer := TracerState} = Session, watch = {Caller, Calle
     after Wait ->
             Tick = erlang:monotonic_time(nanosecond),
             {Samples, Known1} = samples(Known),
-            _ = eflambe_tracer:record_samples(TracerState, Samples, Period),
+            _ = eflambe_tracer:record_samples(TracerState, Samples, max(Period, Tick - Last)),
             case Tick >= Stop of
                 true -> done;
-                false -> loop(Ticks, Known1, max(K + 1, (Tick - Start) div Period + 1))
+                false -> loop(Ticks, Known1, max(K + 1, (Tick - Start) div Period + 1), Tick)
             end
     end.
 
