@@ -100,7 +100,7 @@ static efl_status child(struct efl_folder *f, uint32_t parent, uint32_t frame, u
             f->nodes_cap = cap;
         }
         *id = p->nnodes++;
-        p->nodes[*id] = (struct efl_node){parent, frame, p->nodes[parent].depth + 1, 0};
+        p->nodes[*id] = (struct efl_node){parent, frame, p->nodes[parent].depth + 1, 0, 0};
         f->last_child[*id] = (struct last_child){0, 0};
         EFL_FORWARD_IF_ERROR(efl_map_put(&f->node_ids, key, *id));
         last = &f->last_child[parent];
@@ -377,6 +377,8 @@ static void on_call_past_max(struct efl_folder *f, struct proc_state *ps, uint32
     ps->overflow_frame = frame;
 }
 
+static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t frame);
+
 efl_status efl_fold_on_call(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
 {
     f->p->calls++;
@@ -384,6 +386,16 @@ efl_status efl_fold_on_call(struct efl_folder *f, struct proc_state *ps, uint32_
         on_call_past_max(f, ps, frame);
         return EFL_OK;
     }
+    EFL_FORWARD_IF_ERROR(on_call(f, ps, frame));
+    /* Where the call is drawn: its count (a call cut at the maximum depth
+     * counts at the cap, as its time does). */
+    if (ps->overflow == 0)
+        f->p->nodes[ps->node].calls++;
+    return EFL_OK;
+}
+
+static efl_status on_call(struct efl_folder *f, struct proc_state *ps, uint32_t frame)
+{
     struct stack_entry *top = top_entry(ps);
     if (ps->depth == 1 || ps->depth == floor_index(ps) + 1)
         return efl_fold_push(f, ps, frame, 0);

@@ -44,6 +44,8 @@ struct efl_node {
     uint32_t parent;
     uint32_t frame;
     uint32_t depth;     /* root 0, process 1, first function 2 ... */
+    uint32_t calls;     /* call events that made this stack (traced runs; as drawn, so a
+                         * call a guess put elsewhere first stays counted there) */
     uint64_t self_ns;   /* time this exact stack was on top */
 };
 

@@ -3,10 +3,11 @@
  * it: one sample per distinct stack (its frames leaf first, the process
  * at the root as in every other format), with its time in nanoseconds
  * three ways (wall: all of it, as the flamegraph; cpu: when a function or
- * gc was on top; off_cpu: sleep, runnable, [os preempted], [queued]), and
- * labels naming the process, the node (the header's, or the name above
- * the process in a cluster's profile), and the profiled call. A function
- * and a location per frame, both with the frame's index + 1 as id.
+ * gc was on top; off_cpu: sleep, runnable, [os preempted], [queued]), the
+ * calls that made it where the run traced calls, and labels naming the
+ * process, the node (the header's, or the name above the process in a
+ * cluster's profile), and the profiled call. A function and a location
+ * per frame, both with the frame's index + 1 as id.
  *
  * Streamed: the message is a sequence of fields, which protobuf lets
  * repeat and interleave, so strings, functions and locations are written
@@ -45,6 +46,7 @@ struct pprof {
     uint8_t *frame_written; /* by frame: its function and location are out */
     uint32_t *call_index;   /* by window: its place in the call order, from 1 */
     int64_t s_process, s_node, s_call, s_ended, s_exception, s_unfinished, node_name;
+    int with_calls;         /* a fourth sample type: the calls a traced run saw */
 };
 
 static efl_status put_varint_field(struct efl_buf *b, unsigned field, uint64_t v)
@@ -190,6 +192,8 @@ static efl_status sample(struct pprof *w, uint32_t node)
     EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, ns));
     EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, on_cpu(top) ? ns : 0));
     EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, off_cpu(top) ? ns : 0));
+    if (w->with_calls)
+        EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, p->nodes[node].calls));
     EFL_FORWARD_IF_ERROR(put_bytes_field(&w->msg, SAMPLE_VALUE, w->part.data, w->part.len));
     if (process != 0)
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_process,
@@ -216,6 +220,8 @@ static efl_status header(struct pprof *w)
     wall = w->strings - 2;
     EFL_FORWARD_IF_ERROR(value_type(w, PROFILE_SAMPLE_TYPE, "cpu", "nanoseconds"));
     EFL_FORWARD_IF_ERROR(value_type(w, PROFILE_SAMPLE_TYPE, "off_cpu", "nanoseconds"));
+    if (w->with_calls)
+        EFL_FORWARD_IF_ERROR(value_type(w, PROFILE_SAMPLE_TYPE, "calls", "count"));
     EFL_FORWARD_IF_ERROR(value_type(w, PROFILE_PERIOD_TYPE, "wall", "nanoseconds"));
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->pending, PROFILE_PERIOD, 1));
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->pending, PROFILE_DEFAULT_TYPE, (uint64_t)wall));
@@ -270,6 +276,11 @@ static efl_status write_all(struct pprof *w, uint32_t root)
     w->frame_written = calloc(p->nframes + 1, 1);
     EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL, EFL_ERR_NOMEM);
     EFL_FORWARD_IF_ERROR(call_indexes(w));
+    /* Samples are no calls: a sampled run's stacks are rebuilt at each
+     * tick. */
+    size_t len;
+    const char *mode = p->meta ? efl_meta_value(p->meta, "mode", &len) : NULL;
+    w->with_calls = p->calls > 0 && !(mode != NULL && len == 6 && memcmp(mode, "sample", 6) == 0);
     EFL_FORWARD_IF_ERROR(header(w));
     uint32_t *nodes;
     size_t n;
@@ -278,7 +289,7 @@ static efl_status write_all(struct pprof *w, uint32_t root)
      * the tracing cost taken out, would read as time missing. */
     efl_status s = EFL_OK;
     for (size_t i = 0; s == EFL_OK && i < n; i++)
-        if (p->nodes[nodes[i]].self_ns > 0)
+        if (p->nodes[nodes[i]].self_ns > 0 || (w->with_calls && p->nodes[nodes[i]].calls > 0))
             s = sample(w, nodes[i]);
     free(nodes);
     EFL_FORWARD_IF_ERROR(s);

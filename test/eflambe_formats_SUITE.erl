@@ -406,6 +406,9 @@ pprof_in_go_tool(Go, Dir) ->
     AppliedFile = filename:join(Dir, "applied.pb.gz"),
     ok = file:write_file(AppliedFile, Applied),
     ?assert(maps:is_key(<<"eflambe_workload:fib/1">>, go_pprof_top(Go, AppliedFile, []))),
+    %% Its calls: naive fib(17) calls fib 2 * fib(18) - 1 times.
+    ?assertEqual(5167, maps:get(<<"eflambe_workload:fib/1">>,
+                                go_pprof_top(Go, AppliedFile, ["-sample_index=calls"]))),
     Cli = filename:join(code:priv_dir(eflambe), "eflambe-fold"),
     CliOut = filename:join(Dir, "cli.pb.gz"),
     {0, _} = run(Cli, [Archive, "--format", "pprof", "-o", CliOut]),

@@ -1,5 +1,5 @@
 /* The pprof writer, read back with a small protobuf reader: the gzip
- * wrapper, the string table, the three sample types, each sample's stack
+ * wrapper, the string table, the sample types, each sample's stack
  * (leaf first, every location defined, every function named), its values
  * against the profile's, and its labels. (go tool pprof and speedscope
  * read real profiles in eflambe_formats_SUITE.) */
@@ -98,11 +98,11 @@ struct decoded {
     struct {
         uint64_t loc[16];
         size_t nloc;
-        uint64_t val[3];
+        uint64_t val[4];
         uint64_t process, node, call; /* label values: strings, call a number */
     } samples[MAX_SAMPLES];
     size_t nsamples;
-    uint64_t types[3], default_type;
+    uint64_t types[4], default_type;
     size_t ntypes;
 };
 
@@ -118,7 +118,7 @@ static void decode_sample(struct decoded *d, const struct field *s)
         if (f.num == 1) {
             d->samples[i].nloc = varints(&f, d->samples[i].loc, 16);
         } else if (f.num == 2) {
-            CHECK(varints(&f, d->samples[i].val, 3) == 3);
+            CHECK(varints(&f, d->samples[i].val, 4) == d->ntypes);
         } else if (f.num == 3) {
             uint64_t key = varint_of(f.p, f.len, 1), str = varint_of(f.p, f.len, 2);
             CHECK(key < d->nstrings);
@@ -141,7 +141,7 @@ static void decode(const struct efl_buf *pb, struct decoded *d)
     while (next_field(&c, &f)) {
         switch (f.num) {
         case 1: /* sample_type */
-            if (d->ntypes < 3)
+            if (d->ntypes < 4)
                 d->types[d->ntypes++] = varint_of(f.p, f.len, 1);
             break;
         case 2:
@@ -198,13 +198,15 @@ static struct efl_profile *fold_script(const struct efl_script *s, size_t n, con
 }
 
 /* One process: main calls work, which is scheduled out for 100 us, ready
- * to run (runnable: what comes after its `in' is no receive), returns;
- * every stack a sample, leaf first, its time three ways. */
+ * to run (runnable: what comes after its `in' is no receive), returns,
+ * and is called again; every stack a sample, leaf first, its time three
+ * ways and its calls. */
 static void pprof_layout(void)
 {
     static const struct efl_script s[] = {
-        {0, 0, 1, C, "a:main/0"},  {0, 10, 1, C, "a:work/1"}, {0, 40, 1, OUT, NULL},
-        {0, 140, 1, IN, NULL},     {0, 150, 1, R, "a:main/0"}, {0, 170, 1, R, NULL},
+        {0, 0, 1, C, "a:main/0"},   {0, 10, 1, C, "a:work/1"}, {0, 40, 1, OUT, NULL},
+        {0, 140, 1, IN, NULL},      {0, 150, 1, R, "a:main/0"}, {0, 155, 1, C, "a:work/1"},
+        {0, 155, 1, R, "a:main/0"}, {0, 170, 1, R, NULL},
     };
     struct efl_profile *p = fold_script(s, sizeof s / sizeof s[0], "mode=test\nnode=n1@host\n");
     if (p == NULL)
@@ -216,10 +218,11 @@ static void pprof_layout(void)
     struct decoded *d = calloc(1, sizeof *d);
     decode(&pb, d);
     CHECK(d->nstrings > 0 && d->strings[0][0] == 0);
-    CHECK(d->ntypes == 3);
+    CHECK(d->ntypes == 4);
     CHECK_STR(d->strings[d->types[0]], "wall");
     CHECK_STR(d->strings[d->types[1]], "cpu");
     CHECK_STR(d->strings[d->types[2]], "off_cpu");
+    CHECK_STR(d->strings[d->types[3]], "calls");
     CHECK(d->default_type == d->types[0]);
     uint64_t wall = 0, self = 0;
     for (uint32_t i = 0; i < p->nnodes; i++)
@@ -244,6 +247,7 @@ static void pprof_layout(void)
         if (strcmp(leaf, "a:work/1") == 0) {
             saw_work = 1;
             CHECK(d->samples[i].val[0] == 40000 && d->samples[i].val[1] == 40000);
+            CHECK(d->samples[i].val[3] == 2); /* called twice */
         }
     }
     CHECK(saw_runnable && saw_work);
