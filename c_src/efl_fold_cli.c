@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include "efl_fold.h"
+#include "efl_folded.h"
 #include "efl_writer.h"
 
 static void usage(FILE *to)
 {
     fprintf(to,
             "usage: eflambe-fold [OPTIONS] [--] ARCHIVE\n"
+            "       eflambe-fold --diff BASE [OPTIONS] [--] NEW\n"
             "\n"
             "Folds an eflambe trace archive (written by eflambe:apply with its\n"
             "archive kept) into a flamegraph.\n"
@@ -41,6 +43,11 @@ static void usage(FILE *to)
             "  --collapse-recursion  draw a function that calls itself as one frame\n"
             "  --raw-time       keep the time tracing cost the processes (by default the\n"
             "                   cost the archive records per event is taken out)\n"
+            "  --diff BASE      what changed from BASE to ARCHIVE: each an archive or a\n"
+            "                   folded file; --format brendan_gregg (a line per stack,\n"
+            "                   \"stack BASE NEW\"), svg (coloured by change) or pprof\n"
+            "  --base-call K    with --diff: BASE's K-th call only (--call: ARCHIVE's)\n"
+            "  --normalize      with --diff: scale BASE to ARCHIVE's total first\n"
             "  --help           this text\n"
             "\n"
             "A truncated archive (a node that died mid-write) is folded up to its\n"
@@ -109,12 +116,95 @@ static FILE *open_output(const char *path, const struct efl_writer *w)
     return f;
 }
 
+static int write_profile(struct efl_profile *p, uint32_t root, const struct efl_writer *writer,
+                         const char *output);
+
+/* Whether the file starts as an archive does (its header's zstd
+ * skippable frame); anything else is taken for folded text. */
+static int looks_like_archive(const char *path)
+{
+    unsigned char head[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    return n == 4 && head[0] == 0x5e && head[1] == 0x2a && head[2] == 0x4d && head[3] == 0x18;
+}
+
+#define FOLDED_MAX_BYTES ((size_t)1 << 30)
+
+/* One side of a diff as folded text: an archive folded (its k-th call
+ * only, with k > 0), or a folded file as it is. */
+static int side_text(const char *path, long k, const struct efl_fold_opts *opts, struct efl_buf *text)
+{
+    if (!looks_like_archive(path)) {
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "eflambe-fold: %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+        char chunk[65536];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && text->len + n <= FOLDED_MAX_BYTES)
+            if (efl_buf_append(text, chunk, n) != EFL_OK)
+                break;
+        int bad = ferror(f) || n > 0;
+        fclose(f);
+        if (bad)
+            fprintf(stderr, "eflambe-fold: %s: unreadable or over %zu bytes\n", path, FOLDED_MAX_BYTES);
+        return bad;
+    }
+    struct efl_profile *p = NULL;
+    efl_status s = efl_fold_archive(path, opts, &p);
+    if (s != EFL_OK) {
+        fprintf(stderr, "eflambe-fold: %s: %s\n", path, efl_status_text(s));
+        return 1;
+    }
+    uint32_t root = k > 0 ? nth_call(p, (uint32_t)k) : 0;
+    if (k > 0 && root == 0) {
+        fprintf(stderr, "eflambe-fold: %s holds no call number %ld\n", path, k);
+        efl_profile_free(p);
+        return 1;
+    }
+    s = efl_write_folded(p, root, text);
+    efl_profile_free(p);
+    if (s != EFL_OK)
+        fprintf(stderr, "eflambe-fold: %s: %s\n", path, efl_status_text(s));
+    return s != EFL_OK;
+}
+
+/* --diff: the differential profile of two sides. */
+static int diff(const char *base, long base_call, const char *new, long call, int normalize,
+                const struct efl_fold_opts *opts, struct efl_profile **p)
+{
+    struct efl_buf b = {0}, n = {0}, meta = {0};
+    int status = side_text(base, base_call, opts, &b);
+    if (status == 0)
+        status = side_text(new, call, opts, &n);
+    if (status == 0 &&
+        efl_buf_printf(&meta, "mode=diff\ntarget=%s against %s\n", new, base) == EFL_OK &&
+        efl_buf_append(&meta, "", 1) == EFL_OK) {
+        efl_status s = efl_profile_diff_folded((const char *)b.data, b.len, (const char *)n.data, n.len,
+                                               normalize, (const char *)meta.data, p);
+        if (s != EFL_OK) {
+            fprintf(stderr, "eflambe-fold: --diff: %s\n",
+                    s == EFL_ERR_CORRUPT ? "a side is neither an archive nor folded stacks"
+                                         : efl_status_text(s));
+            status = 1;
+        }
+    }
+    efl_buf_free(&b);
+    efl_buf_free(&n);
+    efl_buf_free(&meta);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    const char *archive = NULL, *format = "brendan_gregg", *output = NULL;
-    long call = 0;
+    const char *archive = NULL, *format = "brendan_gregg", *output = NULL, *diff_base = NULL;
+    long call = 0, base_call = 0;
     unsigned max_depth = 0;
-    int collapse = 0, raw_time = 0, list_calls = 0;
+    int collapse = 0, raw_time = 0, list_calls = 0, normalize = 0;
     int options_end = 0;
     for (int i = 1; i < argc; i++) {
         if (options_end || strcmp(argv[i], "-") == 0 || argv[i][0] != '-') {
@@ -139,6 +229,10 @@ int main(int argc, char **argv)
             raw_time = 1;
         } else if (strcmp(argv[i], "--calls") == 0) {
             list_calls = 1;
+        } else if (strcmp(argv[i], "--diff") == 0 && i + 1 < argc) {
+            diff_base = argv[++i];
+        } else if (strcmp(argv[i], "--normalize") == 0) {
+            normalize = 1;
         } else if (strcmp(argv[i], "--max-depth") == 0 && i + 1 < argc) {
             char *end;
             long d = strtol(argv[++i], &end, 10);
@@ -148,13 +242,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             max_depth = (unsigned)d;
-        } else if (strcmp(argv[i], "--call") == 0 && i + 1 < argc) {
+        } else if ((strcmp(argv[i], "--call") == 0 || strcmp(argv[i], "--base-call") == 0) &&
+                   i + 1 < argc) {
             char *end;
             errno = 0;
-            call = strtol(argv[++i], &end, 10);
-            if (*end != 0 || errno != 0 || call < 1 || call > UINT32_MAX) {
-                fprintf(stderr, "eflambe-fold: --call takes a number from 1 to %lu, not %s\n",
-                        (unsigned long)UINT32_MAX, argv[i]);
+            long *k = strcmp(argv[i], "--call") == 0 ? &call : &base_call;
+            *k = strtol(argv[++i], &end, 10);
+            if (*end != 0 || errno != 0 || *k < 1 || *k > UINT32_MAX) {
+                fprintf(stderr, "eflambe-fold: %s takes a number from 1 to %lu, not %s\n",
+                        argv[i - 1], (unsigned long)UINT32_MAX, argv[i]);
                 return 2;
             }
         } else {
@@ -181,6 +277,18 @@ int main(int argc, char **argv)
     struct efl_profile *p = NULL;
     struct efl_fold_opts opts = {.timeline = writer->needs_timeline, .max_depth = max_depth,
                                  .collapse_recursion = collapse, .raw_time = raw_time};
+    if (diff_base != NULL) {
+        if (strcmp(format, "brendan_gregg") != 0 && strcmp(format, "svg") != 0 &&
+            strcmp(format, "pprof") != 0) {
+            fprintf(stderr, "eflambe-fold: --diff is written as brendan_gregg, svg or pprof, not %s\n",
+                    format);
+            return 2;
+        }
+        opts.timeline = 0;
+        if (diff(diff_base, base_call, archive, call, normalize, &opts, &p) != 0)
+            return 1;
+        return write_profile(p, 0, writer, output);
+    }
     efl_status s = efl_fold_archive(archive, &opts, &p);
     if (s != EFL_OK) {
         fprintf(stderr, "eflambe-fold: %s: %s%s%s\n", archive, efl_status_text(s),
@@ -208,6 +316,14 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    return write_profile(p, root, writer, output);
+}
+
+/* Writes the profile from root (and frees it) to output, or to standard
+ * output: the exit status. */
+static int write_profile(struct efl_profile *p, uint32_t root, const struct efl_writer *writer,
+                         const char *output)
+{
     /* The output goes out as it is written (a megabyte at a time). */
     struct efl_buf out = {.sink = output ? open_output(output, writer) : stdout, .path = output};
     if (out.sink == NULL) {
@@ -215,7 +331,7 @@ int main(int argc, char **argv)
         efl_profile_free(p);
         return 1;
     }
-    s = writer->write(p, root, &out);
+    efl_status s = writer->write(p, root, &out);
     efl_profile_free(p);
     if (s == EFL_OK)
         s = efl_buf_spill(&out, 1);

@@ -78,6 +78,10 @@ struct builder {
     size_t symbols_cap, processes_cap, frames_cap, nodes_cap;
     struct intern frames_by_name, symbols_by_name;
     struct efl_map children; /* parent << 32 | frame -> node */
+    /* A diff: the lines' times go to one side's array, by node. */
+    uint64_t *side_ns;
+    size_t side_cap;
+    struct efl_diff *diff;
 };
 
 static char *copy(const char *s, size_t len)
@@ -248,6 +252,8 @@ static efl_status line(struct builder *b, const char *s, size_t len)
         len--;
     if (len == 0)
         return EFL_OK;
+    /* Names are C strings: a NUL in one would cut it short. */
+    EFL_RETURN_ERROR_IF(memchr(s, 0, len) != NULL, EFL_ERR_CORRUPT);
     const char *space = memrchr(s, ' ', len);
     EFL_RETURN_ERROR_IF(space == NULL || space == s, EFL_ERR_CORRUPT);
     size_t count_len = len - (size_t)(space - s) - 1;
@@ -265,8 +271,22 @@ static efl_status line(struct builder *b, const char *s, size_t len)
         EFL_FORWARD_IF_ERROR(child(b, node, f, &node));
         at = end + 1;
     }
-    b->p->nodes[node].self_ns += us * 1000;
-    b->p->total_ns += us * 1000;
+    if (b->diff == NULL) {
+        b->p->nodes[node].self_ns += us * 1000;
+        b->p->total_ns += us * 1000;
+        return EFL_OK;
+    }
+    if (node >= b->side_cap) {
+        size_t cap = b->side_cap ? b->side_cap : 1024;
+        while (cap <= node)
+            cap *= 2;
+        uint64_t *grown = realloc(b->side_ns, cap * sizeof *grown);
+        EFL_RETURN_ERROR_IF(grown == NULL, EFL_ERR_NOMEM);
+        memset(grown + b->side_cap, 0, (cap - b->side_cap) * sizeof *grown);
+        b->side_ns = grown;
+        b->side_cap = cap;
+    }
+    b->side_ns[node] += us * 1000;
     return EFL_OK;
 }
 
@@ -320,13 +340,21 @@ static efl_status with_timeline(struct efl_profile *p)
     return s;
 }
 
-static efl_status build(struct builder *b, const char *text, size_t len, int timeline)
+static efl_status begin(struct builder *b, const char *meta)
 {
-    struct efl_profile *p = b->p;
+    struct efl_profile *p = b->p = calloc(1, sizeof *b->p);
+    EFL_RETURN_ERROR_IF(p == NULL, EFL_ERR_NOMEM);
+    EFL_RETURN_ERROR_IF(meta != NULL && (p->meta = copy(meta, strlen(meta))) == NULL,
+                        EFL_ERR_NOMEM);
     EFL_GROW(p->symbols, 1, b->symbols_cap);
     EFL_GROW(p->processes, 1, b->processes_cap);
     EFL_GROW(p->nodes, 0, b->nodes_cap);
     p->nodes[p->nnodes++] = (struct efl_node){0};
+    return EFL_OK;
+}
+
+static efl_status lines(struct builder *b, const char *text, size_t len)
+{
     for (const char *at = text, *end = text + len; at < end;) {
         const char *nl = memchr(at, '\n', (size_t)(end - at));
         if (nl == NULL)
@@ -334,7 +362,22 @@ static efl_status build(struct builder *b, const char *text, size_t len, int tim
         EFL_FORWARD_IF_ERROR(line(b, at, (size_t)(nl - at)));
         at = nl + 1;
     }
-    return timeline ? with_timeline(p) : EFL_OK;
+    return EFL_OK;
+}
+
+/* The builder's tables go; the profile stays, or goes too on failure. */
+static efl_status end(struct builder *b, efl_status s, struct efl_profile **out)
+{
+    intern_free(&b->frames_by_name);
+    intern_free(&b->symbols_by_name);
+    efl_map_free(&b->children);
+    free(b->side_ns);
+    if (s != EFL_OK) {
+        efl_profile_free(b->p);
+        return s;
+    }
+    *out = b->p;
+    return EFL_OK;
 }
 
 efl_status efl_profile_from_folded(const char *text, size_t len, const char *meta, int timeline,
@@ -342,20 +385,84 @@ efl_status efl_profile_from_folded(const char *text, size_t len, const char *met
 {
     *out = NULL;
     struct builder b = {0};
-    b.p = calloc(1, sizeof *b.p);
-    EFL_RETURN_ERROR_IF(b.p == NULL, EFL_ERR_NOMEM);
-    efl_status s = EFL_OK;
-    if (meta != NULL && (b.p->meta = copy(meta, strlen(meta))) == NULL)
-        s = EFL_ERR_NOMEM;
+    efl_status s = begin(&b, meta);
     if (s == EFL_OK)
-        s = build(&b, text, len, timeline);
-    intern_free(&b.frames_by_name);
-    intern_free(&b.symbols_by_name);
-    efl_map_free(&b.children);
-    if (s != EFL_OK) {
-        efl_profile_free(b.p);
-        return s;
-    }
-    *out = b.p;
+        s = lines(&b, text, len);
+    if (s == EFL_OK && timeline)
+        s = with_timeline(b.p);
+    return end(&b, s, out);
+}
+
+/* One side's times so far, by node, for n nodes; the builder's array is
+ * emptied for the other side. */
+static efl_status take_side(struct builder *b, size_t n, uint64_t **side)
+{
+    *side = calloc(n ? n : 1, sizeof **side);
+    EFL_RETURN_ERROR_IF(*side == NULL, EFL_ERR_NOMEM);
+    for (size_t i = 0; i < n && i < b->side_cap; i++)
+        (*side)[i] = b->side_ns[i];
+    if (b->side_ns != NULL)
+        memset(b->side_ns, 0, b->side_cap * sizeof *b->side_ns);
     return EFL_OK;
+}
+
+/* With normalize, Base's times scaled to New's total. Then each node's
+ * time drawn: New's, or Base's where New has nothing at or under it (so
+ * that what went away is seen). */
+static efl_status lay_out_diff(struct efl_profile *p, struct efl_diff *d, int normalize)
+{
+    uint64_t base_total = 0, new_total = 0;
+    for (uint32_t i = 0; i < p->nnodes; i++) {
+        base_total += d->base_ns[i];
+        new_total += d->new_ns[i];
+    }
+    d->scale = normalize && base_total > 0 ? (double)new_total / (double)base_total : 1.0;
+    if (d->scale != 1.0)
+        for (uint32_t i = 0; i < p->nnodes; i++)
+            d->base_ns[i] = (uint64_t)((double)d->base_ns[i] * d->scale + 0.5);
+    uint64_t *under = calloc(p->nnodes, sizeof *under);
+    EFL_RETURN_ERROR_IF(under == NULL, EFL_ERR_NOMEM);
+    for (uint32_t i = 0; i < p->nnodes; i++)
+        under[i] = d->new_ns[i];
+    for (uint32_t i = p->nnodes; i-- > 1;)
+        under[p->nodes[i].parent] += under[i];
+    for (uint32_t i = 1; i < p->nnodes; i++) {
+        p->nodes[i].self_ns = under[i] > 0 ? d->new_ns[i] : d->base_ns[i];
+        p->total_ns += p->nodes[i].self_ns;
+    }
+    free(under);
+    return EFL_OK;
+}
+
+efl_status efl_profile_diff_folded(const char *base, size_t base_len, const char *new,
+                                   size_t new_len, int normalize, const char *meta,
+                                   struct efl_profile **out)
+{
+    *out = NULL;
+    struct builder b = {0};
+    efl_status s = begin(&b, meta);
+    struct efl_diff *d = NULL;
+    if (s == EFL_OK && (d = b.p->diff = calloc(1, sizeof *d)) == NULL)
+        s = EFL_ERR_NOMEM;
+    b.diff = d;
+    uint64_t *base_side = NULL;
+    size_t base_nodes = 0;
+    if (s == EFL_OK)
+        s = lines(&b, base, base_len);
+    if (s == EFL_OK) {
+        base_nodes = b.p->nnodes;
+        s = take_side(&b, base_nodes, &base_side);
+    }
+    if (s == EFL_OK)
+        s = lines(&b, new, new_len);
+    if (s == EFL_OK)
+        s = take_side(&b, b.p->nnodes, &d->new_ns);
+    if (s == EFL_OK && (d->base_ns = calloc(b.p->nnodes, sizeof *d->base_ns)) == NULL)
+        s = EFL_ERR_NOMEM;
+    if (s == EFL_OK) {
+        memcpy(d->base_ns, base_side, base_nodes * sizeof *base_side);
+        s = lay_out_diff(b.p, d, normalize);
+    }
+    free(base_side);
+    return end(&b, s, out);
 }

@@ -25,4 +25,13 @@
 efl_status efl_profile_from_folded(const char *text, size_t len, const char *meta, int timeline,
                                    struct efl_profile **out);
 
+/* The differential profile of two folded profiles, Base and New: one tree
+ * of both (stacks matched by their frames' names), each node's two self
+ * times in p->diff, and as its own time New's, or Base's where New has
+ * nothing at or under it (what went away stays in sight). With normalize,
+ * Base's times are scaled to New's total first. */
+efl_status efl_profile_diff_folded(const char *base, size_t base_len, const char *new,
+                                   size_t new_len, int normalize, const char *meta,
+                                   struct efl_profile **out);
+
 #endif

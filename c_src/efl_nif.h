@@ -37,7 +37,7 @@
     X(open) X(data) X(spawn) X(spawned)                                 \
     X(exit) X(link) X(unlink) X(getting_linked) X(getting_unlinked)     \
     X(register) X(unregister) X(max_events) X(max_bytes) X(eflambe_limit)    \
-    X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(processes) X(max_depth) \
+    X(stopped) X(timeout) X(flusher_idle_ms) X(lost) X(modules) X(normalize) X(max_depth) \
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
@@ -192,6 +192,7 @@ ERL_NIF_TERM efl_nif_halt_session(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 ERL_NIF_TERM efl_nif_capture_ready(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM efl_nif_diff_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_archive_header(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM efl_nif_read_code(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

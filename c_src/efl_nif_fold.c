@@ -317,35 +317,38 @@ ERL_NIF_TERM efl_nif_fold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     return result;
 }
 
-/* convert_folded(Folded, Format, #{output => Path, meta => Binary})
- *     -> {ok, Binary | {file, Path}, Info} | {error, {bad_folded, Why}}
- *      | {error, {output, Errno}}
- * Folded stacks (efl_folded.h) in another output format: a cluster's
- * profile, the stacks each node folded under its node's name. */
-ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+/* Folded stacks made a profile and written: convert_folded/3 (base NULL)
+ * and diff_folded/4 share this. opts: #{output => Path, meta => Binary,
+ * normalize => boolean()}. */
+static ERL_NIF_TERM folded_profile(ErlNifEnv *env, const ErlNifBinary *base,
+                                   const ErlNifBinary *folded, ERL_NIF_TERM format_term,
+                                   ERL_NIF_TERM opts)
 {
-    (void)argc;
-    ErlNifBinary folded, meta_bin = {0};
+    ErlNifBinary meta_bin = {0};
     char format[64];
-    ERL_NIF_TERM output_term, meta_term;
+    ERL_NIF_TERM output_term, meta_term, normalize = efl_atom_false;
     char *output = NULL, *meta = NULL;
-    if (!enif_inspect_binary(env, argv[0], &folded) ||
-        enif_get_atom(env, argv[1], format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
-        !enif_is_map(env, argv[2]))
+    if (enif_get_atom(env, format_term, format, sizeof format, ERL_NIF_LATIN1) <= 0 ||
+        !enif_is_map(env, opts))
         return enif_make_badarg(env);
-    if (enif_get_map_value(env, argv[2], efl_atom_meta, &meta_term) &&
+    if (enif_get_map_value(env, opts, efl_atom_meta, &meta_term) &&
         (!enif_inspect_binary(env, meta_term, &meta_bin) ||
          memchr(meta_bin.data, 0, meta_bin.size) != NULL))
         return enif_make_badarg(env);
-    if (enif_get_map_value(env, argv[2], efl_atom_output, &output_term) &&
+    (void)enif_get_map_value(env, opts, efl_atom_normalize, &normalize);
+    if (enif_get_map_value(env, opts, efl_atom_output, &output_term) &&
         (output = efl_nif_cstr(env, output_term)) == NULL)
         return enif_make_badarg(env);
     const struct efl_writer *w = efl_writer_find(format);
-    if (w == NULL || (w->file_only && output == NULL)) {
+    /* A diff is drawn as folded lines of two counts, an SVG or pprof. */
+    int diffable = w != NULL && (strcmp(format, "brendan_gregg") == 0 || strcmp(format, "svg") == 0 ||
+                                 strcmp(format, "pprof") == 0);
+    if (w == NULL || (w->file_only && output == NULL) || (base != NULL && !diffable)) {
         free(output);
-        return enif_make_tuple2(env, efl_atom_error,
-                                enif_make_tuple2(env, w ? efl_atom_needs_a_file : efl_atom_unknown_format,
-                                                 argv[1]));
+        ERL_NIF_TERM why = w == NULL ? efl_atom_unknown_format
+                           : base != NULL && !diffable ? enif_make_atom(env, "not_a_diff_format")
+                                                       : efl_atom_needs_a_file;
+        return enif_make_tuple2(env, efl_atom_error, enif_make_tuple2(env, why, format_term));
     }
     if (meta_bin.size > 0 && (meta = malloc(meta_bin.size + 1)) != NULL) {
         memcpy(meta, meta_bin.data, meta_bin.size);
@@ -354,10 +357,15 @@ ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     struct efl_profile *p = NULL;
     struct efl_buf out = {0};
     int err = 0;
-    efl_status st = meta_bin.size > 0 && meta == NULL
-                        ? EFL_ERR_NOMEM
-                        : efl_profile_from_folded((const char *)folded.data, folded.size, meta,
-                                                  w->needs_timeline, &p);
+    efl_status st;
+    if (meta_bin.size > 0 && meta == NULL)
+        st = EFL_ERR_NOMEM;
+    else if (base != NULL)
+        st = efl_profile_diff_folded((const char *)base->data, base->size, (const char *)folded->data,
+                                     folded->size, normalize == efl_atom_true, meta, &p);
+    else
+        st = efl_profile_from_folded((const char *)folded->data, folded->size, meta,
+                                     w->needs_timeline, &p);
     free(meta);
     ERL_NIF_TERM result;
     if (st != EFL_OK) {
@@ -381,6 +389,33 @@ ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     efl_profile_free(p);
     efl_buf_free(&out);
     return result;
+}
+
+/* convert_folded(Folded, Format, #{output => Path, meta => Binary})
+ *     -> {ok, Binary | {file, Path}, Info} | {error, {bad_folded, Why}}
+ *      | {error, {output, Errno}}
+ * Folded stacks (efl_folded.h) in another output format: a cluster's
+ * profile, the stacks each node folded under its node's name. */
+ERL_NIF_TERM efl_nif_convert_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    ErlNifBinary folded;
+    if (!enif_inspect_binary(env, argv[0], &folded))
+        return enif_make_badarg(env);
+    return folded_profile(env, NULL, &folded, argv[1], argv[2]);
+}
+
+/* diff_folded(Base, New, Format, #{output, meta, normalize})
+ *     -> as convert_folded/3, in brendan_gregg (two counts a line), svg or
+ *        pprof only ({error, {not_a_diff_format, Format}})
+ * The differential profile of two folded profiles (efl_folded.h). */
+ERL_NIF_TERM efl_nif_diff_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    ErlNifBinary base, folded;
+    if (!enif_inspect_binary(env, argv[0], &base) || !enif_inspect_binary(env, argv[1], &folded))
+        return enif_make_badarg(env);
+    return folded_profile(env, &base, &folded, argv[2], argv[3]);
 }
 
 /* add_call_sites(ArchivePath, [{Module, Beam}], [{M, F, A}])

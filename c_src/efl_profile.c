@@ -18,6 +18,11 @@ void efl_profile_free(struct efl_profile *p)
     free(p->windows);
     free(p->timeline);
     free(p->meta);
+    if (p->diff != NULL) {
+        free(p->diff->base_ns);
+        free(p->diff->new_ns);
+        free(p->diff);
+    }
     if (p->index != NULL)
         p->free_index(p->index);
     free(p);

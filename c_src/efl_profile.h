@@ -68,6 +68,14 @@ struct efl_change {
     uint32_t node;
 };
 
+/* A differential profile's two sides (efl_folded.h): by node, each one's
+ * own time (Base's scaled by `scale` when normalized). */
+struct efl_diff {
+    uint64_t *base_ns;
+    uint64_t *new_ns;
+    double scale;
+};
+
 struct efl_profile {
     char **symbols;      /* by id; [0] unused */
     uint32_t nsymbols;
@@ -98,6 +106,7 @@ struct efl_profile {
     int truncated;        /* the archive stopped before its end record */
     unsigned stopped;     /* enum efl_stop_reason: recording ended early */
     char *meta;           /* the header's "key=value\n" lines */
+    struct efl_diff *diff; /* a differential profile's sides, else NULL */
     /* The writers' lookup tables, built on first use (efl_writer.c) and
      * freed with the profile. */
     struct efl_profile_index *index;

@@ -80,8 +80,9 @@
   frames.forEach(function (g) {
     g.addEventListener('click', function () { zoom(g); });
     g.addEventListener('mouseover', function () {
+      var diff = g.getAttribute('data-diff');
       details.textContent = 'Function: ' + g.getAttribute('data-name') + ' (' +
-        g.getAttribute('data-us') + ' \u00b5s, ' + percent(num(g, 'w')) + ')';
+        g.getAttribute('data-us') + ' \u00b5s, ' + percent(num(g, 'w')) + (diff ? '; ' + diff : '') + ')';
     });
     g.addEventListener('mouseout', function () { details.textContent = ' '; });
   });

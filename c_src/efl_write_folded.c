@@ -1,6 +1,9 @@
 /* Folded stacks, as flamegraph.pl, inferno and speedscope read them:
  * "frame;frame;frame COUNT" per distinct stack, COUNT in microseconds,
- * lines in byte order so the output is deterministic. */
+ * lines in byte order so the output is deterministic. A differential
+ * profile's lines have both counts, "stack BASE NEW", as difffolded.pl
+ * writes them and flamegraph.pl reads them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +26,20 @@ static int cmp_line(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
+/* A line's counts: " COUNT\n", or " BASE NEW\n" for a diff; 0 when the
+ * stack has none (under a microsecond). */
+static int counts(const struct efl_profile *p, uint32_t node, char out[48])
+{
+    if (p->diff == NULL) {
+        uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
+        return us == 0 ? 0 : snprintf(out, 48, " %llu\n", (unsigned long long)us);
+    }
+    uint64_t base = efl_ns_to_us(p->diff->base_ns[node]), new = efl_ns_to_us(p->diff->new_ns[node]);
+    return base == 0 && new == 0
+               ? 0
+               : snprintf(out, 48, " %llu %llu\n", (unsigned long long)base, (unsigned long long)new);
+}
+
 struct folded {
     struct efl_buf text;
     struct line *lines;
@@ -33,12 +50,13 @@ static efl_status add_line(void *ctx, const struct efl_profile *p, uint32_t node
                            size_t len)
 {
     struct folded *f = ctx;
-    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
-    if (us == 0)
+    char c[48];
+    int n = counts(p, node, c);
+    if (n == 0)
         return EFL_OK;
     size_t off = f->text.len;
     EFL_FORWARD_IF_ERROR(efl_buf_append(&f->text, path, len));
-    EFL_FORWARD_IF_ERROR(efl_buf_printf(&f->text, " %llu\n", (unsigned long long)us));
+    EFL_FORWARD_IF_ERROR(efl_buf_append(&f->text, c, (size_t)n));
     f->lines[f->nlines++] = (struct line){off, f->text.len - off};
     return EFL_OK;
 }
@@ -54,12 +72,13 @@ static efl_status check_line(void *ctx, const struct efl_profile *p, uint32_t no
                              size_t len)
 {
     struct order *o = ctx;
-    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
-    if (us == 0 || !o->sorted)
+    char c[48];
+    int n = counts(p, node, c);
+    if (n == 0 || !o->sorted)
         return EFL_OK;
     o->line.len = 0;
     EFL_FORWARD_IF_ERROR(efl_buf_append(&o->line, path, len));
-    EFL_FORWARD_IF_ERROR(efl_buf_printf(&o->line, " %llu\n", (unsigned long long)us));
+    EFL_FORWARD_IF_ERROR(efl_buf_append(&o->line, c, (size_t)n));
     if (o->prev.len > 0) {
         size_t n = o->prev.len < o->line.len ? o->prev.len : o->line.len;
         int c = memcmp(o->prev.data, o->line.data, n);
@@ -75,11 +94,12 @@ static efl_status stream_line(void *ctx, const struct efl_profile *p, uint32_t n
                               const char *path, size_t len)
 {
     struct efl_buf *out = ctx;
-    uint64_t us = efl_ns_to_us(p->nodes[node].self_ns);
-    if (us == 0)
+    char c[48];
+    int n = counts(p, node, c);
+    if (n == 0)
         return EFL_OK;
     EFL_FORWARD_IF_ERROR(efl_buf_append(out, path, len));
-    EFL_FORWARD_IF_ERROR(efl_buf_printf(out, " %llu\n", (unsigned long long)us));
+    EFL_FORWARD_IF_ERROR(efl_buf_append(out, c, (size_t)n));
     return efl_buf_spill(out, 0);
 }
 

@@ -7,7 +7,9 @@
  * calls that made it where the run traced calls, and labels naming the
  * process, the node (the header's, or the name above the process in a
  * cluster's profile), and the profiled call. A function and a location
- * per frame, both with the frame's index + 1 as id.
+ * per frame, both with the frame's index + 1 as id. A differential
+ * profile: New's samples and Base's negated (labelled pprof::base=true),
+ * as go tool pprof -diff_base makes them: -top shows the changes.
  *
  * Streamed: the message is a sequence of fields, which protobuf lets
  * repeat and interleave, so strings, functions and locations are written
@@ -46,6 +48,7 @@ struct pprof {
     uint8_t *frame_written; /* by frame: its function and location are out */
     uint32_t *call_index;   /* by window: its place in the call order, from 1 */
     int64_t s_process, s_node, s_call, s_ended, s_exception, s_unfinished, node_name;
+    int64_t s_base, s_true; /* a diff's Base samples: pprof::base=true */
     int with_calls;         /* a fourth sample type: the calls a traced run saw */
 };
 
@@ -166,10 +169,11 @@ static int off_cpu(uint8_t kind)
 
 /* One stack: its frames from the node up, leaf first, stopping at its
  * process (under the root or a window); the labels of that process. */
-static efl_status sample(struct pprof *w, uint32_t node)
+/* One stack's sample, of ns (a diff's Base side: negated, and labelled
+ * so, as go tool pprof -diff_base writes it). */
+static efl_status sample(struct pprof *w, uint32_t node, uint64_t ns, int base)
 {
     const struct efl_profile *p = w->p;
-    uint64_t ns = p->nodes[node].self_ns;
     uint8_t top = p->frames[p->nodes[node].frame].kind;
     w->part.len = 0;
     uint32_t process = 0, window = UINT32_MAX, named = 0;
@@ -189,12 +193,16 @@ static efl_status sample(struct pprof *w, uint32_t node)
     w->msg.len = 0;
     EFL_FORWARD_IF_ERROR(put_bytes_field(&w->msg, SAMPLE_LOCATION, w->part.data, w->part.len));
     w->part.len = 0;
-    EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, ns));
-    EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, on_cpu(top) ? ns : 0));
-    EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, off_cpu(top) ? ns : 0));
+    /* int64 values: a negative one as its two's complement. */
+    uint64_t v = base ? 0 - ns : ns;
+    EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, v));
+    EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, on_cpu(top) ? v : 0));
+    EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, off_cpu(top) ? v : 0));
     if (w->with_calls)
         EFL_FORWARD_IF_ERROR(efl_buf_put_varint(&w->part, p->nodes[node].calls));
     EFL_FORWARD_IF_ERROR(put_bytes_field(&w->msg, SAMPLE_VALUE, w->part.data, w->part.len));
+    if (base)
+        EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_base, w->s_true, 0));
     if (process != 0)
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_process,
                                    w->frame_string[p->nodes[process].frame], 0));
@@ -240,6 +248,10 @@ static efl_status header(struct pprof *w)
     EFL_FORWARD_IF_ERROR(cstring(w, "ended", &w->s_ended));
     EFL_FORWARD_IF_ERROR(cstring(w, "exception", &w->s_exception));
     EFL_FORWARD_IF_ERROR(cstring(w, "unfinished", &w->s_unfinished));
+    if (w->p->diff != NULL) {
+        EFL_FORWARD_IF_ERROR(cstring(w, "pprof::base", &w->s_base));
+        EFL_FORWARD_IF_ERROR(cstring(w, "true", &w->s_true));
+    }
     size_t len;
     const char *node = w->p->meta ? efl_meta_value(w->p->meta, "node", &len) : NULL;
     if (node != NULL)
@@ -280,7 +292,8 @@ static efl_status write_all(struct pprof *w, uint32_t root)
      * tick. */
     size_t len;
     const char *mode = p->meta ? efl_meta_value(p->meta, "mode", &len) : NULL;
-    w->with_calls = p->calls > 0 && !(mode != NULL && len == 6 && memcmp(mode, "sample", 6) == 0);
+    w->with_calls = p->calls > 0 && p->diff == NULL &&
+                    !(mode != NULL && len == 6 && memcmp(mode, "sample", 6) == 0);
     EFL_FORWARD_IF_ERROR(header(w));
     uint32_t *nodes;
     size_t n;
@@ -288,9 +301,18 @@ static efl_status write_all(struct pprof *w, uint32_t root)
     /* No duration_nanos: the traced run's wall time, against weights with
      * the tracing cost taken out, would read as time missing. */
     efl_status s = EFL_OK;
-    for (size_t i = 0; s == EFL_OK && i < n; i++)
-        if (p->nodes[nodes[i]].self_ns > 0 || (w->with_calls && p->nodes[nodes[i]].calls > 0))
-            s = sample(w, nodes[i]);
+    for (size_t i = 0; s == EFL_OK && i < n; i++) {
+        uint32_t node = nodes[i];
+        if (p->diff != NULL) {
+            /* A diff: New's samples, and Base's negated. */
+            if (p->diff->new_ns[node] > 0)
+                s = sample(w, node, p->diff->new_ns[node], 0);
+            if (s == EFL_OK && p->diff->base_ns[node] > 0)
+                s = sample(w, node, p->diff->base_ns[node], 1);
+        } else if (p->nodes[node].self_ns > 0 || (w->with_calls && p->nodes[node].calls > 0)) {
+            s = sample(w, node, p->nodes[node].self_ns, 0);
+        }
+    }
     free(nodes);
     EFL_FORWARD_IF_ERROR(s);
     return deflate_pending(w, 1);

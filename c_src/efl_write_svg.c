@@ -2,7 +2,12 @@
  * folded tree (children in name order, width by total time), colours from
  * a hash of the name (sleep and gc in colours of their own), and the
  * JavaScript of efl_svg.js in a <set> element's onbegin handler (see
- * there why). */
+ * there why). A differential profile's frames are coloured by the change
+ * of their own time instead: red grew, blue shrank, white the same, the
+ * shade by how much against the largest change; frames only one side has
+ * are that side's colour (Base's blue, New's red) by their time in all,
+ * outlined with dashes, and say so. */
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +33,55 @@ struct svg {
     uint32_t rows;
     double grand;        /* ns of the root */
     int drawing;         /* second pass */
+    /* A diff: each side's time at and under a node, the largest change. */
+    uint64_t *base_under, *new_under;
+    uint64_t max_change;
 };
+
+static uint64_t change(const struct efl_diff *d, uint32_t node)
+{
+    return d->new_ns[node] > d->base_ns[node] ? d->new_ns[node] - d->base_ns[node]
+                                              : d->base_ns[node] - d->new_ns[node];
+}
+
+/* A diff's colour, and what its tooltip adds: both times and the change. */
+static efl_status diff_frame(const struct svg *w, uint32_t node, char fill[32], struct efl_buf *note)
+{
+    const struct efl_diff *d = w->p->diff;
+    uint64_t base = d->base_ns[node], new = d->new_ns[node];
+    if (node == w->root) {
+        /* All: both sides' totals, white. */
+        snprintf(fill, 32, "rgb(255,255,255)");
+        return efl_buf_printf(note, "base %llu \xc2\xb5s, new %llu \xc2\xb5s",
+                              (unsigned long long)efl_ns_to_us(w->base_under[node]),
+                              (unsigned long long)efl_ns_to_us(w->new_under[node]));
+    }
+    /* A frame only one side has: that side's colour, by its time in all. */
+    int only_base = w->new_under[node] == 0, only_new = w->base_under[node] == 0;
+    uint64_t by = only_base ? w->base_under[node] : only_new ? w->new_under[node] : change(d, node);
+    double share = w->max_change > 0 ? (double)by / (double)w->max_change : 0;
+    unsigned shade = 255 - (unsigned)(200.0 * (share < 1 ? share : 1) + 0.5);
+    if (only_base)
+        snprintf(fill, 32, "rgb(%u,%u,255)", shade, shade);
+    else if (only_new || new > base)
+        snprintf(fill, 32, "rgb(255,%u,%u)", shade, shade);
+    else if (new < base)
+        snprintf(fill, 32, "rgb(%u,%u,255)", shade, shade);
+    else
+        snprintf(fill, 32, "rgb(255,255,255)");
+    EFL_FORWARD_IF_ERROR(efl_buf_printf(note, "base %llu \xc2\xb5s, new %llu \xc2\xb5s, ",
+                                        (unsigned long long)efl_ns_to_us(base),
+                                        (unsigned long long)efl_ns_to_us(new)));
+    if (base > 0)
+        EFL_FORWARD_IF_ERROR(efl_buf_printf(note, "%+.1f%%", 100.0 * ((double)new - (double)base) / (double)base));
+    else
+        EFL_FORWARD_IF_ERROR(efl_buf_printf(note, "+%llu \xc2\xb5s", (unsigned long long)efl_ns_to_us(new)));
+    if (node != 0 && w->new_under[node] == 0)
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(note, "; only in base"));
+    else if (node != 0 && w->base_under[node] == 0)
+        EFL_FORWARD_IF_ERROR(efl_buf_puts(note, "; only in new"));
+    return EFL_OK;
+}
 
 static uint32_t hash(const char *s, size_t len)
 {
@@ -71,20 +124,44 @@ static efl_status frame(struct svg *w, uint32_t node, const char *name, size_t l
     char fill[32];
     const struct efl_frame *fr = node ? &w->p->frames[w->p->nodes[node].frame] : NULL;
     struct efl_frame all = {.kind = EFL_FRAME_MFA};
-    colour(fr ? fr : &all, name, len, fill);
+    struct efl_buf note = {0};
+    efl_status s = EFL_OK;
+    if (w->p->diff != NULL)
+        s = diff_frame(w, node, fill, &note);
+    else
+        colour(fr ? fr : &all, name, len, fill);
     struct efl_buf *o = w->out;
-    EFL_FORWARD_IF_ERROR(efl_buf_printf(o, "<g class=\"f\" data-x=\"%.9f\" data-w=\"%.9f\" data-row=\"%u\" "
-                                           "data-us=\"%llu\" data-fill=\"%s\" data-name=\"",
-                                        fx, share, w->row[node],
-                                        (unsigned long long)efl_ns_to_us(w->total[node]), fill));
-    EFL_FORWARD_IF_ERROR(efl_xml_escape(o, name, len));
-    EFL_FORWARD_IF_ERROR(efl_buf_puts(o, "\"><title>"));
-    EFL_FORWARD_IF_ERROR(efl_xml_escape(o, name, len));
-    EFL_FORWARD_IF_ERROR(efl_buf_printf(o, " (%llu \xc2\xb5s, %.2f%%)</title>",
-                                        (unsigned long long)efl_ns_to_us(w->total[node]), 100 * share));
+    if (s == EFL_OK)
+        s = efl_buf_printf(o, "<g class=\"f\" data-x=\"%.9f\" data-w=\"%.9f\" data-row=\"%u\" "
+                              "data-us=\"%llu\" data-fill=\"%s\" data-name=\"",
+                           fx, share, w->row[node], (unsigned long long)efl_ns_to_us(w->total[node]), fill);
+    if (s == EFL_OK)
+        s = efl_xml_escape(o, name, len);
+    if (s == EFL_OK && note.len > 0) {
+        s = efl_buf_puts(o, "\" data-diff=\"");
+        if (s == EFL_OK)
+            s = efl_xml_escape(o, (const char *)note.data, note.len);
+    }
+    if (s == EFL_OK)
+        s = efl_buf_puts(o, "\"><title>");
+    if (s == EFL_OK)
+        s = efl_xml_escape(o, name, len);
+    if (s == EFL_OK)
+        s = efl_buf_printf(o, " (%llu \xc2\xb5s, %.2f%%", (unsigned long long)efl_ns_to_us(w->total[node]),
+                           100 * share);
+    if (s == EFL_OK && note.len > 0) {
+        s = efl_buf_puts(o, "; ");
+        if (s == EFL_OK)
+            s = efl_xml_escape(o, (const char *)note.data, note.len);
+    }
+    int dashed = note.len > 0 && memmem(note.data, note.len, "only in", 7) != NULL;
+    efl_buf_free(&note);
+    EFL_FORWARD_IF_ERROR(s);
+    EFL_FORWARD_IF_ERROR(efl_buf_puts(o, ")</title>"));
     EFL_FORWARD_IF_ERROR(efl_buf_printf(o, "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
-                                           "fill=\"%s\" rx=\"2\"/>",
-                                        PAD + fx * (WIDTH - 2 * PAD), y, px, ROW - 1, fill));
+                                           "fill=\"%s\" rx=\"2\"%s/>",
+                                        PAD + fx * (WIDTH - 2 * PAD), y, px, ROW - 1, fill,
+                                        dashed ? " stroke=\"#555\" stroke-dasharray=\"3,2\"" : ""));
     /* The label is set by the script; a first one for viewers without it. */
     size_t fit = px > 3 ? (size_t)((px - 3) / 7) : 0;
     EFL_FORWARD_IF_ERROR(efl_buf_printf(o, "<text x=\"%.2f\" y=\"%.1f\">",
@@ -116,12 +193,35 @@ static efl_status visit(void *ctx, const struct efl_profile *p, uint32_t node, c
     }
     if (p->frames[p->nodes[node].frame].kind == EFL_FRAME_WINDOW)
         return EFL_OK;
-    /* The node's own name: the path's last element. */
+    /* The node's own name: the path's last element (an empty path may
+     * have no text at all). */
+    if (len == 0)
+        return frame(w, node, "", 0);
     const char *name = path + len;
     while (name > path && name[-1] != ';')
         name--;
     EFL_FORWARD_IF_ERROR(frame(w, node, name, (size_t)(path + len - name)));
     return efl_buf_spill(w->out, 0);
+}
+
+/* A diff's sides summed under each node of the subtree, and the largest
+ * change of a node's own time there. */
+static efl_status diff_totals(struct svg *w, const uint32_t *sub, size_t nsub)
+{
+    const struct efl_profile *p = w->p;
+    w->base_under = calloc(p->nnodes, sizeof *w->base_under);
+    w->new_under = calloc(p->nnodes, sizeof *w->new_under);
+    EFL_RETURN_ERROR_IF(w->base_under == NULL || w->new_under == NULL, EFL_ERR_NOMEM);
+    for (size_t i = nsub; i-- > 0;) {
+        uint32_t n = sub[i], parent = p->nodes[n].parent;
+        w->base_under[n] += p->diff->base_ns[n];
+        w->new_under[n] += p->diff->new_ns[n];
+        w->base_under[parent] += w->base_under[n];
+        w->new_under[parent] += w->new_under[n];
+        if (change(p->diff, n) > w->max_change)
+            w->max_change = change(p->diff, n);
+    }
+    return EFL_OK;
 }
 
 static efl_status header(struct svg *w, int height)
@@ -146,7 +246,7 @@ static efl_status header(struct svg *w, int height)
                                            "<text class=\"title\" x=\"%d\" y=\"24\">", WIDTH / 2));
     size_t len = 0;
     const char *target = w->p->meta ? efl_meta_value(w->p->meta, "target", &len) : NULL;
-    EFL_FORWARD_IF_ERROR(efl_buf_puts(o, "Flame graph"));
+    EFL_FORWARD_IF_ERROR(efl_buf_puts(o, w->p->diff ? "Differential flame graph" : "Flame graph"));
     if (target) {
         EFL_FORWARD_IF_ERROR(efl_buf_puts(o, " of "));
         EFL_FORWARD_IF_ERROR(efl_xml_escape(o, target, len));
@@ -189,7 +289,10 @@ efl_status efl_write_svg(const struct efl_profile *p, uint32_t root, struct efl_
             w.total[p->nodes[n].parent] += w.total[n];
         }
         w.grand = (double)w.total[root];
-        s = efl_walk_stacks(p, root, ";", visit, &w);
+        if (p->diff != NULL)
+            s = diff_totals(&w, sub, nsub);
+        if (s == EFL_OK)
+            s = efl_walk_stacks(p, root, ";", visit, &w);
     }
     free(sub);
     if (s == EFL_OK)
@@ -209,5 +312,7 @@ efl_status efl_write_svg(const struct efl_profile *p, uint32_t root, struct efl_
     free(w.cursor);
     free(w.x);
     free(w.row);
+    free(w.base_under);
+    free(w.new_under);
     return s;
 }

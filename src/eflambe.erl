@@ -61,7 +61,7 @@
 %% node.
 -module(eflambe).
 
--export([apply/1, apply/2, capture/1, capture/2, capture/3, sample/1, stop/0, replay/2, calls/1]).
+-export([apply/1, apply/2, capture/1, capture/2, capture/3, sample/1, stop/0, replay/2, calls/1, diff/3]).
 
 -compile({no_auto_import, [apply/2]}).
 
@@ -241,6 +241,24 @@ capture(MFA, N, Options) ->
           | {error, term()}.
 sample(Options) ->
     eflambe_sample:sample(Options).
+
+%% @doc What changed between two profiles: Base and New are each a trace
+%% archive (all of it), `{Archive, Index}' (one call of a capture's
+%% archive, Index as calls/1 gives it), a folded file, or `{folded,
+%% Binary}'. Their stacks are matched by name. Options: `output_format'
+%% `brendan_gregg' (default: a line per stack, `stack BASE NEW', as
+%% flamegraph.pl's difffolded.pl writes them), `svg' (New's widths, each
+%% frame coloured by the change of its own time: red grew, blue shrank,
+%% white the same; frames only one side has are dashed and say so) or
+%% `pprof' (New's samples and Base's negated: `go tool pprof -top' shows
+%% the changes); `{normalize, true}' scales Base to New's total first;
+%% `output_directory', `return' (`filename', the default, or
+%% `flamegraph'), `open', and `max_depth', `recursion', `compensate' for
+%% archives.
+-spec diff(term(), term(), [option() | {normalize, boolean()}]) ->
+          {ok, binary() | file:filename()} | {error, term()}.
+diff(Base, New, Options) ->
+    eflambe_diff:diff(Base, New, Options).
 
 %% @doc Folds a trace archive kept with `{archive, Path}' into any output
 %% format, on this node or another: `{ok, Result}' for an archive of apply,

@@ -165,24 +165,9 @@ write_all([Profile | Rest], Meta, Opts, Acc) ->
         {error, _} = Error -> Error
     end.
 
-%% The merged stacks in the format asked for: streamed into its file when
-%% a file is what is wanted, else as a binary, delivered as any run's.
+%% The merged stacks in the format asked for, delivered as any run's.
 -spec write(binary(), binary(), eflambe_options:opts()) ->
           {ok, binary() | file:filename()} | {error, term()}.
 write(Folded, Meta, #{output_format := Format} = Opts) ->
-    Stream = fun(File) ->
-                     case eflambe_tracer:convert_folded(Folded, Format,
-                                                        #{meta => Meta,
-                                                          output => eflambe_options:native_name(File)}) of
-                         {ok, {file, _}, Info} -> {ok, {file, File}, Info};
-                         Other -> Other
-                     end
-             end,
-    Converted = case eflambe_output:stream(Stream, Opts) of
-                    none -> eflambe_tracer:convert_folded(Folded, Format, #{meta => Meta});
-                    Streamed -> Streamed
-                end,
-    case Converted of
-        {ok, Data, Info} -> eflambe_output:write(Data, Info, Opts);
-        {error, _} = Error -> Error
-    end.
+    eflambe_output:made(fun(Out) -> eflambe_tracer:convert_folded(Folded, Format, Out#{meta => Meta}) end,
+                        Opts).

@@ -22,6 +22,7 @@
                   max_depth := 1..1024,
                   recursion := exact | collapse,
                   compensate := boolean(),
+                  normalize => boolean(),
                   max_events => pos_integer(),
                   max_bytes => pos_integer(),
                   exclude => [module() | {module(), atom(), arity() | '_'}],
@@ -90,6 +91,8 @@ defaults(sample) ->
                                                         node => node(),
                                                         nodes => undefined,
                                                         fetch_archive => undefined};
+defaults(diff) ->
+    (defaults(replay))#{normalize => false};
 defaults(replay) ->
     #{output_format => brendan_gregg,
       output_directory => undefined,
@@ -99,7 +102,7 @@ defaults(replay) ->
       recursion => exact,
       compensate => true}.
 
--type mode() :: apply | capture | sample | replay.
+-type mode() :: apply | capture | sample | replay | diff.
 
 %% Options come as a proplist (Erlang) or keyword list (Elixir).
 -spec parse(mode(), term()) -> {ok, opts()} | {error, term()}.
@@ -188,6 +191,16 @@ default_directory(Opts) ->
     {ok, Opts}.
 
 -spec check(mode(), atom(), term()) -> {ok, term()} | {error, term()}.
+check(diff, output_format, Format) ->
+    Diffable = [brendan_gregg, svg, pprof],
+    case lists:member(Format, Diffable) of
+        true -> {ok, Format};
+        false -> {error, {bad_output_format, Format, {expected_one_of, Diffable}}}
+    end;
+check(diff, normalize, B) when is_boolean(B) ->
+    {ok, B};
+check(diff, normalize, B) ->
+    {error, {bad_normalize, B, {expected, boolean}}};
 check(_, output_format, Format) ->
     case lists:member(Format, output_formats()) of
         true -> {ok, Format};

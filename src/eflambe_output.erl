@@ -2,7 +2,7 @@
 %% Delivers folded flamegraphs: written to files, returned, or both.
 -module(eflambe_output).
 
--export([write/3, write_calls/3, write_all/3, stream/2, extension/1, create/3]).
+-export([write/3, write_calls/3, write_all/3, stream/2, made/2, extension/1, create/3]).
 
 %% A new name is tried when the one made is taken (by another node).
 -define(NAME_TRIES, 5).
@@ -29,6 +29,27 @@ stream(Fold, #{output_directory := Dir} = Opts, Tries) ->
             {error, {write_output, File, file:format_error(Posix)}};
         Result ->
             Result
+    end.
+
+%% A flamegraph made by Make(#{output => File}) streaming into a new file
+%% when a file is what is wanted, else by Make(#{}) as a binary; then
+%% delivered as any run's (written, returned, opened).
+-spec made(fun((map()) -> {ok, term(), map()} | {error, term()}), eflambe_options:opts()) ->
+          {ok, binary() | file:filename()} | {error, term()}.
+made(Make, Opts) ->
+    Stream = fun(File) ->
+                     case Make(#{output => eflambe_options:native_name(File)}) of
+                         {ok, {file, _}, Info} -> {ok, {file, File}, Info};
+                         Other -> Other
+                     end
+             end,
+    Made = case stream(Stream, Opts) of
+               none -> Make(#{});
+               Streamed -> Streamed
+           end,
+    case Made of
+        {ok, Data, Info} -> write(Data, Info, Opts);
+        {error, _} = Error -> Error
     end.
 
 %% The usual file name extension of each output format.

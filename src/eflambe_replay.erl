@@ -3,7 +3,7 @@
 %% later or on another machine, as the live run would have.
 -module(eflambe_replay).
 
--export([replay/2, calls/1]).
+-export([replay/2, calls/1, archive_file/1]).
 
 -include_lib("kernel/include/file.hrl").
 -include_lib("kernel/include/logger.hrl").

@@ -6,7 +6,7 @@
 -module(eflambe_tracer).
 
 -export([enabled/3, trace/5]).
--export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, convert_folded/3, interval_costs/1,
+-export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, convert_folded/3, diff_folded/4, interval_costs/1,
          archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
@@ -14,7 +14,7 @@
 -on_load(init/0).
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2,
-       capture_ready/1, fold/4, convert_folded/3, interval_costs/1,
+       capture_ready/1, fold/4, convert_folded/3, diff_folded/4, interval_costs/1,
        archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
@@ -109,6 +109,17 @@ fold(_ArchivePath, _Format, _Split, _FoldOpts) ->
           {ok, binary() | {file, file:filename_all()}, #{atom() => term()}}
           | {error, {atom(), term()}}.
 convert_folded(_Folded, _Format, _Opts) ->
+    erlang:nif_error(not_loaded).
+
+%% The differential profile of two folded profiles (Base, New), as
+%% convert_folded/3 writes one: in brendan_gregg (a line per stack with
+%% both counts), svg (coloured by change) or pprof (Base's samples
+%% negated); with normalize, Base scaled to New's total first.
+-spec diff_folded(binary(), binary(), atom(),
+                  #{output => file:filename_all(), meta => binary(), normalize => boolean()}) ->
+          {ok, binary() | {file, file:filename_all()}, #{atom() => term()}}
+          | {error, {atom(), term()}}.
+diff_folded(_Base, _New, _Format, _Opts) ->
     erlang:nif_error(not_loaded).
 
 %% The mean interval between a process's consecutive events of kinds call

@@ -427,11 +427,12 @@ pprof_in_go_tool(Go, Dir) ->
         exit(Busy, kill)
     end.
 
-%% Function -> flat nanoseconds, as go tool pprof -top prints them.
+%% Function -> flat nanoseconds (negative in a diff), as go tool pprof -top
+%% prints them.
 go_pprof_top(Go, File, Args) ->
     {0, Out} = run(Go, ["tool", "pprof", "-top", "-nodecount=1000000", "-nodefraction=0",
                         "-edgefraction=0", "-unit=ns" | Args] ++ [File]),
-    {match, Rows} = re:run(Out, "^\\s*([0-9]+)(?:ns)?\\s+\\S+%\\s+\\S+%\\s+[0-9]+(?:ns)?\\s+\\S+%\\s+(.+)$",
+    {match, Rows} = re:run(Out, "^\\s*(-?[0-9]+)(?:ns)?\\s+\\S+%\\s+\\S+%\\s+-?[0-9]+(?:ns)?\\s+\\S+%\\s+(.+)$",
                            [multiline, global, {capture, all_but_first, binary}]),
     maps:from_list([{Name, binary_to_integer(Ns)} || [Ns, Name] <- Rows]).
 

@@ -2,7 +2,23 @@
 -module(eflambe_workload).
 
 -export([fib/1, reaches/1, two/1, slow/1, fast/1, countdown/1, catcher/0, sleeper/1, parent/1,
-         timed/1, raiser/0, waiter/0, mixed/1]).
+         timed/1, raiser/0, waiter/0, mixed/1, varied/1, work_a/1, work_b/1]).
+
+%% Two calls of one function that differ by known amounts: varied(base)
+%% does work_a and work_b once each; varied(changed) does work_a twice and
+%% no work_b (a diff of the second against the first: work_a +100%,
+%% work_b -100%).
+varied({base, Bin}) ->
+    work_a(Bin) + work_b(Bin);
+varied({changed, Bin}) ->
+    work_a(Bin) + work_a(Bin).
+
+%% Work in a BIF, on a binary made beforehand: a few calls (the tracing
+%% cost taken out is small beside it), no new memory to fault in; body
+%% calls, so both stay on the stack over it.
+work_a(Bin) -> erlang:crc32(Bin) band 1.
+
+work_b(Bin) -> erlang:crc32(Bin) band 1.
 
 %% Calls into other modules: through a fun lists:foldl/3 calls, and
 %% through apply/3 with a module known only at run time.

@@ -7,9 +7,12 @@
 //    and inserted with innerHTML as a notebook does: click a frame and it
 //    fills the width, reset, search a regular expression and the matched
 //    share must match, hover shows the frame's details.
+//  - a differential SVG: the named frames' colours and hover details.
 // Usage: node check.mjs MANIFEST.json. The manifest:
 //   {"profiles": [{"file": F, "totals": {"<0.85.0>": us, ...}, "tolerance": us}],
-//    "svgs": [{"file": F, "search": REGEX, "share": PERCENT}]}
+//    "svgs": [{"file": F, "search": REGEX, "share": PERCENT}],
+//    "diffs": [{"file": F, "frames": [{"name": N, "under": PARENT, "colour": "red",
+//                                     "shows": TEXT}]}]}
 // Prints one line per check; exits 1 if any failed.
 import {chromium} from 'playwright-core';
 import fs from 'node:fs';
@@ -210,9 +213,49 @@ async function checkSvg(spec) {
   await page.close();
 }
 
+// A differential flamegraph: each named frame's fill is red (it grew),
+// blue (it shrank) or white, and hovering it shows both times.
+// spec: {file, frames: [{name, under, colour: 'red' | 'blue' | 'white', shows: TEXT}]}
+async function checkDiff(spec) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', e => errors.push(e.message));
+  const name = '/' + path.basename(spec.file);
+  served.set(name, fs.readFileSync(spec.file));
+  await page.goto(base + name);
+  await page.waitForFunction(() => !!document.querySelector('svg').eflambe);
+  for (const f of spec.frames) {
+    // The frame named so right above the one named `under`.
+    const index = await page.evaluate(({name, under}) => {
+      const all = [...document.querySelectorAll('g.f')];
+      const num = (g, a) => +g.getAttribute('data-' + a);
+      const parent = all.find(g => g.getAttribute('data-name') === under);
+      return all.findIndex(g => g.getAttribute('data-name') === name && parent &&
+                                num(g, 'row') === num(parent, 'row') + 1 &&
+                                num(g, 'x') >= num(parent, 'x') - 1e-9 &&
+                                num(g, 'x') < num(parent, 'x') + num(parent, 'w'));
+    }, f);
+    report(index >= 0, `diff ${path.basename(spec.file)}: ${f.name} over ${f.under} is drawn`);
+    if (index < 0) continue;
+    const g = page.locator('g.f').nth(index);
+    const fill = await g.locator('rect').getAttribute('fill');
+    const [r, gr, b] = (fill.match(/\d+/g) || []).map(Number);
+    const colour = r === 255 && gr === 255 && b === 255 ? 'white' : r === 255 && b < 255 ? 'red' :
+                   b === 255 && r < 255 ? 'blue' : fill;
+    report(colour === f.colour, `diff ${path.basename(spec.file)}: ${f.name} over ${f.under} is ${f.colour}`, fill);
+    await g.locator('rect').dispatchEvent('mouseover');
+    const details = await page.locator('.details').textContent();
+    report(details.includes(f.shows), `diff ${path.basename(spec.file)}: hovering ${f.name} shows ${f.shows}`,
+           details);
+  }
+  report(errors.length === 0, `diff ${path.basename(spec.file)}: no script errors`, errors.join('; '));
+  await page.close();
+}
+
 try {
   for (const p of manifest.profiles || []) await checkProfile(p);
   for (const s of manifest.svgs || []) await checkSvg(s);
+  for (const d of manifest.diffs || []) await checkDiff(d);
 } finally {
   await browser.close();
   server.close();
