@@ -6,7 +6,8 @@
  * process number). Each distinct stack is written as two samples, at its
  * start and its end on a running clock: importers that weigh a sample by
  * the midpoints to its neighbours (speedscope) then give each stack
- * exactly its time. */
+ * exactly its time. Each process's clock starts at its first event on the
+ * run's clock (a process spawned 10 ms in starts at 0.010). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,10 +65,15 @@ efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl
     EFL_FORWARD_IF_ERROR(efl_process_nodes(p, root, &procs, &nprocs));
     struct perf w = {.out = out};
     efl_status s = EFL_OK;
+    uint64_t run_start = efl_run_start(p, procs, nprocs);
     for (size_t i = 0; s == EFL_OK && i < nprocs; i++) {
         const struct efl_frame *fr = &p->frames[p->nodes[procs[i]].frame];
         w.command.len = 0;
-        w.clock_us = 0;
+        /* Each process's clock starts where the run's has it begin. */
+        const size_t *changes;
+        size_t nchanges;
+        s = efl_process_changes(p, procs[i], &changes, &nchanges);
+        w.clock_us = s == EFL_OK && nchanges > 0 ? efl_ns_to_us(p->timeline[changes[0]].ts - run_start) : 0;
         w.tid = efl_process_number(p->processes[fr->a]);
         w.proc = procs[i];
         s = efl_node_name(p, procs[i], &w.command);

@@ -1,7 +1,8 @@
 /* speedscope's file format (https://www.speedscope.app/file-format-schema.json):
  * one evented profile per process, with the exact times each frame was
  * opened and closed, so speedscope's time-order view replays what the
- * process did. Needs the folder's timeline. Times in microseconds. */
+ * process did. Needs the folder's timeline. Times in microseconds, every
+ * process on the run's one clock. */
 #include <stdlib.h>
 
 #include "efl_map.h"
@@ -64,15 +65,16 @@ static efl_status move(struct speedscope *w, uint32_t proc, uint32_t from, uint3
     return EFL_OK;
 }
 
+/* One process's profile, on the run's clock (w->base_ns): a process
+ * spawned 10 ms into the run starts at 10 ms. */
 static efl_status profile(struct speedscope *w, uint32_t proc, int first)
 {
     const struct efl_profile *p = w->p;
     const size_t *changes;
     size_t nchanges;
     EFL_FORWARD_IF_ERROR(efl_process_changes(p, proc, &changes, &nchanges));
-    uint64_t start = nchanges ? p->timeline[changes[0]].ts : 0;
-    uint64_t end = nchanges ? p->timeline[changes[nchanges - 1]].ts : 0;
-    w->base_ns = start;
+    uint64_t start = nchanges ? p->timeline[changes[0]].ts : w->base_ns;
+    uint64_t end = nchanges ? p->timeline[changes[nchanges - 1]].ts : w->base_ns;
     EFL_FORWARD_IF_ERROR(efl_buf_puts(w->out, first ? "{\"type\":\"evented\",\"name\":\""
                                                     : ",{\"type\":\"evented\",\"name\":\""));
     struct efl_buf name = {0};
@@ -82,10 +84,12 @@ static efl_status profile(struct speedscope *w, uint32_t proc, int first)
     efl_buf_free(&name);
     EFL_FORWARD_IF_ERROR(s);
     EFL_FORWARD_IF_ERROR(efl_buf_printf(w->out,
-                                        "\",\"unit\":\"microseconds\",\"startValue\":0,"
+                                        "\",\"unit\":\"microseconds\",\"startValue\":%llu.%03llu,"
                                         "\"endValue\":%llu.%03llu,\"events\":[",
-                                        (unsigned long long)((end - start) / 1000),
-                                        (unsigned long long)((end - start) % 1000)));
+                                        (unsigned long long)((start - w->base_ns) / 1000),
+                                        (unsigned long long)((start - w->base_ns) % 1000),
+                                        (unsigned long long)((end - w->base_ns) / 1000),
+                                        (unsigned long long)((end - w->base_ns) % 1000)));
     w->first_event = 1;
     uint32_t current = proc;
     for (size_t i = 0; i < nchanges; i++) {
@@ -130,7 +134,7 @@ efl_status efl_write_speedscope(const struct efl_profile *p, uint32_t root, stru
     uint32_t *procs, *frames = NULL;
     size_t nprocs, nframes = 0;
     EFL_FORWARD_IF_ERROR(efl_process_nodes(p, root, &procs, &nprocs));
-    struct speedscope w = {.out = out, .p = p};
+    struct speedscope w = {.out = out, .p = p, .base_ns = efl_run_start(p, procs, nprocs)};
     struct efl_buf name = {0};
     efl_status s = list_frames(&w, root, &frames, &nframes);
     if (s == EFL_OK)

@@ -383,6 +383,19 @@ efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_
     return EFL_OK;
 }
 
+uint64_t efl_run_start(const struct efl_profile *p, const uint32_t *procs, size_t n)
+{
+    uint64_t start = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const size_t *changes;
+        size_t nchanges;
+        if (efl_process_changes(p, procs[i], &changes, &nchanges) == EFL_OK && nchanges > 0 &&
+            p->timeline[changes[0]].ts < start)
+            start = p->timeline[changes[0]].ts;
+    }
+    return start == UINT64_MAX ? 0 : start;
+}
+
 efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const size_t **changes,
                                size_t *n)
 {

@@ -24,7 +24,7 @@ struct efl_writer {
  * tells Erlang the formats, extensions and file-only ones from this list. */
 #define EFL_WRITERS(X)                                                  \
     X(brendan_gregg, ".folded", 0, 0, efl_write_folded)                 \
-    X(perf, ".linux-perf.txt", 0, 0, efl_write_perf)                    \
+    X(perf, ".linux-perf.txt", 1, 0, efl_write_perf)                    \
     X(speedscope, ".speedscope.json", 1, 0, efl_write_speedscope)       \
     X(svg, ".svg", 0, 0, efl_write_svg)                                 \
     X(perf_data, ".perf.data", 0, 1, efl_write_perf_data)              \
@@ -59,6 +59,9 @@ efl_status efl_subtree(const struct efl_profile *p, uint32_t root, uint32_t **no
 /* The process nodes in root's subtree, in index order; *n of them. Not
  * those of followed processes, which are frames of their callers' stacks. */
 efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_t **nodes, size_t *n);
+/* The run's clock for time-ordered writers: the first change (in ns) of
+ * any of the processes, from which each is placed (0 without a timeline). */
+uint64_t efl_run_start(const struct efl_profile *p, const uint32_t *procs, size_t n);
 /* The positions in p->timeline of a process node's changes, in time
  * order; *n of them (the array is the profile's). */
 efl_status efl_process_changes(const struct efl_profile *p, uint32_t proc, const size_t **changes,

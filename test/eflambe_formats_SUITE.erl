@@ -14,7 +14,7 @@
 all() ->
     [golden_replay, golden_cli, file_extensions, streamed_files, streaming_never_clobbers,
      svg_is_self_contained, open_in_program, real_consumers, perf_data_in_perf_and_hotspot,
-     perf_data_files_only, pprof_in_go_tool].
+     perf_data_files_only, pprof_in_go_tool, one_clock_per_run].
 
 data_dir() ->
     Src = proplists:get_value(source, ?MODULE:module_info(compile)),
@@ -426,6 +426,48 @@ pprof_in_go_tool(Go, Dir) ->
     after
         exit(Busy, kill)
     end.
+
+%% Three processes spawned about 10 ms apart: in the speedscope and perf
+%% outputs each starts where the run's one clock has it start, their
+%% starts as far apart as the processes' own clocks say (within 1 ms).
+one_clock_per_run(_Config) ->
+    Self = self(),
+    Child = fun() ->
+                    Self ! {started, self(), erlang:monotonic_time(microsecond)},
+                    ?W:fib(14)
+            end,
+    Run = fun() ->
+                  Kids = [begin
+                              timer:sleep(10),
+                              spawn_monitor(Child)
+                          end || _ <- [1, 2, 3]],
+                  [receive {'DOWN', Ref, process, _, _} -> ok end || {_, Ref} <- Kids]
+          end,
+    Archive = filename:join(?config(priv_dir, _Config), "staggered.eftrace"),
+    {ok, _} = eflambe:apply({Run, []}, [{return, flamegraph}, {archive, Archive}]),
+    Truth = maps:from_list([receive {started, P, T} -> {list_to_binary(pid_to_list(P)), T} end
+                            || _ <- [1, 2, 3]]),
+    {ok, Json} = eflambe:replay(Archive, [{output_format, speedscope}, {return, flamegraph}]),
+    {match, Profiles} = re:run(Json, "\"name\":\"([^\"]*)\",\"unit\":\"microseconds\",\"startValue\":([0-9.]+)",
+                               [global, {capture, all_but_first, binary}]),
+    Speedscope = maps:from_list([{Name, binary_to_float(Start)} || [Name, Start] <- Profiles]),
+    {ok, Perf} = eflambe:replay(Archive, [{output_format, perf}, {return, flamegraph}]),
+    {match, Samples} = re:run(Perf, "^(<[0-9.]+>) [0-9]+/[0-9]+ ([0-9.]+): ", [multiline, global,
+                                                                           {capture, all_but_first, binary}]),
+    PerfStart = lists:foldl(fun([Name, T], M) ->
+                                    Us = binary_to_float(T) * 1.0e6,
+                                    maps:update_with(Name, fun(X) -> min(X, Us) end, Us, M)
+                            end, #{}, Samples),
+    [First | _] = Kids = lists:sort(fun(A, B) -> maps:get(A, Truth) =< maps:get(B, Truth) end,
+                                    maps:keys(Truth)),
+    ct:pal("truth ~p~nspeedscope ~p~nperf ~p", [Truth, Speedscope, PerfStart]),
+    [begin
+         Want = maps:get(K, Truth) - maps:get(First, Truth),
+         ?assert(abs(maps:get(K, Speedscope) - maps:get(First, Speedscope) - Want) =< 1000),
+         ?assert(abs(maps:get(K, PerfStart) - maps:get(First, PerfStart) - Want) =< 1000)
+     end || K <- Kids],
+    %% And after the caller's start, which is the run's.
+    ?assert(maps:get(First, Speedscope) >= 10000 - 1000).
 
 %% Function -> flat nanoseconds (negative in a diff), as go tool pprof -top
 %% prints them.
