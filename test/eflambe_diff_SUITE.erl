@@ -156,8 +156,8 @@ cli_same_as_api(Config) ->
 %% Folded files on both sides, as flamegraph.pl's users have them.
 folded_files(Config) ->
     Dir = ?config(priv_dir, Config),
-    Base = filename:join(Dir, "base.folded"),
-    New = filename:join(Dir, "new.folded"),
+    Base = filename:join(Dir, "diff-base.folded"),
+    New = filename:join(Dir, "diff-new.folded"),
     ok = file:write_file(Base, <<"p;m:a/0;m:x/0 100\np;m:a/0;m:y/0 50\n">>),
     ok = file:write_file(New, <<"p;m:a/0;m:x/0 300\n">>),
     ?assertEqual({ok, <<"p;m:a/0;m:x/0 100 300\np;m:a/0;m:y/0 50 0\n">>},
@@ -170,7 +170,7 @@ folded_files(Config) ->
 bad_sides(Config) ->
     Archive = ?config(archive, Config),
     Dir = ?config(priv_dir, Config),
-    Junk = filename:join(Dir, "junk"),
+    Junk = filename:join(Dir, "diff-junk"),
     ok = file:write_file(Junk, <<"this is not a profile\n">>),
     ?assertEqual({error, {bad_folded, not_folded_stacks}},
                  eflambe:diff(Junk, Archive, [{return, flamegraph}])),
@@ -178,5 +178,5 @@ bad_sides(Config) ->
                  eflambe:diff({Archive, 3}, Archive, [{return, flamegraph}])),
     ?assertMatch({error, {bad_output_format, speedscope, _}},
                  eflambe:diff(Archive, Archive, [{output_format, speedscope}])),
-    ?assertMatch({error, {archive, _, _}}, eflambe:diff(filename:join(Dir, "none"), Archive, [])),
+    ?assertMatch({error, {archive, _, _}}, eflambe:diff(filename:join(Dir, "diff-none"), Archive, [])),
     ?assertMatch({error, {bad_normalize, yes, _}}, eflambe:diff(Archive, Archive, [{normalize, yes}])).
