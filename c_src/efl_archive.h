@@ -19,7 +19,7 @@
  * (a wait told from a wait for a scheduler), which a 2.x reader cannot
  * skip. */
 #define EFL_ARCHIVE_MAJOR 3
-#define EFL_ARCHIVE_MINOR 0
+#define EFL_ARCHIVE_MINOR 1
 
 /* Record tags. Event records are EFL_REC_EVENT + kind. */
 enum efl_record_tag {

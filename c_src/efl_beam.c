@@ -31,7 +31,7 @@ enum {
     OP_CALL = 4, OP_CALL_LAST = 5, OP_CALL_ONLY = 6,
     OP_CALL_EXT = 7, OP_CALL_EXT_LAST = 8, OP_DEALLOCATE = 18, OP_RETURN = 19,
     OP_CALL_FUN = 75, OP_CALL_EXT_ONLY = 78, OP_APPLY = 112, OP_APPLY_LAST = 113,
-    OP_CALL_FUN2 = 178
+    OP_LINE = 153, OP_CALL_FUN2 = 178
 };
 
 /* Compact term tags. */
@@ -46,6 +46,7 @@ enum { TAG_U, TAG_I, TAG_A, TAG_X, TAG_Y, TAG_F, TAG_H, TAG_Z };
 #define FUNCTIONS_MAX (1u << 20)
 #define SITES_MAX (1u << 22)
 #define NESTING_MAX 4
+#define LINES_MAX (1u << 22)
 
 struct cursor {
     const unsigned char *p, *end;
@@ -166,6 +167,14 @@ struct import {
 
 struct function {
     uint32_t name, arity;
+    uint32_t line_item; /* the line table's entry its code begins at; 0: none */
+};
+
+/* The "Line" chunk's entries (1-based, as `line` instructions name them):
+ * a line, and the file it is in (0: the module's own source, else the
+ * file table's entry). */
+struct line_item {
+    uint32_t line, file;
 };
 
 /* A call found in the code, its callee not yet resolved (a local call
@@ -189,10 +198,16 @@ struct module {
     uint32_t nlabels;
     struct site *sites;
     size_t nsites, sites_cap;
+    struct line_item *lines;
+    uint32_t nlines;
+    struct efl_name *files; /* the line table's other files, 1-based */
+    uint32_t nfiles;
 };
 
 static void module_free(struct module *m)
 {
+    free(m->lines);
+    free(m->files);
     free(m->atoms.names);
     free(m->imports);
     free(m->functions);
@@ -216,6 +231,48 @@ static efl_status read_imports(struct cursor c, struct module *m)
                             EFL_ERR_ARG);
         m->imports[i] = im;
     }
+    return EFL_OK;
+}
+
+/* "Line": version 0, flags, the counts of line instructions, entries and
+ * files, the entries (compact terms: an atom-tagged file index switches
+ * the file, an integer-tagged line is an entry), then each file's name (a
+ * 16-bit length and the bytes). Another version is left unread: no lines. */
+static efl_status read_lines(struct cursor c, struct module *m)
+{
+    EFL_RETURN_ERROR_IF(c.end - c.p < 20, EFL_ERR_ARG);
+    uint32_t version = get_be32(c.p), count = get_be32(c.p + 12), files = get_be32(c.p + 16);
+    if (version != 0)
+        return EFL_OK;
+    c.p += 20;
+    EFL_RETURN_ERROR_IF(count > (uint64_t)(c.end - c.p) || files > (uint64_t)(c.end - c.p) / 2,
+                        EFL_ERR_ARG);
+    EFL_RETURN_ERROR_IF(count > LINES_MAX, EFL_ERR_LIMIT);
+    m->lines = calloc((size_t)count + 1, sizeof *m->lines);
+    m->files = calloc((size_t)files + 1, sizeof *m->files);
+    EFL_RETURN_ERROR_IF(m->lines == NULL || m->files == NULL, EFL_ERR_NOMEM);
+    uint32_t file = 0;
+    while (m->nlines < count) {
+        unsigned tag;
+        uint64_t v;
+        EFL_FORWARD_IF_ERROR(operand(&c, &tag, &v, 0));
+        if (tag == TAG_A) {
+            EFL_RETURN_ERROR_IF(v > files, EFL_ERR_ARG);
+            file = (uint32_t)v;
+        } else {
+            EFL_RETURN_ERROR_IF(tag != TAG_I || v > UINT32_MAX, EFL_ERR_ARG);
+            m->lines[++m->nlines] = (struct line_item){(uint32_t)v, file};
+        }
+    }
+    for (uint32_t i = 1; i <= files; i++) {
+        EFL_RETURN_ERROR_IF(c.end - c.p < 2, EFL_ERR_ARG);
+        size_t len = (size_t)c.p[0] << 8 | c.p[1];
+        c.p += 2;
+        EFL_RETURN_ERROR_IF(len > (size_t)(c.end - c.p), EFL_ERR_ARG);
+        m->files[i] = (struct efl_name){(const char *)c.p, len};
+        c.p += len;
+    }
+    m->nfiles = files;
     return EFL_OK;
 }
 
@@ -263,6 +320,7 @@ static efl_status walk_code(struct cursor c, struct module *m)
     EFL_RETURN_ERROR_IF(m->label_function == NULL, EFL_ERR_NOMEM);
     c.p += 4 + header;
     int entry_next = 0; /* the next label is the function's entry */
+    uint64_t line_item = 0; /* the last `line` since a function's first label */
     while (c.p < c.end) {
         unsigned op = *c.p++;
         EFL_RETURN_ERROR_IF(op == 0, EFL_ERR_ARG);
@@ -288,14 +346,21 @@ static efl_status walk_code(struct cursor c, struct module *m)
                                 EFL_ERR_ARG);
             EFL_RETURN_ERROR_IF(m->nfunctions >= FUNCTIONS_MAX, EFL_ERR_LIMIT);
             EFL_GROW(m->functions, m->nfunctions, m->functions_cap);
-            m->functions[m->nfunctions++] = (struct function){(uint32_t)val[1], (uint32_t)val[2]};
+            m->functions[m->nfunctions++] =
+                (struct function){(uint32_t)val[1], (uint32_t)val[2],
+                                  line_item <= m->nlines ? (uint32_t)line_item : 0};
             entry_next = 1;
             break;
         case OP_LABEL:
             EFL_RETURN_ERROR_IF(val[0] > labels, EFL_ERR_ARG);
             if (entry_next)
                 m->label_function[val[0]] = m->nfunctions;
+            else
+                line_item = 0; /* a function's first label, before its line */
             entry_next = 0;
+            break;
+        case OP_LINE:
+            line_item = tag[0] == TAG_U ? val[0] : 0;
             break;
         case OP_CALL:
         case OP_CALL_LAST:
@@ -358,6 +423,13 @@ static efl_status report(const struct module *m, const struct efl_beam_visitor *
             c.mod = c.fun = (struct efl_name){"", 0}, c.arity = 0;
         EFL_FORWARD_IF_ERROR(v->call(v->ctx, &c));
     }
+    for (uint32_t i = 0; v->function != NULL && i < m->nfunctions; i++) {
+        const struct function *f = &m->functions[i];
+        const struct line_item *l = f->line_item ? &m->lines[f->line_item] : NULL;
+        struct efl_name file = l && l->file ? m->files[l->file] : (struct efl_name){"", 0};
+        EFL_FORWARD_IF_ERROR(v->function(v->ctx, m->atoms.names[f->name], f->arity,
+                                         l ? l->line : 0, file));
+    }
     return EFL_OK;
 }
 
@@ -369,7 +441,7 @@ efl_status efl_beam_read(const void *beam, size_t len, const struct efl_beam_vis
     EFL_RETURN_ERROR_IF(memcmp(b, "FOR1", 4) != 0 || memcmp(b + 8, "BEAM", 4) != 0, EFL_ERR_ARG);
     uint32_t form = get_be32(b + 4);
     const unsigned char *end = b + 8 + (form < len - 8 ? form : len - 8);
-    struct cursor atoms = {0}, imports = {0}, code = {0};
+    struct cursor atoms = {0}, imports = {0}, code = {0}, lines = {0};
     for (const unsigned char *p = b + 12; end - p >= 8;) {
         uint32_t size = get_be32(p + 4);
         EFL_RETURN_ERROR_IF(size > (uint64_t)(end - p) - 8, EFL_ERR_ARG);
@@ -380,6 +452,8 @@ efl_status efl_beam_read(const void *beam, size_t len, const struct efl_beam_vis
             slot = &imports;
         else if (memcmp(p, "Code", 4) == 0)
             slot = &code;
+        else if (memcmp(p, "Line", 4) == 0)
+            slot = &lines;
         /* A second table of a kind: which one the loader took, and which
          * one the code's MD5 covers, is not ours to guess. */
         if (slot != NULL) {
@@ -395,6 +469,9 @@ efl_status efl_beam_read(const void *beam, size_t len, const struct efl_beam_vis
     efl_status s = read_atoms(atoms, &m.atoms);
     if (s == EFL_OK)
         s = read_imports(imports, &m);
+    /* Lines are read before the code, whose `line` instructions name them. */
+    if (s == EFL_OK && lines.p != NULL)
+        s = read_lines(lines, &m);
     if (s == EFL_OK)
         s = walk_code(code, &m);
     if (s == EFL_OK)

@@ -44,6 +44,12 @@ struct efl_beam_visitor {
     efl_status (*module)(void *ctx, struct efl_name mod);
     /* Every call site, in code order (a site may repeat). */
     efl_status (*call)(void *ctx, const struct efl_beam_call *c);
+    /* Every function, after the call sites: the line its code begins at
+     * (0: the module has no line table), and the file that line is in when
+     * it is not the module's own source (an included file), else empty.
+     * NULL: not wanted. */
+    efl_status (*function)(void *ctx, struct efl_name fun, unsigned arity, unsigned line,
+                           struct efl_name file);
 };
 
 /* The largest file the reader takes (the largest OTP module is under 1 MB). */

@@ -525,6 +525,49 @@ static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
     return EFL_OK;
 }
 
+/* The site table's first lines and files of the profile's functions,
+ * for the outputs that name them (pprof). */
+static efl_status note_lines(struct efl_folder *f)
+{
+    struct efl_profile *p = f->p;
+    p->frame_line = calloc((size_t)p->nframes + 1, sizeof *p->frame_line);
+    p->frame_file = calloc((size_t)p->nframes + 1, sizeof *p->frame_file);
+    EFL_RETURN_ERROR_IF(p->frame_line == NULL || p->frame_file == NULL, EFL_ERR_NOMEM);
+    struct efl_map seen = {0}; /* the table's file name (its address) -> index + 1 */
+    size_t cap = 0;
+    efl_status s = EFL_OK;
+    for (uint32_t i = 0; s == EFL_OK && i < p->nframes && i < f->frame_site_cap; i++) {
+        const char *file;
+        if (p->frames[i].kind != EFL_FRAME_MFA)
+            continue;
+        p->frame_line[i] = efl_sites_line(f->sites, f->frame_site[i], &file);
+        if (file == NULL)
+            continue;
+        uint32_t k = efl_map_get(&seen, (uint64_t)(uintptr_t)file);
+        if (k == EFL_MAP_NONE) {
+            if (p->nfiles >= cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                char **grown = realloc(p->files, ncap * sizeof *grown);
+                if (grown == NULL) {
+                    s = EFL_ERR_NOMEM;
+                    break;
+                }
+                p->files = grown;
+                cap = ncap;
+            }
+            if ((p->files[p->nfiles] = strdup(file)) == NULL) {
+                s = EFL_ERR_NOMEM;
+                break;
+            }
+            k = ++p->nfiles;
+            s = efl_map_put(&seen, (uint64_t)(uintptr_t)file, k);
+        }
+        p->frame_file[i] = k;
+    }
+    efl_map_free(&seen);
+    return s;
+}
+
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
 {
     efl_status s = fold_ready(f, UINT64_MAX);
@@ -537,6 +580,8 @@ efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)
     for (uint32_t i = 0; s == EFL_OK && i < f->p->nwindows; i++)
         if (f->p->windows[i].ended == 0 && f->p->windows[i].lossy)
             f->p->windows[i].ended = EFL_EV_LOST;
+    if (s == EFL_OK && f->sites != NULL)
+        s = note_lines(f);
     if (s == EFL_OK) {
         *out = f->p;
         f->p = NULL;

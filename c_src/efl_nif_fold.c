@@ -418,7 +418,7 @@ ERL_NIF_TERM efl_nif_diff_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM ar
     return folded_profile(env, &base, &folded, argv[2], argv[3]);
 }
 
-/* add_call_sites(ArchivePath, [{Module, Beam}], [{M, F, A}])
+/* add_call_sites(ArchivePath, [{Module, Beam} | {Module, Beam, Source}], [{M, F, A}])
  *     -> {ok, #{modules, pairs, unreadable := [{Module, Reason}]}} | {error, {Atom, Detail}}
  * Reads the call sites of each module's code and appends them to a closed
  * archive as its site table; the third list names the BIFs among the
@@ -442,15 +442,25 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     ERL_NIF_TERM head, tail = argv[1];
     while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
         const ERL_NIF_TERM *pair;
-        int arity;
-        ErlNifBinary beam;
-        if (!enif_get_tuple(env, head, &arity, &pair) || arity != 2 ||
-            !enif_is_atom(env, pair[0]) || !enif_inspect_binary(env, pair[1], &beam)) {
+        int arity, len;
+        ErlNifBinary beam, source;
+        char mod[1024];
+        if (!enif_get_tuple(env, head, &arity, &pair) || arity < 2 || arity > 3 ||
+            !enif_is_atom(env, pair[0]) || !enif_inspect_binary(env, pair[1], &beam) ||
+            (arity == 3 && !enif_inspect_binary(env, pair[2], &source))) {
             st = EFL_ERR_ARG;
             break;
         }
         /* Only running out of memory stops the table. */
         efl_status m = efl_sites_add_module(t, beam.data, beam.size);
+        /* Its source file, for the outputs that name files (a module whose
+         * name is not latin-1, or too long a name, goes without). */
+        len = enif_get_atom(env, pair[0], mod, sizeof mod, ERL_NIF_LATIN1);
+        if (m == EFL_OK && arity == 3 && len > 0 &&
+            efl_sites_add_source(t, (struct efl_name){mod, (size_t)len - 1},
+                                 (struct efl_name){(const char *)source.data, source.size}) ==
+                EFL_ERR_NOMEM)
+            m = EFL_ERR_NOMEM;
         if (m == EFL_OK)
             read++;
         else if (m == EFL_ERR_NOMEM)

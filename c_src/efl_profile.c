@@ -17,6 +17,11 @@ void efl_profile_free(struct efl_profile *p)
     free(p->nodes);
     free(p->windows);
     free(p->timeline);
+    free(p->frame_line);
+    free(p->frame_file);
+    for (uint32_t i = 0; i < p->nfiles; i++)
+        free(p->files[i]);
+    free(p->files);
     free(p->meta);
     if (p->diff != NULL) {
         free(p->diff->base_ns);

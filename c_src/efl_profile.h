@@ -105,6 +105,13 @@ struct efl_profile {
     int have_sites;       /* the archive had a site table */
     int truncated;        /* the archive stopped before its end record */
     unsigned stopped;     /* enum efl_stop_reason: recording ended early */
+    /* By frame, from the site table: an MFA frame's first line in its
+     * source (0: unknown) and its file (index + 1 into files; 0: none).
+     * NULL without a site table. */
+    uint32_t *frame_line;
+    uint32_t *frame_file;
+    char **files;
+    uint32_t nfiles;
     char *meta;           /* the header's "key=value\n" lines */
     struct efl_diff *diff; /* a differential profile's sides, else NULL */
     /* The writers' lookup tables, built on first use (efl_writer.c) and

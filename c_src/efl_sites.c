@@ -13,10 +13,13 @@
 #define FUNCTIONS_MAX (1u << 22)
 #define PAIRS_MAX (1u << 24)
 
-enum { REC_NAME = 1, REC_FUNCTION = 2, REC_CALL = 3, REC_DYNAMIC = 4, REC_BIF = 5 };
+enum { REC_NAME = 1, REC_FUNCTION = 2, REC_CALL = 3, REC_DYNAMIC = 4, REC_BIF = 5, REC_LINE = 6,
+       REC_SOURCE = 7 };
 
 struct function {
     uint32_t mod, fun;
+    uint32_t line;     /* where its code begins; 0: unknown */
+    uint32_t file;     /* name of the included file that line is in; 0: its module's */
     uint8_t arity;
     uint8_t bif;
     uint8_t dynamic;   /* kinds of its calls to funs and apply */
@@ -33,6 +36,7 @@ struct efl_sites {
     uint32_t nfns, fns_cap;
     struct efl_map fn_ids; /* mod << 40 | fun << 16 | arity -> id */
     struct efl_map pairs;  /* caller << 32 | callee -> kinds */
+    struct efl_map sources; /* module name -> its source file's name */
 };
 
 efl_status efl_sites_new(struct efl_sites **tp)
@@ -54,6 +58,7 @@ void efl_sites_free(struct efl_sites *t)
     free(t->fns);
     efl_map_free(&t->fn_ids);
     efl_map_free(&t->pairs);
+    efl_map_free(&t->sources);
     free(t);
 }
 
@@ -186,12 +191,49 @@ static efl_status on_call(void *ctx, const struct efl_beam_call *c)
     return add_call(m->t, caller, callee, c->kind);
 }
 
+static efl_status on_function(void *ctx, struct efl_name fun, unsigned arity, unsigned line,
+                              struct efl_name file)
+{
+    struct module_ctx *m = ctx;
+    uint32_t id, file_id = 0;
+    if (line == 0)
+        return EFL_OK;
+    /* A name the table cannot hold (too long): the line without its file. */
+    if (file.len > 0 && intern_name(m->t, file, &file_id) != EFL_OK)
+        file_id = 0;
+    EFL_FORWARD_IF_ERROR(intern_function(m->t, m->mod, fun, arity, &id));
+    m->t->fns[id].line = line;
+    m->t->fns[id].file = file_id;
+    return EFL_OK;
+}
+
 efl_status efl_sites_add_module(struct efl_sites *t, const void *beam, size_t len)
 {
     /* efl_beam_read reports calls only once the whole module was read. */
     struct module_ctx m = {t, {"", 0}};
-    struct efl_beam_visitor v = {.ctx = &m, .module = on_module, .call = on_call};
+    struct efl_beam_visitor v = {.ctx = &m, .module = on_module, .call = on_call,
+                                 .function = on_function};
     return efl_beam_read(beam, len, &v);
+}
+
+efl_status efl_sites_add_source(struct efl_sites *t, struct efl_name mod, struct efl_name file)
+{
+    uint32_t m, f;
+    EFL_FORWARD_IF_ERROR(intern_name(t, mod, &m));
+    EFL_FORWARD_IF_ERROR(intern_name(t, file, &f));
+    return efl_map_put(&t->sources, m, f);
+}
+
+unsigned efl_sites_line(const struct efl_sites *t, uint32_t fn, const char **file)
+{
+    *file = NULL;
+    if (t == NULL || fn == 0 || fn > t->nfns || t->fns[fn].line == 0)
+        return 0;
+    const struct function *f = &t->fns[fn];
+    uint32_t source = f->file ? f->file : efl_map_get(&t->sources, f->mod);
+    if (source != EFL_MAP_NONE)
+        *file = t->names[source];
+    return f->line;
 }
 
 efl_status efl_sites_add_call(struct efl_sites *t, struct efl_name caller_mod,
@@ -237,7 +279,8 @@ unsigned efl_sites_kind(const struct efl_sites *t, uint32_t caller, uint32_t cal
 /* ---- serialized form -------------------------------------------------
  * Records, each a tag byte then varints: NAME length bytes (ids 1, 2, ...
  * in order); FUNCTION mod fun arity (the caller of what follows); CALL
- * kinds mod fun arity; DYNAMIC kinds; BIF mod fun arity. */
+ * kinds mod fun arity; DYNAMIC kinds; BIF mod fun arity; LINE mod fun arity
+ * line file (file 0: the module's source); SOURCE mod file. */
 
 static efl_status put_record(struct efl_buf *out, unsigned tag, size_t n, const uint64_t *v)
 {
@@ -284,6 +327,18 @@ efl_status efl_sites_encode(const struct efl_sites *t, struct efl_buf *out)
         }
         if (t->fns[i].bif)
             EFL_FORWARD_IF_ERROR(put_function(out, REC_BIF, &t->fns[i]));
+        if (t->fns[i].line) {
+            const struct function *f = &t->fns[i];
+            uint64_t v[] = {f->mod, f->fun, f->arity, f->line, f->file};
+            EFL_FORWARD_IF_ERROR(put_record(out, REC_LINE, 5, v));
+        }
+    }
+    for (size_t i = 0; i < t->sources.cap; i++) {
+        const struct efl_map_slot *slot = &t->sources.slots[i];
+        if (slot->val == EFL_MAP_NONE)
+            continue;
+        uint64_t v[] = {slot->key, slot->val};
+        EFL_FORWARD_IF_ERROR(put_record(out, REC_SOURCE, 2, v));
     }
     return EFL_OK;
 }
@@ -354,6 +409,30 @@ efl_status efl_sites_decode(const void *data, size_t len, struct efl_sites **tp)
             if (s == EFL_OK)
                 d.t->fns[callee].bif = 1;
             break;
+        case REC_LINE: {
+            uint64_t line, file;
+            s = get_function(&d, &callee);
+            if (s == EFL_OK)
+                s = efl_cursor_varint(&d.c, &line);
+            if (s == EFL_OK)
+                s = efl_cursor_varint(&d.c, &file);
+            if (s == EFL_OK && (line > UINT32_MAX || file > d.t->nnames))
+                s = EFL_ERR_CORRUPT;
+            if (s == EFL_OK) {
+                d.t->fns[callee].line = (uint32_t)line;
+                d.t->fns[callee].file = (uint32_t)file;
+            }
+            break;
+        }
+        case REC_SOURCE: {
+            struct efl_name mod, file;
+            s = get_name(&d, &mod);
+            if (s == EFL_OK)
+                s = get_name(&d, &file);
+            if (s == EFL_OK)
+                s = efl_sites_add_source(d.t, mod, file);
+            break;
+        }
         default:
             s = EFL_ERR_CORRUPT;
         }

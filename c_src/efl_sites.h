@@ -26,6 +26,8 @@ void efl_sites_free(struct efl_sites *t);
 /* Adds a module's call sites (a .beam file's bytes). EFL_ERR_ARG: not a
  * module this reader can follow; the table is unchanged then. */
 efl_status efl_sites_add_module(struct efl_sites *t, const void *beam, size_t len);
+/* A module's source file (its compile info's), which outputs name. */
+efl_status efl_sites_add_source(struct efl_sites *t, struct efl_name mod, struct efl_name file);
 /* Marks a function as a BIF: the VM runs a BIF as a body call whatever the
  * call site (it returns to its caller, even from a tail position). */
 efl_status efl_sites_add_bif(struct efl_sites *t, struct efl_name mod, struct efl_name fun,
@@ -47,6 +49,11 @@ efl_status efl_sites_decode(const void *data, size_t len, struct efl_sites **t);
  * table uses it; a function's id (from name ids), or 0. */
 uint32_t efl_sites_name(const struct efl_sites *t, const char *s, size_t len);
 uint32_t efl_sites_function(const struct efl_sites *t, uint32_t mod, uint32_t fun, unsigned arity);
+
+/* The line a function's code begins at (a function id; 0: unknown), and
+ * in *file the file it is in: an included file, else its module's source,
+ * else NULL. */
+unsigned efl_sites_line(const struct efl_sites *t, uint32_t fn, const char **file);
 
 /* How `caller` calls `callee` (function ids; 0: not in the table): a set of
  * enum efl_call_kind bits, 0 when the table does not know. A BIF callee is

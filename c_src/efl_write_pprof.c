@@ -7,7 +7,8 @@
  * calls that made it where the run traced calls, and labels naming the
  * process, the node (the header's, or the name above the process in a
  * cluster's profile), and the profiled call. A function and a location
- * per frame, both with the frame's index + 1 as id. A differential
+ * per frame, both with the frame's index + 1 as id; a function's source
+ * file and first line where the site table gives them. A differential
  * profile: New's samples and Base's negated (labelled pprof::base=true),
  * as go tool pprof -diff_base makes them: -top shows the changes.
  *
@@ -31,8 +32,8 @@ enum {
     LABEL_KEY = 1, LABEL_STR = 2, LABEL_NUM = 3,
     MAPPING_ID = 1, MAPPING_FILENAME = 5, MAPPING_HAS_FUNCTIONS = 7,
     LOCATION_ID = 1, LOCATION_MAPPING = 2, LOCATION_LINE = 4,
-    LINE_FUNCTION = 1,
-    FUNCTION_ID = 1, FUNCTION_NAME = 2
+    LINE_FUNCTION = 1, LINE_LINE = 2,
+    FUNCTION_ID = 1, FUNCTION_NAME = 2, FUNCTION_FILENAME = 4, FUNCTION_START_LINE = 5
 };
 
 #define CHUNK (256 * 1024)
@@ -45,6 +46,7 @@ struct pprof {
     struct efl_buf msg, part, name, line; /* scratch: line is frame()'s */
     int64_t strings;        /* string table entries written */
     int64_t *frame_string;  /* by frame: its name's index, 0 until written */
+    int64_t *file_string;   /* by profile file (index + 1): its name's index */
     uint8_t *frame_written; /* by frame: its function and location are out */
     uint32_t *call_index;   /* by window: its place in the call order, from 1 */
     int64_t s_process, s_node, s_call, s_ended, s_exception, s_unfinished, node_name;
@@ -127,14 +129,27 @@ static efl_status frame(struct pprof *w, uint32_t f)
                                     &w->frame_string[f]));
     }
     uint64_t id = (uint64_t)f + 1;
+    /* Where the function is, when the site table says (its source file
+     * and the line its code begins at). */
+    const struct efl_profile *p = w->p;
+    uint32_t line = p->frame_line ? p->frame_line[f] : 0;
+    uint32_t file = p->frame_file ? p->frame_file[f] : 0;
+    if (file != 0 && w->file_string[file] == 0)
+        EFL_FORWARD_IF_ERROR(cstring(w, p->files[file - 1], &w->file_string[file]));
     w->msg.len = 0;
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_ID, id));
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_NAME, (uint64_t)w->frame_string[f]));
+    if (file != 0)
+        EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_FILENAME, (uint64_t)w->file_string[file]));
+    if (line != 0)
+        EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_START_LINE, line));
     /* No system_name: pprof's symbolizer "demangles" a name equal to it,
      * and takes <...> out of it as C++ template parameters (<0.85.0>). */
     EFL_FORWARD_IF_ERROR(emit(w, PROFILE_FUNCTION, &w->msg));
     w->line.len = 0;
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->line, LINE_FUNCTION, id));
+    if (line != 0)
+        EFL_FORWARD_IF_ERROR(put_varint_field(&w->line, LINE_LINE, line));
     w->msg.len = 0;
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, LOCATION_ID, id));
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, LOCATION_MAPPING, 1));
@@ -286,7 +301,9 @@ static efl_status write_all(struct pprof *w, uint32_t root)
     const struct efl_profile *p = w->p;
     w->frame_string = calloc(p->nframes + 1, sizeof *w->frame_string);
     w->frame_written = calloc(p->nframes + 1, 1);
-    EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL, EFL_ERR_NOMEM);
+    w->file_string = calloc((size_t)p->nfiles + 1, sizeof *w->file_string);
+    EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL || w->file_string == NULL,
+                        EFL_ERR_NOMEM);
     EFL_FORWARD_IF_ERROR(call_indexes(w));
     /* Samples are no calls: a sampled run's stacks are rebuilt at each
      * tick. */
@@ -334,6 +351,7 @@ efl_status efl_write_pprof(const struct efl_profile *p, uint32_t root, struct ef
     efl_buf_free(&w.line);
     free(w.frame_string);
     free(w.frame_written);
+    free(w.file_string);
     free(w.call_index);
     return s;
 }

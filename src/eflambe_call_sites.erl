@@ -38,8 +38,8 @@ add(Archive, Modules) ->
 
 %% The object code of the loaded version of each module, within Budget
 %% bytes in all; the modules left out, with why.
--spec read([module()], integer(), [{module(), binary()}], [{module(), term()}]) ->
-          {[{module(), binary()}], [{module(), term()}]}.
+-spec read([module()], integer(), [tuple()], [{module(), term()}]) ->
+          {[tuple()], [{module(), term()}]}.
 read([], _Budget, Beams, Unread) ->
     {Beams, lists:reverse(Unread)};
 read([Module | Modules], Budget, Beams, Unread) when Budget =< 0 ->
@@ -47,11 +47,22 @@ read([Module | Modules], Budget, Beams, Unread) when Budget =< 0 ->
 read([Module | Modules], Budget, Beams, Unread) ->
     case loaded_code(Module) of
         {ok, Beam} ->
-            read(Modules, Budget - byte_size(Beam), [{Module, Beam} | Beams], Unread);
+            read(Modules, Budget - byte_size(Beam), [with_source(Module, Beam) | Beams], Unread);
         preloaded ->
             read(Modules, Budget, Beams, Unread);
         {error, Why} ->
             read(Modules, Budget, Beams, [{Module, Why} | Unread])
+    end.
+
+%% The module's source file, as its compile info names it, for the
+%% outputs that name files (pprof's).
+-spec with_source(module(), binary()) -> {module(), binary()} | {module(), binary(), binary()}.
+with_source(Module, Beam) ->
+    try proplists:get_value(source, Module:module_info(compile)) of
+        Source when is_list(Source) -> {Module, Beam, unicode:characters_to_binary(Source)};
+        _ -> {Module, Beam}
+    catch
+        _:_ -> {Module, Beam}
     end.
 
 -spec loaded_code(module()) -> {ok, binary()} | preloaded | {error, term()}.

@@ -130,10 +130,12 @@ diff_folded(_Base, _New, _Format, _Opts) ->
 interval_costs(_ArchivePath) ->
     erlang:nif_error(not_loaded).
 
-%% Appends the site table of the modules (their object code) to a closed
-%% archive; Bifs are the BIFs among the functions they call. The modules
-%% whose code the reader could not follow are left out and named.
--spec add_call_sites(file:filename_all(), [{module(), binary()}], [mfa()]) ->
+%% Appends the site table of the modules (their object code, and their
+%% source file's name where known) to a closed archive; Bifs are the BIFs
+%% among the functions they call. The modules whose code the reader could
+%% not follow are left out and named.
+-spec add_call_sites(file:filename_all(),
+                     [{module(), binary()} | {module(), binary(), binary()}], [mfa()]) ->
           {ok, #{modules := non_neg_integer(), pairs := non_neg_integer(),
                  unreadable := [{module(), bad_argument | unsupported_version | limit_exceeded}]}}
           | {error, {atom(), term()}}.

@@ -1,5 +1,5 @@
-/* The BEAM reader and the call-site table: kinds read from OTP's own
- * lists.beam, every stdlib module read, damaged modules and tables refused
+/* The BEAM reader and the call-site table: kinds and lines read from OTP's
+ * own lists.beam, every stdlib module read, damaged modules and tables refused
  * without harm, and the serialized table read back the same. */
 #include <dirent.h>
 
@@ -85,6 +85,38 @@ static void kinds_of_lists(void)
         u = NULL;
         efl_status s = efl_sites_decode(enc.data, cut, &u);
         CHECK(s == EFL_OK || s == EFL_ERR_CORRUPT);
+        efl_sites_free(u);
+    }
+    efl_buf_free(&enc);
+    efl_sites_free(t);
+    efl_buf_free(&beam);
+}
+
+/* Where functions are: the line each one's code begins at (lists.beam's
+ * Line chunk), and the module's source file; both read back the same. */
+static void lines_of_lists(void)
+{
+    struct efl_buf beam = read_beam("lists");
+    struct efl_sites *t;
+    CHECK_STATUS(efl_sites_new(&t), EFL_OK);
+    CHECK_STATUS(efl_sites_add_module(t, beam.data, beam.len), EFL_OK);
+    CHECK_STATUS(efl_sites_add_source(t, nm("lists"), nm("/src/lists.erl")), EFL_OK);
+    const char *file;
+    unsigned foldl = efl_sites_line(t, fn(t, "lists", "foldl", 3), &file);
+    unsigned foldl_1 = efl_sites_line(t, fn(t, "lists", "foldl_1", 3), &file);
+    unsigned map = efl_sites_line(t, fn(t, "lists", "map", 2), &file);
+    /* foldl_1/3 is foldl/3's helper, written after it. */
+    CHECK(foldl > 100 && foldl_1 > foldl && map > 100);
+    CHECK(file != NULL && strcmp(file, "/src/lists.erl") == 0);
+    CHECK(efl_sites_line(t, 0, &file) == 0 && file == NULL);
+    struct efl_buf enc = {0};
+    CHECK_STATUS(efl_sites_encode(t, &enc), EFL_OK);
+    struct efl_sites *u = NULL;
+    CHECK_STATUS(efl_sites_decode(enc.data, enc.len, &u), EFL_OK);
+    if (u) {
+        CHECK(efl_sites_line(u, fn(u, "lists", "foldl", 3), &file) == foldl);
+        CHECK(efl_sites_line(u, fn(u, "lists", "map", 2), &file) == map);
+        CHECK(file != NULL && strcmp(file, "/src/lists.erl") == 0);
         efl_sites_free(u);
     }
     efl_buf_free(&enc);
@@ -289,6 +321,7 @@ static void damaged_tables(void)
 int main(void)
 {
     RUN(kinds_of_lists);
+    RUN(lines_of_lists);
     RUN(every_stdlib_module);
     RUN(damaged_modules);
     RUN(newer_compilers);
