@@ -42,7 +42,9 @@ profile_read_by_go_tool(Config) ->
             Busy = spawn(?MODULE, spin, []),
             try
                 {0, Out} = eflambe_test_util:run(
-                             Go, ["tool", "pprof", "-top",
+                             %% (pprof waits 1.5 times `seconds' for the answer by
+                             %% default: too short on a busy machine.)
+                             Go, ["tool", "pprof", "-top", "-timeout=60",
                                   url(Config, "/debug/pprof/profile?seconds=2")],
                              [{env, [{"PPROF_TMPDIR", ?config(priv_dir, Config)}]}]),
                 ct:pal("~s", [Out]),
