@@ -526,7 +526,8 @@ static efl_status fold_ready(struct efl_folder *f, uint64_t limit)
 }
 
 /* The site table's first lines and files of the profile's functions,
- * for the outputs that name them (pprof). */
+ * and what its processes are called, for the outputs that name them
+ * (pprof). */
 static efl_status note_lines(struct efl_folder *f)
 {
     struct efl_profile *p = f->p;
@@ -565,7 +566,17 @@ static efl_status note_lines(struct efl_folder *f)
         p->frame_file[i] = k;
     }
     efl_map_free(&seen);
-    return s;
+    if (s != EFL_OK)
+        return s;
+    /* What the processes are called, where the table says. */
+    p->process_labels = calloc((size_t)p->nprocesses + 1, sizeof *p->process_labels);
+    EFL_RETURN_ERROR_IF(p->process_labels == NULL, EFL_ERR_NOMEM);
+    for (uint32_t i = 1; i <= p->nprocesses; i++) {
+        const char *label = efl_sites_process(f->sites, p->processes[i]);
+        EFL_RETURN_ERROR_IF(label != NULL && (p->process_labels[i] = strdup(label)) == NULL,
+                            EFL_ERR_NOMEM);
+    }
+    return EFL_OK;
 }
 
 efl_status efl_folder_finish(struct efl_folder *f, struct efl_profile **out)

@@ -109,7 +109,7 @@ static ErlNifFunc funcs[] = {
     {"convert_folded", 3, efl_nif_convert_folded, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"diff_folded", 4, efl_nif_diff_folded, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"archive_header", 1, efl_nif_archive_header, ERL_NIF_DIRTY_JOB_IO_BOUND},
-    {"add_call_sites", 3, efl_nif_add_call_sites, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"add_call_sites", 4, efl_nif_add_call_sites, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"read_code", 1, efl_nif_read_code, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"archive_calls", 1, efl_nif_archive_calls, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"capabilities", 0, efl_nif_capabilities, 0},

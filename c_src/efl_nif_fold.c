@@ -418,7 +418,8 @@ ERL_NIF_TERM efl_nif_diff_folded(ErlNifEnv *env, int argc, const ERL_NIF_TERM ar
     return folded_profile(env, &base, &folded, argv[2], argv[3]);
 }
 
-/* add_call_sites(ArchivePath, [{Module, Beam} | {Module, Beam, Source}], [{M, F, A}])
+/* add_call_sites(ArchivePath, [{Module, Beam} | {Module, Beam, Source}], [{M, F, A}],
+ *                [{PidText, Name}])
  *     -> {ok, #{modules, pairs, unreadable := [{Module, Reason}]}} | {error, {Atom, Detail}}
  * Reads the call sites of each module's code and appends them to a closed
  * archive as its site table; the third list names the BIFs among the
@@ -432,7 +433,7 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     char *path = efl_nif_cstr(env, argv[0]);
     struct efl_sites *t = NULL;
     if (path == NULL || !enif_is_list(env, argv[1]) || !enif_is_list(env, argv[2]) ||
-        efl_sites_new(&t) != EFL_OK) {
+        !enif_is_list(env, argv[3]) || efl_sites_new(&t) != EFL_OK) {
         free(path);
         return enif_make_badarg(env);
     }
@@ -486,6 +487,23 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
         }
         st = efl_sites_add_bif(t, (struct efl_name){mod, (size_t)ml - 1},
                                (struct efl_name){fun, (size_t)fl - 1}, a);
+    }
+    /* What the processes are called: {Pid text, name} (a name the table
+     * cannot hold is left out). */
+    tail = argv[3];
+    while (st == EFL_OK && enif_get_list_cell(env, tail, &head, &tail)) {
+        const ERL_NIF_TERM *pl;
+        int arity;
+        ErlNifBinary pid, label;
+        if (!enif_get_tuple(env, head, &arity, &pl) || arity != 2 ||
+            !enif_inspect_binary(env, pl[0], &pid) || !enif_inspect_binary(env, pl[1], &label)) {
+            st = EFL_ERR_ARG;
+            break;
+        }
+        efl_status a = efl_sites_add_process(t, (struct efl_name){(const char *)pid.data, pid.size},
+                                             (struct efl_name){(const char *)label.data, label.size});
+        if (a == EFL_ERR_NOMEM)
+            st = a;
     }
     struct efl_buf table = {0};
     size_t pairs = efl_sites_pairs(t);

@@ -22,6 +22,9 @@ void efl_profile_free(struct efl_profile *p)
     for (uint32_t i = 0; i < p->nfiles; i++)
         free(p->files[i]);
     free(p->files);
+    for (uint32_t i = 0; p->process_labels != NULL && i <= p->nprocesses; i++)
+        free(p->process_labels[i]);
+    free(p->process_labels);
     free(p->meta);
     if (p->diff != NULL) {
         free(p->diff->base_ns);

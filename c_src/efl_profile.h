@@ -112,6 +112,10 @@ struct efl_profile {
     uint32_t *frame_file;
     char **files;
     uint32_t nfiles;
+    /* By process id: what the process is called (its registered name, or
+     * the function a proc_lib process was started with), NULL if unknown
+     * or NULL altogether. */
+    char **process_labels;
     char *meta;           /* the header's "key=value\n" lines */
     struct efl_diff *diff; /* a differential profile's sides, else NULL */
     /* The writers' lookup tables, built on first use (efl_writer.c) and

@@ -14,7 +14,7 @@
 #define PAIRS_MAX (1u << 24)
 
 enum { REC_NAME = 1, REC_FUNCTION = 2, REC_CALL = 3, REC_DYNAMIC = 4, REC_BIF = 5, REC_LINE = 6,
-       REC_SOURCE = 7 };
+       REC_SOURCE = 7, REC_PROCESS = 8 };
 
 struct function {
     uint32_t mod, fun;
@@ -37,6 +37,7 @@ struct efl_sites {
     struct efl_map fn_ids; /* mod << 40 | fun << 16 | arity -> id */
     struct efl_map pairs;  /* caller << 32 | callee -> kinds */
     struct efl_map sources; /* module name -> its source file's name */
+    struct efl_map processes; /* a process's name (<0.85.0>) -> what it is called */
 };
 
 efl_status efl_sites_new(struct efl_sites **tp)
@@ -59,6 +60,7 @@ void efl_sites_free(struct efl_sites *t)
     efl_map_free(&t->fn_ids);
     efl_map_free(&t->pairs);
     efl_map_free(&t->sources);
+    efl_map_free(&t->processes);
     free(t);
 }
 
@@ -224,6 +226,21 @@ efl_status efl_sites_add_source(struct efl_sites *t, struct efl_name mod, struct
     return efl_map_put(&t->sources, m, f);
 }
 
+efl_status efl_sites_add_process(struct efl_sites *t, struct efl_name pid, struct efl_name label)
+{
+    uint32_t p, l;
+    EFL_FORWARD_IF_ERROR(intern_name(t, pid, &p));
+    EFL_FORWARD_IF_ERROR(intern_name(t, label, &l));
+    return efl_map_put(&t->processes, p, l);
+}
+
+const char *efl_sites_process(const struct efl_sites *t, const char *pid)
+{
+    uint32_t p = t ? efl_sites_name(t, pid, strlen(pid)) : 0;
+    uint32_t l = p ? efl_map_get(&t->processes, p) : EFL_MAP_NONE;
+    return l == EFL_MAP_NONE ? NULL : t->names[l];
+}
+
 unsigned efl_sites_line(const struct efl_sites *t, uint32_t fn, const char **file)
 {
     *file = NULL;
@@ -280,7 +297,8 @@ unsigned efl_sites_kind(const struct efl_sites *t, uint32_t caller, uint32_t cal
  * Records, each a tag byte then varints: NAME length bytes (ids 1, 2, ...
  * in order); FUNCTION mod fun arity (the caller of what follows); CALL
  * kinds mod fun arity; DYNAMIC kinds; BIF mod fun arity; LINE mod fun arity
- * line file (file 0: the module's source); SOURCE mod file. */
+ * line file (file 0: the module's source); SOURCE mod file; PROCESS pid
+ * label (a process's registered name or initial call). */
 
 static efl_status put_record(struct efl_buf *out, unsigned tag, size_t n, const uint64_t *v)
 {
@@ -339,6 +357,13 @@ efl_status efl_sites_encode(const struct efl_sites *t, struct efl_buf *out)
             continue;
         uint64_t v[] = {slot->key, slot->val};
         EFL_FORWARD_IF_ERROR(put_record(out, REC_SOURCE, 2, v));
+    }
+    for (size_t i = 0; i < t->processes.cap; i++) {
+        const struct efl_map_slot *slot = &t->processes.slots[i];
+        if (slot->val == EFL_MAP_NONE)
+            continue;
+        uint64_t v[] = {slot->key, slot->val};
+        EFL_FORWARD_IF_ERROR(put_record(out, REC_PROCESS, 2, v));
     }
     return EFL_OK;
 }
@@ -431,6 +456,15 @@ efl_status efl_sites_decode(const void *data, size_t len, struct efl_sites **tp)
                 s = get_name(&d, &file);
             if (s == EFL_OK)
                 s = efl_sites_add_source(d.t, mod, file);
+            break;
+        }
+        case REC_PROCESS: {
+            struct efl_name pid, label;
+            s = get_name(&d, &pid);
+            if (s == EFL_OK)
+                s = get_name(&d, &label);
+            if (s == EFL_OK)
+                s = efl_sites_add_process(d.t, pid, label);
             break;
         }
         default:

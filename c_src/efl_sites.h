@@ -28,6 +28,11 @@ void efl_sites_free(struct efl_sites *t);
 efl_status efl_sites_add_module(struct efl_sites *t, const void *beam, size_t len);
 /* A module's source file (its compile info's), which outputs name. */
 efl_status efl_sites_add_source(struct efl_sites *t, struct efl_name mod, struct efl_name file);
+/* What a process is called (its registered name, or the function a
+ * proc_lib process was started with), by its name in the archive
+ * (<0.85.0>); NULL when nothing is known. */
+efl_status efl_sites_add_process(struct efl_sites *t, struct efl_name pid, struct efl_name label);
+const char *efl_sites_process(const struct efl_sites *t, const char *pid);
 /* Marks a function as a BIF: the VM runs a BIF as a body call whatever the
  * call site (it returns to its caller, even from a tail position). */
 efl_status efl_sites_add_bif(struct efl_sites *t, struct efl_name mod, struct efl_name fun,

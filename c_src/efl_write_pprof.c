@@ -5,7 +5,7 @@
  * three ways (wall: all of it, as the flamegraph; cpu: when a function or
  * gc was on top; off_cpu: sleep, runnable, [os preempted], [queued]), the
  * calls that made it where the run traced calls, and labels naming the
- * process, the node (the header's, or the name above the process in a
+ * process (and what it is called, where the archive says), the node (the header's, or the name above the process in a
  * cluster's profile), and the profiled call. A function and a location
  * per frame, both with the frame's index + 1 as id; a function's source
  * file and first line where the site table gives them. A differential
@@ -51,6 +51,8 @@ struct pprof {
     uint32_t *call_index;   /* by window: its place in the call order, from 1 */
     int64_t s_process, s_node, s_call, s_ended, s_exception, s_unfinished, node_name;
     int64_t s_base, s_true; /* a diff's Base samples: pprof::base=true */
+    int64_t s_process_name;
+    int64_t *label_string;  /* by process id: what it is called's index, 0 until written */
     int with_calls;         /* a fourth sample type: the calls a traced run saw */
 };
 
@@ -218,9 +220,17 @@ static efl_status sample(struct pprof *w, uint32_t node, uint64_t ns, int base)
     EFL_FORWARD_IF_ERROR(put_bytes_field(&w->msg, SAMPLE_VALUE, w->part.data, w->part.len));
     if (base)
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_base, w->s_true, 0));
-    if (process != 0)
+    if (process != 0) {
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_process,
                                    w->frame_string[p->nodes[process].frame], 0));
+        /* Its registered name or initial call, when the archive says. */
+        uint32_t id = p->frames[p->nodes[process].frame].a;
+        const char *called = p->process_labels ? p->process_labels[id] : NULL;
+        if (called != NULL && w->label_string[id] == 0)
+            EFL_FORWARD_IF_ERROR(cstring(w, called, &w->label_string[id]));
+        if (called != NULL)
+            EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_process_name, w->label_string[id], 0));
+    }
     int64_t node_name = named ? w->frame_string[p->nodes[named].frame] : w->node_name;
     if (node_name != 0)
         EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_node, node_name, 0));
@@ -258,6 +268,7 @@ static efl_status header(struct pprof *w)
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, MAPPING_HAS_FUNCTIONS, 1));
     EFL_FORWARD_IF_ERROR(emit(w, PROFILE_MAPPING, &w->msg));
     EFL_FORWARD_IF_ERROR(cstring(w, "process", &w->s_process));
+    EFL_FORWARD_IF_ERROR(cstring(w, "process_name", &w->s_process_name));
     EFL_FORWARD_IF_ERROR(cstring(w, "node", &w->s_node));
     EFL_FORWARD_IF_ERROR(cstring(w, "call", &w->s_call));
     EFL_FORWARD_IF_ERROR(cstring(w, "ended", &w->s_ended));
@@ -302,7 +313,9 @@ static efl_status write_all(struct pprof *w, uint32_t root)
     w->frame_string = calloc(p->nframes + 1, sizeof *w->frame_string);
     w->frame_written = calloc(p->nframes + 1, 1);
     w->file_string = calloc((size_t)p->nfiles + 1, sizeof *w->file_string);
-    EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL || w->file_string == NULL,
+    w->label_string = calloc((size_t)p->nprocesses + 1, sizeof *w->label_string);
+    EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL || w->file_string == NULL ||
+                            w->label_string == NULL,
                         EFL_ERR_NOMEM);
     EFL_FORWARD_IF_ERROR(call_indexes(w));
     /* Samples are no calls: a sampled run's stacks are rebuilt at each
@@ -352,6 +365,7 @@ efl_status efl_write_pprof(const struct efl_profile *p, uint32_t root, struct ef
     free(w.frame_string);
     free(w.frame_written);
     free(w.file_string);
+    free(w.label_string);
     free(w.call_index);
     return s;
 }

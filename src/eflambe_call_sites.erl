@@ -6,7 +6,7 @@
 %% after recording stops, and appended to the run's archive.
 -module(eflambe_call_sites).
 
--export([add/2]).
+-export([add/2, add/3]).
 
 -include_lib("kernel/include/logger.hrl").
 
@@ -23,9 +23,14 @@
 %% no object file; they are left out silently.
 -spec add(file:filename_all(), [module()]) -> [{module(), term()}].
 add(Archive, Modules) ->
+    add(Archive, Modules, []).
+
+%% The same, with what the run's processes are called (names/1).
+-spec add(file:filename_all(), [module()], [{binary(), binary()}]) -> [{module(), term()}].
+add(Archive, Modules, Processes) ->
     {Beams, Unread} = read(Modules, ?RUN_MAX_BYTES, [], []),
     Left = case eflambe_tracer:add_call_sites(eflambe_options:native_name(Archive), Beams,
-                                              bifs(Modules)) of
+                                              bifs(Modules), Processes) of
                {ok, #{unreadable := NotFollowed}} ->
                    Unread ++ NotFollowed;
                {error, Reason} ->

@@ -143,8 +143,14 @@ stop(#{tracer := TracerState, archive := Archive, mode := Mode}) ->
         {ok, #{modules := Modules, processes := Pids} = Stats} ->
             untrace(Pids, TracerState),
             warn_if_partial(Stats),
-            %% Sampled stacks are real stacks already.
-            _ = Mode =:= sample orelse eflambe_call_sites:add(Archive, Modules),
+            %% Sampled stacks are real stacks already: no code is read for
+            %% them, only what their processes are called.
+            Names = names(Pids),
+            _ = case Mode of
+                    sample when Names =:= [] -> ok;
+                    sample -> eflambe_call_sites:add(Archive, [], Names);
+                    _ -> eflambe_call_sites:add(Archive, Modules, Names)
+                end,
             {ok, Stats};
         {error, _} = Error ->
             Error
@@ -324,6 +330,31 @@ untrace_all(#{tracer := TracerState}) ->
     _ = [catch erlang:trace(P, false, [all])
          || {P, T} <- traced(), ours({tracer, T}, TracerState)],
     ok.
+
+%% What the processes a run recorded are called, those still alive: a
+%% registered name, or the function a proc_lib process (a gen_server...)
+%% was started with; by their pid's text, as the archive names them.
+-spec names([pid()]) -> [{binary(), binary()}].
+names(Pids) ->
+    [{list_to_binary(pid_to_list(P)), Name} || P <- Pids, Name <- [name(P)], Name =/= <<>>].
+
+-spec name(pid()) -> binary().
+name(P) ->
+    case erlang:process_info(P, registered_name) of
+        {registered_name, Name} ->
+            atom_to_binary(Name);
+        _ ->
+            case erlang:process_info(P, dictionary) of
+                {dictionary, Dict} ->
+                    case lists:keyfind('$initial_call', 1, Dict) of
+                        {_, {M, F, A}} when is_atom(M), is_atom(F), is_integer(A) ->
+                            iolist_to_binary(io_lib:format("~ts:~ts/~b", [M, F, A]));
+                        _ -> <<>>
+                    end;
+                undefined ->
+                    <<>>
+            end
+    end.
 
 %% Clears the trace flags of the processes a stopped session's events came
 %% from or named (spawned, followed), where they are still its own: a look

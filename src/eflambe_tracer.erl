@@ -7,7 +7,7 @@
 
 -export([enabled/3, trace/5]).
 -export([start_session/1, running_session/0, stop_session/1, halt_session/2, capture_ready/1, fold/4, convert_folded/3, diff_folded/4, interval_costs/1,
-         archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
+         archive_header/1, record_samples/3, add_call_sites/4, read_code/1, archive_calls/1, capabilities/0]).
 -export([session_of/1]).
 -export_type([stop_reason/0, limit/0]).
 
@@ -15,7 +15,7 @@
 
 -nifs([enabled/3, trace/5, start_session/1, running_session/0, stop_session/1, halt_session/2,
        capture_ready/1, fold/4, convert_folded/3, diff_folded/4, interval_costs/1,
-       archive_header/1, record_samples/3, add_call_sites/3, read_code/1, archive_calls/1, capabilities/0]).
+       archive_header/1, record_samples/3, add_call_sites/4, read_code/1, archive_calls/1, capabilities/0]).
 
 %% Why a run stopped recording before its end (c_src/efl_stop.h).
 -type stop_reason() :: none | limit() | timeout | stopped.
@@ -132,14 +132,16 @@ interval_costs(_ArchivePath) ->
 
 %% Appends the site table of the modules (their object code, and their
 %% source file's name where known) to a closed archive; Bifs are the BIFs
-%% among the functions they call. The modules whose code the reader could
-%% not follow are left out and named.
+%% among the functions they call; Processes say what processes are called
+%% ({<<"<0.85.0>">>, <<"my_server">>}). The modules whose code the reader
+%% could not follow are left out and named.
 -spec add_call_sites(file:filename_all(),
-                     [{module(), binary()} | {module(), binary(), binary()}], [mfa()]) ->
+                     [{module(), binary()} | {module(), binary(), binary()}], [mfa()],
+                     [{binary(), binary()}]) ->
           {ok, #{modules := non_neg_integer(), pairs := non_neg_integer(),
                  unreadable := [{module(), bad_argument | unsupported_version | limit_exceeded}]}}
           | {error, {atom(), term()}}.
-add_call_sites(_ArchivePath, _Beams, _Bifs) ->
+add_call_sites(_ArchivePath, _Beams, _Bifs, _Processes) ->
     erlang:nif_error(not_loaded).
 
 %% A module's object file, if it is a regular file of at most 32 MiB; read

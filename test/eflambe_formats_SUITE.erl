@@ -381,7 +381,11 @@ pprof_in_go_tool(Config) ->
 
 pprof_in_go_tool(Go, Dir) ->
     Archive = filename:join(Dir, "pprof.eftrace"),
-    {ok, Folded} = eflambe:apply({?W, parent, [21]}, [{return, flamegraph}, {archive, Archive}]),
+    %% A registered caller: its name is a label too.
+    true = register(eflambe_pprof_caller, self()),
+    {ok, Folded} = try eflambe:apply({?W, parent, [21]}, [{return, flamegraph}, {archive, Archive}])
+                   after unregister(eflambe_pprof_caller)
+                   end,
     Flat = lists:foldl(fun({Frames, N}, M) ->
                                maps:update_with(lists:last(Frames), fun({X, C}) -> {X + N, C + 1} end,
                                                 {N, 1}, M)
@@ -409,6 +413,7 @@ pprof_in_go_tool(Go, Dir) ->
     Me = list_to_binary(pid_to_list(self())),
     ?assertMatch({_, _}, binary:match(Traces, <<"process:  ", Me/binary>>)),
     ?assertMatch({_, _}, binary:match(Traces, <<"node:  ", (atom_to_binary(node()))/binary>>)),
+    ?assertMatch({_, _}, binary:match(Traces, <<"process_name:  eflambe_pprof_caller">>)),
     %% apply and eflambe-fold write the same; capture and sample too.
     {ok, Applied} = eflambe:apply({?W, fib, [17]}, [{output_format, pprof}, {return, flamegraph}]),
     AppliedFile = filename:join(Dir, "applied.pb.gz"),

@@ -93,7 +93,8 @@ static void kinds_of_lists(void)
 }
 
 /* Where functions are: the line each one's code begins at (lists.beam's
- * Line chunk), and the module's source file; both read back the same. */
+ * Line chunk), and the module's source file; what a process is called;
+ * all read back the same. */
 static void lines_of_lists(void)
 {
     struct efl_buf beam = read_beam("lists");
@@ -101,6 +102,8 @@ static void lines_of_lists(void)
     CHECK_STATUS(efl_sites_new(&t), EFL_OK);
     CHECK_STATUS(efl_sites_add_module(t, beam.data, beam.len), EFL_OK);
     CHECK_STATUS(efl_sites_add_source(t, nm("lists"), nm("/src/lists.erl")), EFL_OK);
+    CHECK_STATUS(efl_sites_add_process(t, nm("<0.85.0>"), nm("my_server")), EFL_OK);
+    CHECK(efl_sites_process(t, "<0.86.0>") == NULL);
     const char *file;
     unsigned foldl = efl_sites_line(t, fn(t, "lists", "foldl", 3), &file);
     unsigned foldl_1 = efl_sites_line(t, fn(t, "lists", "foldl_1", 3), &file);
@@ -117,6 +120,8 @@ static void lines_of_lists(void)
         CHECK(efl_sites_line(u, fn(u, "lists", "foldl", 3), &file) == foldl);
         CHECK(efl_sites_line(u, fn(u, "lists", "map", 2), &file) == map);
         CHECK(file != NULL && strcmp(file, "/src/lists.erl") == 0);
+        const char *called = efl_sites_process(u, "<0.85.0>");
+        CHECK(called != NULL && strcmp(called, "my_server") == 0);
         efl_sites_free(u);
     }
     efl_buf_free(&enc);
