@@ -173,8 +173,7 @@ wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState} = Session, 
          end,
     receive
         eflambe_capture_done ->
-            %% A capture over several nodes counts the calls of all.
-            _ = is_pid(maps:get(progress, Opts)) andalso (maps:get(progress, Opts) ! {eflambe_captured, node()}),
+            told(maps:get(progress, Opts)),
             wait(MFA, Left - 1, Deadline, Owner);
         eflambe_capture_first ->
             arm_node(Session, Opts),
@@ -201,6 +200,14 @@ wait(MFA, Left, Deadline, {{Caller, CallerRef}, #{meta := MetaState} = Session, 
                     {target_reloaded, MFA}
             end
     end.
+
+%% A capture over several nodes counts the calls of all (eflambe_cluster).
+-spec told(pid() | undefined) -> ok.
+told(undefined) ->
+    ok;
+told(Progress) ->
+    Progress ! {eflambe_captured, node()},
+    ok.
 
 %% One result per captured call that ended, in the order they ended.
 -spec results(eflambe_session:session(), why(), eflambe_options:opts()) ->

@@ -49,7 +49,8 @@ start(Options) ->
         {ok, #{port := Port, ip := Ip} = Opts} ->
             case application:ensure_all_started(inets) of
                 {ok, _} ->
-                    persistent_term:put({?MODULE, limits}, maps:with([max_seconds, max_count], Opts)),
+                    persistent_term:put({?MODULE, limits},
+                                        maps:with([max_seconds, max_count], Opts)),
                     Root = code:priv_dir(eflambe),
                     inets:start(httpd, [{port, Port}, {bind_address, Ip},
                                         {ipfamily, family(Ip)},
