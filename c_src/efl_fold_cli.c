@@ -29,8 +29,8 @@ static void usage(FILE *to)
             "                     svg            an interactive flamegraph for a web browser\n"
             "                     perf_data      perf.data for perf report and hotspot (with -o\n"
             "                                    FILE; the function names go into FILE.syms)\n"
-            "                     pprof          gzipped profile.proto for go tool pprof, Pyroscope,\n"
-            "                                    Parca, Grafana, speedscope\n"
+            "                     pprof          gzipped profile.proto for go tool pprof,\n"
+            "                                    Pyroscope, Parca, Grafana, speedscope\n"
             "  -o OUTPUT        write to OUTPUT instead of standard output (a file\n"
             "                   there is replaced; a link there is refused)\n"
             "  --call K         an archive of eflambe:capture holds one profile per\n"
@@ -135,7 +135,8 @@ static int looks_like_archive(const char *path)
 
 /* One side of a diff as folded text: an archive folded (its k-th call
  * only, with k > 0), or a folded file as it is. */
-static int side_text(const char *path, long k, const struct efl_fold_opts *opts, struct efl_buf *text)
+static int side_text(const char *path, long k, const struct efl_fold_opts *opts,
+                     struct efl_buf *text)
 {
     if (!looks_like_archive(path)) {
         FILE *f = fopen(path, "rb");
@@ -151,7 +152,8 @@ static int side_text(const char *path, long k, const struct efl_fold_opts *opts,
         int bad = ferror(f) || n > 0;
         fclose(f);
         if (bad)
-            fprintf(stderr, "eflambe-fold: %s: unreadable or over %zu bytes\n", path, FOLDED_MAX_BYTES);
+            fprintf(stderr, "eflambe-fold: %s: unreadable or over %zu bytes\n", path,
+                    FOLDED_MAX_BYTES);
         return bad;
     }
     struct efl_profile *p = NULL;
@@ -184,8 +186,8 @@ static int diff(const char *base, long base_call, const char *new, long call, in
     if (status == 0 &&
         efl_buf_printf(&meta, "mode=diff\ntarget=%s against %s\n", new, base) == EFL_OK &&
         efl_buf_append(&meta, "", 1) == EFL_OK) {
-        efl_status s = efl_profile_diff_folded((const char *)b.data, b.len, (const char *)n.data, n.len,
-                                               normalize, (const char *)meta.data, p);
+        efl_status s = efl_profile_diff_folded((const char *)b.data, b.len, (const char *)n.data,
+                                               n.len, normalize, (const char *)meta.data, p);
         if (s != EFL_OK) {
             fprintf(stderr, "eflambe-fold: --diff: %s\n",
                     s == EFL_ERR_CORRUPT ? "a side is neither an archive nor folded stacks"
@@ -280,7 +282,8 @@ int main(int argc, char **argv)
     if (diff_base != NULL) {
         if (strcmp(format, "brendan_gregg") != 0 && strcmp(format, "svg") != 0 &&
             strcmp(format, "pprof") != 0) {
-            fprintf(stderr, "eflambe-fold: --diff is written as brendan_gregg, svg or pprof, not %s\n",
+            fprintf(stderr,
+                    "eflambe-fold: --diff is written as brendan_gregg, svg or pprof, not %s\n",
                     format);
             return 2;
         }

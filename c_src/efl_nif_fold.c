@@ -341,8 +341,8 @@ static ERL_NIF_TERM folded_profile(ErlNifEnv *env, const ErlNifBinary *base,
         return enif_make_badarg(env);
     const struct efl_writer *w = efl_writer_find(format);
     /* A diff is drawn as folded lines of two counts, an SVG or pprof. */
-    int diffable = w != NULL && (strcmp(format, "brendan_gregg") == 0 || strcmp(format, "svg") == 0 ||
-                                 strcmp(format, "pprof") == 0);
+    int diffable = w != NULL && (strcmp(format, "brendan_gregg") == 0 ||
+                                 strcmp(format, "svg") == 0 || strcmp(format, "pprof") == 0);
     if (w == NULL || (w->file_only && output == NULL) || (base != NULL && !diffable)) {
         free(output);
         ERL_NIF_TERM why = w == NULL ? efl_atom_unknown_format
@@ -361,8 +361,9 @@ static ERL_NIF_TERM folded_profile(ErlNifEnv *env, const ErlNifBinary *base,
     if (meta_bin.size > 0 && meta == NULL)
         st = EFL_ERR_NOMEM;
     else if (base != NULL)
-        st = efl_profile_diff_folded((const char *)base->data, base->size, (const char *)folded->data,
-                                     folded->size, normalize == efl_atom_true, meta, &p);
+        st = efl_profile_diff_folded((const char *)base->data, base->size,
+                                     (const char *)folded->data, folded->size,
+                                     normalize == efl_atom_true, meta, &p);
     else
         st = efl_profile_from_folded((const char *)folded->data, folded->size, meta,
                                      w->needs_timeline, &p);
@@ -500,8 +501,9 @@ ERL_NIF_TERM efl_nif_add_call_sites(ErlNifEnv *env, int argc, const ERL_NIF_TERM
             st = EFL_ERR_ARG;
             break;
         }
-        efl_status a = efl_sites_add_process(t, (struct efl_name){(const char *)pid.data, pid.size},
-                                             (struct efl_name){(const char *)label.data, label.size});
+        struct efl_name p = {(const char *)pid.data, pid.size};
+        struct efl_name l = {(const char *)label.data, label.size};
+        efl_status a = efl_sites_add_process(t, p, l);
         if (a == EFL_ERR_NOMEM)
             st = a;
     }

@@ -82,7 +82,8 @@
     g.addEventListener('mouseover', function () {
       var diff = g.getAttribute('data-diff');
       details.textContent = 'Function: ' + g.getAttribute('data-name') + ' (' +
-        g.getAttribute('data-us') + ' \u00b5s, ' + percent(num(g, 'w')) + (diff ? '; ' + diff : '') + ')';
+        g.getAttribute('data-us') + ' \u00b5s, ' + percent(num(g, 'w')) +
+        (diff ? '; ' + diff : '') + ')';
     });
     g.addEventListener('mouseout', function () { details.textContent = ' '; });
   });

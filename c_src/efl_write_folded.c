@@ -35,9 +35,9 @@ static int counts(const struct efl_profile *p, uint32_t node, char out[48])
         return us == 0 ? 0 : snprintf(out, 48, " %llu\n", (unsigned long long)us);
     }
     uint64_t base = efl_ns_to_us(p->diff->base_ns[node]), new = efl_ns_to_us(p->diff->new_ns[node]);
-    return base == 0 && new == 0
-               ? 0
-               : snprintf(out, 48, " %llu %llu\n", (unsigned long long)base, (unsigned long long)new);
+    if (base == 0 && new == 0)
+        return 0;
+    return snprintf(out, 48, " %llu %llu\n", (unsigned long long)base, (unsigned long long)new);
 }
 
 struct folded {

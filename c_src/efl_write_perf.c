@@ -73,7 +73,9 @@ efl_status efl_write_perf(const struct efl_profile *p, uint32_t root, struct efl
         const size_t *changes;
         size_t nchanges;
         s = efl_process_changes(p, procs[i], &changes, &nchanges);
-        w.clock_us = s == EFL_OK && nchanges > 0 ? efl_ns_to_us(p->timeline[changes[0]].ts - run_start) : 0;
+        w.clock_us = s == EFL_OK && nchanges > 0
+                         ? efl_ns_to_us(p->timeline[changes[0]].ts - run_start)
+                         : 0;
         w.tid = efl_process_number(p->processes[fr->a]);
         w.proc = procs[i];
         s = efl_node_name(p, procs[i], &w.command);

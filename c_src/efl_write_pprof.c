@@ -5,8 +5,9 @@
  * three ways (wall: all of it, as the flamegraph; cpu: when a function or
  * gc was on top; off_cpu: sleep, runnable, [os preempted], [queued]), the
  * calls that made it where the run traced calls, and labels naming the
- * process (and what it is called, where the archive says), the node (the header's, or the name above the process in a
- * cluster's profile), and the profiled call. A function and a location
+ * process (and what it is called, where the archive says), the node (the
+ * header's, or the name above the process in a cluster's profile), and
+ * the profiled call. A function and a location
  * per frame, both with the frame's index + 1 as id; a function's source
  * file and first line where the site table gives them. A differential
  * profile: New's samples and Base's negated (labelled pprof::base=true),
@@ -24,7 +25,8 @@
 
 /* profile.proto's field numbers. */
 enum {
-    PROFILE_SAMPLE_TYPE = 1, PROFILE_SAMPLE = 2, PROFILE_MAPPING = 3, PROFILE_LOCATION = 4, PROFILE_FUNCTION = 5,
+    PROFILE_SAMPLE_TYPE = 1, PROFILE_SAMPLE = 2, PROFILE_MAPPING = 3, PROFILE_LOCATION = 4,
+    PROFILE_FUNCTION = 5,
     PROFILE_STRING = 6, PROFILE_PERIOD_TYPE = 11, PROFILE_PERIOD = 12,
     PROFILE_COMMENT = 13, PROFILE_DEFAULT_TYPE = 14,
     VALUE_TYPE_TYPE = 1, VALUE_TYPE_UNIT = 2,
@@ -142,7 +144,8 @@ static efl_status frame(struct pprof *w, uint32_t f)
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_ID, id));
     EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_NAME, (uint64_t)w->frame_string[f]));
     if (file != 0)
-        EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_FILENAME, (uint64_t)w->file_string[file]));
+        EFL_FORWARD_IF_ERROR(
+            put_varint_field(&w->msg, FUNCTION_FILENAME, (uint64_t)w->file_string[file]));
     if (line != 0)
         EFL_FORWARD_IF_ERROR(put_varint_field(&w->msg, FUNCTION_START_LINE, line));
     /* No system_name: pprof's symbolizer "demangles" a name equal to it,
@@ -229,7 +232,8 @@ static efl_status sample(struct pprof *w, uint32_t node, uint64_t ns, int base)
         if (called != NULL && w->label_string[id] == 0)
             EFL_FORWARD_IF_ERROR(cstring(w, called, &w->label_string[id]));
         if (called != NULL)
-            EFL_FORWARD_IF_ERROR(label(&w->msg, &w->part, w->s_process_name, w->label_string[id], 0));
+            EFL_FORWARD_IF_ERROR(
+                label(&w->msg, &w->part, w->s_process_name, w->label_string[id], 0));
     }
     int64_t node_name = named ? w->frame_string[p->nodes[named].frame] : w->node_name;
     if (node_name != 0)
@@ -314,8 +318,8 @@ static efl_status write_all(struct pprof *w, uint32_t root)
     w->frame_written = calloc(p->nframes + 1, 1);
     w->file_string = calloc((size_t)p->nfiles + 1, sizeof *w->file_string);
     w->label_string = calloc((size_t)p->nprocesses + 1, sizeof *w->label_string);
-    EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL || w->file_string == NULL ||
-                            w->label_string == NULL,
+    EFL_RETURN_ERROR_IF(w->frame_string == NULL || w->frame_written == NULL ||
+                            w->file_string == NULL || w->label_string == NULL,
                         EFL_ERR_NOMEM);
     EFL_FORWARD_IF_ERROR(call_indexes(w));
     /* Samples are no calls: a sampled run's stacks are rebuilt at each

@@ -45,7 +45,8 @@ static uint64_t change(const struct efl_diff *d, uint32_t node)
 }
 
 /* A diff's colour, and what its tooltip adds: both times and the change. */
-static efl_status diff_frame(const struct svg *w, uint32_t node, char fill[32], struct efl_buf *note)
+static efl_status diff_frame(const struct svg *w, uint32_t node, char fill[32],
+                             struct efl_buf *note)
 {
     const struct efl_diff *d = w->p->diff;
     uint64_t base = d->base_ns[node], new = d->new_ns[node];
@@ -73,9 +74,11 @@ static efl_status diff_frame(const struct svg *w, uint32_t node, char fill[32], 
                                         (unsigned long long)efl_ns_to_us(base),
                                         (unsigned long long)efl_ns_to_us(new)));
     if (base > 0)
-        EFL_FORWARD_IF_ERROR(efl_buf_printf(note, "%+.1f%%", 100.0 * ((double)new - (double)base) / (double)base));
+        EFL_FORWARD_IF_ERROR(
+            efl_buf_printf(note, "%+.1f%%", 100.0 * ((double)new - (double)base) / (double)base));
     else
-        EFL_FORWARD_IF_ERROR(efl_buf_printf(note, "+%llu \xc2\xb5s", (unsigned long long)efl_ns_to_us(new)));
+        EFL_FORWARD_IF_ERROR(
+            efl_buf_printf(note, "+%llu \xc2\xb5s", (unsigned long long)efl_ns_to_us(new)));
     if (node != 0 && w->new_under[node] == 0)
         EFL_FORWARD_IF_ERROR(efl_buf_puts(note, "; only in base"));
     else if (node != 0 && w->base_under[node] == 0)
@@ -134,7 +137,8 @@ static efl_status frame(struct svg *w, uint32_t node, const char *name, size_t l
     if (s == EFL_OK)
         s = efl_buf_printf(o, "<g class=\"f\" data-x=\"%.9f\" data-w=\"%.9f\" data-row=\"%u\" "
                               "data-us=\"%llu\" data-fill=\"%s\" data-name=\"",
-                           fx, share, w->row[node], (unsigned long long)efl_ns_to_us(w->total[node]), fill);
+                           fx, share, w->row[node],
+                           (unsigned long long)efl_ns_to_us(w->total[node]), fill);
     if (s == EFL_OK)
         s = efl_xml_escape(o, name, len);
     if (s == EFL_OK && note.len > 0) {
@@ -147,8 +151,8 @@ static efl_status frame(struct svg *w, uint32_t node, const char *name, size_t l
     if (s == EFL_OK)
         s = efl_xml_escape(o, name, len);
     if (s == EFL_OK)
-        s = efl_buf_printf(o, " (%llu \xc2\xb5s, %.2f%%", (unsigned long long)efl_ns_to_us(w->total[node]),
-                           100 * share);
+        s = efl_buf_printf(o, " (%llu \xc2\xb5s, %.2f%%",
+                           (unsigned long long)efl_ns_to_us(w->total[node]), 100 * share);
     if (s == EFL_OK && note.len > 0) {
         s = efl_buf_puts(o, "; ");
         if (s == EFL_OK)

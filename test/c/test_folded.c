@@ -61,7 +61,8 @@ static void refused(void)
         efl_buf_puts(&deep, i ? ";m:f/0" : "p");
     efl_buf_puts(&deep, " 1\n");
     struct efl_profile *p = NULL;
-    CHECK_STATUS(efl_profile_from_folded((const char *)deep.data, deep.len, NULL, 0, &p), EFL_ERR_LIMIT);
+    CHECK_STATUS(efl_profile_from_folded((const char *)deep.data, deep.len, NULL, 0, &p),
+                 EFL_ERR_LIMIT);
     efl_buf_free(&deep);
     /* Empty lines and a last line without its newline are fine. */
     static const char ok[] = "\np;m:f/0 2\n\np;m:g/0 3";
@@ -104,7 +105,8 @@ static void diff_lines(void)
     if (p == NULL)
         return;
     char *lines = written(p, "brendan_gregg");
-    CHECK_STR(lines, "p;m:a/0 10 10\np;m:a/0;m:x/0 100 300\np;m:a/0;m:y/0 50 0\np;m:a/0;m:z/0 0 40\n");
+    CHECK_STR(lines, "p;m:a/0 10 10\np;m:a/0;m:x/0 100 300\n"
+                     "p;m:a/0;m:y/0 50 0\np;m:a/0;m:z/0 0 40\n");
     free(lines);
     /* Drawn: New's times, and y (only in Base) at Base's. */
     CHECK(p->total_ns == (10 + 300 + 50 + 40) * 1000);
@@ -122,7 +124,8 @@ static void diff_lines(void)
     if (p == NULL)
         return;
     lines = written(p, "brendan_gregg");
-    CHECK_STR(lines, "p;m:a/0 22 10\np;m:a/0;m:x/0 219 300\np;m:a/0;m:y/0 109 0\np;m:a/0;m:z/0 0 40\n");
+    CHECK_STR(lines, "p;m:a/0 22 10\np;m:a/0;m:x/0 219 300\n"
+                     "p;m:a/0;m:y/0 109 0\np;m:a/0;m:z/0 0 40\n");
     free(lines);
     efl_profile_free(p);
     /* A profile against itself: no change anywhere, all white. */
