@@ -379,7 +379,9 @@ efl_status efl_process_nodes(const struct efl_profile *p, uint32_t root, uint32_
             (*nodes)[k++] = (*nodes)[i];
     }
     *n = k;
-    qsort(*nodes, k, sizeof **nodes, by_index);
+    /* (An empty profile's array may be NULL: no qsort of it.) */
+    if (k > 1)
+        qsort(*nodes, k, sizeof **nodes, by_index);
     return EFL_OK;
 }
 

@@ -95,6 +95,21 @@ static void laid_out(void)
     efl_profile_free(p);
 }
 
+/* Nothing at all: every writer writes an empty profile (the fuzzer's
+ * find: the process list of no process). */
+static void empty(void)
+{
+    struct efl_profile *p = NULL;
+    CHECK_STATUS(efl_profile_from_folded("", 0, NULL, 1, &p), EFL_OK);
+    static const char *formats[] = {"brendan_gregg", "perf", "speedscope", "svg", "pprof"};
+    for (size_t i = 0; p && i < sizeof formats / sizeof formats[0]; i++) {
+        struct efl_buf out = {0};
+        (void)efl_writer_find(formats[i])->write(p, 0, &out);
+        efl_buf_free(&out);
+    }
+    efl_profile_free(p);
+}
+
 static void diff_lines(void)
 {
     static const char base[] = "p;m:a/0;m:x/0 100\np;m:a/0;m:y/0 50\np;m:a/0 10\n";
@@ -150,6 +165,7 @@ int main(void)
     RUN(round_trip);
     RUN(refused);
     RUN(laid_out);
+    RUN(empty);
     RUN(diff_lines);
     return efl_test_done();
 }
