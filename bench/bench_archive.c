@@ -171,8 +171,8 @@ static int writers(const char *path)
     for (uint32_t n = 0; n < p->nnodes; n++)
         leaves += p->nodes[n].self_ns > 0;
     printf("\nwriters: a profile of %u distinct stacks (%u nodes)\n", leaves, p->nnodes);
-    const char *formats[] = {"brendan_gregg", "perf", "speedscope", "svg"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *formats[] = {"brendan_gregg", "perf", "speedscope", "svg", "pprof"};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         const struct efl_writer *wr = efl_writer_find(formats[i]);
         struct efl_buf out = {0};
         double t0 = now();
