@@ -21,7 +21,7 @@
 capture(Which, MFA, N, Opts) ->
     Nodes = nodes_of(Which),
     Part = (part(Opts))#{keep := all, progress => self()},
-    Workers = start([{Node, fun() -> eflambe_capture:parsed(MFA, N, Part#{node := Node}) end}
+    Workers = start([{Node, fun() -> eflambe_capture:parsed(MFA, N, on_node(Part, Node)) end}
                      || Node <- Nodes]),
     {Results, Told} = await_calls(Workers, N, [], #{}),
     %% A node that captured nothing (the N came from others first) is not
@@ -45,7 +45,7 @@ capture(Which, MFA, N, Opts) ->
 sample(Which, Opts) ->
     Nodes = nodes_of(Which),
     Part = part(Opts),
-    Workers = start([{Node, fun() -> eflambe_sample:parsed(Part#{node := Node}) end}
+    Workers = start([{Node, fun() -> eflambe_sample:parsed(on_node(Part, Node)) end}
                      || Node <- Nodes]),
     Results = await_all(Workers, []),
     Failed = [{Node, Why} || {Node, {error, Why}} <- Results],
@@ -74,6 +74,19 @@ part(Opts) ->
     Opts#{nodes := undefined, output_format := brendan_gregg, return := flamegraph,
           output_directory := undefined, open := undefined}.
 
+%% One node's options: {archive, Path} becomes Path with the node's name
+%% before its extension (calls.eftrace: calls.a@host.eftrace), so that
+%% nodes of one machine do not write one file.
+-spec on_node(eflambe_options:opts(), node()) -> eflambe_options:opts().
+on_node(#{archive := Path} = Part, Node) when Path =/= undefined ->
+    Named = [filename:rootname(Path), $., atom_to_list(Node), filename:extension(Path)],
+    Part#{node := Node, archive := case is_binary(Path) of
+                                      true -> unicode:characters_to_binary(Named);
+                                      false -> lists:flatten(Named)
+                                  end};
+on_node(Part, Node) ->
+    Part#{node := Node}.
+
 %% A process per node runs its part and sends what it gives.
 -spec start([{node(), fun(() -> term())}]) -> #{reference() => {node(), pid()}}.
 start(Parts) ->
@@ -99,7 +112,7 @@ await_calls(Workers, Left, Told, Done) ->
         {eflambe_captured, _Node} ->
             await_calls(Workers, Left, Told, Done);
         {'DOWN', MRef, process, _, _} = Down when is_map_key(MRef, Workers) ->
-            {Node, Result} = part(Down, Workers),
+            {Node, Result} = ended(Down, Workers),
             await_calls(maps:remove(MRef, Workers), Left, Told, Done#{Node => Result})
     end.
 
@@ -109,12 +122,12 @@ await_all(Workers, Done) when map_size(Workers) =:= 0 ->
 await_all(Workers, Done) ->
     receive
         {'DOWN', MRef, process, _, _} = Down when is_map_key(MRef, Workers) ->
-            await_all(maps:remove(MRef, Workers), [part(Down, Workers) | Done])
+            await_all(maps:remove(MRef, Workers), [ended(Down, Workers) | Done])
     end.
 
 %% A part's process ended: what it sent before, or why it crashed.
--spec part({'DOWN', reference(), process, pid(), term()}, map()) -> {node(), term()}.
-part({'DOWN', MRef, process, Pid, Reason}, Workers) ->
+-spec ended({'DOWN', reference(), process, pid(), term()}, map()) -> {node(), term()}.
+ended({'DOWN', MRef, process, Pid, Reason}, Workers) ->
     {Node, Pid} = maps:get(MRef, Workers),
     receive
         {part, Pid, {ok, _} = Ok} -> {Node, Ok};

@@ -11,7 +11,7 @@
 
 all() ->
     [capture_where_the_calls_are, sample_in_proportion, node_without_eflambe, node_killed_mid_run,
-     formats_and_labels, bad_options].
+     formats_and_labels, archives_per_node, bad_options].
 
 init_per_suite(Config) ->
     _ = os:cmd("epmd -daemon"),
@@ -174,6 +174,24 @@ formats_and_labels(Config) ->
                 [?assertMatch({_, _}, binary:match(Traces, <<"node:  ", (atom_to_binary(N))/binary>>))
                  || N <- [node(), A]]
         end
+    after
+        stop_all(Busy)
+    end.
+
+%% {archive, Path}: each node keeps its own, its name in the file's.
+archives_per_node(Config) ->
+    A = ?config(a, Config),
+    Dir = ?config(priv_dir, Config),
+    Path = filename:join(Dir, "cluster.eftrace"),
+    Busy = busy(node(), 1) ++ busy(A, 1),
+    try
+        {ok, _, []} = eflambe:sample([{nodes, [node(), A]}, {duration, 200}, {archive, Path},
+                                      {return, flamegraph}]),
+        [begin
+             File = filename:join(Dir, "cluster." ++ atom_to_list(N) ++ ".eftrace"),
+             ?assertMatch({ok, _}, eflambe:replay(File, [{return, flamegraph}]))
+         end || N <- [node(), A]],
+        ?assertNot(filelib:is_file(Path))
     after
         stop_all(Busy)
     end.
