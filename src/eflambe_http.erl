@@ -36,6 +36,8 @@
 
 -export_type([option/0]).
 
+-type limits() :: #{max_seconds := pos_integer(), max_count := pos_integer()}.
+
 %% @equiv start([])
 -spec start() -> {ok, pid()} | {error, term()}.
 start() ->
@@ -47,16 +49,23 @@ start(Options) ->
     case options(Options, #{port => ?DEFAULT_PORT, ip => {127, 0, 0, 1},
                             max_seconds => 300, max_count => 1000}) of
         {ok, #{port := Port, ip := Ip} = Opts} ->
+            Limits = maps:with([max_seconds, max_count], Opts),
             case application:ensure_all_started(inets) of
                 {ok, _} ->
-                    persistent_term:put({?MODULE, limits},
-                                        maps:with([max_seconds, max_count], Opts)),
                     Root = code:priv_dir(eflambe),
-                    inets:start(httpd, [{port, Port}, {bind_address, Ip},
-                                        {ipfamily, family(Ip)},
-                                        {server_name, "eflambe"}, {server_root, Root},
-                                        {document_root, Root}, {modules, [?MODULE]},
-                                        {keep_alive, false}, {max_clients, 8}]);
+                    case inets:start(httpd, [{port, Port}, {bind_address, Ip},
+                                             {ipfamily, family(Ip)},
+                                             {server_name, "eflambe"}, {server_root, Root},
+                                             {document_root, Root}, {modules, [?MODULE]},
+                                             {keep_alive, false}, {max_clients, 8}]) of
+                        {ok, Server} ->
+                            %% Each endpoint's limits, by its port (a request
+                            %% before they are set is told to come back).
+                            persistent_term:put({?MODULE, limits, port(Server)}, Limits),
+                            {ok, Server};
+                        {error, _} = Error ->
+                            Error
+                    end;
                 {error, _} = Error ->
                     Error
             end;
@@ -73,7 +82,10 @@ port(Server) ->
 %% @doc Stops the endpoint.
 -spec stop(pid()) -> ok | {error, term()}.
 stop(Server) ->
-    inets:stop(httpd, Server).
+    Port = try port(Server) catch _:_ -> undefined end,
+    Stopped = inets:stop(httpd, Server),
+    _ = persistent_term:erase({?MODULE, limits, Port}),
+    Stopped.
 
 -spec family(inet:ip_address()) -> inet | inet6.
 family(Ip) when tuple_size(Ip) =:= 4 -> inet;
@@ -101,9 +113,12 @@ options(Other, _Opts) ->
 
 %% One request: a profile, or why not.
 -spec do(#mod{}) -> {proceed, list()}.
-do(#mod{method = "GET", request_uri = Uri}) ->
+do(#mod{method = "GET", request_uri = Uri, config_db = Config}) ->
     {Path, Query} = split(Uri),
-    {proceed, respond(answer(Path, Query))};
+    case persistent_term:get({?MODULE, limits, httpd_util:lookup(Config, port)}, undefined) of
+        undefined -> {proceed, respond({503, "starting: try again\n"})};
+        Limits -> {proceed, respond(answer(Path, Query, Limits))}
+    end;
 do(#mod{}) ->
     {proceed, respond({405, "only GET is served\n"})}.
 
@@ -135,15 +150,16 @@ split(Uri) ->
             {Path, []}
     end.
 
--spec answer(string(), [{string(), string()}] | bad) -> {ok, binary()} | {pos_integer(), iodata()}.
-answer(Path, Query) when is_list(Query) ->
+-spec answer(string(), [{string(), string()}] | bad, limits()) ->
+          {ok, binary()} | {pos_integer(), iodata()}.
+answer(Path, Query, Limits) when is_list(Query) ->
     case Path of
-        "/debug/pprof/profile" -> one_at_a_time(fun() -> profile(Query) end);
-        "/debug/pprof/capture" -> one_at_a_time(fun() -> capture(Query) end);
+        "/debug/pprof/profile" -> one_at_a_time(fun() -> profile(Query, Limits) end);
+        "/debug/pprof/capture" -> one_at_a_time(fun() -> capture(Query, Limits) end);
         _ -> {404, "not found: /debug/pprof/profile?seconds=N or "
                    "/debug/pprof/capture?mfa=M:F/A&count=N&timeout=S\n"}
     end;
-answer(_Path, _BadQuery) ->
+answer(_Path, _BadQuery, _Limits) ->
     {400, "bad query string\n"}.
 
 %% The request holds the endpoint's one name while it runs.
@@ -159,13 +175,9 @@ one_at_a_time(Run) ->
         error:badarg -> {429, "a profile is being taken: try again when it is done\n"}
     end.
 
--spec limits() -> #{max_seconds := pos_integer(), max_count := pos_integer()}.
-limits() ->
-    persistent_term:get({?MODULE, limits}, #{max_seconds => 300, max_count => 1000}).
 
--spec profile([{string(), string()}]) -> {ok, binary()} | {pos_integer(), iodata()}.
-profile(Query) ->
-    #{max_seconds := MaxSeconds} = limits(),
+-spec profile([{string(), string()}], limits()) -> {ok, binary()} | {pos_integer(), iodata()}.
+profile(Query, #{max_seconds := MaxSeconds}) ->
     checked([fun() -> number(Query, "seconds", 30, 1, MaxSeconds) end,
            fun() -> number(Query, "hz", 97, 1, 1000) end,
            fun() -> cluster(Query) end],
@@ -179,9 +191,8 @@ profile(Query) ->
                   end
           end).
 
--spec capture([{string(), string()}]) -> {ok, binary()} | {pos_integer(), iodata()}.
-capture(Query) ->
-    #{max_seconds := MaxSeconds, max_count := MaxCount} = limits(),
+-spec capture([{string(), string()}], limits()) -> {ok, binary()} | {pos_integer(), iodata()}.
+capture(Query, #{max_seconds := MaxSeconds, max_count := MaxCount}) ->
     checked([fun() -> mfa(proplists:get_value("mfa", Query)) end,
            fun() -> number(Query, "count", 1, 1, MaxCount) end,
            fun() -> number(Query, "timeout", 30, 1, MaxSeconds) end,

@@ -16,7 +16,7 @@
                   output_directory := file:filename() | undefined,
                   return := eflambe:return_kind(),
                   buffer_size => auto | pos_integer(),
-                  archive => file:filename() | undefined,
+                  archive => file:filename_all() | undefined,
                   fetch_archive => file:filename() | undefined,
                   open => undefined | file:filename(),
                   max_depth := 1..1024,

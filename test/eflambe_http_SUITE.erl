@@ -10,7 +10,7 @@
 
 all() ->
     [profile_read_by_go_tool, one_request_at_a_time, capture_of_calls, bad_requests,
-     this_machine_only, options].
+     this_machine_only, options, two_endpoints].
 
 init_per_testcase(_Case, Config) ->
     {ok, Server} = eflambe_http:start([{port, 0}, {max_seconds, 20}]),
@@ -115,6 +115,20 @@ this_machine_only(Config) ->
         [Other | _] ->
             ?assertEqual({error, econnrefused},
                          gen_tcp:connect(Other, ?config(port, Config), [], 5000))
+    end.
+
+%% Each endpoint keeps its own limits.
+two_endpoints(Config) ->
+    {ok, Other} = eflambe_http:start([{port, 0}, {max_seconds, 40}]),
+    try
+        OtherUrl = "http://127.0.0.1:" ++ integer_to_list(eflambe_http:port(Other)),
+        ?assertMatch({400, _}, http_get(url(Config, "/debug/pprof/profile?seconds=30"))),
+        ?assertMatch({400, _}, http_get(OtherUrl ++ "/debug/pprof/profile?seconds=41")),
+        Capture = "/debug/pprof/capture?mfa=lists:seq/2&timeout=",
+        ?assertMatch({400, <<"timeout", _/binary>>}, http_get(url(Config, Capture ++ "30"))),
+        ?assertMatch({400, <<"timeout", _/binary>>}, http_get(OtherUrl ++ Capture ++ "41"))
+    after
+        eflambe_http:stop(Other)
     end.
 
 options(_Config) ->
