@@ -14,17 +14,8 @@ all() ->
      formats_and_labels, archives_per_node, bad_options].
 
 init_per_suite(Config) ->
-    _ = os:cmd("epmd -daemon"),
-    Name = "eflambe_cl_" ++ os:getpid(),
-    Where = case net_kernel:start([list_to_atom(Name), shortnames]) of
-                {ok, _} -> #{};
-                {error, {already_started, _}} -> #{};
-                {error, _} ->
-                    {ok, _} = net_kernel:start([list_to_atom(Name ++ "@127.0.0.1"), longnames]),
-                    #{host => "127.0.0.1", longnames => true}
-            end,
-    Paths = lists:append([["-pa", filename:dirname(code:which(M))]
-                          || M <- [eflambe, eflambe_workload, ?MODULE]]),
+    Where = eflambe_test_util:distributed("eflambe_cl_"),
+    Paths = eflambe_test_util:code_paths([eflambe, eflambe_workload, ?MODULE]),
     Start = fun(Args) -> peer:start(Where#{name => peer:random_name(), args => Args}) end,
     {ok, PA, A} = Start(Paths),
     {ok, PB, B} = Start(Paths),

@@ -14,20 +14,9 @@ all() ->
     [capture_on_peer, results_as_local_files, nodedown, eflambe_missing, caller_dies,
      sample_on_peer, archive_on_either_side, node_dies_mid_run].
 
-%% Short names need the host name to resolve; where it does not, long
-%% names on 127.0.0.1 do.
 init_per_suite(Config) ->
-    _ = os:cmd("epmd -daemon"),
-    Name = "eflambe_ct_" ++ os:getpid(),
-    Where = case net_kernel:start([list_to_atom(Name), shortnames]) of
-                {ok, _} -> #{};
-                {error, {already_started, _}} -> #{};
-                {error, _} ->
-                    {ok, _} = net_kernel:start([list_to_atom(Name ++ "@127.0.0.1"), longnames]),
-                    #{host => "127.0.0.1", longnames => true}
-            end,
-    Paths = lists:append([["-pa", filename:dirname(code:which(M))]
-                          || M <- [eflambe, eflambe_workload]]),
+    Where = eflambe_test_util:distributed("eflambe_ct_"),
+    Paths = eflambe_test_util:code_paths([eflambe, eflambe_workload]),
     {ok, Peer, Node} = peer:start(Where#{name => peer:random_name(), args => Paths}),
     {ok, Bare, BareNode} = peer:start(Where#{name => peer:random_name()}),
     [{peer, Peer}, {node, Node}, {bare, Bare}, {bare_node, BareNode} | Config].

@@ -3,7 +3,8 @@
 
 -include_lib("stdlib/include/assert.hrl").
 
--export([parse/1, wait_until/1, wait_armed/1, async_capture/3, run/2, run/3, with_warnings/1]).
+-export([parse/1, wait_until/1, wait_armed/1, async_capture/3, run/2, run/3, with_warnings/1,
+         distributed/1, code_paths/1]).
 %% logger handler callback of with_warnings/1
 -export([log/2]).
 
@@ -44,6 +45,31 @@ async_capture(MFA, N, Opts) ->
     wait_armed(MFA),
     timer:sleep(200),
     fun() -> receive {Ref, R} -> R after 30000 -> error(capture_timeout) end end.
+
+%% This node distributed (Prefix and the OS pid its name), and the options
+%% of peer:start/1 that reach it. Short names need the host name to
+%% resolve; where it does not, long names on 127.0.0.1 do. A node already
+%% distributed (an earlier suite's doing) says which by its name.
+distributed(Prefix) ->
+    _ = os:cmd("epmd -daemon"),
+    Name = Prefix ++ os:getpid(),
+    Long = #{host => "127.0.0.1", longnames => true},
+    case net_kernel:start([list_to_atom(Name), shortnames]) of
+        {ok, _} ->
+            #{};
+        {error, {already_started, _}} ->
+            case lists:suffix("@127.0.0.1", atom_to_list(node())) of
+                true -> Long;
+                false -> #{}
+            end;
+        {error, _} ->
+            {ok, _} = net_kernel:start([list_to_atom(Name ++ "@127.0.0.1"), longnames]),
+            Long
+    end.
+
+%% The peer:start/1 arguments that give a peer these modules' code.
+code_paths(Modules) ->
+    lists:append([["-pa", filename:dirname(code:which(M))] || M <- Modules]).
 
 %% Runs a program without a shell: {ExitStatus, Output}.
 run(Exe, Args) ->
