@@ -50,19 +50,37 @@ static efl_status intern_grow(struct intern *t)
     return EFL_OK;
 }
 
-/* The slot of s: its value if present (*found), else where it goes. */
-static size_t intern_slot(const struct intern *t, const char *s, size_t len, int *found)
+/* The slot of s (the table grown first if half full): its value's if it
+ * is there (*found), else the one it goes in (intern_add). */
+static efl_status intern_find(struct intern *t, const char *s, size_t len, size_t *slot, int *found)
 {
+    if (t->count * 2 >= t->cap)
+        EFL_FORWARD_IF_ERROR(intern_grow(t));
     size_t j = hash(s, len) & (t->cap - 1);
-    while (t->keys[j] != NULL) {
-        if (strncmp(t->keys[j], s, len) == 0 && t->keys[j][len] == 0) {
-            *found = 1;
-            return j;
-        }
+    while (t->keys[j] != NULL && !(strncmp(t->keys[j], s, len) == 0 && t->keys[j][len] == 0))
         j = (j + 1) & (t->cap - 1);
+    *slot = j;
+    *found = t->keys[j] != NULL;
+    return EFL_OK;
+}
+
+static char *copy(const char *s, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (c != NULL) {
+        memcpy(c, s, len);
+        c[len] = 0;
     }
-    *found = 0;
-    return j;
+    return c;
+}
+
+/* s with value id, in the slot intern_find gave. */
+static efl_status intern_add(struct intern *t, size_t slot, const char *s, size_t len, uint32_t id)
+{
+    EFL_RETURN_ERROR_IF((t->keys[slot] = copy(s, len)) == NULL, EFL_ERR_NOMEM);
+    t->vals[slot] = id;
+    t->count++;
+    return EFL_OK;
 }
 
 static void intern_free(struct intern *t)
@@ -84,40 +102,26 @@ struct builder {
     struct efl_diff *diff;
 };
 
-static char *copy(const char *s, size_t len)
-{
-    char *c = malloc(len + 1);
-    if (c != NULL) {
-        memcpy(c, s, len);
-        c[len] = 0;
-    }
-    return c;
-}
-
 static efl_status symbol(struct builder *b, const char *s, size_t len, uint32_t *id)
 {
     struct intern *t = &b->symbols_by_name;
-    if (t->count * 2 >= t->cap)
-        EFL_FORWARD_IF_ERROR(intern_grow(t));
+    size_t slot;
     int found;
-    size_t slot = intern_slot(t, s, len, &found);
+    EFL_FORWARD_IF_ERROR(intern_find(t, s, len, &slot, &found));
     if (found) {
         *id = t->vals[slot];
         return EFL_OK;
     }
     struct efl_profile *p = b->p;
     EFL_GROW(p->symbols, p->nsymbols + 1, b->symbols_cap);
-    char *key = copy(s, len), *name = copy(s, len);
-    if (key == NULL || name == NULL) {
-        free(key);
+    char *name = copy(s, len);
+    EFL_RETURN_ERROR_IF(name == NULL, EFL_ERR_NOMEM);
+    if (intern_add(t, slot, s, len, p->nsymbols + 1) != EFL_OK) {
         free(name);
         return EFL_ERR_NOMEM;
     }
     *id = ++p->nsymbols;
     p->symbols[*id] = name;
-    t->keys[slot] = key;
-    t->vals[slot] = *id;
-    t->count++;
     return EFL_OK;
 }
 
@@ -210,25 +214,21 @@ static efl_status parse_frame(struct builder *b, const char *s, size_t len, stru
 static efl_status frame(struct builder *b, const char *s, size_t len, uint32_t *id)
 {
     struct intern *t = &b->frames_by_name;
-    if (t->count * 2 >= t->cap)
-        EFL_FORWARD_IF_ERROR(intern_grow(t));
+    size_t slot;
     int found;
-    size_t slot = intern_slot(t, s, len, &found);
+    EFL_FORWARD_IF_ERROR(intern_find(t, s, len, &slot, &found));
     if (found) {
         *id = t->vals[slot];
         return EFL_OK;
     }
+    /* (Parsing adds to the symbols' table, not this one: the slot holds.) */
     struct efl_profile *p = b->p;
     struct efl_frame f;
     EFL_FORWARD_IF_ERROR(parse_frame(b, s, len, &f));
     EFL_GROW(p->frames, p->nframes, b->frames_cap);
-    char *key = copy(s, len);
-    EFL_RETURN_ERROR_IF(key == NULL, EFL_ERR_NOMEM);
+    EFL_FORWARD_IF_ERROR(intern_add(t, slot, s, len, p->nframes));
     *id = p->nframes;
     p->frames[p->nframes++] = f;
-    t->keys[slot] = key;
-    t->vals[slot] = *id;
-    t->count++;
     return EFL_OK;
 }
 
