@@ -218,20 +218,24 @@ efl_status efl_sites_add_module(struct efl_sites *t, const void *beam, size_t le
     return efl_beam_read(beam, len, &v);
 }
 
+/* One name's other name in m (a module's source, a process's label). */
+static efl_status add_name_pair(struct efl_sites *t, struct efl_map *m, struct efl_name key,
+                                struct efl_name val)
+{
+    uint32_t k, v;
+    EFL_FORWARD_IF_ERROR(intern_name(t, key, &k));
+    EFL_FORWARD_IF_ERROR(intern_name(t, val, &v));
+    return efl_map_put(m, k, v);
+}
+
 efl_status efl_sites_add_source(struct efl_sites *t, struct efl_name mod, struct efl_name file)
 {
-    uint32_t m, f;
-    EFL_FORWARD_IF_ERROR(intern_name(t, mod, &m));
-    EFL_FORWARD_IF_ERROR(intern_name(t, file, &f));
-    return efl_map_put(&t->sources, m, f);
+    return add_name_pair(t, &t->sources, mod, file);
 }
 
 efl_status efl_sites_add_process(struct efl_sites *t, struct efl_name pid, struct efl_name label)
 {
-    uint32_t p, l;
-    EFL_FORWARD_IF_ERROR(intern_name(t, pid, &p));
-    EFL_FORWARD_IF_ERROR(intern_name(t, label, &l));
-    return efl_map_put(&t->processes, p, l);
+    return add_name_pair(t, &t->processes, pid, label);
 }
 
 const char *efl_sites_process(const struct efl_sites *t, const char *pid)
@@ -315,6 +319,18 @@ static efl_status put_function(struct efl_buf *out, unsigned tag, const struct f
     return put_record(out, tag, 3, v);
 }
 
+/* A record of each name pair of m: tag key val. */
+static efl_status put_name_pairs(struct efl_buf *out, unsigned tag, const struct efl_map *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->slots[i].val == EFL_MAP_NONE)
+            continue;
+        uint64_t v[] = {m->slots[i].key, m->slots[i].val};
+        EFL_FORWARD_IF_ERROR(put_record(out, tag, 2, v));
+    }
+    return EFL_OK;
+}
+
 efl_status efl_sites_encode(const struct efl_sites *t, struct efl_buf *out)
 {
     for (uint32_t i = 1; i <= t->nnames; i++) {
@@ -351,21 +367,8 @@ efl_status efl_sites_encode(const struct efl_sites *t, struct efl_buf *out)
             EFL_FORWARD_IF_ERROR(put_record(out, REC_LINE, 5, v));
         }
     }
-    for (size_t i = 0; i < t->sources.cap; i++) {
-        const struct efl_map_slot *slot = &t->sources.slots[i];
-        if (slot->val == EFL_MAP_NONE)
-            continue;
-        uint64_t v[] = {slot->key, slot->val};
-        EFL_FORWARD_IF_ERROR(put_record(out, REC_SOURCE, 2, v));
-    }
-    for (size_t i = 0; i < t->processes.cap; i++) {
-        const struct efl_map_slot *slot = &t->processes.slots[i];
-        if (slot->val == EFL_MAP_NONE)
-            continue;
-        uint64_t v[] = {slot->key, slot->val};
-        EFL_FORWARD_IF_ERROR(put_record(out, REC_PROCESS, 2, v));
-    }
-    return EFL_OK;
+    EFL_FORWARD_IF_ERROR(put_name_pairs(out, REC_SOURCE, &t->sources));
+    return put_name_pairs(out, REC_PROCESS, &t->processes);
 }
 
 /* Reading: names are ids of the serialized table, defined before use. */
@@ -403,7 +406,8 @@ efl_status efl_sites_decode(const void *data, size_t len, struct efl_sites **tp)
     uint64_t n;
     const unsigned char *bytes;
     while (s == EFL_OK && d.c.p < d.c.end) {
-        switch (*d.c.p++) {
+        unsigned tag = *d.c.p++;
+        switch (tag) {
         case REC_NAME:
             s = efl_cursor_varint(&d.c, &n);
             if (s == EFL_OK)
@@ -449,22 +453,14 @@ efl_status efl_sites_decode(const void *data, size_t len, struct efl_sites **tp)
             }
             break;
         }
-        case REC_SOURCE: {
-            struct efl_name mod, file;
-            s = get_name(&d, &mod);
-            if (s == EFL_OK)
-                s = get_name(&d, &file);
-            if (s == EFL_OK)
-                s = efl_sites_add_source(d.t, mod, file);
-            break;
-        }
+        case REC_SOURCE:
         case REC_PROCESS: {
-            struct efl_name pid, label;
-            s = get_name(&d, &pid);
+            struct efl_name key, val;
+            s = get_name(&d, &key);
             if (s == EFL_OK)
-                s = get_name(&d, &label);
+                s = get_name(&d, &val);
             if (s == EFL_OK)
-                s = efl_sites_add_process(d.t, pid, label);
+                s = add_name_pair(d.t, tag == REC_SOURCE ? &d.t->sources : &d.t->processes, key, val);
             break;
         }
         default:
