@@ -460,7 +460,8 @@ efl_status efl_sites_decode(const void *data, size_t len, struct efl_sites **tp)
             if (s == EFL_OK)
                 s = get_name(&d, &val);
             if (s == EFL_OK)
-                s = add_name_pair(d.t, tag == REC_SOURCE ? &d.t->sources : &d.t->processes, key, val);
+                s = add_name_pair(d.t, tag == REC_SOURCE ? &d.t->sources : &d.t->processes,
+                                  key, val);
             break;
         }
         default:

@@ -7,7 +7,6 @@
  * shade by how much against the largest change; frames only one side has
  * are that side's colour (Base's blue, New's red) by their time in all,
  * outlined with dashes, and say so. */
-#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,7 +157,9 @@ static efl_status frame(struct svg *w, uint32_t node, const char *name, size_t l
         if (s == EFL_OK)
             s = efl_xml_escape(o, (const char *)note.data, note.len);
     }
-    int dashed = note.len > 0 && memmem(note.data, note.len, "only in", 7) != NULL;
+    /* A frame only one side has: outlined with dashes. */
+    int dashed = w->p->diff != NULL && node != w->root &&
+                 (w->new_under[node] == 0 || w->base_under[node] == 0);
     efl_buf_free(&note);
     EFL_FORWARD_IF_ERROR(s);
     EFL_FORWARD_IF_ERROR(efl_buf_puts(o, ")</title>"));
