@@ -280,11 +280,14 @@ int main(int argc, char **argv)
     struct efl_fold_opts opts = {.timeline = writer->needs_timeline, .max_depth = max_depth,
                                  .collapse_recursion = collapse, .raw_time = raw_time};
     if (diff_base != NULL) {
-        if (strcmp(format, "brendan_gregg") != 0 && strcmp(format, "svg") != 0 &&
-            strcmp(format, "pprof") != 0) {
-            fprintf(stderr,
-                    "eflambe-fold: --diff is written as brendan_gregg, svg or pprof, not %s\n",
-                    format);
+        if (!writer->draws_diff) {
+            size_t n;
+            const struct efl_writer *all = efl_writers(&n);
+            fprintf(stderr, "eflambe-fold: --diff is not written as %s; it is as", format);
+            for (size_t i = 0; i < n; i++)
+                if (all[i].draws_diff)
+                    fprintf(stderr, " %s", all[i].format);
+            fprintf(stderr, "\n");
             return 2;
         }
         opts.timeline = 0;

@@ -41,7 +41,7 @@
     X(recursion) X(collapse) X(exact) X(calls) X(guessed_calls) X(site_table) \
     X(pairs) X(tail_resolved) X(returns) X(repaired_returns) X(output) X(file)  \
     X(formats) X(event_bytes) X(follow_call) X(follow_take) X(follow_end) \
-    X(needs_a_file) X(file_only) X(server) X(follow_spawn) X(seq_trace) X(send) \
+    X(needs_a_file) X(file_only) X(diff) X(server) X(follow_spawn) X(seq_trace) X(send) \
     X(follow_seq) X(extra) X(raw_time) X(compensated_us) X(unreadable) \
     X(stacks) X(deepest) X(processes) X(top) X(running_us) \
     X(match_spec_result) X(lazy) X(eflambe_capture_first) X(index) X(duration_us) X(follow)

@@ -340,9 +340,7 @@ static ERL_NIF_TERM folded_profile(ErlNifEnv *env, const ErlNifBinary *base,
         (output = efl_nif_cstr(env, output_term)) == NULL)
         return enif_make_badarg(env);
     const struct efl_writer *w = efl_writer_find(format);
-    /* A diff is drawn as folded lines of two counts, an SVG or pprof. */
-    int diffable = w != NULL && (strcmp(format, "brendan_gregg") == 0 ||
-                                 strcmp(format, "svg") == 0 || strcmp(format, "pprof") == 0);
+    int diffable = w != NULL && w->draws_diff;
     if (w == NULL || (w->file_only && output == NULL) || (base != NULL && !diffable)) {
         free(output);
         ERL_NIF_TERM why = w == NULL ? efl_atom_unknown_format
@@ -585,7 +583,7 @@ ERL_NIF_TERM efl_nif_read_code(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
 }
 
 /* capabilities() -> #{formats := [{Format, Extension}], event_bytes := 32,
- *                    file_only := [Format]}
+ *                    file_only := [Format], diff := [Format]}
  * What this build supports, so that Erlang keeps no copy of the lists. */
 ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -600,15 +598,19 @@ ERL_NIF_TERM efl_nif_capabilities(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
             enif_make_tuple2(env, enif_make_atom(env, w[i].format),
                              enif_make_string(env, w[i].extension, ERL_NIF_LATIN1)),
             formats);
-    ERL_NIF_TERM file_only = enif_make_list(env, 0);
-    for (size_t i = n; i-- > 0;)
+    ERL_NIF_TERM file_only = enif_make_list(env, 0), diff = enif_make_list(env, 0);
+    for (size_t i = n; i-- > 0;) {
         if (w[i].file_only)
             file_only = enif_make_list_cell(env, enif_make_atom(env, w[i].format), file_only);
-    ERL_NIF_TERM keys[] = {efl_atom_formats, efl_atom_event_bytes, efl_atom_file_only};
+        if (w[i].draws_diff)
+            diff = enif_make_list_cell(env, enif_make_atom(env, w[i].format), diff);
+    }
+    ERL_NIF_TERM keys[] = {efl_atom_formats, efl_atom_event_bytes, efl_atom_file_only,
+                           efl_atom_diff};
     ERL_NIF_TERM vals[] = {formats, enif_make_uint(env, (unsigned)sizeof(struct efl_event)),
-                           file_only};
+                           file_only, diff};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, vals, 3, &map);
+    enif_make_map_from_arrays(env, keys, vals, 4, &map);
     return map;
 }
 

@@ -6,8 +6,8 @@
 #include "efl_writer.h"
 
 static const struct efl_writer writers[] = {
-#define EFL_WRITER_ENTRY(format, extension, timeline, file_only, write)                        \
-    {#format, extension, timeline, file_only, write},
+#define EFL_WRITER_ENTRY(format, extension, timeline, file_only, diff, write)                  \
+    {#format, extension, timeline, file_only, diff, write},
     EFL_WRITERS(EFL_WRITER_ENTRY)
 #undef EFL_WRITER_ENTRY
 };

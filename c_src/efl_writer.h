@@ -15,22 +15,24 @@ struct efl_writer {
     const char *extension;  /* the file name's usual extension, with its dot */
     int needs_timeline;     /* the profile must have its timeline (efl_fold_opts) */
     int file_only;          /* writes to a file only: out->path is set */
+    int draws_diff;         /* writes a differential profile (efl_folded.h) */
     efl_status (*write)(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 };
 
 /* The one list of output formats: the output_format value, the usual
  * extension, whether it needs the timeline, whether it is written to a
- * file only (it names another file after its own), the writer. The NIF
- * tells Erlang the formats, extensions and file-only ones from this list. */
+ * file only (it names another file after its own), whether it draws a
+ * diff (eflambe:diff/3), the writer. The NIF tells Erlang the formats,
+ * extensions, file-only and diff ones from this list. */
 #define EFL_WRITERS(X)                                                  \
-    X(brendan_gregg, ".folded", 0, 0, efl_write_folded)                 \
-    X(perf, ".linux-perf.txt", 1, 0, efl_write_perf)                    \
-    X(speedscope, ".speedscope.json", 1, 0, efl_write_speedscope)       \
-    X(svg, ".svg", 0, 0, efl_write_svg)                                 \
-    X(perf_data, ".perf.data", 0, 1, efl_write_perf_data)              \
-    X(pprof, ".pb.gz", 0, 0, efl_write_pprof)
+    X(brendan_gregg, ".folded", 0, 0, 1, efl_write_folded)              \
+    X(perf, ".linux-perf.txt", 1, 0, 0, efl_write_perf)                 \
+    X(speedscope, ".speedscope.json", 1, 0, 0, efl_write_speedscope)    \
+    X(svg, ".svg", 0, 0, 1, efl_write_svg)                              \
+    X(perf_data, ".perf.data", 0, 1, 0, efl_write_perf_data)           \
+    X(pprof, ".pb.gz", 0, 0, 1, efl_write_pprof)
 
-#define EFL_WRITER_DECL(format, extension, timeline, file_only, write)  \
+#define EFL_WRITER_DECL(format, extension, timeline, file_only, diff, write)  \
     efl_status write(const struct efl_profile *p, uint32_t root, struct efl_buf *out);
 EFL_WRITERS(EFL_WRITER_DECL)
 #undef EFL_WRITER_DECL

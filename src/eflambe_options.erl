@@ -192,7 +192,7 @@ default_directory(Opts) ->
 
 -spec check(mode(), atom(), term()) -> {ok, term()} | {error, term()}.
 check(diff, output_format, Format) ->
-    Diffable = [brendan_gregg, svg, pprof],
+    #{diff := Diffable} = eflambe_tracer:capabilities(),
     case lists:member(Format, Diffable) of
         true -> {ok, Format};
         false -> {error, {bad_output_format, Format, {expected_one_of, Diffable}}}

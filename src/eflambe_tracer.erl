@@ -170,16 +170,18 @@ archive_header(_ArchivePath) ->
     erlang:nif_error(not_loaded).
 
 %% One tick of sampling: each {Pid, StackTrace} (process_info's
-%% current_stacktrace) had that stack for the last PeriodNs nanoseconds.
+%% current_stacktrace) had that stack since the session's tick before
+%% ended (the first tick: for the last PeriodNs nanoseconds).
 -spec record_samples(integer(), [{pid(), list()}], pos_integer()) -> ok | {error, not_running}.
 record_samples(_TracerState, _Samples, _PeriodNs) ->
     erlang:nif_error(not_loaded).
 
 %% What this build supports: each output format with its usual file name
 %% extension (c_src/efl_writer.h keeps the one list), those written to a
-%% file only, and the size of a trace event in the rings.
+%% file only, those that draw a diff (eflambe:diff/3), and the size of a
+%% trace event in the rings.
 -spec capabilities() -> #{formats := [{atom(), string()}], file_only := [atom()],
-                          event_bytes := pos_integer()}.
+                          diff := [atom()], event_bytes := pos_integer()}.
 capabilities() ->
     erlang:nif_error(not_loaded).
 
